@@ -1,0 +1,207 @@
+/**
+ * Configuration: environment variables only, read and validated once at start-up.
+ *
+ * `process.env` is read nowhere else. Each variable is declared once in {@link CONFIG_VARIABLES} with its
+ * default, unit and expected form; that table drives parsing, the error message for a bad value, and the
+ * configuration reference in the README (a test keeps them in step).
+ */
+import { ConfigError } from './errors.ts';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  /** PostgreSQL connection URL. The database is created at start if it does not exist. */
+  databaseUrl: string;
+  /** RabbitMQ connection URL (used by the telemetry bus). */
+  rabbitmqUrl: string;
+  /** Interface the HTTP server binds to. @default '127.0.0.1' */
+  host: string;
+  /** TCP port of the HTTP server; 0 picks a free port. @default 8080 */
+  port: number;
+  /** pino log level. @default 'info' */
+  logLevel: LogLevel;
+  /** Maximum PostgreSQL connections in the API's pool. @default 10 */
+  dbPoolMax: number;
+  /** Time a cached model or filter result stays valid, in milliseconds; 0 disables the cache. @default 30000 */
+  cacheTtlMs: number;
+  /** Entries kept by each read cache (models, filter results). @default 10000 */
+  cacheMaxEntries: number;
+  /** Requests allowed per API key per minute; 0 disables rate limiting. @default 60000 */
+  rateLimitPerMinute: number;
+  /** Time an API key lookup is cached in memory, in milliseconds (bounds how late a revocation bites). @default 5000 */
+  apiKeyCacheTtlMs: number;
+  /** Time allowed for a graceful shutdown before the process exits anyway, in milliseconds. @default 10000 */
+  shutdownTimeoutMs: number;
+  /** Create and print an admin API key on a start that finds no keys at all. @default true */
+  bootstrapAdminKey: boolean;
+  /** Trust `X-Forwarded-For` from a reverse proxy for the client address. @default false */
+  trustProxy: boolean;
+}
+
+interface VariableSpec<K extends keyof Config> {
+  key: K;
+  default: string;
+  /** The expected form, shown in the error message and the reference. */
+  form: string;
+  description: string;
+  parse: (raw: string) => Config[K] | undefined;
+}
+
+function integer(min: number, max: number) {
+  return (raw: string): number | undefined => {
+    if (!/^-?\d+$/.test(raw.trim())) return undefined;
+    const value = Number(raw);
+    return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined;
+  };
+}
+
+function boolean(raw: string): boolean | undefined {
+  const value = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['0', 'false', 'no', 'off'].includes(value)) return false;
+  return undefined;
+}
+
+function url(protocols: string[]) {
+  return (raw: string): string | undefined => {
+    try {
+      const parsed = new URL(raw);
+      return protocols.includes(parsed.protocol) && parsed.hostname !== '' ? raw : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+/** Every variable the service reads, in the order the reference lists them. */
+export const CONFIG_VARIABLES = {
+  DATABASE_URL: {
+    key: 'databaseUrl',
+    default: 'postgres://root@127.0.0.1:5432/telemetry_bus',
+    form: 'a URL postgres://user[:password]@host[:port]/database',
+    description: 'PostgreSQL connection; the database is created at start if missing.',
+    parse: (raw) => {
+      const value = url(['postgres:', 'postgresql:'])(raw);
+      return value !== undefined && new URL(value).pathname.length > 1 ? value : undefined;
+    },
+  },
+  RABBITMQ_URL: {
+    key: 'rabbitmqUrl',
+    default: 'amqp://guest:guest@127.0.0.1:5672',
+    form: 'a URL amqp[s]://user:password@host[:port][/vhost]',
+    description: 'RabbitMQ connection for the telemetry bus.',
+    parse: url(['amqp:', 'amqps:']),
+  },
+  HOST: {
+    key: 'host',
+    default: '127.0.0.1',
+    form: 'an interface address such as 127.0.0.1 or 0.0.0.0',
+    description: 'Address the HTTP server binds to.',
+    parse: (raw) => (/^[A-Za-z0-9.:-]+$/.test(raw) ? raw : undefined),
+  },
+  PORT: {
+    key: 'port',
+    default: '8080',
+    form: 'an integer 0–65535 (0 picks a free port)',
+    description: 'HTTP port.',
+    parse: integer(0, 65535),
+  },
+  LOG_LEVEL: {
+    key: 'logLevel',
+    default: 'info',
+    form: `one of ${LOG_LEVELS.join(', ')}`,
+    description: 'Log level of the JSON logs on stdout.',
+    parse: (raw) => LOG_LEVELS.find((level) => level === raw.trim().toLowerCase()),
+  },
+  DB_POOL_MAX: {
+    key: 'dbPoolMax',
+    default: '10',
+    form: 'an integer 1–1000',
+    description: 'Maximum PostgreSQL connections of the API pool.',
+    parse: integer(1, 1000),
+  },
+  CACHE_TTL_MS: {
+    key: 'cacheTtlMs',
+    default: '30000',
+    form: 'an integer number of milliseconds, 0–86400000 (0 disables the cache)',
+    description: 'How long a cached model or filter result is served, in ms.',
+    parse: integer(0, 86_400_000),
+  },
+  CACHE_MAX_ENTRIES: {
+    key: 'cacheMaxEntries',
+    default: '10000',
+    form: 'an integer 1–10000000',
+    description: 'Entries kept by each read cache (models, filter results).',
+    parse: integer(1, 10_000_000),
+  },
+  RATE_LIMIT_PER_MINUTE: {
+    key: 'rateLimitPerMinute',
+    default: '60000',
+    form: 'an integer 0–100000000 (0 disables rate limiting)',
+    description: 'Requests allowed per API key per minute before 429.',
+    parse: integer(0, 100_000_000),
+  },
+  API_KEY_CACHE_TTL_MS: {
+    key: 'apiKeyCacheTtlMs',
+    default: '5000',
+    form: 'an integer number of milliseconds, 0–3600000',
+    description: 'How long a verified API key is remembered, in ms (a revocation takes effect within it).',
+    parse: integer(0, 3_600_000),
+  },
+  SHUTDOWN_TIMEOUT_MS: {
+    key: 'shutdownTimeoutMs',
+    default: '10000',
+    form: 'an integer number of milliseconds, 100–600000',
+    description: 'Time a graceful shutdown may take before the process exits anyway, in ms.',
+    parse: integer(100, 600_000),
+  },
+  BOOTSTRAP_ADMIN_KEY: {
+    key: 'bootstrapAdminKey',
+    default: 'true',
+    form: 'true or false',
+    description: 'On a start that finds no API keys, create an admin key and print it once.',
+    parse: boolean,
+  },
+  TRUST_PROXY: {
+    key: 'trustProxy',
+    default: 'false',
+    form: 'true or false',
+    description: 'Take the client address from X-Forwarded-For (only behind a trusted proxy).',
+    parse: boolean,
+  },
+} satisfies { [name: string]: VariableSpec<keyof Config> };
+
+export type ConfigVariable = keyof typeof CONFIG_VARIABLES;
+
+/**
+ * Reads and validates the configuration. Throws a {@link ConfigError} naming the first bad variable and
+ * the form it expects; credentials in a bad URL are never echoed.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const config: Partial<Record<keyof Config, unknown>> = {};
+  for (const [name, spec] of Object.entries(CONFIG_VARIABLES) as [string, VariableSpec<keyof Config>][]) {
+    const raw = env[name];
+    const source = raw === undefined || raw === '' ? spec.default : raw;
+    const value = spec.parse(source);
+    if (value === undefined) {
+      throw new ConfigError(
+        name,
+        `invalid ${name}: expected ${spec.form}, got ${JSON.stringify(redactUrl(source))}`,
+      );
+    }
+    config[spec.key] = value;
+  }
+  return config as Config;
+}
+
+/** Hides the password of a URL-shaped value, so a bad configuration never prints a credential. */
+export function redactUrl(value: string): string {
+  try {
+    const parsed = new URL(value);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return value.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
+  }
+}

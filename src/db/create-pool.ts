@@ -1,0 +1,27 @@
+import pg from 'pg';
+
+// int8 (COUNT(*), bigint sums) as a JS number: our counts stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10));
+
+export interface PoolOptions {
+  /** PostgreSQL connection URL. */
+  databaseUrl: string;
+  /** Maximum connections. @default 10 */
+  max?: number;
+  /** Time to wait for a connection before failing, in milliseconds. @default 5000 */
+  connectionTimeoutMs?: number;
+  /** `application_name` shown in pg_stat_activity. @default 'telemetry-bus' */
+  applicationName?: string;
+}
+
+/** A pg Pool with the project's defaults; an idle client's error is reported, never thrown. */
+export function createPool(options: PoolOptions, onError: (error: Error) => void = () => {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.databaseUrl,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
+    application_name: options.applicationName ?? 'telemetry-bus',
+  });
+  pool.on('error', onError);
+  return pool;
+}
