@@ -1,0 +1,69 @@
+import { LRUCache } from 'lru-cache';
+
+export interface ReadCacheOptions {
+  /** Time an entry is served, in milliseconds; 0 disables caching. @default 30000 */
+  ttlMs: number;
+  /** Entries kept; the least recently used go first. @default 10000 */
+  maxEntries: number;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  size: number;
+}
+
+/** The outcome of a cached read: the value, and whether it came from the cache. */
+export interface CachedRead<V> {
+  value: V;
+  hit: boolean;
+}
+
+/**
+ * An in-process LRU cache with a TTL that counts hits and misses.
+ *
+ * A write invalidates; a read that started before that write must not put its stale result back. Each
+ * invalidation bumps a generation, and a load stores its result only if no invalidation happened while it
+ * ran. (Coarse, but a false skip only costs one extra read.)
+ */
+export class ReadCache<V extends {}> {
+  readonly #lru: LRUCache<string, V> | undefined;
+  #generation = 0;
+  #hits = 0;
+  #misses = 0;
+
+  constructor(options: ReadCacheOptions) {
+    this.#lru =
+      options.ttlMs > 0
+        ? new LRUCache<string, V>({ max: options.maxEntries, ttl: options.ttlMs })
+        : undefined;
+  }
+
+  /** Returns the cached value, or loads it (and caches it unless it is undefined). */
+  async read<R extends V | undefined>(key: string, load: () => Promise<R>): Promise<CachedRead<R>> {
+    const cached = this.#lru?.get(key);
+    if (cached !== undefined) {
+      this.#hits++;
+      return { value: cached as R, hit: true };
+    }
+    this.#misses++;
+    const generation = this.#generation;
+    const value = await load();
+    if (value !== undefined && generation === this.#generation) this.#lru?.set(key, value);
+    return { value, hit: false };
+  }
+
+  delete(key: string): void {
+    this.#generation++;
+    this.#lru?.delete(key);
+  }
+
+  clear(): void {
+    this.#generation++;
+    this.#lru?.clear();
+  }
+
+  stats(): CacheStats {
+    return { hits: this.#hits, misses: this.#misses, size: this.#lru?.size ?? 0 };
+  }
+}
