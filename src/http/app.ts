@@ -1,0 +1,66 @@
+/**
+ * The Fastify application: plugins and routes wired to the domain services it is given. Building it does
+ * not listen, so tests drive it with `inject()`.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type pg from 'pg';
+import type { ApiKeyStore } from '../auth/api-key-store.ts';
+import type { ModelRegistry } from '../registry/model-registry.ts';
+import authentication from './plugins/authentication.ts';
+import errorHandler from './plugins/error-handler.ts';
+import openapi from './plugins/openapi.ts';
+import rateLimit from './plugins/rate-limit.ts';
+import healthRoutes from './routes/health.ts';
+import modelRoutes from './routes/models.ts';
+import { schemaCompilers } from './schema-compilers.ts';
+
+/** Request bodies above this size get 413. */
+export const BODY_LIMIT_BYTES = 64 * 1024;
+
+export interface AppDependencies {
+  pool: pg.Pool;
+  registry: ModelRegistry;
+  apiKeys: ApiKeyStore;
+}
+
+export interface AppOptions {
+  /** A pino logger; none when absent. */
+  logger?: FastifyBaseLogger;
+  /** Requests per API key per minute; 0 disables. @default 0 */
+  rateLimitPerMinute?: number;
+  /** Trust X-Forwarded-For. @default false */
+  trustProxy?: boolean;
+}
+
+export async function buildApp(deps: AppDependencies, options: AppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
+    // The telemetry bus records every request; a log line per request would double that cost.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    // model_id is up to 128 characters, and a '/' in it arrives percent-encoded as 3.
+    routerOptions: { maxParamLength: 3 * 128 },
+    trustProxy: options.trustProxy ?? false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  app.setValidatorCompiler(schemaCompilers());
+
+  // An empty body with a JSON content type (curl -X POST -H 'content-type: application/json') is "no
+  // body", which the route's schema then judges, rather than a parse error.
+  // JSON is the only body this API takes: anything else, text/plain included, is 415.
+  app.removeContentTypeParser('text/plain');
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined);
+    parseJson(request, body as string, done);
+  });
+
+  await app.register(errorHandler);
+  await app.register(openapi);
+  await app.register(authentication, { apiKeys: deps.apiKeys });
+  await app.register(rateLimit, { perMinute: options.rateLimitPerMinute ?? 0 });
+  await app.register(healthRoutes, { pool: deps.pool });
+  await app.register(modelRoutes, { registry: deps.registry });
+  return app;
+}
