@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { loadConfig } from '../../src/config.ts';
+import { buildApp } from '../../src/http/app.ts';
+import { createServices } from '../../src/services.ts';
+
+// Nothing listens on port 1: this is PostgreSQL being unreachable, seen from the API.
+const config = loadConfig({ DATABASE_URL: 'postgres://root@127.0.0.1:1/telemetry_bus', LOG_LEVEL: 'silent' });
+const services = createServices(config);
+const app = await buildApp(services);
+after(async () => {
+  await app.close();
+  await services.close();
+});
+
+test('/livez stays up while /readyz reports PostgreSQL down with 503', async () => {
+  assert.deepEqual((await app.inject('/livez')).json(), { status: 'ok' });
+  const ready = await app.inject('/readyz');
+  assert.equal(ready.statusCode, 503);
+  assert.deepEqual(ready.json(), { status: 'not_ready', checks: { postgres: 'down' } });
+});
+
+test('a request that needs the database gets 503 SERVICE_UNAVAILABLE with retry-after, no details', async () => {
+  const response = await app.inject({ url: '/models', headers: { 'x-api-key': `tb_${'a'.repeat(43)}` } });
+  assert.equal(response.statusCode, 503);
+  assert.equal(response.headers['retry-after'], '5');
+  assert.deepEqual(response.json(), {
+    error: { code: 'SERVICE_UNAVAILABLE', message: 'PostgreSQL is unavailable' },
+  });
+});

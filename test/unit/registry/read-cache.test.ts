@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ReadCache } from '../../../src/registry/read-cache.ts';
+
+test('a miss loads and caches; a hit does not load', async () => {
+  const cache = new ReadCache<{ n: number }>({ ttlMs: 60_000, maxEntries: 10 });
+  let loads = 0;
+  const load = async () => ({ n: ++loads });
+  assert.deepEqual(await cache.read('k', load), { value: { n: 1 }, hit: false });
+  assert.deepEqual(await cache.read('k', load), { value: { n: 1 }, hit: true });
+  assert.deepEqual(cache.stats(), { hits: 1, misses: 1, size: 1 });
+});
+
+test('undefined (not found) is not cached', async () => {
+  const cache = new ReadCache<{ n: number }>({ ttlMs: 60_000, maxEntries: 10 });
+  await cache.read('k', async () => undefined);
+  assert.equal((await cache.read('k', async () => undefined)).hit, false);
+  assert.equal(cache.stats().size, 0);
+});
+
+test('a load that raced an invalidation does not put its stale value back', async () => {
+  const cache = new ReadCache<{ v: string }>({ ttlMs: 60_000, maxEntries: 10 });
+  let release: () => void = () => {};
+  const slow = cache.read(
+    'k',
+    () =>
+      new Promise<{ v: string }>((resolve) => {
+        release = () => resolve({ v: 'stale' });
+      }),
+  );
+  cache.delete('k');
+  release();
+  assert.deepEqual((await slow).value, { v: 'stale' });
+  const next = await cache.read('k', async () => ({ v: 'fresh' }));
+  assert.deepEqual(next, { value: { v: 'fresh' }, hit: false });
+});
+
+test('clear drops everything; a TTL of 0 disables caching', async () => {
+  const cache = new ReadCache<{ v: number }>({ ttlMs: 60_000, maxEntries: 10 });
+  await cache.read('a', async () => ({ v: 1 }));
+  await cache.read('b', async () => ({ v: 2 }));
+  cache.clear();
+  assert.equal(cache.stats().size, 0);
+  const off = new ReadCache<{ v: number }>({ ttlMs: 0, maxEntries: 10 });
+  await off.read('a', async () => ({ v: 1 }));
+  assert.equal((await off.read('a', async () => ({ v: 1 }))).hit, false);
+});
+
+test('the least recently used entry goes first', async () => {
+  const cache = new ReadCache<{ v: number }>({ ttlMs: 60_000, maxEntries: 2 });
+  await cache.read('a', async () => ({ v: 1 }));
+  await cache.read('b', async () => ({ v: 2 }));
+  await cache.read('a', async () => ({ v: 1 }));
+  await cache.read('c', async () => ({ v: 3 }));
+  assert.equal((await cache.read('a', async () => ({ v: 0 }))).hit, true);
+  assert.equal((await cache.read('b', async () => ({ v: 0 }))).hit, false);
+});
