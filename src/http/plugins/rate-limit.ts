@@ -21,13 +21,11 @@ export default fp<RateLimitOptions>(
       max: perMinute,
       timeWindow: 60_000,
       keyGenerator: (request) => request.principal?.keyId ?? `ip:${request.ip}`,
-      errorResponseBuilder: (_request, context) => {
-        const error = new AppError(
-          'RATE_LIMITED',
-          `rate limit of ${context.max} requests per minute exceeded`,
-        );
-        return Object.assign(error, { statusCode: 429 });
-      },
+      // Only authenticated routes are limited: health probes never are, and a request without a valid
+      // key is turned away before this hook runs.
+      allowList: (request) => request.routeOptions.config.role === undefined,
+      errorResponseBuilder: (_request, context) =>
+        new AppError('RATE_LIMITED', `rate limit of ${context.max} requests per minute exceeded`),
     });
   },
   { name: 'rate-limit', dependencies: ['authentication'] },
