@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { ApiKeyStore } from '../auth/api-key-store.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
+import closingGuard from './plugins/closing-guard.ts';
 import errorHandler from './plugins/error-handler.ts';
 import openapi from './plugins/openapi.ts';
 import rateLimit from './plugins/rate-limit.ts';
@@ -41,7 +42,8 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
     // model_id is up to 128 characters, and a '/' in it arrives percent-encoded as 3.
     routerOptions: { maxParamLength: 3 * 128 },
     trustProxy: options.trustProxy ?? false,
-    return503OnClosing: true,
+    // closing-guard answers requests that arrive while draining, in the API's error format.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
   app.setValidatorCompiler(schemaCompilers());
@@ -57,6 +59,7 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   });
 
   await app.register(errorHandler);
+  await app.register(closingGuard);
   await app.register(openapi);
   await app.register(authentication, { apiKeys: deps.apiKeys });
   await app.register(rateLimit, { perMinute: options.rateLimitPerMinute ?? 0 });
