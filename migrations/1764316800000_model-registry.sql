@@ -4,7 +4,8 @@
 -- byte-wise sort, and the same order the filter's keyset cursor relies on, whatever the server's locale.
 CREATE TABLE models (
   model_id              text COLLATE "C" PRIMARY KEY
-                        CHECK (model_id ~ '^[A-Za-z0-9._:/-]{1,128}$'),
+                        -- '.' and '..' are refused: URLs resolve them as dot segments, so no route could reach them.
+                        CHECK (model_id ~ '^[A-Za-z0-9._:/-]{1,128}$' AND model_id NOT IN ('.', '..')),
   vendor_id             text COLLATE "C" NOT NULL
                         CHECK (vendor_id ~ '^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$'),
   capability_tier       text COLLATE "C" NOT NULL

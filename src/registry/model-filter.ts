@@ -4,7 +4,14 @@
  * a row when models are added between pages.
  */
 import { ValidationError } from '../errors.ts';
-import { LIMITS, type Model, type ModelFilterInput, SORT_FIELDS, type SortField } from './model-schemas.ts';
+import {
+  LIMITS,
+  MODEL_ID_PATTERN,
+  type Model,
+  type ModelFilterInput,
+  SORT_FIELDS,
+  type SortField,
+} from './model-schemas.ts';
 
 export interface ModelFilter {
   vendorId?: string;
@@ -43,7 +50,7 @@ export function encodeCursor(filter: ModelFilter, last: Model): string {
 }
 
 /** The model_id rule of the schema and of the table's CHECK. */
-const MODEL_ID_PATTERN = /^[A-Za-z0-9._:/-]{1,128}$/;
+const MODEL_ID = new RegExp(MODEL_ID_PATTERN);
 const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 /**
@@ -82,7 +89,7 @@ function decodeCursor(cursor: string, expectedSort: string, sortField: SortField
   if (s !== expectedSort) {
     throw new ValidationError('cursor', `cursor belongs to sort '${s}', not '${expectedSort}'`);
   }
-  if (!MODEL_ID_PATTERN.test(id) || !isCursorValue(sortField, v)) {
+  if (!MODEL_ID.test(id) || id.length > LIMITS.modelIdMaxLength || !isCursorValue(sortField, v)) {
     throw new ValidationError('cursor', 'cursor is not a cursor returned by this API');
   }
   return { value: v, modelId: id };

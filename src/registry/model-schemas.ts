@@ -15,11 +15,17 @@ export const LIMITS = {
   cursorMaxLength: 512,
 } as const;
 
+/**
+ * 1–128 characters of `A–Z a–z 0–9 . _ : / -`, except `.` and `..`: URL handling resolves those as dot
+ * segments even when percent-encoded, so no request could ever reach such a model.
+ */
+export const MODEL_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9._:/-]+$';
+
 export const ModelId = Type.String({
   minLength: 1,
   maxLength: LIMITS.modelIdMaxLength,
-  pattern: '^[A-Za-z0-9._:/-]+$',
-  description: 'Unique model identifier: 1–128 characters of A–Z a–z 0–9 . _ : / -',
+  pattern: MODEL_ID_PATTERN,
+  description: "Unique model identifier: 1–128 characters of A–Z a–z 0–9 . _ : / -, but not '.' or '..'",
   examples: ['openai/gpt-4-turbo'],
 });
 
