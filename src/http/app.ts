@@ -2,13 +2,18 @@
  * The Fastify application: plugins and routes wired to the domain services it is given. Building it does
  * not listen, so tests drive it with `inject()`.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  LogController,
+} from 'fastify';
 import type pg from 'pg';
 import type { ApiKeyStore } from '../auth/api-key-store.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
 import closingGuard from './plugins/closing-guard.ts';
-import errorHandler from './plugins/error-handler.ts';
+import errorHandler, { errorBody, toAppError } from './plugins/error-handler.ts';
 import openapi from './plugins/openapi.ts';
 import rateLimit from './plugins/rate-limit.ts';
 import healthRoutes from './routes/health.ts';
@@ -45,6 +50,11 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
     // closing-guard answers requests that arrive while draining, in the API's error format.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Errors the router raises before a route is chosen get the same error format as all others.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const appError = toAppError(error);
+      reply.code(appError.statusCode).send(errorBody(appError));
+    },
   });
   app.setValidatorCompiler(schemaCompilers());
 

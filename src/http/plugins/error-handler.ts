@@ -16,6 +16,10 @@ interface AjvIssue {
 }
 
 const FASTIFY_CODES: Record<string, (error: FastifyError) => AppError> = {
+  // These two are raised by the router before any route (or this handler) is chosen; they arrive
+  // through the `frameworkErrors` option of the app.
+  FST_ERR_BAD_URL: () => new ValidationError('url', 'the URL is malformed (bad percent-encoding)'),
+  FST_ERR_MAX_PARAM_LENGTH: () => new ValidationError('url', 'a path parameter is too long'),
   FST_ERR_CTP_BODY_TOO_LARGE: () => new AppError('PAYLOAD_TOO_LARGE', 'request body is larger than 64 KiB'),
   FST_ERR_CTP_INVALID_MEDIA_TYPE: () =>
     new AppError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json', {
@@ -54,6 +58,16 @@ function describeIssue(issue: AjvIssue, field: string): string {
   }
 }
 
+/** The JSON body of an error response. */
+export function errorBody(error: AppError): { error: { code: string; message: string; field?: string } } {
+  const body: { code: string; message: string; field?: string } = {
+    code: error.code,
+    message: error.message,
+  };
+  if (error.field !== undefined) body.field = error.field;
+  return { error: body };
+}
+
 /** Maps anything thrown while serving a request to an AppError. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -89,12 +103,7 @@ export default fp(
       } else if (status >= 500) {
         request.log.error({ err: error, code: appError.code }, 'request failed');
       }
-      const body: { code: string; message: string; field?: string } = {
-        code: appError.code,
-        message: appError.message,
-      };
-      if (appError.field !== undefined) body.field = appError.field;
-      return reply.code(status).send({ error: body });
+      return reply.code(status).send(errorBody(appError));
     });
     app.setNotFoundHandler((request, reply) =>
       reply.code(404).send({
