@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
+import { SORT_FIELDS, type SortField } from '../../src/registry/model-schemas.ts';
 import { build } from '../helper.ts';
 
 // Rate limiting is not under test here and would only make a long run flaky.
@@ -47,17 +48,7 @@ type Change =
 
 // ── the reference ────────────────────────────────────────────────────────────────────────────────────
 
-const SORT_FIELDS = [
-  'model_id',
-  'vendor_id',
-  'capability_tier',
-  'context_window',
-  'cost_in_per_mil',
-  'cost_out_per_mil',
-  'created_at',
-  'updated_at',
-] as const;
-type SortField = (typeof SORT_FIELDS)[number];
+// Every sort the API offers; the reference below orders by them on its own.
 const SORTS = SORT_FIELDS.flatMap((field) => [field, `-${field}`]);
 const DEFAULT_LIMIT = 50;
 
