@@ -48,7 +48,7 @@ export class ApiKeyStore {
     const key = generateApiKey();
     const { rows } = await this.pool.query<{ id: string; created_at: Date }>(
       'INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, $2, $3, $4) RETURNING id, created_at',
-      [randomUUID(), name, role, hashApiKey(key)],
+      [randomUUID(), name, role, Buffer.from(hashApiKey(key), 'hex')],
     );
     const row = rows[0] as { id: string; created_at: Date };
     return {
@@ -60,19 +60,18 @@ export class ApiKeyStore {
   /** The principal of a presented key, or undefined when it is malformed, unknown or revoked. */
   async verify(key: string): Promise<Principal | undefined> {
     if (!looksLikeApiKey(key)) return undefined;
-    const hash = hashApiKey(key);
-    const cacheKey = hash.toString('hex');
-    const cached = this.#cache?.get(cacheKey);
+    const userId = hashApiKey(key);
+    const cached = this.#cache?.get(userId);
     if (cached !== undefined) return cached === UNKNOWN ? undefined : cached;
     const { rows } = await this.pool.query<{ id: string; name: string; role: Role }>({
       name: 'api_keys.verify',
       text: 'SELECT id, name, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL',
-      values: [hash],
+      values: [Buffer.from(userId, 'hex')],
     });
     const row = rows[0];
     const principal =
-      row === undefined ? undefined : { keyId: row.id, name: row.name, role: row.role, userId: cacheKey };
-    this.#cache?.set(cacheKey, principal ?? UNKNOWN);
+      row === undefined ? undefined : { keyId: row.id, name: row.name, role: row.role, userId };
+    this.#cache?.set(userId, principal ?? UNKNOWN);
     return principal;
   }
 
@@ -119,7 +118,7 @@ export class ApiKeyStore {
       const id = randomUUID();
       const inserted = await client.query<{ created_at: Date }>(
         "INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, 'bootstrap-admin', 'admin', $2) RETURNING created_at",
-        [id, hashApiKey(key)],
+        [id, Buffer.from(hashApiKey(key), 'hex')],
       );
       await client.query('COMMIT');
       const createdAt = (inserted.rows[0] as { created_at: Date }).created_at.toISOString();

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 /** Keys look like `tb_` + 32 random bytes in base64url: recognisable in a leak scan, 256 bits strong. */
 const KEY_PREFIX = 'tb_';
@@ -8,10 +8,13 @@ export function generateApiKey(): string {
   return KEY_PREFIX + randomBytes(32).toString('base64url');
 }
 
-/** SHA-256 of the key: what is stored, and (hex) the `user_id` telemetry carries. A fast hash suffices
- * because keys are random 256-bit secrets, not passwords that could be guessed. */
-export function hashApiKey(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
+/**
+ * Hex SHA-256 of the key: what is stored (as bytes), and the `user_id` telemetry carries. A fast hash
+ * suffices because keys are random 256-bit secrets, not passwords that could be guessed. (`crypto.hash`,
+ * one call without a Hash object, matters here: it runs on every request.)
+ */
+export function hashApiKey(key: string): string {
+  return hash('sha256', key);
 }
 
 export function looksLikeApiKey(value: string): boolean {

@@ -29,6 +29,7 @@ export interface CachedRead<V> {
 export class ReadCache<V extends {}> {
   readonly #lru: LRUCache<string, V> | undefined;
   #generation = 0;
+  readonly #pending = new Map<string, { generation: number; promise: Promise<V | undefined> }>();
   #hits = 0;
   #misses = 0;
 
@@ -39,7 +40,10 @@ export class ReadCache<V extends {}> {
         : undefined;
   }
 
-  /** Returns the cached value, or loads it (and caches it unless it is undefined). */
+  /**
+   * Returns the cached value, or loads it (and caches it unless it is undefined). Concurrent misses of
+   * one key share a single load, unless an invalidation came in between.
+   */
   async read<R extends V | undefined>(key: string, load: () => Promise<R>): Promise<CachedRead<R>> {
     const cached = this.#lru?.get(key);
     if (cached !== undefined) {
@@ -47,10 +51,19 @@ export class ReadCache<V extends {}> {
       return { value: cached as R, hit: true };
     }
     this.#misses++;
-    const generation = this.#generation;
-    const value = await load();
-    if (value !== undefined && generation === this.#generation) this.#lru?.set(key, value);
-    return { value, hit: false };
+    const pending = this.#pending.get(key);
+    if (pending !== undefined && pending.generation === this.#generation) {
+      return { value: (await pending.promise) as R, hit: false };
+    }
+    const entry = { generation: this.#generation, promise: load() };
+    this.#pending.set(key, entry);
+    try {
+      const value = await entry.promise;
+      if (value !== undefined && entry.generation === this.#generation) this.#lru?.set(key, value);
+      return { value, hit: false };
+    } finally {
+      if (this.#pending.get(key) === entry) this.#pending.delete(key);
+    }
   }
 
   delete(key: string): void {
@@ -60,7 +73,8 @@ export class ReadCache<V extends {}> {
 
   clear(): void {
     this.#generation++;
-    this.#lru?.clear();
+    // lru-cache's clear() walks every slot even when empty: skip it when there is nothing to drop.
+    if (this.#lru !== undefined && this.#lru.size > 0) this.#lru.clear();
   }
 
   stats(): CacheStats {

@@ -14,15 +14,17 @@ export default fp(
     app.addHook('preClose', async () => {
       closing = true;
     });
-    app.addHook('onRequest', async (_request, reply) => {
-      if (!closing) return;
+    // Callback-style hooks: they run on every request, and an async one costs a promise each time.
+    app.addHook('onRequest', (_request, reply, done) => {
+      if (!closing) return done();
       reply.header('connection', 'close');
-      throw new AppError('SERVICE_UNAVAILABLE', 'the server is shutting down; retry on another instance');
+      done(new AppError('SERVICE_UNAVAILABLE', 'the server is shutting down; retry on another instance'));
     });
     // A response finished while draining closes its connection: otherwise a client that kept it alive
     // would hold the shutdown until its keep-alive timeout.
-    app.addHook('onSend', async (_request, reply) => {
+    app.addHook('onSend', (_request, reply, payload, done) => {
       if (closing) reply.header('connection', 'close');
+      done(null, payload);
     });
   },
   { name: 'closing-guard', dependencies: ['error-handler'] },

@@ -11,10 +11,7 @@ test('keys are 256-bit, distinct, recognisable, and hashed with SHA-256', () => 
   assert.equal(looksLikeApiKey(key), true);
   assert.equal(looksLikeApiKey(`${key}x`), false);
   // echo -n tb_abc | sha256sum
-  assert.equal(
-    hashApiKey('tb_abc').toString('hex'),
-    '47a5b4a222928136ad6bc0ff9583f658b7a44355d7a07a3dfdafb8adcc1ab29c',
-  );
+  assert.equal(hashApiKey('tb_abc'), '47a5b4a222928136ad6bc0ff9583f658b7a44355d7a07a3dfdafb8adcc1ab29c');
 });
 
 test('roles: each allows what the lesser ones do', () => {

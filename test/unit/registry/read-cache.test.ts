@@ -55,3 +55,40 @@ test('the least recently used entry goes first', async () => {
   assert.equal((await cache.read('a', async () => ({ v: 0 }))).hit, true);
   assert.equal((await cache.read('b', async () => ({ v: 0 }))).hit, false);
 });
+
+test('concurrent misses of one key share one load, unless an invalidation came in between', async () => {
+  const cache = new ReadCache<{ n: number }>({ ttlMs: 60_000, maxEntries: 10 });
+  let loads = 0;
+  const releases: (() => void)[] = [];
+  const load = () =>
+    new Promise<{ n: number }>((resolve) => {
+      const n = ++loads;
+      releases.push(() => resolve({ n }));
+    });
+  const first = cache.read('k', load);
+  const second = cache.read('k', load);
+  assert.equal(loads, 1);
+  cache.delete('k');
+  const third = cache.read('k', load);
+  assert.equal(loads, 2);
+  for (const release of releases) release();
+  assert.deepEqual((await first).value, { n: 1 });
+  assert.deepEqual((await second).value, { n: 1 });
+  assert.deepEqual((await third).value, { n: 2 });
+  assert.deepEqual(await cache.read('k', load), { value: { n: 2 }, hit: true });
+});
+
+test('a failed load fails every reader that shared it, and the next read tries again', async () => {
+  const cache = new ReadCache<{ n: number }>({ ttlMs: 60_000, maxEntries: 10 });
+  let fail: (error: Error) => void = () => {};
+  const failing = () =>
+    new Promise<{ n: number }>((_resolve, reject) => {
+      fail = reject;
+    });
+  const a = cache.read('k', failing);
+  const b = cache.read('k', failing);
+  fail(new Error('down'));
+  await assert.rejects(a, /down/);
+  await assert.rejects(b, /down/);
+  assert.deepEqual(await cache.read('k', async () => ({ n: 7 })), { value: { n: 7 }, hit: false });
+});
