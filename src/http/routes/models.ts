@@ -10,6 +10,7 @@ import {
   UpdateModelBody,
 } from '../../registry/model-schemas.ts';
 import { errorResponses } from '../error-response.ts';
+import { SerializedJson, sendCachedRead } from '../serialized-json.ts';
 
 export interface ModelRoutesOptions {
   registry: ModelRegistry;
@@ -18,6 +19,7 @@ export interface ModelRoutesOptions {
 const security = [{ apiKey: [] }];
 
 const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (app, { registry }) => {
+  const json = new SerializedJson();
   app.post(
     '/models',
     {
@@ -53,7 +55,7 @@ const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (app, {
     },
     async (request, reply) => {
       const read = await registry.filter(request.query);
-      return reply.header('x-cache', read.hit ? 'hit' : 'miss').send(read.value);
+      return sendCachedRead(reply, read, json);
     },
   );
 
@@ -71,7 +73,7 @@ const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (app, {
     },
     async (request, reply) => {
       const read = await registry.get(request.params.model_id);
-      return reply.header('x-cache', read.hit ? 'hit' : 'miss').send(read.value);
+      return sendCachedRead(reply, read, json);
     },
   );
 
