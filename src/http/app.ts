@@ -58,10 +58,10 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   });
   app.setValidatorCompiler(schemaCompilers());
 
-  // An empty body with a JSON content type (curl -X POST -H 'content-type: application/json') is "no
-  // body", which the route's schema then judges, rather than a parse error.
   // JSON is the only body this API takes: anything else, text/plain included, is 415.
   app.removeContentTypeParser('text/plain');
+  // An empty body with a JSON content type (curl -X POST -H 'content-type: application/json') is "no
+  // body", which the route's schema then judges, rather than a parse error.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') return done(null, undefined);
