@@ -4,7 +4,13 @@
 import type pg from 'pg';
 import { ModelAlreadyExistsError, ModelNotFoundError } from '../errors.ts';
 import { buildFilterQuery, encodeCursor, type ModelFilter } from './model-filter.ts';
-import type { CreateModelInput, Model, ModelPage, UpdateModelInput } from './model-schemas.ts';
+import {
+  type CreateModelInput,
+  type Model,
+  type ModelPage,
+  UpdateModelBody,
+  type UpdateModelInput,
+} from './model-schemas.ts';
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -14,15 +20,8 @@ const COLUMNS = `model_id, vendor_id, capability_tier, context_window, cost_in_p
 /** Timestamps are kept to the millisecond, the precision of a JSON date and of the keyset cursor. */
 const NOW_MS = `date_trunc('milliseconds', statement_timestamp())`;
 
-const UPDATABLE_COLUMNS = [
-  'vendor_id',
-  'capability_tier',
-  'context_window',
-  'cost_in_per_mil',
-  'cost_out_per_mil',
-  'function_call_support',
-  'is_active',
-] as const satisfies readonly (keyof UpdateModelInput)[];
+/** The columns a PATCH may set: exactly the fields of its schema, which allows no others. */
+const UPDATABLE_COLUMNS = Object.keys(UpdateModelBody.properties) as (keyof UpdateModelInput)[];
 
 interface ModelRow extends Omit<Model, 'created_at' | 'updated_at'> {
   created_at: Date;

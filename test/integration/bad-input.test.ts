@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { ErrorCode } from '../../src/errors.ts';
+import { CreateModelBody } from '../../src/registry/model-schemas.ts';
 import { build } from '../helper.ts';
 
 const { app, services, keys } = await build({ after });
@@ -93,15 +94,7 @@ const invalidGet = (name: string, url: string, field: string): Row => ({
   field,
 });
 
-const REQUIRED = [
-  'model_id',
-  'vendor_id',
-  'capability_tier',
-  'context_window',
-  'cost_in_per_mil',
-  'cost_out_per_mil',
-  'function_call_support',
-] as const;
+const REQUIRED = CreateModelBody.required;
 
 const rows: Row[] = [
   // ── POST /models: missing fields ───────────────────────────────────────────────────────────────────

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import { SORT_FIELDS, type SortField } from '../../src/registry/model-schemas.ts';
+import { CreateModelBody, SORT_FIELDS, type SortField } from '../../src/registry/model-schemas.ts';
 import { build } from '../helper.ts';
 
 // Rate limiting is not under test here and would only make a long run flaky.
@@ -128,45 +128,24 @@ const costArb = fc.oneof(
   fc.integer({ min: 0, max: 64 }).map((n) => n / 8),
 );
 
+/** Every field a client sets besides model_id. */
+const fieldArbs = {
+  vendor_id: fc.constantFrom(...VENDORS),
+  capability_tier: fc.constantFrom(...TIERS),
+  context_window: contextWindowArb,
+  cost_in_per_mil: costArb,
+  cost_out_per_mil: costArb,
+  function_call_support: fc.boolean(),
+  is_active: fc.boolean(),
+};
+
+// is_active may be left out: it is the one optional field, and defaults to true.
 const modelArb = fc.record(
-  {
-    model_id: modelIdArb,
-    vendor_id: fc.constantFrom(...VENDORS),
-    capability_tier: fc.constantFrom(...TIERS),
-    context_window: contextWindowArb,
-    cost_in_per_mil: costArb,
-    cost_out_per_mil: costArb,
-    function_call_support: fc.boolean(),
-    is_active: fc.boolean(),
-  },
-  // is_active may be left out: it defaults to true.
-  {
-    requiredKeys: [
-      'model_id',
-      'vendor_id',
-      'capability_tier',
-      'context_window',
-      'cost_in_per_mil',
-      'cost_out_per_mil',
-      'function_call_support',
-    ],
-  },
+  { model_id: modelIdArb, ...fieldArbs },
+  { requiredKeys: CreateModelBody.required as (keyof typeof fieldArbs | 'model_id')[] },
 );
 
-const patchArb = fc
-  .record(
-    {
-      vendor_id: fc.constantFrom(...VENDORS),
-      capability_tier: fc.constantFrom(...TIERS),
-      context_window: contextWindowArb,
-      cost_in_per_mil: costArb,
-      cost_out_per_mil: costArb,
-      function_call_support: fc.boolean(),
-      is_active: fc.boolean(),
-    },
-    { requiredKeys: [] },
-  )
-  .filter((patch) => Object.keys(patch).length > 0);
+const patchArb = fc.record(fieldArbs, { requiredKeys: [] }).filter((patch) => Object.keys(patch).length > 0);
 
 const changeArb: fc.Arbitrary<Change> = fc.oneof(
   {
