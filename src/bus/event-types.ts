@@ -1,0 +1,28 @@
+/** The event types of the bus: one per kind of API action, and one for every other request. */
+export const EVENT_TYPES = [
+  'model.registered',
+  'model.updated',
+  'model.deactivated',
+  'model.queried',
+  'filter.executed',
+  'api.error',
+  'api.request',
+] as const;
+
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Events about one model, which carry its `version` as `sequence` so consumers can check order. */
+export const MODEL_EVENT_TYPES = [
+  'model.registered',
+  'model.updated',
+  'model.deactivated',
+  'model.queried',
+] as const satisfies readonly EventType[];
+
+export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
+
+export const EVENT_SOURCES = ['api', 'scheduler', 'admin'] as const;
+export type EventSource = (typeof EVENT_SOURCES)[number];
+
+/** Bumped on any change to the envelope that a consumer could notice. */
+export const SCHEMA_VERSION = 1 as const;
