@@ -37,6 +37,26 @@ export interface Config {
   bootstrapAdminKey: boolean;
   /** Trust `X-Forwarded-For` from a reverse proxy for the client address. @default false */
   trustProxy: boolean;
+  /** Directory for this process's durable state (the event spool); one per process. @default 'data' */
+  dataDir: string;
+  /** Publish an event for every request. Off only to measure the bus's cost. @default true */
+  telemetryEnabled: boolean;
+  /** Size of the event spool above which new events are dropped (and counted), in bytes. @default 1 GiB */
+  spoolMaxBytes: number;
+  /** Size of one spool segment file, in bytes. @default 64 MiB */
+  spoolSegmentBytes: number;
+  /** Interval between fsyncs of the event spool, in milliseconds; 0 syncs every event. @default 50 */
+  spoolFsyncIntervalMs: number;
+  /** AMQP heartbeat interval, in seconds: a dead broker connection is detected within about twice this. @default 5 */
+  rabbitmqHeartbeatSeconds: number;
+  /** RabbitMQ management API, for queue statistics in GET /health; empty uses AMQP passive declares. */
+  rabbitmqManagementUrl: string;
+  /** Events published but not yet confirmed by the broker, at most. @default 1000 */
+  publishWindow: number;
+  /** Time to wait for a broker confirm before reconnecting and resending, in milliseconds. @default 15000 */
+  publishConfirmTimeoutMs: number;
+  /** Delays of the consumers' retry ladder, in milliseconds. @default [1000, 5000, 30000] */
+  retryDelaysMs: number[];
 }
 
 interface VariableSpec<K extends keyof Config> {
@@ -169,6 +189,80 @@ export const CONFIG_VARIABLES = {
     form: 'true or false',
     description: 'Take the client address from X-Forwarded-For (only behind a trusted proxy).',
     parse: boolean,
+  },
+  DATA_DIR: {
+    key: 'dataDir',
+    default: 'data',
+    form: 'a directory path (relative to the working directory, or absolute)',
+    description: 'Where this process keeps its event spool (`<DATA_DIR>/spool`); one directory per process.',
+    parse: (raw) => (raw.trim() === '' || raw.includes('\0') ? undefined : raw),
+  },
+  TELEMETRY_ENABLED: {
+    key: 'telemetryEnabled',
+    default: 'true',
+    form: 'true or false',
+    description: 'Emit an event for every request. Turn off only to measure what the bus costs.',
+    parse: boolean,
+  },
+  SPOOL_MAX_BYTES: {
+    key: 'spoolMaxBytes',
+    default: '1073741824',
+    form: 'an integer number of bytes, 1048576–1099511627776',
+    description: 'Spool size at which new events are dropped (and counted as `spool_full`), in bytes.',
+    parse: integer(1_048_576, 1_099_511_627_776),
+  },
+  SPOOL_SEGMENT_BYTES: {
+    key: 'spoolSegmentBytes',
+    default: '67108864',
+    form: 'an integer number of bytes, 65536–1073741824',
+    description: 'Size of one spool segment file, in bytes; confirmed segments are deleted whole.',
+    parse: integer(65_536, 1_073_741_824),
+  },
+  SPOOL_FSYNC_INTERVAL_MS: {
+    key: 'spoolFsyncIntervalMs',
+    default: '50',
+    form: 'an integer number of milliseconds, 0–1000 (0 syncs every event)',
+    description: 'Interval between fsyncs of the spool, in ms: what a power cut (not a crash) can lose.',
+    parse: integer(0, 1000),
+  },
+  RABBITMQ_HEARTBEAT_S: {
+    key: 'rabbitmqHeartbeatSeconds',
+    default: '5',
+    form: 'an integer number of seconds, 1–60',
+    description: 'AMQP heartbeat, in s: a silent broker connection is dropped after about twice this.',
+    parse: integer(1, 60),
+  },
+  RABBITMQ_MANAGEMENT_URL: {
+    key: 'rabbitmqManagementUrl',
+    default: 'http://guest:guest@127.0.0.1:15672',
+    form: 'a URL http[s]://user:password@host[:port], or off',
+    description: 'RabbitMQ management API, for queue statistics in `GET /health`; `off` uses AMQP.',
+    parse: (raw) => (raw.trim() === 'off' ? '' : url(['http:', 'https:'])(raw)),
+  },
+  PUBLISH_WINDOW: {
+    key: 'publishWindow',
+    default: '1000',
+    form: 'an integer 1–100000',
+    description: 'Events published to RabbitMQ and not yet confirmed, at most.',
+    parse: integer(1, 100_000),
+  },
+  PUBLISH_CONFIRM_TIMEOUT_MS: {
+    key: 'publishConfirmTimeoutMs',
+    default: '15000',
+    form: 'an integer number of milliseconds, 100–600000',
+    description: 'Time to wait for a broker confirm before reconnecting and resending, in ms.',
+    parse: integer(100, 600_000),
+  },
+  RETRY_DELAYS_MS: {
+    key: 'retryDelaysMs',
+    default: '1000,5000,30000',
+    form: 'comma-separated distinct integers of milliseconds, 1–86400000 each',
+    description: "Delays of the consumers' retry ladder, in ms; a message fails for good after the last.",
+    parse: (raw) => {
+      const delays = raw.split(',').map((part) => integer(1, 86_400_000)(part));
+      if (delays.some((delay) => delay === undefined)) return undefined;
+      return new Set(delays).size === delays.length ? (delays as number[]) : undefined;
+    },
   },
 } satisfies { [name: string]: VariableSpec<keyof Config> };
 

@@ -3,9 +3,16 @@
  * configuration. The CLI and the tests both build the system through here.
  */
 import type pg from 'pg';
+import type { Registry } from 'prom-client';
 import { ApiKeyStore } from './auth/api-key-store.ts';
+import { registerBusMetrics } from './bus/bus-metrics.ts';
+import { EventBus } from './bus/event-bus.ts';
+import { QueueInspector } from './bus/queue-inspector.ts';
+import type { PublisherLogger } from './bus/spool-publisher.ts';
+import { buildTopology } from './bus/topology.ts';
 import type { Config } from './config.ts';
 import { createPool } from './db/create-pool.ts';
+import { createPrometheusRegistry } from './metrics/prometheus-registry.ts';
 import { ModelRegistry } from './registry/model-registry.ts';
 import { ModelRepository } from './registry/model-repository.ts';
 
@@ -13,21 +20,62 @@ export interface Services {
   pool: pg.Pool;
   registry: ModelRegistry;
   apiKeys: ApiKeyStore;
+  /** The telemetry bus; absent when TELEMETRY_ENABLED is off. */
+  bus: EventBus | undefined;
+  /** Depths of the topology's queues, for GET /health; absent with the bus. */
+  queues: QueueInspector | undefined;
+  /** Prometheus metrics of this process. */
+  metrics: Registry;
+  /** Sends what the spool holds for up to `shutdownTimeoutMs`, then releases everything. */
   close(): Promise<void>;
 }
 
-export function createServices(
-  config: Pick<Config, 'databaseUrl' | 'dbPoolMax' | 'cacheTtlMs' | 'cacheMaxEntries' | 'apiKeyCacheTtlMs'>,
-  onPoolError: (error: Error) => void = () => {},
-): Services {
-  const pool = createPool({ databaseUrl: config.databaseUrl, max: config.dbPoolMax }, onPoolError);
+export interface ServicesOptions {
+  onPoolError?: (error: Error) => void;
+  logger?: PublisherLogger;
+}
+
+export function createServices(config: Config, options: ServicesOptions = {}): Services {
+  const pool = createPool({ databaseUrl: config.databaseUrl, max: config.dbPoolMax }, options.onPoolError);
+  const topology = buildTopology({ retryDelaysMs: config.retryDelaysMs });
+  const bus = config.telemetryEnabled
+    ? EventBus.open({
+        dataDir: config.dataDir,
+        rabbitmqUrl: config.rabbitmqUrl,
+        topology,
+        spoolMaxBytes: config.spoolMaxBytes,
+        spoolSegmentBytes: config.spoolSegmentBytes,
+        spoolFsyncIntervalMs: config.spoolFsyncIntervalMs,
+        publishWindow: config.publishWindow,
+        publishConfirmTimeoutMs: config.publishConfirmTimeoutMs,
+        heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
+        logger: options.logger,
+      })
+    : undefined;
+  const queues =
+    bus === undefined
+      ? undefined
+      : new QueueInspector({
+          amqpUrl: config.rabbitmqUrl,
+          managementUrl: config.rabbitmqManagementUrl,
+          queues: topology.queues.map((queue) => queue.name),
+        });
+  const metrics = createPrometheusRegistry();
+  if (bus !== undefined) registerBusMetrics(metrics, bus);
   return {
     pool,
+    metrics,
     registry: new ModelRegistry(new ModelRepository(pool), {
       ttlMs: config.cacheTtlMs,
       maxEntries: config.cacheMaxEntries,
     }),
     apiKeys: new ApiKeyStore(pool, { cacheTtlMs: config.apiKeyCacheTtlMs }),
-    close: () => pool.end(),
+    bus,
+    queues,
+    async close() {
+      await queues?.close();
+      await bus?.close(config.shutdownTimeoutMs);
+      await pool.end();
+    },
   };
 }

@@ -9,6 +9,7 @@ import { CliError } from './cli-error.ts';
 import { createKey, listKeys, revokeKey } from './keys.ts';
 import { prepareDatabase } from './prepare-database.ts';
 import { start } from './start.ts';
+import { applyTopologyNow, showTopology } from './topology.ts';
 
 function fail(error: unknown): never {
   if (error instanceof ConfigError) {
@@ -71,5 +72,18 @@ keys
   .description('revoke a key by id')
   .argument('<id>', 'key id from keys list')
   .action(run(async (id: string) => revokeKey(loadConfig(), id)));
+
+const topology = program
+  .command('topology')
+  .description('the RabbitMQ exchanges, queues and bindings of the bus');
+topology
+  .command('show')
+  .description('print the topology (declared as data in src/bus/topology.ts)')
+  .option('--json', 'print JSON')
+  .action(run(async (options: { json?: boolean }) => showTopology(loadConfig(), options)));
+topology
+  .command('apply')
+  .description('declare the topology on RabbitMQ now (idempotent; the API also does it at every connect)')
+  .action(run(async () => applyTopologyNow(loadConfig())));
 
 await program.parseAsync(process.argv);

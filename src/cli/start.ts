@@ -29,9 +29,10 @@ function printBootstrapKey(key: string, baseUrl: string): void {
 export async function start(config: Config): Promise<void> {
   const logger = pino(loggerOptions(config.logLevel));
   await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
-  const services = createServices(config, (error) =>
-    logger.warn({ err: error }, 'idle PostgreSQL client failed'),
-  );
+  const services = createServices(config, {
+    onPoolError: (error) => logger.warn({ err: error }, 'idle PostgreSQL client failed'),
+    logger: logger.child({ component: 'publisher' }),
+  });
   const app = await buildApp(services, {
     logger: logger,
     rateLimitPerMinute: config.rateLimitPerMinute,

@@ -10,12 +10,16 @@ import Fastify, {
 } from 'fastify';
 import type pg from 'pg';
 import type { ApiKeyStore } from '../auth/api-key-store.ts';
+import type { EventBus } from '../bus/event-bus.ts';
+import type { QueueInspector } from '../bus/queue-inspector.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
 import closingGuard from './plugins/closing-guard.ts';
 import errorHandler, { errorBody, toAppError } from './plugins/error-handler.ts';
 import openapi from './plugins/openapi.ts';
 import rateLimit from './plugins/rate-limit.ts';
+import telemetry from './plugins/telemetry.ts';
+import eventSchemaRoutes from './routes/event-schemas.ts';
 import healthRoutes from './routes/health.ts';
 import modelRoutes from './routes/models.ts';
 import { schemaCompilers } from './schema-compilers.ts';
@@ -27,6 +31,9 @@ export interface AppDependencies {
   pool: pg.Pool;
   registry: ModelRegistry;
   apiKeys: ApiKeyStore;
+  /** Where every request's event goes; none when telemetry is off. */
+  bus?: EventBus | undefined;
+  queues?: QueueInspector | undefined;
 }
 
 export interface AppOptions {
@@ -69,11 +76,14 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   });
 
   await app.register(errorHandler);
+  // Before the closing guard, so that even a request refused while draining has its correlation id.
+  await app.register(telemetry, { bus: deps.bus });
   await app.register(closingGuard);
   await app.register(openapi);
   await app.register(authentication, { apiKeys: deps.apiKeys });
   await app.register(rateLimit, { perMinute: options.rateLimitPerMinute ?? 0 });
-  await app.register(healthRoutes, { pool: deps.pool });
+  await app.register(healthRoutes, { pool: deps.pool, bus: deps.bus, queues: deps.queues });
+  await app.register(eventSchemaRoutes);
   await app.register(modelRoutes, { registry: deps.registry });
   return app;
 }

@@ -96,6 +96,8 @@ export default fp(
   async function errorHandler(app: FastifyInstance) {
     app.setErrorHandler((error, request, reply) => {
       const appError = toAppError(error);
+      // The request's telemetry event reports it (code, message, and for a 5xx the stack).
+      request.appError = appError;
       const status = ERROR_CODES[appError.code].status;
       if (appError.code === 'SERVICE_UNAVAILABLE') {
         request.log.warn({ err: error, code: appError.code }, 'dependency unavailable');

@@ -23,7 +23,8 @@ export default fp(
         },
         tags: [
           { name: 'models', description: 'Register, read, update, deactivate and filter models' },
-          { name: 'health', description: 'Liveness and readiness' },
+          { name: 'health', description: 'Liveness, readiness and the state of the bus' },
+          { name: 'events', description: 'JSON Schemas of the telemetry events' },
         ],
       },
     });

@@ -1,19 +1,96 @@
 /** Liveness (the process answers) and readiness (its dependencies answer). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type pg from 'pg';
-import { Type } from 'typebox';
+import { type TSchema, Type } from 'typebox';
+import type { EventBus } from '../../bus/event-bus.ts';
+import type { QueueInspector } from '../../bus/queue-inspector.ts';
 
 export interface HealthRoutesOptions {
   pool: pg.Pool;
+  /** The telemetry bus, when on. */
+  bus?: EventBus;
+  /** Queue depths for GET /health, when the bus is on. */
+  queues?: QueueInspector;
   /** Time PostgreSQL gets to answer the readiness probe, in milliseconds. @default 2000 */
   probeTimeoutMs?: number;
 }
 
 const DependencyState = Type.Enum(['up', 'down']);
+const BrokerState = Type.Enum(['up', 'down', 'blocked', 'off'], {
+  description: 'off: telemetry is disabled. down or blocked: events wait in the spool and nothing is lost',
+});
 const Readiness = Type.Object({
   status: Type.Enum(['ready', 'not_ready']),
-  checks: Type.Object({ postgres: DependencyState }),
+  checks: Type.Object({ postgres: DependencyState, broker: BrokerState }),
+  notes: Type.Array(Type.String()),
 });
+
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+const Count = Type.Integer({ minimum: 0 });
+
+const Health = Type.Object({
+  status: Type.Enum(['ok', 'degraded']),
+  checks: Type.Object({ postgres: DependencyState, broker: BrokerState }),
+  publisher: Type.Union([
+    Type.Object({
+      state: Type.Enum(['connecting', 'connected', 'blocked', 'disconnected', 'stopped']),
+      since: Type.String({ format: 'date-time' }),
+      last_error: Type.Union([Type.String(), Type.Null()]),
+      unconfirmed: Count,
+      window: Count,
+      confirmed: Count,
+      returned: Count,
+      nacked: Count,
+      resent: Count,
+      confirm_timeouts: Count,
+      connects: Count,
+      connect_failures: Count,
+    }),
+    Type.Null(),
+  ]),
+  events: Type.Union([
+    Type.Object({
+      emitted: Count,
+      dropped: Type.Object({ spool_full: Count, write_error: Count, invalid_event: Count }),
+      unpublished: Count,
+    }),
+    Type.Null(),
+  ]),
+  spool: Type.Union([
+    Type.Object({
+      bytes: Count,
+      segments: Count,
+      next_offset: Count,
+      confirmed_offset: Type.Integer({ minimum: -1 }),
+      torn_records: Count,
+      corrupt_records: Count,
+    }),
+    Type.Null(),
+  ]),
+  queues: Type.Union([
+    Type.Object({
+      source: Type.Enum(['management', 'amqp']),
+      error: Type.Union([Type.String(), Type.Null()]),
+      items: Type.Array(
+        Type.Object({
+          name: Type.String(),
+          exists: Type.Boolean(),
+          messages_ready: Nullable(Count),
+          messages_unacknowledged: Nullable(Count),
+          consumers: Nullable(Count),
+        }),
+      ),
+    }),
+    Type.Null(),
+  ]),
+});
+
+function brokerState(bus: EventBus | undefined): 'up' | 'down' | 'blocked' | 'off' {
+  if (bus === undefined) return 'off';
+  const state = bus.status().publisher.state;
+  if (state === 'connected') return 'up';
+  return state === 'blocked' ? 'blocked' : 'down';
+}
 
 async function postgresUp(pool: pg.Pool, timeoutMs: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -33,7 +110,7 @@ async function postgresUp(pool: pg.Pool, timeoutMs: number): Promise<boolean> {
 
 const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
   app,
-  { pool, probeTimeoutMs },
+  { pool, bus, queues, probeTimeoutMs },
 ) => {
   app.get(
     '/livez',
@@ -52,15 +129,81 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
     {
       schema: {
         tags: ['health'],
-        summary: 'Readiness: PostgreSQL answers (503 when it does not)',
+        summary: 'Readiness: PostgreSQL answers (503 when it does not); a broker outage keeps it ready',
         response: { 200: Readiness, 503: Readiness },
       },
     },
     async (_request, reply) => {
       const up = await postgresUp(pool, probeTimeoutMs ?? 2000);
-      return reply
-        .code(up ? 200 : 503)
-        .send({ status: up ? 'ready' : 'not_ready', checks: { postgres: up ? 'up' : 'down' } });
+      const broker = brokerState(bus);
+      const notes: string[] = [];
+      if (broker === 'down' || broker === 'blocked') {
+        notes.push(`RabbitMQ is ${broker}: events are kept in the spool and sent when it is back`);
+      }
+      if (!up) notes.push('PostgreSQL is unreachable: registry requests fail with 503');
+      return reply.code(up ? 200 : 503).send({
+        status: up ? 'ready' : 'not_ready',
+        checks: { postgres: up ? 'up' : 'down', broker },
+        notes,
+      });
+    },
+  );
+
+  app.get(
+    '/health',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The state of every part: PostgreSQL, the broker, the publisher, the spool, the queues',
+        response: { 200: Health },
+      },
+    },
+    async () => {
+      const [postgres, report] = await Promise.all([
+        postgresUp(pool, probeTimeoutMs ?? 2000),
+        queues?.report(),
+      ]);
+      const broker = brokerState(bus);
+      const status = bus?.status();
+      const publisher = status?.publisher;
+      return {
+        status: postgres && (broker === 'up' || broker === 'off') ? ('ok' as const) : ('degraded' as const),
+        checks: { postgres: postgres ? ('up' as const) : ('down' as const), broker },
+        publisher:
+          publisher === undefined
+            ? null
+            : {
+                state: publisher.state,
+                since: publisher.since,
+                last_error: publisher.lastError,
+                unconfirmed: publisher.unconfirmed,
+                window: publisher.window,
+                confirmed: publisher.counters.confirmed,
+                returned: publisher.counters.returned,
+                nacked: publisher.counters.nacked,
+                resent: publisher.counters.resent,
+                confirm_timeouts: publisher.counters.confirmTimeouts,
+                connects: publisher.counters.connects,
+                connect_failures: publisher.counters.connectFailures,
+              },
+        events:
+          status === undefined
+            ? null
+            : { emitted: status.emitted, dropped: status.dropped, unpublished: status.spool.unconfirmed },
+        spool:
+          status === undefined
+            ? null
+            : {
+                bytes: status.spool.bytes,
+                segments: status.spool.segments,
+                next_offset: status.spool.nextOffset,
+                confirmed_offset: status.spool.confirmedOffset,
+                torn_records: status.spool.tornRecords,
+                corrupt_records: status.spool.corruptRecords,
+              },
+        queues:
+          report === undefined ? null : { source: report.source, error: report.error, items: report.queues },
+      };
     },
   );
 };

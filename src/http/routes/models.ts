@@ -34,6 +34,7 @@ const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (app, {
     },
     async (request, reply) => {
       const model = await registry.register(request.body);
+      request.telemetry = { type: 'model.registered', model };
       return reply
         .code(201)
         .header('location', `/models/${encodeURIComponent(model.model_id)}`)
@@ -55,6 +56,16 @@ const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (app, {
     },
     async (request, reply) => {
       const read = await registry.filter(request.query);
+      const { cursor, ...filters } = request.query;
+      request.telemetry = {
+        type: 'filter.executed',
+        data: {
+          filters: { ...filters, cursor: cursor !== undefined },
+          result_count: read.value.items.length,
+          has_more: read.value.next_cursor !== null,
+        },
+        cacheHit: read.hit,
+      };
       return sendCachedRead(reply, read, json);
     },
   );
@@ -73,6 +84,7 @@ const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (app, {
     },
     async (request, reply) => {
       const read = await registry.get(request.params.model_id);
+      request.telemetry = { type: 'model.queried', model: read.value, cacheHit: read.hit };
       return sendCachedRead(reply, read, json);
     },
   );
@@ -90,7 +102,11 @@ const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (app, {
         response: { 200: ModelSchema, ...errorResponses(400, 401, 403, 404, 413, 415, 429) },
       },
     },
-    async (request) => (await registry.update(request.params.model_id, request.body)).model,
+    async (request) => {
+      const { model, changed } = await registry.update(request.params.model_id, request.body);
+      request.telemetry = { type: 'model.updated', model, changed };
+      return model;
+    },
   );
 
   app.post(
@@ -105,7 +121,11 @@ const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (app, {
         response: { 200: ModelSchema, ...errorResponses(400, 401, 403, 404, 429) },
       },
     },
-    async (request) => (await registry.deactivate(request.params.model_id)).model,
+    async (request) => {
+      const { model, changed } = await registry.deactivate(request.params.model_id);
+      request.telemetry = { type: 'model.deactivated', model, changed };
+      return model;
+    },
   );
 };
 

@@ -1,0 +1,125 @@
+/**
+ * The telemetry bus of one process: `emit()` writes an event to the spool and returns (no broker, no
+ * promise), and a {@link SpoolPublisher} sends the spool to RabbitMQ in the background.
+ *
+ * `emit()` is on every request's path, so it does exactly one JSON serialisation and one write syscall.
+ * It never throws and never blocks: an event it cannot keep is dropped and counted by reason.
+ */
+import { join } from 'node:path';
+import type { TelemetryEvent } from './event-schemas.ts';
+import { encodeRecord } from './outbound-message.ts';
+import { Spool, type SpoolStats } from './spool/spool.ts';
+import { type PublisherLogger, type PublisherStatus, SpoolPublisher } from './spool-publisher.ts';
+import type { Topology } from './topology.ts';
+
+export interface EventBusOptions {
+  /** This process's data directory; the spool lives in `<dataDir>/spool`. */
+  dataDir: string;
+  /** AMQP URL of the broker. */
+  rabbitmqUrl: string;
+  topology: Topology;
+  /** Spool size above which events are dropped, in bytes. @default 1 GiB */
+  spoolMaxBytes?: number;
+  /** Spool segment size, in bytes. @default 64 MiB */
+  spoolSegmentBytes?: number;
+  /** Interval between spool fsyncs, in ms. @default 50 */
+  spoolFsyncIntervalMs?: number;
+  /** Unconfirmed messages in flight, at most. @default 1000 */
+  publishWindow?: number;
+  /** Confirm time-out before a reconnect and resend, in ms. @default 15000 */
+  publishConfirmTimeoutMs?: number;
+  /** AMQP heartbeat, in seconds. @default 5 */
+  heartbeatSeconds?: number;
+  logger?: PublisherLogger;
+}
+
+/** Why an event was not kept: the spool was full, the disk refused the write, or it was not serialisable. */
+export type EmitDropReason = 'spool_full' | 'write_error' | 'invalid_event';
+
+export interface EventBusStatus {
+  emitted: number;
+  dropped: Record<EmitDropReason, number>;
+  spool: SpoolStats;
+  publisher: PublisherStatus;
+}
+
+export class EventBus {
+  readonly #spool: Spool;
+  readonly #publisher: SpoolPublisher;
+  #emitted = 0;
+  #invalid = 0;
+
+  private constructor(spool: Spool, publisher: SpoolPublisher) {
+    this.#spool = spool;
+    this.#publisher = publisher;
+  }
+
+  /** Opens the spool (recovering what a previous run left) and starts sending it. */
+  static open(options: EventBusOptions): EventBus {
+    const spool = Spool.open({
+      directory: join(options.dataDir, 'spool'),
+      maxBytes: options.spoolMaxBytes,
+      segmentBytes: options.spoolSegmentBytes,
+      fsyncIntervalMs: options.spoolFsyncIntervalMs,
+    });
+    const publisher = new SpoolPublisher(spool, {
+      url: options.rabbitmqUrl,
+      topology: options.topology,
+      window: options.publishWindow,
+      confirmTimeoutMs: options.publishConfirmTimeoutMs,
+      heartbeatSeconds: options.heartbeatSeconds,
+      logger: options.logger,
+    });
+    publisher.start();
+    return new EventBus(spool, publisher);
+  }
+
+  /**
+   * Keeps the event: once this returns true the event is in the OS's hands and survives a crash of this
+   * process. `traceparent` is the W3C trace context the message carries.
+   */
+  emit(event: TelemetryEvent, traceparent: string, timestampMs: number): boolean {
+    this.#emitted++;
+    let record: Buffer;
+    try {
+      record = encodeRecord(
+        {
+          eventType: event.event_type,
+          eventId: event.event_id,
+          correlationId: event.correlation_id,
+          timestampMs,
+          source: event.source,
+          traceparent,
+          modelId: modelIdOf(event),
+        },
+        JSON.stringify(event),
+      );
+    } catch {
+      this.#invalid++;
+      return false;
+    }
+    return this.#spool.append(record) >= 0;
+  }
+
+  status(): EventBusStatus {
+    const spool = this.#spool.stats();
+    return {
+      emitted: this.#emitted,
+      dropped: { ...spool.dropped, invalid_event: this.#invalid },
+      spool,
+      publisher: this.#publisher.status(),
+    };
+  }
+
+  /** Sends what it can within `timeoutMs`, then closes; the rest waits in the spool for the next start. */
+  async close(timeoutMs: number): Promise<number> {
+    const left = await this.#publisher.stop(timeoutMs);
+    await this.#spool.close();
+    return left;
+  }
+}
+
+function modelIdOf(event: TelemetryEvent): string {
+  const data = event.data as { model_id?: unknown };
+  return typeof data.model_id === 'string' ? data.model_id : '';
+}

@@ -1,0 +1,540 @@
+/**
+ * Publishes the spool to RabbitMQ, in order, over a confirm channel, for as long as the process lives.
+ *
+ * The spool is the only buffer: nothing waits in memory for the broker. While RabbitMQ is down, blocked
+ * or silent, this sender simply stops reading and the spool grows on disk; when it is back, sending
+ * resumes from the first unconfirmed record. Up to `window` messages are in flight; the spool's
+ * confirmed offset advances over the contiguous prefix the broker has confirmed. Any doubt (a nack, a
+ * confirm that does not come, a lost connection) is answered the same way: drop the connection and resend
+ * everything unconfirmed, in order, on a new one. That can duplicate a message, never lose or reorder the
+ * first copies; consumers de-duplicate by `event_id`.
+ */
+import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import { applyTopology } from './apply-topology.ts';
+import { connectToBroker, destroyConnection } from './broker-connection.ts';
+import { toOutboundMessage } from './outbound-message.ts';
+import type { Spool, SpoolRecord } from './spool/spool.ts';
+import type { Topology } from './topology.ts';
+
+export type BrokerState = 'connecting' | 'connected' | 'blocked' | 'disconnected' | 'stopped';
+
+export interface PublisherLogger {
+  info(object: object, message: string): void;
+  warn(object: object, message: string): void;
+  error(object: object, message: string): void;
+}
+
+export interface SpoolPublisherOptions {
+  /** AMQP URL of the broker. */
+  url: string;
+  /** The topology declared at every connect before publishing. */
+  topology: Topology;
+  /** Messages published and not yet confirmed, at most. @default 1000 */
+  window?: number;
+  /** Time a confirm may take before the connection is dropped and its messages resent, in ms. @default 15000 */
+  confirmTimeoutMs?: number;
+  /** AMQP heartbeat interval, in seconds. @default 5 */
+  heartbeatSeconds?: number;
+  /** Time allowed for connecting and the AMQP handshake, in ms. @default 5000 */
+  connectTimeoutMs?: number;
+  /** First reconnect delay, in ms; it doubles per failed attempt up to the maximum. @default 100 */
+  reconnectMinDelayMs?: number;
+  /** Longest reconnect delay, in ms. @default 5000 */
+  reconnectMaxDelayMs?: number;
+  /** Records read from the spool per batch, at most. @default 500 */
+  readBatch?: number;
+  logger?: PublisherLogger;
+}
+
+export interface PublisherCounters {
+  /** Messages the broker confirmed (including resent copies). */
+  confirmed: number;
+  /** Messages the broker could not route to any queue (published with `mandatory`). */
+  returned: number;
+  /** Messages the broker refused (nack); they were resent. */
+  nacked: number;
+  /** Messages published again after a nack, a confirm time-out or a lost connection. */
+  resent: number;
+  /** Confirm time-outs that made the publisher reconnect. */
+  confirmTimeouts: number;
+  /** Records the publisher could not decode (counted, skipped). */
+  undecodable: number;
+  connects: number;
+  connectFailures: number;
+}
+
+export interface PublisherStatus {
+  state: BrokerState;
+  /** Since when the state holds, ISO-8601. */
+  since: string;
+  /** The last connection error, without credentials. */
+  lastError: string | null;
+  unconfirmed: number;
+  window: number;
+  counters: PublisherCounters;
+}
+
+const DEFAULTS = {
+  window: 1000,
+  confirmTimeoutMs: 15_000,
+  heartbeatSeconds: 5,
+  connectTimeoutMs: 5000,
+  reconnectMinDelayMs: 100,
+  reconnectMaxDelayMs: 5000,
+  readBatch: 500,
+} as const;
+
+/** Delay before reconnect attempt `attempt` (0-based): exponential with full jitter between half and all of it. */
+export function reconnectDelay(attempt: number, minMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+interface Session {
+  connection: ChannelModel;
+  channel: ConfirmChannel;
+  closed: boolean;
+  closeReason: string | null;
+}
+
+const silentLogger: PublisherLogger = { info() {}, warn() {}, error() {} };
+
+export class SpoolPublisher {
+  readonly #spool: Spool;
+  readonly #options: Required<Omit<SpoolPublisherOptions, 'logger'>>;
+  readonly #logger: PublisherLogger;
+  readonly counters: PublisherCounters = {
+    confirmed: 0,
+    returned: 0,
+    nacked: 0,
+    resent: 0,
+    confirmTimeouts: 0,
+    undecodable: 0,
+    connects: 0,
+    connectFailures: 0,
+  };
+
+  #state: BrokerState = 'disconnected';
+  #since = Date.now();
+  #lastError: string | null = null;
+  #session: Session | undefined;
+  /** Bumped per session, so a confirm callback of a dropped session changes nothing. */
+  #generation = 0;
+  /** Offsets in flight, in publish order, with their send times; settled ones are marked until popped. */
+  #inflight: number[] = [];
+  #inflightHead = 0;
+  #sentAt = new Map<number, number>();
+  #settled = new Set<number>();
+
+  #running: Promise<void> | undefined;
+  #stopping = false;
+  #woken = false;
+  #waiter: (() => void) | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #lastLogAt = new Map<string, number>();
+  #confirmListeners = new Set<() => void>();
+  #markStopped: () => void = () => {};
+  readonly #stopped = new Promise<void>((resolve) => {
+    this.#markStopped = resolve;
+  });
+
+  constructor(spool: Spool, options: SpoolPublisherOptions) {
+    this.#spool = spool;
+    const { logger, ...rest } = options;
+    this.#logger = logger ?? silentLogger;
+    this.#options = { ...DEFAULTS, ...stripUndefined(rest) } as Required<
+      Omit<SpoolPublisherOptions, 'logger'>
+    >;
+  }
+
+  /** Starts sending in the background; it never rejects, and retries the broker until stopped. */
+  start(): void {
+    if (this.#running !== undefined) return;
+    this.#unsubscribe = this.#spool.onAppend(() => this.#wake());
+    this.#timer = setInterval(() => this.#checkConfirmTimeout(), 250).unref();
+    this.#running = this.#run();
+  }
+
+  /**
+   * Sends what the spool holds for up to `timeoutMs`, then disconnects. What is still unconfirmed stays
+   * in the spool for the next start. Resolves with the number of records left unconfirmed.
+   */
+  async stop(timeoutMs: number): Promise<number> {
+    if (this.#running === undefined) return this.#spool.stats().unconfirmed;
+    const deadline = Date.now() + timeoutMs;
+    // Only worth waiting for while a broker is there to confirm; otherwise the spool keeps it all.
+    while (
+      this.#spool.stats().unconfirmed > 0 &&
+      Date.now() < deadline &&
+      (this.#state === 'connected' || this.#state === 'connecting')
+    ) {
+      await this.#nextConfirm(deadline - Date.now());
+    }
+    this.#stopping = true;
+    this.#markStopped();
+    this.#wake();
+    const session = this.#session;
+    if (session !== undefined) await this.#closeSession(session, 'stopping');
+    await this.#running;
+    clearInterval(this.#timer);
+    this.#unsubscribe?.();
+    this.#setState('stopped');
+    return this.#spool.stats().unconfirmed;
+  }
+
+  status(): PublisherStatus {
+    return {
+      state: this.#state,
+      since: new Date(this.#since).toISOString(),
+      lastError: this.#lastError,
+      unconfirmed: this.#inflight.length - this.#inflightHead,
+      window: this.#options.window,
+      counters: { ...this.counters },
+    };
+  }
+
+  async #run(): Promise<void> {
+    let attempt = 0;
+    while (!this.#stopping) {
+      this.#setState('connecting');
+      let session: Session | undefined;
+      try {
+        session = await this.#openSession();
+        attempt = 0;
+        await this.#publishUntilClosed(session);
+      } catch (error) {
+        if (!this.#stopping) {
+          this.#lastError = describe(error);
+          if (session === undefined) this.counters.connectFailures++;
+          this.#throttledLog(
+            'broker',
+            'warn',
+            { err: this.#lastError },
+            'RabbitMQ unavailable; events wait in the spool',
+          );
+        }
+      } finally {
+        if (session !== undefined) await this.#closeSession(session, 'session ended');
+        this.#dropInflight();
+      }
+      if (this.#stopping) break;
+      this.#setState('disconnected');
+      const delay = reconnectDelay(
+        attempt++,
+        this.#options.reconnectMinDelayMs,
+        this.#options.reconnectMaxDelayMs,
+      );
+      await this.#sleep(delay);
+    }
+  }
+
+  async #openSession(): Promise<Session> {
+    const connection = await connectToBroker(this.#options.url, {
+      name: 'telemetry-bus publisher',
+      heartbeatSeconds: this.#options.heartbeatSeconds,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+    });
+    const session = { connection, closed: false, closeReason: null } as unknown as Session;
+    connection.on('error', (error: unknown) => {
+      this.#lastError = describe(error);
+    });
+    connection.on('close', (error?: unknown) => {
+      session.closed = true;
+      session.closeReason ??= error === undefined ? 'connection closed' : describe(error);
+      this.#wake();
+    });
+    connection.on('blocked', (reason: string) => {
+      this.#lastError = `blocked by the broker: ${reason}`;
+      this.#logger.warn({ reason }, 'RabbitMQ blocked publishing; events wait in the spool');
+      this.#setState('blocked');
+      this.#wake();
+    });
+    connection.on('unblocked', () => {
+      this.#logger.info({}, 'RabbitMQ unblocked publishing');
+      // Time spent blocked does not count towards a confirm's time-out.
+      const now = Date.now();
+      for (const offset of this.#sentAt.keys()) this.#sentAt.set(offset, now);
+      this.#setState('connected');
+      this.#wake();
+    });
+    try {
+      await applyTopology(connection, this.#options.topology);
+      session.channel = await connection.createConfirmChannel();
+    } catch (error) {
+      await this.#closeSession(session, 'setup failed');
+      throw error;
+    }
+    session.channel.on('error', (error: unknown) => {
+      this.#lastError = describe(error);
+    });
+    session.channel.on('close', () => {
+      session.closed = true;
+      session.closeReason ??= 'channel closed';
+      this.#wake();
+    });
+    session.channel.on('return', (message: ConsumeMessage) => {
+      this.counters.returned++;
+      this.#throttledLog(
+        'return',
+        'warn',
+        {
+          exchange: message.fields.exchange,
+          routingKey: message.fields.routingKey,
+          eventId: message.properties.messageId,
+          returned: this.counters.returned,
+        },
+        'RabbitMQ could not route an event to any queue (is the topology applied?)',
+      );
+    });
+    this.counters.connects++;
+    this.#session = session;
+    if (this.#lastError !== null) this.#logger.info({}, 'RabbitMQ connected; sending the spool');
+    this.#lastError = null;
+    this.#setState('connected');
+    return session;
+  }
+
+  async #publishUntilClosed(session: Session): Promise<void> {
+    const generation = ++this.#generation;
+    const { channel } = session;
+    // Resend from the first record the broker has not confirmed: in order, duplicates allowed.
+    let next = this.#spool.stats().confirmedOffset + 1;
+    while (!session.closed && !this.#stopping) {
+      if (this.#state === 'blocked') {
+        await this.#waitForWake();
+        continue;
+      }
+      const room = this.#options.window - (this.#inflight.length - this.#inflightHead);
+      if (room <= 0) {
+        await this.#waitForWake();
+        continue;
+      }
+      const records = await this.#spool.read(next, Math.min(room, this.#options.readBatch), 4 * 1024 * 1024);
+      if (session.closed || this.#stopping) break;
+      if (records.length === 0) {
+        await this.#waitForWake();
+        continue;
+      }
+      let writable = true;
+      for (const record of records) {
+        next = record.offset + 1;
+        writable = this.#publish(channel, record, generation) && writable;
+      }
+      if (!writable && !session.closed) await this.#waitForDrain(session);
+    }
+    throw new Error(session.closeReason ?? 'stopped');
+  }
+
+  #publish(channel: ConfirmChannel, record: SpoolRecord, generation: number): boolean {
+    let message: ReturnType<typeof toOutboundMessage>;
+    try {
+      message = toOutboundMessage(record.payload);
+    } catch {
+      // A record that passed its checksum but is not ours to decode: count it and let the offset pass.
+      this.counters.undecodable++;
+      this.#track(record.offset);
+      this.#settle(record.offset);
+      return true;
+    }
+    this.#track(record.offset);
+    // The channel may have closed a moment ago, its close event not yet delivered: amqplib then throws.
+    return this.#tryPublish(channel, message, record.offset, generation);
+  }
+
+  #tryPublish(
+    channel: ConfirmChannel,
+    message: ReturnType<typeof toOutboundMessage>,
+    offset: number,
+    generation: number,
+  ): boolean {
+    try {
+      return this.#sendOne(channel, message, offset, generation);
+    } catch (error) {
+      const session = this.#session;
+      if (session !== undefined) {
+        session.closed = true;
+        session.closeReason ??= describe(error);
+      }
+      return false;
+    }
+  }
+
+  #sendOne(
+    channel: ConfirmChannel,
+    message: ReturnType<typeof toOutboundMessage>,
+    offset: number,
+    generation: number,
+  ): boolean {
+    return channel.publish(message.exchange, message.routingKey, message.body, message.options, (error) => {
+      if (generation !== this.#generation) return;
+      if (error !== null && error !== undefined) {
+        this.counters.nacked++;
+        this.#throttledLog(
+          'nack',
+          'warn',
+          { eventId: message.options.messageId },
+          'RabbitMQ refused an event; resending',
+        );
+        // Resending one message out of turn could reorder a model's events: resend all, in order.
+        if (this.#session !== undefined) void this.#closeSession(this.#session, 'nack');
+        return;
+      }
+      this.counters.confirmed++;
+      this.#settle(offset);
+    });
+  }
+
+  #track(offset: number): void {
+    this.#inflight.push(offset);
+    this.#sentAt.set(offset, Date.now());
+  }
+
+  #settle(offset: number): void {
+    this.#settled.add(offset);
+    this.#sentAt.delete(offset);
+    let confirmedUpTo = -1;
+    while (this.#inflightHead < this.#inflight.length) {
+      const head = this.#inflight[this.#inflightHead] as number;
+      if (!this.#settled.delete(head)) break;
+      confirmedUpTo = head;
+      this.#inflightHead++;
+    }
+    if (this.#inflightHead > 4096 && this.#inflightHead * 2 > this.#inflight.length) {
+      this.#inflight = this.#inflight.slice(this.#inflightHead);
+      this.#inflightHead = 0;
+    }
+    if (confirmedUpTo >= 0) {
+      this.#spool.confirm(confirmedUpTo);
+      for (const listener of this.#confirmListeners) listener();
+      this.#wake();
+    }
+  }
+
+  /** Forgets what was in flight: the next session resends it from the spool. */
+  #dropInflight(): void {
+    const unconfirmed = this.#inflight.length - this.#inflightHead;
+    this.counters.resent += unconfirmed;
+    this.#generation++;
+    this.#inflight = [];
+    this.#inflightHead = 0;
+    this.#sentAt.clear();
+    this.#settled.clear();
+  }
+
+  #checkConfirmTimeout(): void {
+    const session = this.#session;
+    if (session === undefined || session.closed || this.#state !== 'connected') return;
+    const oldest = this.#inflight[this.#inflightHead];
+    if (oldest === undefined) return;
+    const sentAt = this.#sentAt.get(oldest);
+    if (sentAt === undefined || Date.now() - sentAt < this.#options.confirmTimeoutMs) return;
+    this.counters.confirmTimeouts++;
+    this.#lastError = `no confirm within ${this.#options.confirmTimeoutMs} ms`;
+    this.#logger.warn(
+      { unconfirmed: this.#inflight.length - this.#inflightHead },
+      'RabbitMQ confirm timed out; reconnecting to resend',
+    );
+    // A broker that does not confirm may not answer a graceful close either.
+    destroyConnection(session.connection);
+    session.closed = true;
+    session.closeReason = this.#lastError;
+    this.#wake();
+  }
+
+  async #closeSession(session: Session, reason: string): Promise<void> {
+    if (this.#session === session) this.#session = undefined;
+    if (!session.closed) {
+      session.closed = true;
+      session.closeReason ??= reason;
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 2000);
+      });
+      await Promise.race([session.connection.close().catch(() => {}), timeout]);
+      clearTimeout(timer);
+    }
+    destroyConnection(session.connection);
+    this.#wake();
+  }
+
+  async #waitForDrain(session: Session): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        session.channel.off('drain', done);
+        resolve();
+      };
+      session.channel.once('drain', done);
+      // A close also ends the wait: the wake below covers it.
+      void this.#waitForWake().then(done);
+    });
+  }
+
+  #nextConfirm(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.#confirmListeners.delete(finish);
+        resolve();
+      };
+      const timer = setTimeout(finish, Math.max(1, timeoutMs));
+      this.#confirmListeners.add(finish);
+    });
+  }
+
+  #wake(): void {
+    this.#woken = true;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.();
+  }
+
+  #waitForWake(): Promise<void> {
+    if (this.#woken) {
+      this.#woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.#waiter = () => {
+        this.#woken = false;
+        resolve();
+      };
+    });
+  }
+
+  /** Waits `ms`, or less if the publisher is stopped meanwhile. */
+  async #sleep(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+      this.#stopped,
+    ]);
+    clearTimeout(timer);
+  }
+
+  #setState(state: BrokerState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#since = Date.now();
+  }
+
+  /** One line per kind of trouble at most every 10 s: an outage must not flood the logs. */
+  #throttledLog(key: string, level: 'warn' | 'error', object: object, message: string): void {
+    const now = Date.now();
+    if (now - (this.#lastLogAt.get(key) ?? 0) < 10_000) return;
+    this.#lastLogAt.set(key, now);
+    this.#logger[level](object, message);
+  }
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** An error's message with any credentials in URLs masked. */
+function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\/\/([^:/@\s]+):([^@\s]+)@/g, '//$1:***@');
+}
