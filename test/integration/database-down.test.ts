@@ -3,21 +3,31 @@ import { after, test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { createServices } from '../../src/services.ts';
+import { createBusEnvironment } from '../helper.ts';
 
+const bus = await createBusEnvironment();
 // Nothing listens on port 1: this is PostgreSQL being unreachable, seen from the API.
-const config = loadConfig({ DATABASE_URL: 'postgres://root@127.0.0.1:1/telemetry_bus', LOG_LEVEL: 'silent' });
+const config = loadConfig({
+  DATABASE_URL: 'postgres://root@127.0.0.1:1/telemetry_bus',
+  LOG_LEVEL: 'silent',
+  ...bus.env,
+});
 const services = createServices(config);
 const app = await buildApp(services);
 after(async () => {
   await app.close();
   await services.close();
+  await bus.remove();
 });
 
 test('/livez stays up while /readyz reports PostgreSQL down with 503', async () => {
   assert.deepEqual((await app.inject('/livez')).json(), { status: 'ok' });
   const ready = await app.inject('/readyz');
   assert.equal(ready.statusCode, 503);
-  assert.deepEqual(ready.json(), { status: 'not_ready', checks: { postgres: 'down' } });
+  const body = ready.json();
+  assert.equal(body.status, 'not_ready');
+  assert.equal(body.checks.postgres, 'down');
+  assert.ok(body.notes.includes('PostgreSQL is unreachable: registry requests fail with 503'));
 });
 
 test('a request that needs the database gets 503 SERVICE_UNAVAILABLE with retry-after, no details', async () => {

@@ -5,11 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { createServices } from '../../src/services.ts';
-import { createTestDatabase } from '../helper.ts';
+import { createBusEnvironment, createTestDatabase } from '../helper.ts';
 
 const databaseUrl = await createTestDatabase({ after });
-const services = createServices(loadConfig({ DATABASE_URL: databaseUrl }));
-after(() => services.close());
+const bus = await createBusEnvironment();
+const services = createServices(loadConfig({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', ...bus.env }));
+after(async () => {
+  await services.close();
+  await bus.remove();
+});
 
 test('closing finishes the request in flight, closes its kept-alive connection at once, and serves nothing new', async () => {
   const app = await buildApp(services);

@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { loggerOptions } from '../../src/logger.ts';
 import { createServices } from '../../src/services.ts';
-import { createTestDatabase } from '../helper.ts';
+import { createBusEnvironment, createTestDatabase } from '../helper.ts';
 
 const lines: string[] = [];
 const sink = new Writable({
@@ -17,12 +17,14 @@ const sink = new Writable({
 });
 
 const databaseUrl = await createTestDatabase({ after });
-const config = loadConfig({ DATABASE_URL: databaseUrl });
+const bus = await createBusEnvironment();
+const config = loadConfig({ DATABASE_URL: databaseUrl, ...bus.env });
 const services = createServices(config);
 const app = await buildApp(services, { logger: pino(loggerOptions('info'), sink) });
 after(async () => {
   await app.close();
   await services.close();
+  await bus.remove();
 });
 
 test('a 5xx returns no detail, and its stack is logged without the API key', async () => {

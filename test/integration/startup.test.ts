@@ -1,12 +1,19 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { ApiKeyStore } from '../../src/auth/api-key-store.ts';
 import { createPool } from '../../src/db/create-pool.ts';
-import { dropDatabase, TEST_DATABASE_SERVER, uniqueName } from '../helper.ts';
+import {
+  type BusEnvironment,
+  createBusEnvironment,
+  dropDatabase,
+  TEST_DATABASE_SERVER,
+  uniqueName,
+} from '../helper.ts';
+import { readQueues } from '../support/queue-reader.ts';
 
 /** The bootstrap key is printed alone on an indented line. */
 const KEY_LINE = /^ {4}(tb_[A-Za-z0-9_-]{43})$/m;
@@ -91,11 +98,18 @@ describe('start-up failures', () => {
 describe('first start on a machine with no database', () => {
   const name = uniqueName('tb_test_start');
   const databaseUrl = `${TEST_DATABASE_SERVER}/${name}`;
-  after(() => dropDatabase(name));
+  let bus: BusEnvironment;
+  before(async () => {
+    bus = await createBusEnvironment();
+  });
+  after(async () => {
+    await dropDatabase(name);
+    await bus.remove();
+  });
 
   test('creates the database, migrates, prints an admin key once, serves, and stops on SIGTERM', async () => {
     assert.equal(await databaseExists(name), false);
-    const first = cli(['start'], { DATABASE_URL: databaseUrl, PORT: '0' });
+    const first = cli(['start'], { DATABASE_URL: databaseUrl, PORT: '0', ...bus.env });
     const url = await waitFor('the listening line', () => first.stdout().match(/"url":"(http:[^"]+)"/)?.[1]);
     const key = await waitFor('the admin key', () => first.stdout().match(KEY_LINE)?.[1]);
     assert.equal(await databaseExists(name), true);
@@ -130,7 +144,7 @@ describe('first start on a machine with no database', () => {
     assert.match(first.stdout(), /shutting down/);
 
     // Keys exist now: a second start prints none, and the data survived.
-    const second = cli(['start'], { DATABASE_URL: databaseUrl, PORT: '0' });
+    const second = cli(['start'], { DATABASE_URL: databaseUrl, PORT: '0', ...bus.env });
     const url2 = await waitFor(
       'the listening line',
       () => second.stdout().match(/"url":"(http:[^"]+)"/)?.[1],
@@ -142,6 +156,17 @@ describe('first start on a machine with no database', () => {
     assert.equal(await second.exit, 0);
     assert.doesNotMatch(second.stdout(), KEY_LINE);
     assert.doesNotMatch(second.stdout(), /No API keys existed/);
+
+    // Every request of both runs reached RabbitMQ (readyz, the registration, the read), sent on SIGTERM.
+    const reader = await readQueues(bus.env.RABBITMQ_URL, ['audit.trail', 'metrics.updates']);
+    try {
+      const messages = await reader.waitFor({ 'audit.trail': 2, 'metrics.updates': 3 });
+      const audit = reader.messages('audit.trail').map((message) => message.properties.type);
+      assert.deepEqual(audit, ['model.registered', 'model.queried']);
+      assert.ok(messages.every((message) => message.properties.appId === 'telemetry-bus'));
+    } finally {
+      await reader.close();
+    }
   });
 
   test('keys create prints a key once, which then authenticates with its role; list never shows it', async () => {
