@@ -17,6 +17,12 @@ COPY src ./src
 COPY migrations ./migrations
 COPY tsconfig.json ./
 
+# The event spool is the one thing the process writes: a directory of its own, on a volume, so that
+# events spooled while RabbitMQ was down survive the container being replaced.
+RUN mkdir -p /var/lib/telemetry-bus && chown node:node /var/lib/telemetry-bus
+ENV DATA_DIR=/var/lib/telemetry-bus
+VOLUME /var/lib/telemetry-bus
+
 # The image's unprivileged user (uid 1000); the files stay root-owned and read-only to it.
 USER node
 

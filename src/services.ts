@@ -26,7 +26,7 @@ export interface Services {
   queues: QueueInspector | undefined;
   /** Prometheus metrics of this process. */
   metrics: Registry;
-  /** Sends what the spool holds for up to `shutdownTimeoutMs`, then releases everything. */
+  /** Sends what the spool holds for up to half of `shutdownTimeoutMs`, then releases everything. */
   close(): Promise<void>;
 }
 
@@ -74,7 +74,8 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
     queues,
     async close() {
       await queues?.close();
-      await bus?.close(config.shutdownTimeoutMs);
+      // Half the shutdown budget: the HTTP drain before this takes the rest; what is left waits on disk.
+      await bus?.close(Math.floor(config.shutdownTimeoutMs / 2));
       await pool.end();
     },
   };
