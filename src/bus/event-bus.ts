@@ -80,7 +80,7 @@ export class EventBus {
    */
   emit(event: TelemetryEvent, traceparent: string, timestampMs: number): boolean {
     this.#emitted++;
-    let record: Buffer;
+    let record: string;
     try {
       record = encodeRecord(
         {

@@ -35,9 +35,8 @@ export const APP_ID = 'telemetry-bus';
  * Encodes a record. The header fields never hold a tab or newline: event types and ids are fixed forms,
  * correlation and model ids are validated to visible ASCII, and JSON text has no raw newline.
  */
-export function encodeRecord(header: OutboundHeader, json: string): Buffer {
-  const line = `${header.eventType}\t${header.eventId}\t${header.correlationId}\t${header.timestampMs}\t${header.source}\t${header.traceparent}\t${header.modelId}\n`;
-  return Buffer.from(line + json);
+export function encodeRecord(header: OutboundHeader, json: string): string {
+  return `${header.eventType}\t${header.eventId}\t${header.correlationId}\t${header.timestampMs}\t${header.source}\t${header.traceparent}\t${header.modelId}\n${json}`;
 }
 
 export function decodeRecord(record: Buffer): { header: OutboundHeader; body: Buffer } {

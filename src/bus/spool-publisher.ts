@@ -12,6 +12,7 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { applyTopology } from './apply-topology.ts';
 import { connectToBroker, destroyConnection } from './broker-connection.ts';
+import { InflightWindow } from './inflight-window.ts';
 import { toOutboundMessage } from './outbound-message.ts';
 import type { Spool, SpoolRecord } from './spool/spool.ts';
 import type { Topology } from './topology.ts';
@@ -120,11 +121,7 @@ export class SpoolPublisher {
   #session: Session | undefined;
   /** Bumped per session, so a confirm callback of a dropped session changes nothing. */
   #generation = 0;
-  /** Offsets in flight, in publish order, with their send times; settled ones are marked until popped. */
-  #inflight: number[] = [];
-  #inflightHead = 0;
-  #sentAt = new Map<number, number>();
-  #settled = new Set<number>();
+  readonly #inflight = new InflightWindow();
 
   #running: Promise<void> | undefined;
   #stopping = false;
@@ -188,7 +185,7 @@ export class SpoolPublisher {
       state: this.#state,
       since: new Date(this.#since).toISOString(),
       lastError: this.#lastError,
-      unconfirmed: this.#inflight.length - this.#inflightHead,
+      unconfirmed: this.#inflight.size,
       window: this.#options.window,
       counters: { ...this.counters },
     };
@@ -253,8 +250,7 @@ export class SpoolPublisher {
     connection.on('unblocked', () => {
       this.#logger.info({}, 'RabbitMQ unblocked publishing');
       // Time spent blocked does not count towards a confirm's time-out.
-      const now = Date.now();
-      for (const offset of this.#sentAt.keys()) this.#sentAt.set(offset, now);
+      this.#inflight.restartClocks(Date.now());
       this.#setState('connected');
       this.#wake();
     });
@@ -305,7 +301,7 @@ export class SpoolPublisher {
         await this.#waitForWake();
         continue;
       }
-      const room = this.#options.window - (this.#inflight.length - this.#inflightHead);
+      const room = this.#options.window - this.#inflight.size;
       if (room <= 0) {
         await this.#waitForWake();
         continue;
@@ -333,23 +329,22 @@ export class SpoolPublisher {
     } catch {
       // A record that passed its checksum but is not ours to decode: count it and let the offset pass.
       this.counters.undecodable++;
-      this.#track(record.offset);
-      this.#settle(record.offset);
+      this.#settle(this.#inflight.push(record.offset, Date.now()));
       return true;
     }
-    this.#track(record.offset);
+    const sequence = this.#inflight.push(record.offset, Date.now());
     // The channel may have closed a moment ago, its close event not yet delivered: amqplib then throws.
-    return this.#tryPublish(channel, message, record.offset, generation);
+    return this.#tryPublish(channel, message, sequence, generation);
   }
 
   #tryPublish(
     channel: ConfirmChannel,
     message: ReturnType<typeof toOutboundMessage>,
-    offset: number,
+    sequence: number,
     generation: number,
   ): boolean {
     try {
-      return this.#sendOne(channel, message, offset, generation);
+      return this.#sendOne(channel, message, sequence, generation);
     } catch (error) {
       const session = this.#session;
       if (session !== undefined) {
@@ -363,7 +358,7 @@ export class SpoolPublisher {
   #sendOne(
     channel: ConfirmChannel,
     message: ReturnType<typeof toOutboundMessage>,
-    offset: number,
+    sequence: number,
     generation: number,
   ): boolean {
     return channel.publish(message.exchange, message.routingKey, message.body, message.options, (error) => {
@@ -381,58 +376,33 @@ export class SpoolPublisher {
         return;
       }
       this.counters.confirmed++;
-      this.#settle(offset);
+      this.#settle(sequence);
     });
   }
 
-  #track(offset: number): void {
-    this.#inflight.push(offset);
-    this.#sentAt.set(offset, Date.now());
-  }
-
-  #settle(offset: number): void {
-    this.#settled.add(offset);
-    this.#sentAt.delete(offset);
-    let confirmedUpTo = -1;
-    while (this.#inflightHead < this.#inflight.length) {
-      const head = this.#inflight[this.#inflightHead] as number;
-      if (!this.#settled.delete(head)) break;
-      confirmedUpTo = head;
-      this.#inflightHead++;
-    }
-    if (this.#inflightHead > 4096 && this.#inflightHead * 2 > this.#inflight.length) {
-      this.#inflight = this.#inflight.slice(this.#inflightHead);
-      this.#inflightHead = 0;
-    }
-    if (confirmedUpTo >= 0) {
-      this.#spool.confirm(confirmedUpTo);
-      for (const listener of this.#confirmListeners) listener();
-      this.#wake();
-    }
+  #settle(sequence: number): void {
+    const confirmedUpTo = this.#inflight.settle(sequence);
+    if (confirmedUpTo < 0) return;
+    this.#spool.confirm(confirmedUpTo);
+    for (const listener of this.#confirmListeners) listener();
+    this.#wake();
   }
 
   /** Forgets what was in flight: the next session resends it from the spool. */
   #dropInflight(): void {
-    const unconfirmed = this.#inflight.length - this.#inflightHead;
-    this.counters.resent += unconfirmed;
+    this.counters.resent += this.#inflight.clear();
     this.#generation++;
-    this.#inflight = [];
-    this.#inflightHead = 0;
-    this.#sentAt.clear();
-    this.#settled.clear();
   }
 
   #checkConfirmTimeout(): void {
     const session = this.#session;
     if (session === undefined || session.closed || this.#state !== 'connected') return;
-    const oldest = this.#inflight[this.#inflightHead];
-    if (oldest === undefined) return;
-    const sentAt = this.#sentAt.get(oldest);
+    const sentAt = this.#inflight.oldestSentAt();
     if (sentAt === undefined || Date.now() - sentAt < this.#options.confirmTimeoutMs) return;
     this.counters.confirmTimeouts++;
     this.#lastError = `no confirm within ${this.#options.confirmTimeoutMs} ms`;
     this.#logger.warn(
-      { unconfirmed: this.#inflight.length - this.#inflightHead },
+      { unconfirmed: this.#inflight.size },
       'RabbitMQ confirm timed out; reconnecting to resend',
     );
     // A broker that does not confirm may not answer a graceful close either.

@@ -34,13 +34,20 @@ const NEED_HEADER: DecodeResult = { status: 'incomplete', needed: HEADER_BYTES }
  * caller can reuse, so an append allocates nothing (allocation is what makes the latency tail).
  */
 export function writeRecord(target: Buffer, offset: number, payload: Buffer): number {
-  const length = payload.length;
+  payload.copy(target, HEADER_BYTES);
+  return sealRecord(target, offset, payload.length);
+}
+
+/**
+ * Writes the header of a record whose `length` payload bytes are already in place at HEADER_BYTES, so a
+ * string payload can be encoded straight into the write buffer. Returns the record's size.
+ */
+export function sealRecord(target: Buffer, offset: number, length: number): number {
   const size = HEADER_BYTES + length;
   target.writeUInt32LE(MAGIC, 0);
   target.writeUInt32LE(length, 8);
   target.writeUInt32LE(offset % TWO_TO_32, 12);
   target.writeUInt32LE(Math.floor(offset / TWO_TO_32), 16);
-  payload.copy(target, HEADER_BYTES);
   target.writeUInt32LE(crc32(target.subarray(8, size)), 4);
   return size;
 }

@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs';
 import { ConfirmedOffsetFile } from './confirmed-offset-file.ts';
-import { HEADER_BYTES, MAX_PAYLOAD_BYTES, writeRecord } from './record-format.ts';
+import { HEADER_BYTES, MAX_PAYLOAD_BYTES, sealRecord } from './record-format.ts';
 import { listSegments, type SegmentEntry, scanSegmentSync } from './segment-files.ts';
 import { SegmentReader } from './segment-reader.ts';
 import { SegmentWriter } from './segment-writer.ts';
@@ -189,10 +189,12 @@ export class Spool {
   /**
    * Appends one record with one write syscall and returns its offset, or -1 when it is dropped: the
    * spool is full, the payload is over 16 MiB, the write failed, or the spool is closed. Never throws.
+   * A string payload is stored as UTF-8, encoded straight into the write buffer (no copy of its own).
    */
-  append(payload: Buffer): number {
-    if (this.#state !== 'open' || payload.length > MAX_PAYLOAD_BYTES) return this.#drop('write_error');
-    const size = HEADER_BYTES + payload.length;
+  append(payload: Buffer | string): number {
+    const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    if (this.#state !== 'open' || length > MAX_PAYLOAD_BYTES) return this.#drop('write_error');
+    const size = HEADER_BYTES + length;
     if (this.#bytes + size > this.#maxBytes) return this.#drop('spool_full');
     let writer = this.#writer;
     if (writer === undefined || (writer.entry.size > 0 && writer.entry.size + size > this.#segmentBytes)) {
@@ -208,7 +210,9 @@ export class Spool {
           Math.min(SCRATCH_BYTES, Math.max(size, 2 * scratch.length)),
         );
     }
-    if (!writer.write(scratch, writeRecord(scratch, offset, payload))) {
+    if (typeof payload === 'string') scratch.write(payload, HEADER_BYTES, length, 'utf8');
+    else payload.copy(scratch, HEADER_BYTES);
+    if (!writer.write(scratch, sealRecord(scratch, offset, length))) {
       // Cut back off when possible; otherwise the rest of that file is unusable and a new one starts.
       if (writer.broken) this.#roll();
       return this.#drop('write_error');
