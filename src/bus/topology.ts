@@ -19,11 +19,13 @@ export interface ExchangeSpec {
   description: string;
 }
 
+export type QueueArgument = string | number | boolean;
+
 export interface QueueSpec {
   name: string;
   description: string;
   /** Queue arguments (`x-queue-type`, `x-delivery-limit`, …), exactly as declared. */
-  arguments: Record<string, string | number>;
+  arguments: Record<string, QueueArgument>;
 }
 
 export interface BindingSpec {
@@ -87,7 +89,7 @@ export function retryName(delayMs: number): string {
  * Quorum queues replicate and fsync every message, and `at-least-once` dead-lettering (which needs
  * `reject-publish` overflow) makes the broker keep a message until the dead-letter target confirms it.
  */
-function quorum(extra: Record<string, string | number> = {}): Record<string, string | number> {
+function quorum(extra: Record<string, QueueArgument> = {}): Record<string, QueueArgument> {
   return {
     'x-queue-type': 'quorum',
     'x-overflow': 'reject-publish',
@@ -106,10 +108,16 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     throw new RangeError('retryDelaysMs must not repeat a delay');
   }
 
+  // Single active consumer: however many workers subscribe, one consumes a queue at a time (the others
+  // wait to take over), so the queue's order is the order of processing.
   const workQueue = (name: string, description: string): QueueSpec => ({
     name,
     description,
-    arguments: quorum({ 'x-delivery-limit': deliveryLimit, 'x-dead-letter-exchange': EXCHANGES.deadLetters }),
+    arguments: quorum({
+      'x-delivery-limit': deliveryLimit,
+      'x-dead-letter-exchange': EXCHANGES.deadLetters,
+      'x-single-active-consumer': true,
+    }),
   });
 
   const exchanges: ExchangeSpec[] = [

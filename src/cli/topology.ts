@@ -9,7 +9,7 @@ function topologyOf(config: Config): Topology {
   return buildTopology({ retryDelaysMs: config.retryDelaysMs });
 }
 
-function describeArguments(args: Record<string, string | number>): string {
+function describeArguments(args: Record<string, string | number | boolean>): string {
   return Object.entries(args)
     .map(([key, value]) => `${key}=${value}`)
     .join(' ');

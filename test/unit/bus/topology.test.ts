@@ -143,7 +143,7 @@ describe('retry ladder', () => {
 });
 
 describe('work and dead-letter queues', () => {
-  test('every work queue is a quorum queue that dead-letters to dead.letters with the delivery limit', () => {
+  test('every work queue is a single-active-consumer quorum queue that dead-letters to dead.letters with the delivery limit', () => {
     for (const name of WORK_QUEUES) {
       assert.deepEqual(queue(topology, name).arguments, {
         'x-queue-type': 'quorum',
@@ -151,6 +151,7 @@ describe('work and dead-letter queues', () => {
         'x-dead-letter-strategy': 'at-least-once',
         'x-delivery-limit': DEFAULT_DELIVERY_LIMIT,
         'x-dead-letter-exchange': EXCHANGES.deadLetters,
+        'x-single-active-consumer': true,
       });
     }
     const custom = buildTopology({ deliveryLimit: 5 });
