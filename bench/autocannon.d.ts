@@ -46,6 +46,12 @@ declare module 'autocannon' {
     /** A run before the measured one, whose results are only attached as `warmup`. */
     warmup?: { connections?: number; duration?: number };
     excludeErrorStats?: boolean;
+    /** Requests per second over all connections (a fixed arrival rate); 0 = as fast as possible. */
+    overallRate?: number;
+    /** Requests per second of each connection. */
+    connectionRate?: number;
+    /** With a rate set, record latencies as they are, without the coordinated-omission correction. */
+    ignoreCoordinatedOmission?: boolean;
     /** Called with each connection as it is created. */
     setupClient?: (client: Client) => void;
   }

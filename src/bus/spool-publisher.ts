@@ -42,7 +42,7 @@ export interface SpoolPublisherOptions {
   reconnectMinDelayMs?: number;
   /** Longest reconnect delay, in ms. @default 5000 */
   reconnectMaxDelayMs?: number;
-  /** Records read from the spool per batch, at most. @default 500 */
+  /** Records read and published per batch, at most, before requests get a turn. @default 100 */
   readBatch?: number;
   logger?: PublisherLogger;
 }
@@ -82,7 +82,7 @@ const DEFAULTS = {
   connectTimeoutMs: 5000,
   reconnectMinDelayMs: 100,
   reconnectMaxDelayMs: 5000,
-  readBatch: 500,
+  readBatch: 100,
 } as const;
 
 /** Delay before reconnect attempt `attempt` (0-based): exponential with full jitter between half and all of it. */
@@ -318,6 +318,9 @@ export class SpoolPublisher {
         writable = this.#publish(channel, record, generation) && writable;
       }
       if (!writable && !session.closed) await this.#waitForDrain(session);
+      // This runs on the API's event loop: give requests their turn between batches (reads at the tail
+      // resolve at once from memory, so without this a backlog would be sent in one long stretch).
+      await new Promise((resolve) => setImmediate(resolve));
     }
     throw new Error(session.closeReason ?? 'stopped');
   }
@@ -390,7 +393,9 @@ export class SpoolPublisher {
 
   /** Forgets what was in flight: the next session resends it from the spool. */
   #dropInflight(): void {
-    this.counters.resent += this.#inflight.clear();
+    const unconfirmed = this.#inflight.clear();
+    // At a stop they are not resent by this process; the next start sends them.
+    if (!this.#stopping) this.counters.resent += unconfirmed;
     this.#generation++;
   }
 

@@ -13,6 +13,7 @@
  */
 import fs from 'node:fs';
 import { ConfirmedOffsetFile } from './confirmed-offset-file.ts';
+import { RecentRecords } from './recent-records.ts';
 import { HEADER_BYTES, MAX_PAYLOAD_BYTES, sealRecord } from './record-format.ts';
 import { listSegments, type SegmentEntry, scanSegmentSync } from './segment-files.ts';
 import { SegmentReader } from './segment-reader.ts';
@@ -30,6 +31,8 @@ export interface SpoolOptions {
   segmentBytes?: number;
   /** Interval between fdatasync calls while there are unsynced writes, in milliseconds; 0 syncs after every append. @default 50 */
   fsyncIntervalMs?: number;
+  /** Payload bytes of the newest records kept in memory for a reader at the tail; 0 reads only from disk. @default 8 MiB */
+  recentBytes?: number;
 }
 
 export type DropReason = 'spool_full' | 'write_error';
@@ -95,6 +98,8 @@ export class Spool {
   #writer: SegmentWriter | undefined;
   /** Reused by every append (writes are synchronous), so appending allocates nothing. */
   #scratch = Buffer.allocUnsafe(64 * 1024);
+  /** The newest appended records, served to a reader at the tail without touching the disk. */
+  readonly #recent: RecentRecords;
   /** Writers of finished segments, syncing before they close. */
   readonly #retiring = new Set<Promise<void>>();
   #state: State = 'open';
@@ -128,6 +133,7 @@ export class Spool {
     this.#maxBytes = options.maxBytes;
     this.#segmentBytes = options.segmentBytes;
     this.#fsyncIntervalMs = options.fsyncIntervalMs;
+    this.#recent = new RecentRecords(options.recentBytes);
     this.#lock = lock;
 
     const found = listSegments(this.directory);
@@ -220,6 +226,10 @@ export class Spool {
     this.#bytes += size;
     this.#nextOffset = offset + 1;
     this.#appended++;
+    // A Buffer payload may be the caller's to reuse: keep a copy (strings are immutable).
+    if (this.#recent.enabled) {
+      this.#recent.add(offset, typeof payload === 'string' ? payload : Buffer.from(payload), length);
+    }
     if (this.#fsyncIntervalMs === 0) writer.syncNow();
     else if (this.#syncTimer === undefined) this.#scheduleSync();
     if (this.#listeners.size > 0 && !this.#notifyPending) {
@@ -237,6 +247,10 @@ export class Spool {
    */
   read(fromOffset: number, maxRecords: number, maxBytes: number): Promise<SpoolRecord[]> {
     if (this.#state !== 'open') return Promise.reject(new Error(`spool ${this.directory} is closed`));
+    // Records of deleted segments are gone from memory too: start at the oldest that still exists.
+    const oldest = this.#segments[0]?.firstOffset ?? this.#nextOffset;
+    const recent = this.#recent.read(Math.max(fromOffset, oldest), maxRecords, maxBytes);
+    if (recent !== undefined) return Promise.resolve(recent);
     const result = this.#reads.then(() => this.#readOrForgetCursor(fromOffset, maxRecords, maxBytes));
     this.#reads = result.catch(() => undefined);
     return result;
@@ -615,6 +629,7 @@ function validate(options: SpoolOptions): Required<SpoolOptions> {
     maxBytes: options.maxBytes ?? DEFAULT_MAX_BYTES,
     segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
     fsyncIntervalMs: options.fsyncIntervalMs ?? DEFAULT_FSYNC_INTERVAL_MS,
+    recentBytes: options.recentBytes ?? 8 * 1024 * 1024,
   };
   if (typeof settings.directory !== 'string' || settings.directory === '') {
     throw new TypeError('spool directory must be a non-empty path');

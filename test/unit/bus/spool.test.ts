@@ -91,7 +91,7 @@ test('read resolves [] while nothing is written, and past the last record', asyn
 
 test('reading on from the last record returned continues from a cursor: no segment is read twice', async (t) => {
   const box = sandbox(t);
-  const spool = box.open({ segmentBytes: 1000 });
+  const spool = box.open({ segmentBytes: 1000, recentBytes: 0 });
   appendRecords(spool, 100);
   const records = await readAll(spool, 0, 9);
   assertRecords(records, range(0, 100));
@@ -111,8 +111,24 @@ test('reading on from the last record returned continues from a cursor: no segme
   assert.equal(spool.stats().diskReadBytes, spool.stats().bytes);
 });
 
+test('a reader keeping up with the writer is served from memory: no disk read, same records', async (t) => {
+  const box = sandbox(t);
+  const spool = box.open({ segmentBytes: 1000, recentBytes: 10 * 64 });
+  let next = 0;
+  for (let round = 0; round < 20; round++) {
+    appendRecords(spool, 1 + (round % 3));
+    const batch = await spool.read(next, 1000, 1 << 20);
+    assertRecords(batch, range(next, spool.stats().nextOffset));
+    next = spool.stats().nextOffset;
+  }
+  assert.equal(spool.stats().diskReadBytes, 0);
+  // Fallen behind what memory holds (a rewind after a reconnect): from disk, still in order.
+  assertRecords(await readAll(spool, 0, 7), range(0, next));
+  assert.ok(spool.stats().diskReadBytes > 0);
+});
+
 test('a read from an earlier offset (a rewind) starts over from there', async (t) => {
-  const spool = sandbox(t).open({ segmentBytes: 1000 });
+  const spool = sandbox(t).open({ segmentBytes: 1000, recentBytes: 0 });
   appendRecords(spool, 40);
   assertRecords(await readAll(spool, 0, 16), range(0, 40));
   assertRecords(await spool.read(17, 5, 1 << 20), range(17, 22));

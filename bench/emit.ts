@@ -1,0 +1,595 @@
+/**
+ * The cost of `EventBus.emit()`, the one telemetry cost every API request pays: one JSON serialisation,
+ * one record encoding and one spool write (src/bus/event-bus.ts).
+ *
+ *   npm run bench:emit -- [--count 1000000] [--split-count 200000] [--warmup 20000] [--batch 1000]
+ *                         [--pool 4096] [--type model.queried]
+ *
+ * Every option also reads an environment variable (BENCH_COUNT, BENCH_SPLIT_COUNT, BENCH_WARMUP,
+ * BENCH_BATCH, BENCH_POOL, BENCH_EVENT_TYPE); the flag wins.
+ *
+ * It opens a real EventBus (spool in a temporary data directory, publisher connected to a RabbitMQ vhost of
+ * its own with the real topology), emits `warmup` untimed events, then times `count` emit() calls one by
+ * one with process.hrtime.bigint(). Every `batch` calls it yields to the event loop (setImmediate), so the
+ * publisher drains the spool concurrently and the fsync timer runs, as in the service; the events the
+ * broker confirmed during the timed calls are reported. The spool cap is raised above what `count` events
+ * take, so none is dropped whether or not the publisher keeps up.
+ *
+ * Then, so the figures explain themselves, the two halves of emit() are timed alone over `split-count`
+ * calls: JSON.stringify (and JSON.stringify + encodeRecord, exactly as emit() calls them), and
+ * Spool.append of the same pre-encoded records on a spool of its own (no publisher; confirmed every batch,
+ * as a publisher that keeps up would, so segments are deleted as they would be); and emit() once more with
+ * the publisher idle (its broker address unreachable), which separates emit()'s own cost from what the
+ * publisher's work in the same event loop adds. Each phase also reports its garbage collections and how
+ * often the kernel preempted the process (involuntary context switches: the machine is shared).
+ *
+ * The events are `model.queried` events of about 1 KiB as GET /models/:id emits them (bench/support/
+ * events.ts), a pool of `pool` distinct ones cycled. The vhost, the data directory and the spool directory
+ * are removed at the end, also on failure or Ctrl-C.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { EventBus } from '../src/bus/event-bus.ts';
+import { encodeRecord } from '../src/bus/outbound-message.ts';
+import { Spool } from '../src/bus/spool/spool.ts';
+import { buildTopology } from '../src/bus/topology.ts';
+import { type BrokerInfo, brokerAlarms, Environments, waitForBroker } from './support/broker.ts';
+import { type CpuUse, cpuSnapshot, cpuUse, findRabbitmqPid, formatCores } from './support/cpu.ts';
+import {
+  buildEmitCalls,
+  type EmitCall,
+  type MixType,
+  recordBytes as recordBytesOf,
+  recordOf,
+  type SpoolRecordText,
+} from './support/events.ts';
+import {
+  commandLine,
+  environment,
+  environmentText,
+  formatNumber,
+  progress,
+  publishResults,
+  round,
+  type Section,
+} from './support/report.ts';
+import {
+  handleSignals,
+  interruptible,
+  pick,
+  positiveInteger,
+  runMain,
+  throwIfInterrupted,
+  UsageError,
+} from './support/settings.ts';
+import { type Distribution, distribution, Samples } from './support/stats.ts';
+
+const NAME = 'emit';
+/** What the benchmark is judged against. */
+const GOAL = { maxP99Us: 20 } as const;
+const EVENT_TYPES: readonly MixType[] = ['model.queried', 'filter.executed', 'api.request', 'api.error'];
+/** Nothing listens on port 1: connecting fails at once, and the publisher backs off (up to 5 s). */
+const UNREACHABLE_BROKER = 'amqp://guest:guest@127.0.0.1:1';
+
+const HELP = `usage: npm run bench:emit -- [options]
+
+  --count <n>        timed emit() calls                          (BENCH_COUNT, default 1000000)
+  --split-count <n>  calls timed for each half of emit() alone   (BENCH_SPLIT_COUNT, default 200000)
+  --warmup <n>       untimed emit() calls first (JIT warm-up)    (BENCH_WARMUP, default 20000; 0 = none)
+  --batch <n>        calls between two yields to the event loop  (BENCH_BATCH, default 1000)
+  --pool <n>         distinct events, cycled                     (BENCH_POOL, default 4096)
+  --type <type>      event type: ${EVENT_TYPES.join(', ')}
+                                                                 (BENCH_EVENT_TYPE, default model.queried)
+`;
+
+interface Settings {
+  count: number;
+  splitCount: number;
+  warmup: number;
+  batch: number;
+  pool: number;
+  type: MixType;
+}
+
+function readSettings(): Settings {
+  const { values } = parseArgs({
+    options: {
+      count: { type: 'string' },
+      'split-count': { type: 'string' },
+      warmup: { type: 'string' },
+      batch: { type: 'string' },
+      pool: { type: 'string' },
+      type: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const type = pick(values.type, 'BENCH_EVENT_TYPE', 'model.queried');
+  if (!(EVENT_TYPES as readonly string[]).includes(type)) {
+    throw new UsageError(`--type must be one of ${EVENT_TYPES.join(', ')}, got '${type}'`);
+  }
+  return {
+    count: positiveInteger('--count', pick(values.count, 'BENCH_COUNT', '1000000')),
+    splitCount: positiveInteger('--split-count', pick(values['split-count'], 'BENCH_SPLIT_COUNT', '200000')),
+    warmup: positiveInteger('--warmup', pick(values.warmup, 'BENCH_WARMUP', '20000'), true),
+    batch: positiveInteger('--batch', pick(values.batch, 'BENCH_BATCH', '1000')),
+    pool: positiveInteger('--pool', pick(values.pool, 'BENCH_POOL', '4096')),
+    type: type as MixType,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Timing
+
+interface GcTally {
+  count: number;
+  totalMs: number;
+  maxMs: number;
+}
+
+/** Garbage collections during `action`, from the perf_hooks 'gc' entries. */
+async function withGcTally<T>(action: () => Promise<T>): Promise<{ value: T; gc: GcTally }> {
+  const gc: GcTally = { count: 0, totalMs: 0, maxMs: 0 };
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      gc.count++;
+      gc.totalMs += entry.duration;
+      gc.maxMs = Math.max(gc.maxMs, entry.duration);
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  try {
+    const value = await action();
+    // Entries are delivered asynchronously: let the last ones arrive.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    return { value, gc: { count: gc.count, totalMs: round(gc.totalMs, 1), maxMs: round(gc.maxMs, 2) } };
+  } finally {
+    observer.disconnect();
+  }
+}
+
+const yieldToLoop = () => new Promise((resolve) => setImmediate(resolve));
+
+interface Timed {
+  latencyUs: Distribution;
+  /** Times the kernel took the CPU away from this process during the loop (other processes wanted it). */
+  involuntaryContextSwitches: number;
+  /** Wall time of the whole loop, yields and what ran in them included. */
+  wallS: number;
+  /** Calls per second of wall time. */
+  callsPerSec: number;
+  /** Calls per second of time spent inside the timed call: its throughput were it the only work. */
+  callsPerSecInCall: number;
+  gc: GcTally;
+}
+
+/**
+ * Times `count` calls of `call(i)` one by one; yields every `batch` calls and then runs `afterBatch` (outside
+ * the timing). Returns the number of calls that returned false alongside the timing.
+ */
+async function timeCalls(
+  count: number,
+  batch: number,
+  call: (i: number) => boolean,
+  afterBatch: (i: number) => void = () => {},
+  warmup = 0,
+): Promise<Timed & { failed: number }> {
+  // Untimed calls first, so no phase pays for the JIT or for what the phase before it left behind.
+  for (let i = 0; i < warmup; i++) {
+    call(i);
+    if ((i + 1) % batch === 0) {
+      afterBatch(i);
+      await yieldToLoop();
+    }
+  }
+  const samples = new Samples(count);
+  let failed = 0;
+  const switchesBefore = process.resourceUsage().involuntaryContextSwitches;
+  const started = process.hrtime.bigint();
+  const { value: inCallNs, gc } = await withGcTally(async () => {
+    let total = 0;
+    for (let i = warmup; i < warmup + count; i++) {
+      const before = process.hrtime.bigint();
+      const ok = call(i);
+      const ns = Number(process.hrtime.bigint() - before);
+      samples.push(ns);
+      total += ns;
+      if (!ok) failed++;
+      if ((i + 1) % batch === 0) {
+        afterBatch(i);
+        throwIfInterrupted();
+        await yieldToLoop();
+      }
+    }
+    return total;
+  });
+  const wallS = Number(process.hrtime.bigint() - started) / 1e9;
+  return {
+    latencyUs: distribution(samples.sorted(), 1e-3),
+    involuntaryContextSwitches: process.resourceUsage().involuntaryContextSwitches - switchesBefore,
+    wallS: round(wallS, 3),
+    callsPerSec: Math.round(count / wallS),
+    callsPerSecInCall: Math.round(count / (inCallNs / 1e9)),
+    gc,
+    failed,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Phases
+
+interface Phase extends Timed {
+  name: string;
+  what: string;
+  calls: number;
+  failed: number;
+  cpu: CpuUse | null;
+}
+
+async function waitForConnected(bus: EventBus, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (bus.status().publisher.state !== 'connected') {
+    if (Date.now() > deadline) {
+      throw new Error(`publisher not connected after ${timeoutMs} ms: ${bus.status().publisher.lastError}`);
+    }
+    await interruptible(new Promise((resolve) => setTimeout(resolve, 20)));
+  }
+}
+
+/** emit()'s own work minus the append: the same JSON.stringify and encodeRecord calls, same header. */
+function encodeLikeEmit(call: EmitCall): ReturnType<typeof encodeRecord> {
+  const { event } = call;
+  const data = event.data as { model_id?: unknown };
+  return encodeRecord(
+    {
+      eventType: event.event_type,
+      eventId: event.event_id,
+      correlationId: event.correlation_id,
+      timestampMs: call.timestampMs,
+      source: event.source,
+      traceparent: call.traceparent,
+      modelId: typeof data.model_id === 'string' ? data.model_id : '',
+    },
+    JSON.stringify(event),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<number> {
+  const settings = readSettings();
+  handleSignals();
+  const startedAt = new Date();
+  const env = environment();
+  const environments = new Environments();
+  const scratchDirs: string[] = [];
+  const phases: Phase[] = [];
+  let broker: BrokerInfo | undefined;
+  let publisher: {
+    confirmedBefore: number;
+    confirmedDuring: number;
+    confirmedByClose: number;
+    unconfirmedAtEnd: number;
+    confirmedRatePerSec: number;
+    connects: number;
+    connectFailures: number;
+    resent: number;
+    nacked: number;
+    returned: number;
+    state: string;
+  } | null = null;
+  let spoolAfter: object | null = null;
+  let dropped: Record<string, number> | null = null;
+  let recordBytes = 0;
+  let alarmsAfter: string[] = [];
+  let failure: unknown;
+
+  try {
+    progress(`building ${settings.pool} distinct ${settings.type} events (schema-checked)`);
+    const calls = buildEmitCalls(settings.pool, [settings.type]);
+    const records = calls.map(recordOf);
+    recordBytes = Math.round(
+      records.reduce((sum, record) => sum + recordBytesOf(record).length, 0) / records.length,
+    );
+    const jsonBytes = Math.round(
+      calls.reduce((sum, call) => sum + JSON.stringify(call.event).length, 0) / calls.length,
+    );
+    progress(`events: ${jsonBytes} B of JSON, ${recordBytes} B per spool record (+20 B record header)`);
+
+    broker = await waitForBroker();
+    const rabbitPid = findRabbitmqPid();
+    const busEnv = await environments.create();
+    // Room for every event even if the publisher confirmed none: nothing may be dropped as spool_full.
+    const spoolMaxBytes = Math.max(
+      1024 ** 3,
+      Math.ceil(((settings.count + settings.warmup) * (recordBytes + 20) * 1.25) / 2 ** 20) * 2 ** 20,
+    );
+    const bus = EventBus.open({
+      dataDir: busEnv.env.DATA_DIR,
+      rabbitmqUrl: busEnv.env.RABBITMQ_URL,
+      topology: buildTopology(),
+      spoolMaxBytes,
+    });
+    let busClosed = false;
+    try {
+      await waitForConnected(bus, 15_000);
+      progress(`bus open (spool cap ${formatNumber(spoolMaxBytes / 2 ** 20)} MiB), publisher connected`);
+
+      const emit = (i: number) => {
+        const call = calls[i % calls.length] as EmitCall;
+        return bus.emit(call.event, call.traceparent, call.timestampMs);
+      };
+      if (settings.warmup > 0) {
+        progress(`warm-up: ${formatNumber(settings.warmup)} untimed emit() calls`);
+        for (let i = 0; i < settings.warmup; i++) {
+          emit(i);
+          if ((i + 1) % settings.batch === 0) await yieldToLoop();
+        }
+      }
+
+      progress(`timing ${formatNumber(settings.count)} emit() calls`);
+      const confirmedBefore = bus.status().publisher.counters.confirmed;
+      const before = cpuSnapshot({ rabbitmq: rabbitPid });
+      const timed = await timeCalls(settings.count, settings.batch, emit);
+      const after = cpuSnapshot({ rabbitmq: rabbitPid });
+      const status = bus.status();
+      const confirmedDuring = status.publisher.counters.confirmed - confirmedBefore;
+      phases.push({
+        name: 'emit',
+        what: 'EventBus.emit() (stringify + encode + spool append), publisher draining',
+        calls: settings.count,
+        ...timed,
+        cpu: cpuUse(before, after),
+      });
+      dropped = status.dropped;
+      progress(
+        `  p50 ${timed.latencyUs.p50} µs, p99 ${timed.latencyUs.p99} µs, ${formatNumber(timed.callsPerSec)} calls/s; publisher confirmed ${formatNumber(confirmedDuring)} meanwhile`,
+      );
+
+      progress('closing the bus (what is unconfirmed stays in the spool, which is then deleted)');
+      const closeStarted = Date.now();
+      const unconfirmedAtEnd = await bus.close(0);
+      busClosed = true;
+      const closed = bus.status();
+      spoolAfter = closed.spool;
+      publisher = {
+        confirmedBefore,
+        confirmedDuring,
+        confirmedByClose: closed.publisher.counters.confirmed - confirmedBefore - confirmedDuring,
+        unconfirmedAtEnd,
+        confirmedRatePerSec: Math.round(confirmedDuring / timed.wallS),
+        connects: closed.publisher.counters.connects,
+        connectFailures: closed.publisher.counters.connectFailures,
+        resent: closed.publisher.counters.resent,
+        nacked: closed.publisher.counters.nacked,
+        returned: closed.publisher.counters.returned,
+        state: `${status.publisher.state} during the run, closed in ${Date.now() - closeStarted} ms`,
+      };
+    } finally {
+      if (!busClosed) await bus.close(0).catch(() => {});
+      await environments.remove(busEnv);
+    }
+    alarmsAfter = await brokerAlarms();
+
+    // The halves alone.
+    const split = Math.min(settings.splitCount, settings.count);
+    const splitWarmup = Math.min(settings.warmup, split);
+    progress(`timing ${formatNumber(split)} JSON.stringify(event) calls alone`);
+    let sink = 0;
+    phases.push({
+      name: 'JSON.stringify',
+      what: 'JSON.stringify(event) alone',
+      calls: split,
+      ...(await timeCalls(
+        split,
+        settings.batch,
+        (i) => {
+          sink += JSON.stringify((calls[i % calls.length] as EmitCall).event).length;
+          return true;
+        },
+        undefined,
+        splitWarmup,
+      )),
+      cpu: null,
+    });
+    progress(`timing ${formatNumber(split)} JSON.stringify + encodeRecord calls alone`);
+    phases.push({
+      name: 'stringify + encodeRecord',
+      what: 'JSON.stringify + encodeRecord, as emit() calls them, alone',
+      calls: split,
+      ...(await timeCalls(
+        split,
+        settings.batch,
+        (i) => {
+          sink += encodeLikeEmit(calls[i % calls.length] as EmitCall).length;
+          return true;
+        },
+        undefined,
+        splitWarmup,
+      )),
+      cpu: null,
+    });
+    if (sink === 0) throw new Error('nothing was serialised');
+
+    progress(`timing ${formatNumber(split)} Spool.append calls alone (own spool, confirmed every batch)`);
+    const spoolDir = mkdtempSync(path.join(os.tmpdir(), 'tb-bench-emit-spool-'));
+    scratchDirs.push(spoolDir);
+    const spool = Spool.open({ directory: spoolDir });
+    try {
+      // The publisher always listens; its wake-up scheduling is part of what an append costs.
+      spool.onAppend(() => {});
+      let last = -1;
+      phases.push({
+        name: 'Spool.append',
+        what: 'Spool.append(record) of the same records, alone',
+        calls: split,
+        ...(await timeCalls(
+          split,
+          settings.batch,
+          (i) => {
+            last = spool.append(records[i % records.length] as SpoolRecordText);
+            return last >= 0;
+          },
+          () => spool.confirm(last),
+          splitWarmup,
+        )),
+        cpu: null,
+      });
+    } finally {
+      await spool.close();
+    }
+
+    // emit() again, with nothing else in the event loop: the publisher cannot reach a broker (a closed
+    // port on 127.0.0.1) and only retries now and then, so the spool just grows.
+    progress(`timing ${formatNumber(split)} emit() calls with the publisher idle (no broker reachable)`);
+    const idleDir = mkdtempSync(path.join(os.tmpdir(), 'tb-bench-emit-idle-'));
+    scratchDirs.push(idleDir);
+    const idleBus = EventBus.open({
+      dataDir: idleDir,
+      rabbitmqUrl: UNREACHABLE_BROKER,
+      topology: buildTopology(),
+      spoolMaxBytes: Math.max(1024 ** 3, Math.ceil((split * 2 * (recordBytes + 20)) / 2 ** 20) * 2 ** 20),
+    });
+    try {
+      const idleEmit = (i: number) => {
+        const call = calls[i % calls.length] as EmitCall;
+        return idleBus.emit(call.event, call.traceparent, call.timestampMs);
+      };
+      phases.push({
+        name: 'emit, publisher idle',
+        what: 'EventBus.emit() with no broker reachable: nothing but emit() in the event loop',
+        calls: split,
+        ...(await timeCalls(split, settings.batch, idleEmit, undefined, splitWarmup)),
+        cpu: null,
+      });
+    } finally {
+      await idleBus.close(0);
+    }
+  } catch (error) {
+    failure = error;
+  } finally {
+    await environments.removeAll();
+    for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+  }
+  if (failure !== undefined) throw failure;
+
+  // ---------------------------------------------------------------------------------------------------
+  // Report
+
+  const emitPhase = phases.find((phase) => phase.name === 'emit') as Phase;
+  const droppedTotal = dropped === null ? 0 : Object.values(dropped).reduce((sum, n) => sum + n, 0);
+  const failedTotal = phases.reduce((sum, phase) => sum + phase.failed, 0);
+  const met = emitPhase.latencyUs.p99 < GOAL.maxP99Us && droppedTotal === 0;
+  const encodePhase = phases.find((phase) => phase.name === 'stringify + encodeRecord');
+  const appendPhase = phases.find((phase) => phase.name === 'Spool.append');
+  const us = (value: number) => formatNumber(value, 2);
+  const sections: Section[] = [
+    {
+      title: 'Latency of one call, µs (each call timed alone with process.hrtime.bigint)',
+      columns: ['phase', 'calls', 'p50', 'p90', 'p99', 'p99.9', 'max', 'mean', 'calls/s', 'calls/s in call'],
+      rows: phases.map((phase) => [
+        phase.name,
+        formatNumber(phase.calls),
+        us(phase.latencyUs.p50),
+        us(phase.latencyUs.p90),
+        us(phase.latencyUs.p99),
+        us(phase.latencyUs.p99_9),
+        us(phase.latencyUs.max),
+        us(phase.latencyUs.mean),
+        formatNumber(phase.callsPerSec),
+        formatNumber(phase.callsPerSecInCall),
+      ]),
+    },
+    {
+      title: 'Garbage collection and CPU during each phase',
+      columns: [
+        'phase',
+        'wall s',
+        'GCs',
+        'GC total ms',
+        'GC max ms',
+        'preempted (involuntary switches)',
+        'bench cores',
+        'RabbitMQ cores',
+      ],
+      rows: phases.map((phase) => [
+        phase.name,
+        formatNumber(phase.wallS, 2),
+        formatNumber(phase.gc.count),
+        formatNumber(phase.gc.totalMs, 1),
+        formatNumber(phase.gc.maxMs, 2),
+        formatNumber(phase.involuntaryContextSwitches),
+        phase.cpu === null ? '—' : phase.cpu.self.cores.toFixed(2),
+        phase.cpu === null ? '—' : formatCores(phase.cpu.processes.rabbitmq),
+      ]),
+    },
+  ];
+  const idlePhase = phases.find((phase) => phase.name === 'emit, publisher idle');
+  const idleText =
+    idlePhase === undefined
+      ? 'emit() with the publisher idle: not measured'
+      : `emit() with the publisher idle (no broker): p50 ${us(idlePhase.latencyUs.p50)} µs, p99 ${us(idlePhase.latencyUs.p99)} µs, mean ${us(idlePhase.latencyUs.mean)} µs — ${idlePhase.latencyUs.p99 < GOAL.maxP99Us ? 'within' : 'over'} the goal; the difference to the emit row is what the publisher's work in the same event loop (GC, caches) and the machine's other load add`;
+  const splitText =
+    encodePhase !== undefined && appendPhase !== undefined
+      ? `cost split (means): stringify + encodeRecord ${us(encodePhase.latencyUs.mean)} µs + Spool.append ${us(appendPhase.latencyUs.mean)} µs = ${us(encodePhase.latencyUs.mean + appendPhase.latencyUs.mean)} µs, emit() measured ${us(emitPhase.latencyUs.mean)} µs; p50s ${us(encodePhase.latencyUs.p50)} + ${us(appendPhase.latencyUs.p50)} vs ${us(emitPhase.latencyUs.p50)} µs`
+      : 'cost split: not measured';
+  const verdicts = [
+    `Goal (emit() p99 < ${GOAL.maxP99Us} µs for a ${recordBytes} B ${settings.type} record, none dropped): ${met ? 'MET' : 'NOT MET'} — p99 ${us(emitPhase.latencyUs.p99)} µs, p99.9 ${us(emitPhase.latencyUs.p99_9)} µs, ${formatNumber(droppedTotal)} dropped.`,
+    splitText,
+    idleText,
+  ];
+  const settingsText = [
+    `${formatNumber(settings.count)} timed emit() calls after ${formatNumber(settings.warmup)} untimed (each other phase too gets up to that many untimed calls first); yield to the event loop every ${settings.batch} calls; ${settings.pool} distinct ${settings.type} events cycled, ${recordBytes} B per record; halves alone over ${formatNumber(Math.min(settings.splitCount, settings.count))} calls each`,
+    `EventBus: spool defaults (64 MiB segments, fsync every 50 ms) but the cap raised above what the run writes; publisher defaults (window 1000), RabbitMQ vhost of its own with the real topology (quorum queues, no consumers)`,
+    `${environmentText(env, broker === undefined ? '' : `, RabbitMQ ${broker.version} (Erlang ${broker.erlang})`)}`,
+  ];
+  const checks = [
+    `dropped by emit(): ${dropped === null ? 'n/a' : JSON.stringify(dropped)}${droppedTotal === 0 ? '' : ' (must be all 0)'}; failed calls in the split phases: ${failedTotal}`,
+    publisher === null
+      ? 'publisher: n/a'
+      : `publisher drained concurrently: ${formatNumber(publisher.confirmedDuring)} events confirmed during the ${formatNumber(emitPhase.wallS, 2)} s of timed calls (${formatNumber(publisher.confirmedRatePerSec)}/s), ${formatNumber(publisher.unconfirmedAtEnd)} left unconfirmed at the end (spool deleted); connects ${publisher.connects}, connect failures ${publisher.connectFailures}, resent ${publisher.resent}, nacked ${publisher.nacked}, returned ${publisher.returned}`,
+    publisher === null || (publisher.connects === 1 && publisher.nacked === 0)
+      ? 'broker: one connection throughout, no nacks'
+      : `BROKER TROUBLE during the run (${publisher.connects} connects, ${publisher.connectFailures} connect failures, ${publisher.nacked} nacks; RabbitMQ is shared and may have been stopped by a test): the publisher figures, and maybe the timings, are not representative — run again`,
+    `broker alarms after the run: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
+  ];
+  await publishResults({
+    name: NAME,
+    title: 'EventBus.emit() benchmark',
+    startedAt,
+    sections,
+    verdicts,
+    notes: { settings: settingsText, checks },
+    command: commandLine('bench:emit'),
+    report: {
+      benchmark: NAME,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      settings: { ...settings, recordBytes },
+      environment: { ...env, rabbitmq: broker ?? null },
+      goal: { ...GOAL, measuredP99Us: emitPhase.latencyUs.p99, met },
+      phases,
+      publisher,
+      dropped,
+      spoolAfterClose: spoolAfter,
+      brokerAlarmsAfter: alarmsAfter,
+    },
+  });
+  const healthy =
+    droppedTotal === 0 &&
+    failedTotal === 0 &&
+    publisher !== null &&
+    publisher.connects === 1 &&
+    publisher.nacked === 0;
+  return healthy ? 0 : 1;
+}
+
+runMain(NAME, HELP, main);

@@ -1,0 +1,646 @@
+/**
+ * Publisher throughput: SpoolPublisher (src/bus/spool-publisher.ts) against a plain amqplib loop, in the
+ * same run, with the same messages, window and topology.
+ *
+ *   npm run bench:publisher -- [--messages 50000] [--window 1000] [--repeat 2] [--concurrent-duration 15]
+ *                              [--concurrent-rate N] [--concurrent-skip 3] [--run-timeout 120]
+ *
+ * Every option also reads an environment variable (BENCH_MESSAGES, BENCH_WINDOW, BENCH_REPEAT,
+ * BENCH_CONCURRENT_DURATION, BENCH_CONCURRENT_RATE, BENCH_CONCURRENT_SKIP, BENCH_RUN_TIMEOUT); the flag
+ * wins. For a CPU profile of the publishing side: `node --cpu-prof --cpu-prof-dir=DIR --import tsx
+ * bench/publisher.ts …` (the publisher runs in this process).
+ *
+ * `messages` spool records are built once, as `EventBus.emit()` writes them, for a mix of 60% model.queried,
+ * 20% filter.executed, 10% api.request and 10% api.error (bench/support/events.ts). Then, alternately,
+ * `repeat` times each:
+ *   raw   a ConfirmChannel of its own publishes the records' `toOutboundMessage()` (the very exchange,
+ *         routing key, body, properties and headers the publisher sends) keeping `window` unconfirmed at
+ *         most (and waiting for 'drain' when amqplib asks to); timed from the first publish to the last
+ *         confirm.
+ *   ours  the records are appended to a Spool first, with no publisher; then a SpoolPublisher (same window)
+ *         is started and timed until the spool has nothing unconfirmed: from its connection (after its
+ *         topology declare, as the raw loop's clock starts after its own), and from start() as well.
+ * and once more:
+ *   ours+emit  an EventBus publishes while events are emitted into it, in the same event loop, at
+ *         `concurrent-rate` per second (default: 1.5 × the raw median, more than the broker takes, so the
+ *         publisher always has a backlog) for `concurrent-duration` s; its steady-state rate is the confirms
+ *         per second after the first `concurrent-skip` s.
+ * Each run gets a fresh vhost (the real topology: quorum queues, no consumers), deleted after it, so no
+ * run publishes into queues that an earlier run filled. The depth of `metrics.updates` (bound to every
+ * event) is checked against what was confirmed. Results go to bench/results/.
+ *
+ * 50,000 messages per run by default: the broker confirms some 3,000–5,000 of these a second on a shared
+ * 2-core machine (quorum queues fsync), so the whole benchmark stays under two minutes; --messages 100000
+ * for longer, steadier runs.
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { ConfirmChannel } from 'amqplib';
+import { applyTopology } from '../src/bus/apply-topology.ts';
+import { connectToBroker } from '../src/bus/broker-connection.ts';
+import { EventBus } from '../src/bus/event-bus.ts';
+import { type OutboundMessage, toOutboundMessage } from '../src/bus/outbound-message.ts';
+import { Spool } from '../src/bus/spool/spool.ts';
+import { SpoolPublisher } from '../src/bus/spool-publisher.ts';
+import { buildTopology, QUEUES, type Topology } from '../src/bus/topology.ts';
+import {
+  type BrokerInfo,
+  type BusEnvironment,
+  brokerAlarms,
+  Environments,
+  queueDepths,
+  waitForBroker,
+} from './support/broker.ts';
+import {
+  type CpuUse,
+  cpuSnapshot,
+  cpuUse,
+  findRabbitmqPid,
+  formatCores,
+  othersCores,
+} from './support/cpu.ts';
+import {
+  buildEmitCalls,
+  DEFAULT_MIX,
+  type EmitCall,
+  mixSequence,
+  recordBytes as recordBytesOf,
+  recordOf,
+  type SpoolRecordText,
+} from './support/events.ts';
+import {
+  commandLine,
+  environment,
+  environmentText,
+  formatNumber,
+  progress,
+  publishResults,
+  round,
+  type Section,
+} from './support/report.ts';
+import {
+  handleSignals,
+  interruptible,
+  interruptSignal,
+  pick,
+  positiveInteger,
+  runMain,
+  throwIfInterrupted,
+} from './support/settings.ts';
+import { median } from './support/stats.ts';
+
+const NAME = 'publisher';
+/** What the benchmark is judged against: ours at least this share of the raw loop's rate (medians). */
+const GOAL = { minRatio: 0.8 } as const;
+
+const HELP = `usage: npm run bench:publisher -- [options]
+
+  --messages <n>             messages per raw/ours run                   (BENCH_MESSAGES, default 50000)
+  --window <n>               unconfirmed messages in flight, at most     (BENCH_WINDOW, default 1000)
+  --repeat <n>               raw/ours pairs, run alternately             (BENCH_REPEAT, default 2)
+  --concurrent-duration <s>  seconds of the ours+emit run; 0 = skip it   (BENCH_CONCURRENT_DURATION, default 15)
+  --concurrent-rate <n>      events emitted per second during it         (BENCH_CONCURRENT_RATE,
+                                                                          default 1.5 × the raw median)
+  --concurrent-skip <s>      seconds before its steady state is measured (BENCH_CONCURRENT_SKIP, default 3)
+  --run-timeout <s>          a run taking longer fails the benchmark     (BENCH_RUN_TIMEOUT, default 120)
+`;
+
+interface Settings {
+  messages: number;
+  window: number;
+  repeat: number;
+  concurrentDurationS: number;
+  concurrentRate: number | undefined;
+  concurrentSkipS: number;
+  runTimeoutS: number;
+}
+
+function readSettings(): Settings {
+  const { values } = parseArgs({
+    options: {
+      messages: { type: 'string' },
+      window: { type: 'string' },
+      repeat: { type: 'string' },
+      'concurrent-duration': { type: 'string' },
+      'concurrent-rate': { type: 'string' },
+      'concurrent-skip': { type: 'string' },
+      'run-timeout': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const rate = pick(values['concurrent-rate'], 'BENCH_CONCURRENT_RATE', '');
+  const settings = {
+    messages: positiveInteger('--messages', pick(values.messages, 'BENCH_MESSAGES', '50000')),
+    window: positiveInteger('--window', pick(values.window, 'BENCH_WINDOW', '1000')),
+    repeat: positiveInteger('--repeat', pick(values.repeat, 'BENCH_REPEAT', '2')),
+    concurrentDurationS: positiveInteger(
+      '--concurrent-duration',
+      pick(values['concurrent-duration'], 'BENCH_CONCURRENT_DURATION', '15'),
+      true,
+    ),
+    concurrentRate: rate === '' ? undefined : positiveInteger('--concurrent-rate', rate),
+    concurrentSkipS: positiveInteger(
+      '--concurrent-skip',
+      pick(values['concurrent-skip'], 'BENCH_CONCURRENT_SKIP', '3'),
+      true,
+    ),
+    runTimeoutS: positiveInteger('--run-timeout', pick(values['run-timeout'], 'BENCH_RUN_TIMEOUT', '120')),
+  };
+  if (settings.concurrentDurationS > 0 && settings.concurrentSkipS >= settings.concurrentDurationS) {
+    throw new Error('--concurrent-skip must be shorter than --concurrent-duration');
+  }
+  return settings;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Runs
+
+type Kind = 'raw' | 'ours' | 'ours+emit';
+
+interface RunResult {
+  kind: Kind;
+  /** 1-based, per kind. */
+  round: number;
+  messages: number;
+  /** The measured interval (see the header comment for each kind). */
+  seconds: number;
+  messagesPerSec: number;
+  /** ours: from start(), connect and topology declare included. */
+  fromStart: { seconds: number; messagesPerSec: number } | null;
+  /** ours+emit: what was emitted, and the backlog left. */
+  concurrent: {
+    emitted: number;
+    emittedPerSec: number;
+    confirmedTotal: number;
+    backlogAtEnd: number;
+    samples: Array<{ t: number; emitted: number; confirmed: number; unconfirmed: number }>;
+  } | null;
+  confirmed: number;
+  nacked: number;
+  returned: number;
+  resent: number;
+  connects: number;
+  /** Depth of metrics.updates (every event is routed there) after the run; must equal `confirmed`. */
+  metricsQueueDepth: number | null;
+  cpu: CpuUse;
+}
+
+const METRICS_QUEUE = QUEUES.metrics;
+
+/** Rejects if `promise` takes longer than the run time-out. */
+function bounded<T>(promise: Promise<T>, timeoutS: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutS} s`)), timeoutS * 1000);
+  });
+  return interruptible(Promise.race([promise, timeout]).finally(() => clearTimeout(timer)));
+}
+
+async function declareTopology(url: string, topology: Topology): Promise<void> {
+  const connection = await connectToBroker(url, { name: 'telemetry-bus bench topology' });
+  try {
+    await applyTopology(connection, topology);
+  } finally {
+    await connection.close().catch(() => {});
+  }
+}
+
+/** The raw loop: the publisher's messages through a bare ConfirmChannel with the same window. */
+async function runRaw(
+  env: BusEnvironment,
+  messages: OutboundMessage[],
+  settings: Settings,
+  rabbitPid: number | undefined,
+): Promise<Omit<RunResult, 'round' | 'metricsQueueDepth'>> {
+  const url = env.env.RABBITMQ_URL;
+  await declareTopology(url, buildTopology());
+  const connection = await connectToBroker(url, { name: 'telemetry-bus bench raw publisher' });
+  connection.on('error', () => {});
+  try {
+    const channel: ConfirmChannel = await connection.createConfirmChannel();
+    let returned = 0;
+    channel.on('return', () => returned++);
+    let confirmed = 0;
+    let nacked = 0;
+    const total = messages.length;
+    const before = cpuSnapshot({ rabbitmq: rabbitPid });
+    const started = performance.now();
+    await bounded(
+      new Promise<void>((resolve, reject) => {
+        let next = 0;
+        let inflight = 0;
+        let waitingForDrain = false;
+        channel.once('close', () => reject(new Error('raw channel closed during the run')));
+        const pump = () => {
+          while (next < total && inflight < settings.window && !waitingForDrain) {
+            const message = messages[next++] as OutboundMessage;
+            inflight++;
+            const writable = channel.publish(
+              message.exchange,
+              message.routingKey,
+              message.body,
+              message.options,
+              (error) => {
+                inflight--;
+                if (error !== null && error !== undefined) nacked++;
+                else confirmed++;
+                if (confirmed + nacked === total) resolve();
+                else pump();
+              },
+            );
+            if (!writable) {
+              waitingForDrain = true;
+              channel.once('drain', () => {
+                waitingForDrain = false;
+                pump();
+              });
+            }
+          }
+        };
+        pump();
+      }),
+      settings.runTimeoutS,
+      'the raw run',
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const after = cpuSnapshot({ rabbitmq: rabbitPid });
+    await channel.close().catch(() => {});
+    return {
+      kind: 'raw',
+      messages: total,
+      seconds: round(seconds, 3),
+      messagesPerSec: Math.round(total / seconds),
+      fromStart: null,
+      concurrent: null,
+      confirmed,
+      nacked,
+      returned,
+      resent: 0,
+      connects: 1,
+      cpu: cpuUse(before, after),
+    };
+  } finally {
+    await connection.close().catch(() => {});
+  }
+}
+
+/** Polls `check` every few ms until it returns true; resolves with performance.now() of that moment. */
+function whenTrue(check: () => boolean, everyMs = 5): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setInterval(() => {
+      if (interruptSignal.aborted) {
+        clearInterval(timer);
+        reject(interruptSignal.reason);
+      } else if (check()) {
+        clearInterval(timer);
+        resolve(performance.now());
+      }
+    }, everyMs);
+  });
+}
+
+/** Ours: a spool filled first, then a SpoolPublisher started and timed until all is confirmed. */
+async function runOurs(
+  env: BusEnvironment,
+  records: SpoolRecordText[],
+  settings: Settings,
+  rabbitPid: number | undefined,
+): Promise<Omit<RunResult, 'round' | 'metricsQueueDepth'>> {
+  const spool = Spool.open({
+    directory: join(env.env.DATA_DIR, 'spool'),
+    maxBytes: Math.max(1024 ** 3, records.length * 4096),
+  });
+  let publisher: SpoolPublisher | undefined;
+  try {
+    for (const record of records) {
+      if (spool.append(record) < 0) throw new Error(`spool append failed: ${JSON.stringify(spool.stats())}`);
+    }
+    publisher = new SpoolPublisher(spool, {
+      url: env.env.RABBITMQ_URL,
+      topology: buildTopology(),
+      window: settings.window,
+    });
+    const running = publisher;
+    const before = cpuSnapshot({ rabbitmq: rabbitPid });
+    const started = performance.now();
+    running.start();
+    const connected = whenTrue(() => running.status().state === 'connected', 1);
+    const drained = await bounded(
+      whenTrue(() => spool.stats().unconfirmed === 0),
+      settings.runTimeoutS,
+      'the ours run',
+    );
+    const connectedAt = await connected;
+    const after = cpuSnapshot({ rabbitmq: rabbitPid });
+    await running.stop(1000);
+    const { counters } = running.status();
+    const seconds = (drained - connectedAt) / 1000;
+    const fromStart = (drained - started) / 1000;
+    return {
+      kind: 'ours',
+      messages: records.length,
+      seconds: round(seconds, 3),
+      messagesPerSec: Math.round(records.length / seconds),
+      fromStart: { seconds: round(fromStart, 3), messagesPerSec: Math.round(records.length / fromStart) },
+      concurrent: null,
+      confirmed: counters.confirmed,
+      nacked: counters.nacked,
+      returned: counters.returned,
+      resent: counters.resent,
+      connects: counters.connects,
+      cpu: cpuUse(before, after),
+    };
+  } finally {
+    await publisher?.stop(0);
+    await spool.close();
+  }
+}
+
+/** Ours while events keep arriving: an EventBus emitting at `rate`/s in the publisher's event loop. */
+async function runConcurrent(
+  env: BusEnvironment,
+  calls: EmitCall[],
+  rate: number,
+  settings: Settings,
+  rabbitPid: number | undefined,
+): Promise<Omit<RunResult, 'round' | 'metricsQueueDepth'>> {
+  const durationMs = settings.concurrentDurationS * 1000;
+  const bus = EventBus.open({
+    dataDir: env.env.DATA_DIR,
+    rabbitmqUrl: env.env.RABBITMQ_URL,
+    topology: buildTopology(),
+    publishWindow: settings.window,
+    spoolMaxBytes: Math.max(
+      1024 ** 3,
+      Math.ceil((rate * settings.concurrentDurationS * 2048) / 2 ** 20) * 2 ** 20,
+    ),
+  });
+  let closed = false;
+  try {
+    await bounded(
+      whenTrue(() => bus.status().publisher.state === 'connected'),
+      15,
+      'connecting',
+    );
+    const samples: Array<{ t: number; emitted: number; confirmed: number; unconfirmed: number }> = [];
+    let emitted = 0;
+    const sample = (t: number) => {
+      const status = bus.status();
+      samples.push({
+        t: round(t / 1000, 3),
+        emitted,
+        confirmed: status.publisher.counters.confirmed,
+        unconfirmed: status.spool.unconfirmed,
+      });
+    };
+    const before = cpuSnapshot({ rabbitmq: rabbitPid });
+    const started = performance.now();
+    let nextSampleAt = 0;
+    for (;;) {
+      throwIfInterrupted();
+      const elapsed = performance.now() - started;
+      if (elapsed >= nextSampleAt) {
+        sample(elapsed);
+        nextSampleAt += 500;
+      }
+      if (elapsed >= durationMs) break;
+      // Catch up with the schedule, a bounded number at a time, so the publisher gets its turns.
+      const due = Math.min(Math.floor((rate * elapsed) / 1000) - emitted, 200);
+      for (let i = 0; i < due; i++) {
+        const call = calls[emitted % calls.length] as EmitCall;
+        bus.emit(call.event, call.traceparent, call.timestampMs);
+        emitted++;
+      }
+      if (due > 0) await new Promise((resolve) => setImmediate(resolve));
+      else await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const after = cpuSnapshot({ rabbitmq: rabbitPid });
+    const steady = samples.filter((s) => s.t >= settings.concurrentSkipS);
+    const first = steady[0] ?? samples[0];
+    const last = samples.at(-1);
+    if (first === undefined || last === undefined || last.t <= first.t) throw new Error('too few samples');
+    const seconds = last.t - first.t;
+    const confirmedSteady = last.confirmed - first.confirmed;
+    const status = bus.status();
+    closed = true;
+    await bus.close(0);
+    return {
+      kind: 'ours+emit',
+      messages: confirmedSteady,
+      seconds: round(seconds, 3),
+      messagesPerSec: Math.round(confirmedSteady / seconds),
+      fromStart: null,
+      concurrent: {
+        emitted,
+        emittedPerSec: Math.round(emitted / (durationMs / 1000)),
+        confirmedTotal: status.publisher.counters.confirmed,
+        backlogAtEnd: status.spool.unconfirmed,
+        samples,
+      },
+      confirmed: status.publisher.counters.confirmed,
+      nacked: status.publisher.counters.nacked,
+      returned: status.publisher.counters.returned,
+      resent: status.publisher.counters.resent,
+      connects: status.publisher.counters.connects,
+      cpu: cpuUse(before, after),
+    };
+  } finally {
+    if (!closed) await bus.close(0).catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<number> {
+  const settings = readSettings();
+  handleSignals();
+  const startedAt = new Date();
+  const env = environment();
+  const environments = new Environments();
+  const runs: RunResult[] = [];
+  let broker: BrokerInfo | undefined;
+  let recordBytes = 0;
+  let concurrentRate: number | undefined;
+  let alarmsAfter: string[] = [];
+  let failure: unknown;
+
+  const types = mixSequence(DEFAULT_MIX);
+  try {
+    progress(`building ${formatNumber(settings.messages)} records (60/20/10/10 mix)`);
+    const calls = buildEmitCalls(settings.messages, types, 4096);
+    // What emit() hands to the spool, and (as the publisher reads them back) their bytes.
+    const records = calls.map(recordOf);
+    const stored = records.map(recordBytesOf);
+    const messages = stored.map(toOutboundMessage);
+    recordBytes = Math.round(stored.reduce((sum, bytes) => sum + bytes.length, 0) / stored.length);
+    // Only the first ones are kept for the emit run; the rest would only hold memory.
+    const emitCalls = calls.slice(0, 4096);
+    calls.length = 0;
+    broker = await waitForBroker();
+    const rabbitPid = findRabbitmqPid();
+
+    const runOne = async (
+      kind: Kind,
+      roundNumber: number,
+      action: (environment: BusEnvironment) => Promise<Omit<RunResult, 'round' | 'metricsQueueDepth'>>,
+    ) => {
+      await waitForBroker();
+      const busEnv = await environments.create();
+      try {
+        progress(`${kind} #${roundNumber} in vhost ${busEnv.vhost.vhost}`);
+        const result = await action(busEnv);
+        let depth: number | null = null;
+        try {
+          depth = (await queueDepths(busEnv.env.RABBITMQ_URL, [METRICS_QUEUE]))[METRICS_QUEUE] ?? null;
+        } catch (error) {
+          progress(`  could not read the depth of ${METRICS_QUEUE}: ${String(error)}`);
+        }
+        const run = { ...result, round: roundNumber, metricsQueueDepth: depth };
+        runs.push(run);
+        progress(
+          `  ${formatNumber(run.messagesPerSec)} msgs/s over ${run.seconds} s; RabbitMQ ${formatCores(run.cpu.processes.rabbitmq)} cores, bench ${run.cpu.self.cores.toFixed(2)} cores`,
+        );
+      } finally {
+        await environments.remove(busEnv);
+      }
+    };
+
+    for (let i = 1; i <= settings.repeat; i++) {
+      await runOne('raw', i, (busEnv) => runRaw(busEnv, messages, settings, rabbitPid));
+      await runOne('ours', i, (busEnv) => runOurs(busEnv, records, settings, rabbitPid));
+    }
+    if (settings.concurrentDurationS > 0) {
+      const rawMedian = median(runs.filter((run) => run.kind === 'raw').map((run) => run.messagesPerSec));
+      concurrentRate = settings.concurrentRate ?? Math.round(1.5 * rawMedian);
+      const rate = concurrentRate;
+      await runOne('ours+emit', 1, (busEnv) => runConcurrent(busEnv, emitCalls, rate, settings, rabbitPid));
+    }
+    alarmsAfter = await brokerAlarms();
+  } catch (error) {
+    failure = error;
+  } finally {
+    await environments.removeAll();
+  }
+  if (failure !== undefined) throw failure;
+
+  // ---------------------------------------------------------------------------------------------------
+  // Report
+
+  const rates = (kind: Kind) => runs.filter((run) => run.kind === kind).map((run) => run.messagesPerSec);
+  const rawMedian = median(rates('raw'));
+  const oursMedian = median(rates('ours'));
+  const concurrent = runs.find((run) => run.kind === 'ours+emit');
+  const ratio = oursMedian / rawMedian;
+  const met = ratio >= GOAL.minRatio;
+  const perMessageUs = (run: RunResult, cpu: { userUs: number; systemUs: number } | null | undefined) =>
+    cpu === null || cpu === undefined || run.messages === 0
+      ? 'n/a'
+      : formatNumber(
+          (cpu.userUs + cpu.systemUs) /
+            (run.kind === 'ours+emit' ? (run.concurrent?.confirmedTotal ?? 1) : run.messages),
+          1,
+        );
+  const sections: Section[] = [
+    {
+      title: 'Runs, in the order they ran (each in a fresh vhost)',
+      columns: [
+        'run',
+        'messages',
+        'seconds',
+        'msgs/s',
+        '/ raw median',
+        'bench cores',
+        'bench CPU µs/msg',
+        'RabbitMQ cores',
+        'RabbitMQ CPU µs/msg',
+        'others cores',
+      ],
+      rows: runs.map((run) => [
+        `${run.kind} #${run.round}`,
+        formatNumber(run.messages),
+        formatNumber(run.seconds, 2),
+        formatNumber(run.messagesPerSec),
+        `${formatNumber((100 * run.messagesPerSec) / rawMedian)}%`,
+        run.cpu.self.cores.toFixed(2),
+        perMessageUs(run, run.cpu.self),
+        formatCores(run.cpu.processes.rabbitmq),
+        perMessageUs(run, run.cpu.processes.rabbitmq),
+        othersCores(run.cpu, env.cpus),
+      ]),
+    },
+    {
+      title: 'Medians',
+      columns: ['kind', 'runs', 'msgs/s', '/ raw'],
+      rows: (['raw', 'ours', 'ours+emit'] as const)
+        .filter((kind) => rates(kind).length > 0)
+        .map((kind) => [
+          kind,
+          String(rates(kind).length),
+          formatNumber(median(rates(kind))),
+          `${formatNumber((100 * median(rates(kind))) / rawMedian)}%`,
+        ]),
+    },
+  ];
+  const verdicts = [
+    `Goal (SpoolPublisher ≥ ${GOAL.minRatio * 100}% of the raw amqplib loop, medians): ${met ? 'MET' : 'NOT MET'} — ours ${formatNumber(oursMedian)} msgs/s / raw ${formatNumber(rawMedian)} msgs/s = ${formatNumber(100 * ratio)}%${concurrent === undefined ? '' : `; while emitting: ${formatNumber(concurrent.messagesPerSec)} msgs/s = ${formatNumber((100 * concurrent.messagesPerSec) / rawMedian)}%`}.`,
+  ];
+  const oursRuns = runs.filter((run) => run.kind === 'ours');
+  const settingsText = [
+    `${formatNumber(settings.messages)} messages per raw/ours run (mix ${DEFAULT_MIX.map(([type, share]) => `${share}% ${type}`).join(', ')}; ${recordBytes} B per record on average), window ${settings.window}, ${settings.repeat} alternating raw/ours pairs`,
+    'raw: one ConfirmChannel, toOutboundMessage() of the same records, timed first publish → last confirm; ours: records appended to the spool first, SpoolPublisher (defaults otherwise: read batch 500) timed from its connection (topology declared) to spool.unconfirmed = 0',
+    `ours from start() (connect + topology declare included): ${oursRuns.map((run) => `${formatNumber(run.fromStart?.messagesPerSec ?? 0)} msgs/s in ${run.fromStart?.seconds} s`).join(', ')}`,
+    concurrent?.concurrent
+      ? `ours+emit: EventBus emitting at ${formatNumber(concurrentRate ?? 0)}/s target (${formatNumber(concurrent.concurrent.emittedPerSec)}/s achieved) for ${settings.concurrentDurationS} s in the publisher's event loop; steady state after ${settings.concurrentSkipS} s; backlog left ${formatNumber(concurrent.concurrent.backlogAtEnd)}`
+      : 'ours+emit: not run',
+    'every run in a fresh vhost with the real topology (quorum queues, no consumers), deleted after it; bench CPU = this process (the client side); others = every other process on the machine (the machine is shared: a high figure means the run was disturbed)',
+    environmentText(
+      env,
+      broker === undefined ? '' : `, RabbitMQ ${broker.version} (Erlang ${broker.erlang})`,
+    ),
+  ];
+  // Every confirmed message must be in the queue. ours+emit is closed with up to a window of messages
+  // published and not yet confirmed, which may have arrived too: up to `window` more is fine there.
+  const depthOk = (run: RunResult) =>
+    run.metricsQueueDepth === null ||
+    (run.kind === 'ours+emit'
+      ? run.metricsQueueDepth >= run.confirmed && run.metricsQueueDepth <= run.confirmed + settings.window
+      : run.metricsQueueDepth === run.confirmed);
+  const problems = runs.filter(
+    (run) => run.nacked > 0 || run.returned > 0 || run.connects !== 1 || !depthOk(run),
+  );
+  const checks = [
+    ...runs.map(
+      (run) =>
+        `${run.kind} #${run.round}: confirmed ${formatNumber(run.confirmed)}, ${METRICS_QUEUE} depth ${run.metricsQueueDepth === null ? 'n/a' : formatNumber(run.metricsQueueDepth)} (${depthOk(run) ? 'ok' : 'MISMATCH'}${run.kind === 'ours+emit' ? ': closed with up to a window unconfirmed' : ''}), nacked ${run.nacked}, returned ${run.returned}, connects ${run.connects}, counters.resent ${run.resent}`,
+    ),
+    `broker alarms after the runs: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
+  ];
+  await publishResults({
+    name: NAME,
+    title: 'Publisher throughput benchmark',
+    startedAt,
+    sections,
+    verdicts,
+    notes: { settings: settingsText, checks },
+    command: commandLine('bench:publisher'),
+    report: {
+      benchmark: NAME,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      settings: { ...settings, concurrentRate: concurrentRate ?? null, recordBytes, mix: DEFAULT_MIX },
+      environment: { ...env, rabbitmq: broker ?? null },
+      goal: { ...GOAL, rawMedian, oursMedian, ratio: round(ratio, 3), met },
+      runs,
+      brokerAlarmsAfter: alarmsAfter,
+    },
+  });
+  return problems.length === 0 ? 0 : 1;
+}
+
+runMain(NAME, HELP, main);

@@ -1,0 +1,102 @@
+/**
+ * Command-line settings and Ctrl-C handling shared by the benchmarks, in bench/registry-api.ts's manner:
+ * every option is a flag and an environment variable (the flag wins), a bad value is a usage error (exit
+ * 2), and the first Ctrl-C stops the current run and falls through to the cleanup (a second exits at once).
+ */
+
+export class UsageError extends Error {}
+
+export function positiveInteger(name: string, raw: string, allowZero = false): number {
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || (value === 0 && !allowZero)) {
+    throw new UsageError(
+      `${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got '${raw}'`,
+    );
+  }
+  return value;
+}
+
+/** The flag's value, else the environment variable's (when set and not empty), else the fallback. */
+export function pick(flag: string | undefined, variable: string, fallback: string): string {
+  const fromEnv = process.env[variable];
+  return flag ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : fallback);
+}
+
+export class Interrupted extends Error {}
+
+const interruption = new AbortController();
+const stoppers = new Set<() => void>();
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (interruption.signal.aborted) {
+    process.stderr.write(`\n${signal} again: exiting without cleanup\n`);
+    process.exit(130);
+  }
+  process.stderr.write(`\n${signal}: stopping, cleaning up (again to exit at once)\n`);
+  interruption.abort(new Interrupted(`interrupted by ${signal}`));
+  for (const stop of stoppers) stop();
+}
+
+export function handleSignals(): void {
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+export const interruptSignal: AbortSignal = interruption.signal;
+
+export function throwIfInterrupted(): void {
+  if (interruption.signal.aborted) throw interruption.signal.reason;
+}
+
+/** Calls `stop` on Ctrl-C while `action` runs (e.g. to end an autocannon run early). */
+export async function stoppable<T>(stop: () => void, action: () => Promise<T>): Promise<T> {
+  stoppers.add(stop);
+  try {
+    return await action();
+  } finally {
+    stoppers.delete(stop);
+  }
+}
+
+/** Settles with `promise`, or rejects as soon as the run is interrupted. */
+export function interruptible<T>(promise: Promise<T>): Promise<T> {
+  throwIfInterrupted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(interruption.signal.reason);
+    interruption.signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => interruption.signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** `ms` of waiting that Ctrl-C cuts short (with a rejection). */
+export function sleep(ms: number): Promise<void> {
+  return interruptible(new Promise((resolve) => setTimeout(resolve, ms)));
+}
+
+/**
+ * Runs `main`, maps its outcome to the exit code (its own, 2 for a usage error, 130 when interrupted, 1
+ * for any other failure), printing the help on a usage error.
+ */
+export function runMain(name: string, help: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      if (error instanceof UsageError) {
+        process.stderr.write(`${name} bench: ${error.message}\n\n${help}`);
+        process.exitCode = 2;
+        return;
+      }
+      if (error instanceof Interrupted) {
+        process.stderr.write(`[bench] ${error.message}; no results written\n`);
+        process.exitCode = 130;
+        return;
+      }
+      process.stderr.write(
+        `${name} bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exitCode = 1;
+    },
+  );
+}
