@@ -1,0 +1,534 @@
+/**
+ * The one consumer runtime every consumer runs on.
+ *
+ * - A connection of its own for consuming, and another for publishing retries and dead letters (never
+ *   the API's publisher), both with heartbeats; reconnects and resubscribes (also after a consumer
+ *   cancel) until stopped.
+ * - Per consumer: a channel with a prefetch; deliveries are gathered into batches (up to `batchSize`, or
+ *   what arrived within `batchWaitMs`), applied in one PostgreSQL transaction that also records each
+ *   event id as applied (`INSERT … ON CONFLICT DO NOTHING`: a redelivered or replayed duplicate changes
+ *   nothing), then acknowledged with one multiple-ack. Batches of a queue are applied one after another,
+ *   in queue order.
+ * - An invalid message is poison: dead-lettered at once with the reason. A failing batch is split to find
+ *   the message(s) at fault; each goes up the retry ladder (only in its own queue), then to the
+ *   dead-letter queue with its failure history in headers. A retry or dead letter is confirmed by the
+ *   broker before the original is acknowledged, so nothing is lost in between.
+ * - PostgreSQL unreachable is not a message's fault: the batch waits, unacknowledged, and is tried again
+ *   until PostgreSQL is back — consumption pauses (the prefetch bounds what is held), no retry is spent.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type pg from 'pg';
+import { applyTopology } from '../bus/apply-topology.ts';
+import { connectToBroker, destroyConnection } from '../bus/broker-connection.ts';
+import { validateEvent } from '../bus/event-validator.ts';
+import type { PublisherLogger } from '../bus/spool-publisher.ts';
+import { EXCHANGES, type Topology } from '../bus/topology.ts';
+import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
+import type { Consumer, Delivery } from './consumer.ts';
+import { decideFailure, FAILURE_HEADERS } from './failure-policy.ts';
+import { PoisonMessageError } from './poison-message-error.ts';
+
+export interface ConsumerRuntimeOptions {
+  /** AMQP URL of the broker. */
+  url: string;
+  pool: pg.Pool;
+  topology: Topology;
+  consumers: Consumer[];
+  /** Delays of the retry ladder, in ms; must match the topology's retry queues. */
+  retryDelaysMs: readonly number[];
+  /** Unacknowledged deliveries per consumer. @default 500 */
+  prefetch?: number;
+  /** Messages applied in one transaction, at most. @default 250 */
+  batchSize?: number;
+  /** Time a partial batch waits for more messages, in ms. @default 10 */
+  batchWaitMs?: number;
+  /** AMQP heartbeat, in seconds. @default 5 */
+  heartbeatSeconds?: number;
+  /** Wait between attempts while PostgreSQL is unreachable, in ms. @default 1000 */
+  databaseRetryMs?: number;
+  /** First reconnect delay, in ms (doubles up to 5 s). @default 100 */
+  reconnectMinDelayMs?: number;
+  logger?: PublisherLogger;
+}
+
+export interface ConsumerCounters {
+  /** Events applied (first time). */
+  applied: number;
+  /** Deliveries skipped because their event was applied before. */
+  duplicates: number;
+  /** Messages sent up the retry ladder. */
+  retried: number;
+  /** Messages sent to the dead-letter queue after the ladder. */
+  deadLettered: number;
+  /** Invalid messages sent to the dead-letter queue at once. */
+  poison: number;
+  /** Batches held back because PostgreSQL was unreachable. */
+  databasePauses: number;
+}
+
+export interface ConsumerStatus {
+  name: string;
+  queue: string;
+  state: 'starting' | 'consuming' | 'paused' | 'stopped';
+  lastError: string | null;
+  counters: ConsumerCounters;
+}
+
+interface Worker {
+  consumer: Consumer;
+  channel: Channel | undefined;
+  consumerTag: string | undefined;
+  pending: ConsumeMessage[];
+  timer: NodeJS.Timeout | undefined;
+  flushing: Promise<void> | undefined;
+  state: ConsumerStatus['state'];
+  lastError: string | null;
+  counters: ConsumerCounters;
+}
+
+const silentLogger: PublisherLogger = { info() {}, warn() {}, error() {} };
+
+/** Why a batch cannot finish now: the connection went, or the runtime is stopping. Not the message's fault. */
+class AbandonBatch extends Error {}
+
+export class ConsumerRuntime {
+  readonly #options: Required<Omit<ConsumerRuntimeOptions, 'logger'>>;
+  readonly #logger: PublisherLogger;
+  readonly #workers: Worker[];
+  #consuming: ChannelModel | undefined;
+  #publishing: ChannelModel | undefined;
+  #confirm: ConfirmChannel | undefined;
+  #stopping = false;
+  #running: Promise<void> | undefined;
+  #connected: (() => void) | undefined;
+  #connectionLost: (() => void) | undefined;
+  #markStopped: () => void = () => {};
+  readonly #stopped = new Promise<void>((resolve) => {
+    this.#markStopped = resolve;
+  });
+  #lastLogAt = new Map<string, number>();
+
+  constructor(options: ConsumerRuntimeOptions) {
+    const { logger, ...rest } = options;
+    this.#logger = logger ?? silentLogger;
+    this.#options = {
+      prefetch: 500,
+      batchSize: 250,
+      batchWaitMs: 10,
+      heartbeatSeconds: 5,
+      databaseRetryMs: 1000,
+      reconnectMinDelayMs: 100,
+      ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
+    } as Required<Omit<ConsumerRuntimeOptions, 'logger'>>;
+    this.#workers = options.consumers.map((consumer) => ({
+      consumer,
+      channel: undefined,
+      consumerTag: undefined,
+      pending: [],
+      timer: undefined,
+      flushing: undefined,
+      state: 'starting',
+      lastError: null,
+      counters: { applied: 0, duplicates: 0, retried: 0, deadLettered: 0, poison: 0, databasePauses: 0 },
+    }));
+  }
+
+  /** Starts consuming in the background; resolves once every consumer is subscribed the first time. */
+  async start(): Promise<void> {
+    if (this.#running === undefined) {
+      const connected = new Promise<void>((resolve) => {
+        this.#connected = resolve;
+      });
+      this.#running = this.#run();
+      await Promise.race([connected, this.#stopped]);
+    }
+  }
+
+  /** Stops taking deliveries, finishes and acknowledges the batches in hand (within `timeoutMs`), closes. */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    await Promise.all(
+      this.#workers.map(async (worker) => {
+        if (worker.channel !== undefined && worker.consumerTag !== undefined) {
+          await worker.channel.cancel(worker.consumerTag).catch(() => {});
+        }
+      }),
+    );
+    const deadline = Date.now() + timeoutMs;
+    for (const worker of this.#workers) {
+      clearTimeout(worker.timer);
+      await this.#withDeadline(this.#flush(worker), deadline);
+    }
+    this.#markStopped();
+    await this.#closeConnections();
+    await this.#running;
+    for (const worker of this.#workers) worker.state = 'stopped';
+  }
+
+  status(): ConsumerStatus[] {
+    return this.#workers.map((worker) => ({
+      name: worker.consumer.name,
+      queue: worker.consumer.queue,
+      state: worker.state,
+      lastError: worker.lastError,
+      counters: { ...worker.counters },
+    }));
+  }
+
+  async #run(): Promise<void> {
+    let attempt = 0;
+    while (!this.#stopping) {
+      try {
+        const { lost } = await this.#connect();
+        attempt = 0;
+        this.#connected?.();
+        await Promise.race([lost, this.#stopped]);
+      } catch (error) {
+        if (!this.#stopping) {
+          this.#throttledLog('broker', { err: describe(error) }, 'consumers cannot reach RabbitMQ; retrying');
+        }
+      }
+      if (this.#stopping) break;
+      await this.#closeConnections();
+      const delay = Math.min(5000, this.#options.reconnectMinDelayMs * 2 ** Math.min(attempt++, 10));
+      await Promise.race([new Promise((resolve) => setTimeout(resolve, delay)), this.#stopped]);
+    }
+  }
+
+  /** Opens both connections and subscribes every consumer; `lost` resolves when either connection goes. */
+  async #connect(): Promise<{ lost: Promise<void> }> {
+    const options = { heartbeatSeconds: this.#options.heartbeatSeconds };
+    const lost = new Promise<void>((resolve) => {
+      this.#connectionLost = resolve;
+    });
+    const consuming = await connectToBroker(this.#options.url, { ...options, name: 'telemetry-bus worker' });
+    this.#consuming = consuming;
+    consuming.on('error', () => {});
+    consuming.on('close', () => this.#connectionLost?.());
+    const publishing = await connectToBroker(this.#options.url, {
+      ...options,
+      name: 'telemetry-bus worker publisher',
+    });
+    this.#publishing = publishing;
+    publishing.on('error', () => {});
+    publishing.on('close', () => this.#connectionLost?.());
+    await applyTopology(publishing, this.#options.topology);
+    this.#confirm = await publishing.createConfirmChannel();
+    this.#confirm.on('error', () => {});
+    for (const worker of this.#workers) await this.#subscribe(worker, consuming);
+    // Wrapped: an async function returning a promise would wait for it.
+    return { lost };
+  }
+
+  async #subscribe(worker: Worker, connection: ChannelModel): Promise<void> {
+    const channel = await connection.createChannel();
+    channel.on('error', (error: unknown) => {
+      worker.lastError = describe(error);
+    });
+    channel.on('close', () => {
+      if (worker.channel !== channel) return;
+      worker.channel = undefined;
+      worker.consumerTag = undefined;
+      // Unacknowledged deliveries of a closed channel come back to the queue: drop our copies.
+      worker.pending = [];
+      if (!this.#stopping && this.#consuming === connection) {
+        setTimeout(() => {
+          if (!this.#stopping && this.#consuming === connection && worker.channel === undefined) {
+            this.#subscribe(worker, connection).catch(() => this.#connectionLost?.());
+          }
+        }, 500).unref();
+      }
+    });
+    await channel.prefetch(this.#options.prefetch);
+    worker.channel = channel;
+    const { consumerTag } = await channel.consume(
+      worker.consumer.queue,
+      (message) => {
+        if (message === null) {
+          // The broker cancelled the consumer (queue deleted, node going down): resubscribe afresh.
+          this.#throttledLog(
+            `cancel:${worker.consumer.name}`,
+            {},
+            'consumer cancelled by RabbitMQ; resubscribing',
+          );
+          channel.close().catch(() => {});
+          return;
+        }
+        this.#receive(worker, message);
+      },
+      { noAck: false },
+    );
+    worker.consumerTag = consumerTag;
+    worker.state = 'consuming';
+  }
+
+  #receive(worker: Worker, message: ConsumeMessage): void {
+    worker.pending.push(message);
+    if (worker.pending.length >= this.#options.batchSize) {
+      clearTimeout(worker.timer);
+      worker.timer = undefined;
+      void this.#flush(worker);
+    } else if (worker.timer === undefined) {
+      worker.timer = setTimeout(() => {
+        worker.timer = undefined;
+        void this.#flush(worker);
+      }, this.#options.batchWaitMs);
+    }
+  }
+
+  /** Applies what is pending, batch after batch, one flush at a time per consumer. */
+  #flush(worker: Worker): Promise<void> {
+    worker.flushing ??= (async () => {
+      try {
+        while (worker.pending.length > 0 && worker.channel !== undefined) {
+          const channel = worker.channel;
+          const batch = worker.pending.splice(0, this.#options.batchSize);
+          try {
+            await this.#process(worker, batch);
+          } catch (error) {
+            if (!(error instanceof AbandonBatch)) throw error;
+            // Left unacknowledged: the broker redelivers it on the next channel.
+            channel.close().catch(() => {});
+            return;
+          }
+          if (worker.channel === channel) {
+            try {
+              channel.ack(batch[batch.length - 1] as ConsumeMessage, true);
+            } catch {
+              // The channel is gone: its deliveries are redelivered, and applied ones de-duplicated.
+            }
+          }
+        }
+      } finally {
+        worker.flushing = undefined;
+      }
+    })();
+    return worker.flushing;
+  }
+
+  async #process(worker: Worker, batch: ConsumeMessage[]): Promise<void> {
+    const valid: Array<{ message: ConsumeMessage; delivery: Delivery }> = [];
+    for (const message of batch) {
+      const delivery = this.#toDelivery(worker.consumer, message);
+      if (delivery instanceof PoisonMessageError) {
+        worker.counters.poison++;
+        await this.#fail(worker, message, delivery, true);
+      } else {
+        valid.push({ message, delivery });
+      }
+    }
+    if (valid.length === 0) return;
+    const error = await this.#applyUntilDatabaseAnswers(
+      worker,
+      valid.map((item) => item.delivery),
+    );
+    if (error === undefined) return;
+    if (valid.length === 1) {
+      await this.#fail(worker, (valid[0] as { message: ConsumeMessage }).message, error, false);
+      return;
+    }
+    // Find the message(s) at fault: the others are applied, each in its own transaction, in order.
+    for (const item of valid) {
+      const itemError = await this.#applyUntilDatabaseAnswers(worker, [item.delivery]);
+      if (itemError !== undefined) await this.#fail(worker, item.message, itemError, false);
+    }
+  }
+
+  /** Applies in one transaction; while PostgreSQL is unreachable, waits and tries again. Returns a message error. */
+  async #applyUntilDatabaseAnswers(worker: Worker, deliveries: Delivery[]): Promise<unknown> {
+    for (;;) {
+      try {
+        await this.#applyInTransaction(worker, deliveries);
+        if (worker.state === 'paused') {
+          worker.state = 'consuming';
+          this.#logger.info({ consumer: worker.consumer.name }, 'PostgreSQL is back; consuming again');
+        }
+        return undefined;
+      } catch (error) {
+        if (!isDatabaseUnavailable(error)) return error;
+        worker.lastError = describe(error);
+        if (worker.state !== 'paused') {
+          worker.state = 'paused';
+          worker.counters.databasePauses++;
+          this.#logger.warn(
+            { consumer: worker.consumer.name, err: worker.lastError },
+            'PostgreSQL unreachable; consumption paused, nothing retried or dead-lettered',
+          );
+        }
+        if (this.#stopping || worker.channel === undefined) throw new AbandonBatch('paused while stopping');
+        await Promise.race([
+          new Promise((resolve) => setTimeout(resolve, this.#options.databaseRetryMs)),
+          this.#stopped,
+        ]);
+      }
+    }
+  }
+
+  async #applyInTransaction(worker: Worker, deliveries: Delivery[]): Promise<void> {
+    const client = await this.#options.pool.connect();
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ event_id: string }>(
+        `INSERT INTO consumer_applied_events (consumer, event_id)
+         SELECT $1, id FROM unnest($2::text[]) AS id
+         ON CONFLICT DO NOTHING RETURNING event_id`,
+        [worker.consumer.name, deliveries.map((delivery) => delivery.id)],
+      );
+      const fresh = new Set(rows.map((row) => row.event_id));
+      // Set.delete: an event delivered twice in one batch is applied once.
+      const todo = deliveries.filter((delivery) => fresh.delete(delivery.id));
+      if (todo.length > 0) await worker.consumer.apply(todo, client);
+      await client.query('COMMIT');
+      worker.counters.applied += todo.length;
+      worker.counters.duplicates += deliveries.length - todo.length;
+      if (todo.length > 0) worker.consumer.afterCommit?.(todo);
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) broken = error;
+      else
+        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+          broken = rollbackError;
+        });
+      throw error;
+    } finally {
+      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+    }
+  }
+
+  #toDelivery(consumer: Consumer, message: ConsumeMessage): Delivery | PoisonMessageError {
+    const { properties, fields } = message;
+    const base = {
+      content: message.content,
+      exchange: fields.exchange,
+      routingKey: fields.routingKey,
+      redelivered: fields.redelivered,
+      properties: {
+        messageId: properties.messageId as string | undefined,
+        correlationId: properties.correlationId as string | undefined,
+        type: properties.type as string | undefined,
+        timestamp: properties.timestamp as number | undefined,
+        headers: (properties.headers ?? {}) as Record<string, unknown>,
+      },
+    };
+    if (consumer.validate === false) {
+      return { ...base, event: undefined, id: consumer.idOf?.(base) ?? String(properties.messageId) };
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message.content.toString('utf8'));
+    } catch (error) {
+      return new PoisonMessageError(`the message is not JSON: ${(error as Error).message}`, { cause: error });
+    }
+    const validation = validateEvent(parsed);
+    if (!validation.ok) return new PoisonMessageError(`invalid event: ${validation.reason}`);
+    return { ...base, event: validation.event, id: validation.event.event_id };
+  }
+
+  /** Sends a failed message up the ladder or to the dead-letter queue, confirmed before it is acknowledged. */
+  async #fail(worker: Worker, message: ConsumeMessage, error: unknown, poison: boolean): Promise<void> {
+    const decision = decideFailure(
+      {
+        queue: worker.consumer.queue,
+        exchange: message.fields.exchange,
+        routingKey: message.fields.routingKey,
+        headers: (message.properties.headers ?? {}) as Record<string, unknown>,
+      },
+      error,
+      { poison, retryDelaysMs: this.#options.retryDelaysMs, now: new Date(), deadLetterId: randomUUID() },
+    );
+    const exchange = decision.action === 'retry' ? decision.exchange : EXCHANGES.deadLetters;
+    const routingKey =
+      decision.action === 'retry'
+        ? decision.routingKey
+        : String(decision.headers[FAILURE_HEADERS.originalRoutingKey] ?? message.fields.routingKey);
+    const confirm = this.#confirm;
+    if (confirm === undefined) throw new AbandonBatch('no publishing channel');
+    const { properties } = message;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        confirm.publish(
+          exchange,
+          routingKey,
+          message.content,
+          {
+            persistent: true,
+            contentType: properties.contentType,
+            messageId: properties.messageId,
+            correlationId: properties.correlationId,
+            type: properties.type,
+            timestamp: properties.timestamp,
+            appId: properties.appId,
+            headers: decision.headers,
+          },
+          (publishError) => (publishError ? reject(publishError) : resolve()),
+        );
+      });
+    } catch (publishError) {
+      throw new AbandonBatch(`could not ${decision.action} a message: ${describe(publishError)}`);
+    }
+    if (decision.action === 'retry') {
+      worker.counters.retried++;
+      this.#throttledLog(
+        `retry:${worker.consumer.name}`,
+        {
+          consumer: worker.consumer.name,
+          eventId: properties.messageId,
+          delayMs: decision.delayMs,
+          err: describe(error),
+        },
+        'event failed; retrying later',
+      );
+    } else if (!poison) {
+      worker.counters.deadLettered++;
+    }
+    worker.lastError = describe(error);
+  }
+
+  async #closeConnections(): Promise<void> {
+    for (const worker of this.#workers) {
+      worker.channel = undefined;
+      worker.consumerTag = undefined;
+      worker.pending = [];
+    }
+    this.#confirm = undefined;
+    for (const connection of [this.#consuming, this.#publishing]) {
+      if (connection === undefined) continue;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        connection.close().catch(() => {}),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, 2000);
+        }),
+      ]);
+      clearTimeout(timer);
+      destroyConnection(connection);
+    }
+    this.#consuming = undefined;
+    this.#publishing = undefined;
+  }
+
+  async #withDeadline(promise: Promise<void>, deadline: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      promise.catch(() => {}),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  #throttledLog(key: string, object: object, message: string): void {
+    const now = Date.now();
+    if (now - (this.#lastLogAt.get(key) ?? 0) < 10_000) return;
+    this.#lastLogAt.set(key, now);
+    this.#logger.warn(object, message);
+  }
+}
+
+function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\/\/([^:/@\s]+):([^@\s]+)@/g, '//$1:***@');
+}

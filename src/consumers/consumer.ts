@@ -1,0 +1,46 @@
+/**
+ * What a consumer is: a queue, and a function that applies a batch of messages inside a PostgreSQL
+ * transaction the runtime opens, de-duplicates and commits. Everything else — connections, batching,
+ * validation, retries, dead-lettering, pausing while PostgreSQL is away — is the runtime's.
+ */
+import type pg from 'pg';
+import type { TelemetryEvent } from '../bus/event-schemas.ts';
+
+/** A delivery as a consumer sees it. */
+export interface Delivery {
+  /** The validated event; undefined only for consumers that take raw messages (`validate: false`). */
+  event: TelemetryEvent | undefined;
+  /** The id the runtime de-duplicates on: the event_id (or, for raw messages, the consumer's `idOf`). */
+  id: string;
+  content: Buffer;
+  exchange: string;
+  routingKey: string;
+  redelivered: boolean;
+  properties: {
+    messageId: string | undefined;
+    correlationId: string | undefined;
+    type: string | undefined;
+    timestamp: number | undefined;
+    headers: Record<string, unknown>;
+  };
+}
+
+export interface Consumer {
+  /** Short name, recorded with every event id it applied: `audit`, `analytics`, `logging`, `metrics`, `dlq`. */
+  name: string;
+  queue: string;
+  /**
+   * Validate each message against the event schemas (a message that fails is poison: dead-lettered at
+   * once). Off only for the dead-letter archive, whose messages are whatever failed. @default true
+   */
+  validate?: boolean;
+  /** The de-duplication id of a raw message (with `validate: false`). */
+  idOf?: (delivery: Omit<Delivery, 'id' | 'event'>) => string;
+  /**
+   * Applies the deliveries not applied before, in queue order, in the runtime's transaction (`client`).
+   * Throw to fail the batch; the runtime then finds the failing message(s) and retries only those.
+   */
+  apply(deliveries: Delivery[], client: pg.PoolClient): Promise<void>;
+  /** Called after the transaction committed (side effects that must not run twice, e.g. log lines). */
+  afterCommit?(deliveries: Delivery[]): void;
+}

@@ -1,0 +1,124 @@
+/**
+ * Test support for consumers: a migrated database and a RabbitMQ vhost of their own, the topology (with
+ * a retry ladder short enough for tests) declared, a {@link ConsumerRuntime} running the consumers under
+ * test, and a publisher that sends events exactly as the API's publisher does (same properties and
+ * headers), so a consumer test exercises the real path from exchange to table.
+ */
+import { randomUUID } from 'node:crypto';
+import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import pg from 'pg';
+import { applyTopology } from '../../src/bus/apply-topology.ts';
+import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
+import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
+import { buildTopology, type Topology } from '../../src/bus/topology.ts';
+import type { Consumer } from '../../src/consumers/consumer.ts';
+import { ConsumerRuntime, type ConsumerRuntimeOptions } from '../../src/consumers/consumer-runtime.ts';
+import { createBusEnvironment, createTestDatabase, type Teardown } from '../helper.ts';
+
+/** A ladder of 0.2 s, 0.4 s, 0.6 s: the real one (1 s, 5 s, 30 s) is tested once, on its own. */
+export const TEST_RETRY_DELAYS_MS = [200, 400, 600] as const;
+
+export interface ConsumerHarness {
+  pool: pg.Pool;
+  databaseUrl: string;
+  /** AMQP URL of the harness's vhost. */
+  url: string;
+  topology: Topology;
+  runtime: ConsumerRuntime;
+  /** Publishes events as the API would (confirmed). */
+  publish(events: TelemetryEvent[]): Promise<void>;
+  /** Publishes raw bytes to an exchange (for poison messages). */
+  publishRaw(
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    headers?: Record<string, unknown>,
+  ): Promise<void>;
+  /** Waits until `check` resolves true (polling), or throws after `timeoutMs`. */
+  waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs?: number): Promise<void>;
+}
+
+export interface HarnessOptions
+  extends Partial<Omit<ConsumerRuntimeOptions, 'url' | 'pool' | 'topology' | 'consumers'>> {
+  /** Start the runtime at once. @default true */
+  start?: boolean;
+}
+
+export async function consumerHarness(
+  teardown: Teardown,
+  consumers: (pool: pg.Pool) => Consumer[],
+  options: HarnessOptions = {},
+): Promise<ConsumerHarness> {
+  const databaseUrl = await createTestDatabase(teardown);
+  const bus = await createBusEnvironment();
+  const url = bus.env.RABBITMQ_URL;
+  const retryDelaysMs = options.retryDelaysMs ?? TEST_RETRY_DELAYS_MS;
+  const topology = buildTopology({ retryDelaysMs });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 5 });
+  pool.on('error', () => {});
+  const connection: ChannelModel = await amqp.connect(url);
+  connection.on('error', () => {});
+  await applyTopology(connection, topology);
+  const channel: ConfirmChannel = await connection.createConfirmChannel();
+  const runtime = new ConsumerRuntime({
+    ...options,
+    url,
+    pool,
+    topology,
+    consumers: consumers(pool),
+    retryDelaysMs,
+  });
+  teardown.after(async () => {
+    await runtime.stop(5000);
+    await connection.close().catch(() => {});
+    await pool.end();
+    await bus.remove();
+  });
+  if (options.start !== false) await runtime.start();
+
+  const confirmAll = () => channel.waitForConfirms();
+  return {
+    pool,
+    databaseUrl,
+    url,
+    topology,
+    runtime,
+    async publish(events) {
+      for (const event of events) {
+        const record = encodeRecord(
+          {
+            eventType: event.event_type,
+            eventId: event.event_id,
+            correlationId: event.correlation_id,
+            timestampMs: Date.parse(event.timestamp),
+            source: event.source,
+            traceparent: `00-${randomUUID().replaceAll('-', '')}-${randomUUID().replaceAll('-', '').slice(0, 16)}-01`,
+            modelId:
+              typeof (event.data as { model_id?: unknown }).model_id === 'string'
+                ? (event.data as { model_id: string }).model_id
+                : '',
+          },
+          JSON.stringify(event),
+        );
+        const message = toOutboundMessage(Buffer.from(record));
+        channel.publish(message.exchange, message.routingKey, message.body, message.options);
+      }
+      await confirmAll();
+    },
+    async publishRaw(exchange, routingKey, content, headers = {}) {
+      channel.publish(exchange, routingKey, content, {
+        persistent: true,
+        messageId: randomUUID(),
+        headers,
+      });
+      await confirmAll();
+    },
+    async waitUntil(what, check, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await check())) {
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+  };
+}
