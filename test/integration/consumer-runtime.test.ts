@@ -26,7 +26,7 @@ function sinkConsumer(pool: pg.Pool): Consumer {
     queue: QUEUES.audit,
     async apply(deliveries: Delivery[], client: pg.PoolClient) {
       for (const delivery of deliveries) {
-        const modelId = String((delivery.event?.data as { model_id?: unknown }).model_id ?? '');
+        const modelId = String(((delivery.event?.data ?? {}) as { model_id?: unknown }).model_id ?? '');
         const left = failing.get(modelId);
         if (left !== undefined) {
           attempts.set(modelId, [...(attempts.get(modelId) ?? []), Date.now()]);
