@@ -280,32 +280,42 @@ export class ConsumerRuntime {
 
   /** Applies what is pending, batch after batch, one flush at a time per consumer. */
   #flush(worker: Worker): Promise<void> {
-    worker.flushing ??= (async () => {
+    if (worker.flushing !== undefined) return worker.flushing;
+    if (worker.pending.length === 0 || worker.channel === undefined) return Promise.resolve();
+    const flushing = this.#drain(worker).finally(() => {
+      worker.flushing = undefined;
+      // Deliveries that arrived as the drain was ending found it still running: take them now.
+      if (worker.pending.length > 0 && worker.channel !== undefined) void this.#flush(worker);
+    });
+    worker.flushing = flushing;
+    return flushing;
+  }
+
+  async #drain(worker: Worker): Promise<void> {
+    while (worker.pending.length > 0 && worker.channel !== undefined) {
+      const channel = worker.channel;
+      const batch = worker.pending.splice(0, this.#options.batchSize);
       try {
-        while (worker.pending.length > 0 && worker.channel !== undefined) {
-          const channel = worker.channel;
-          const batch = worker.pending.splice(0, this.#options.batchSize);
-          try {
-            await this.#process(worker, batch);
-          } catch (error) {
-            if (!(error instanceof AbandonBatch)) throw error;
-            // Left unacknowledged: the broker redelivers it on the next channel.
-            channel.close().catch(() => {});
-            return;
-          }
-          if (worker.channel === channel) {
-            try {
-              channel.ack(batch[batch.length - 1] as ConsumeMessage, true);
-            } catch {
-              // The channel is gone: its deliveries are redelivered, and applied ones de-duplicated.
-            }
-          }
+        await this.#process(worker, batch);
+      } catch (error) {
+        if (!(error instanceof AbandonBatch)) {
+          this.#logger.error(
+            { consumer: worker.consumer.name, err: describe(error) },
+            'unexpected failure in the consumer runtime; the batch will be redelivered',
+          );
         }
-      } finally {
-        worker.flushing = undefined;
+        // Left unacknowledged: the broker redelivers it on the next channel.
+        channel.close().catch(() => {});
+        return;
       }
-    })();
-    return worker.flushing;
+      if (worker.channel === channel) {
+        try {
+          channel.ack(batch[batch.length - 1] as ConsumeMessage, true);
+        } catch {
+          // The channel is gone: its deliveries are redelivered, and applied ones de-duplicated.
+        }
+      }
+    }
   }
 
   async #process(worker: Worker, batch: ConsumeMessage[]): Promise<void> {
