@@ -4,7 +4,7 @@
  * served at `GET /schemas/events` (a test keeps the files in step).
  */
 import { type Static, type TSchema, Type } from 'typebox';
-import { ModelFilterQuery, ModelSchema } from '../registry/model-schemas.ts';
+import { MODEL_ID_PATTERN, ModelFilterQuery, ModelSchema } from '../registry/model-schemas.ts';
 import { EVENT_SOURCES, EVENT_TYPES, type EventType, SCHEMA_VERSION } from './event-types.ts';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -141,7 +141,13 @@ const FilterData = Type.Object(
 
 const ErrorData = Type.Object(
   {
-    model_id: Nullable(Type.String({ maxLength: 128, description: 'The model the request named, if valid' })),
+    model_id: Nullable(
+      Type.String({
+        maxLength: 128,
+        pattern: MODEL_ID_PATTERN,
+        description: 'The model the request named, if it is a valid model id',
+      }),
+    ),
     field: Nullable(Type.String({ maxLength: 256, description: 'The invalid input field, for 400s' })),
   },
   { additionalProperties: false },

@@ -336,14 +336,21 @@ export class ConsumerRuntime {
     );
     if (error === undefined) return;
     if (valid.length === 1) {
-      await this.#fail(worker, (valid[0] as { message: ConsumeMessage }).message, error, false);
+      await this.#failApplied(worker, (valid[0] as { message: ConsumeMessage }).message, error);
       return;
     }
     // Find the message(s) at fault: the others are applied, each in its own transaction, in order.
     for (const item of valid) {
       const itemError = await this.#applyUntilDatabaseAnswers(worker, [item.delivery]);
-      if (itemError !== undefined) await this.#fail(worker, item.message, itemError, false);
+      if (itemError !== undefined) await this.#failApplied(worker, item.message, itemError);
     }
+  }
+
+  /** A consumer that finds a message unusable says so with a PoisonMessageError: no retry can help it. */
+  async #failApplied(worker: Worker, message: ConsumeMessage, error: unknown): Promise<void> {
+    const poison = error instanceof PoisonMessageError;
+    if (poison) worker.counters.poison++;
+    await this.#fail(worker, message, error, poison);
   }
 
   /** Applies in one transaction; while PostgreSQL is unreachable, waits and tries again. Returns a message error. */
@@ -379,6 +386,7 @@ export class ConsumerRuntime {
   async #applyInTransaction(worker: Worker, deliveries: Delivery[]): Promise<void> {
     const client = await this.#options.pool.connect();
     let broken: unknown;
+    let committed: Delivery[] = [];
     try {
       await client.query('BEGIN');
       const { rows } = await client.query<{ event_id: string }>(
@@ -394,7 +402,7 @@ export class ConsumerRuntime {
       await client.query('COMMIT');
       worker.counters.applied += todo.length;
       worker.counters.duplicates += deliveries.length - todo.length;
-      if (todo.length > 0) worker.consumer.afterCommit?.(todo);
+      committed = todo;
     } catch (error) {
       if (isDatabaseUnavailable(error)) broken = error;
       else
@@ -404,6 +412,14 @@ export class ConsumerRuntime {
       throw error;
     } finally {
       client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+    }
+    // Outside the transaction: what it does cannot undo the commit, and its failure is only logged.
+    if (committed.length > 0 && worker.consumer.afterCommit !== undefined) {
+      try {
+        worker.consumer.afterCommit(committed);
+      } catch (error) {
+        this.#logger.error({ consumer: worker.consumer.name, err: describe(error) }, 'afterCommit failed');
+      }
     }
   }
 
