@@ -57,6 +57,32 @@ export interface Config {
   publishConfirmTimeoutMs: number;
   /** Delays of the consumers' retry ladder, in milliseconds. @default [1000, 5000, 30000] */
   retryDelaysMs: number[];
+  /** Consumers `start` runs beside the API, and `worker` runs by default. @default all of them */
+  consumers: ConsumerName[];
+  /** Unacknowledged deliveries per consumer. @default 500 */
+  consumerPrefetch: number;
+  /** Messages a consumer applies in one PostgreSQL transaction, at most. @default 250 */
+  consumerBatchSize: number;
+  /** Size at which the logging consumer rotates `<DATA_DIR>/logs/errors.log`, in bytes. @default 10 MiB */
+  errorLogMaxBytes: number;
+  /** Rotated error log files kept besides errors.log (`errors.log.1` … `.N`). @default 5 */
+  errorLogMaxFiles: number;
+}
+
+/** The consumers a process can run, by name. */
+export const CONSUMER_NAMES = ['audit', 'logging', 'analytics', 'dlq'] as const;
+export type ConsumerName = (typeof CONSUMER_NAMES)[number];
+
+/** `all`, `none`, or a comma-separated list of consumer names. */
+export function parseConsumerList(raw: string): ConsumerName[] | undefined {
+  const value = raw.trim().toLowerCase();
+  if (value === 'all') return [...CONSUMER_NAMES];
+  if (value === 'none') return [];
+  const names = value.split(',').map((name) => name.trim());
+  if (!names.every((name): name is ConsumerName => (CONSUMER_NAMES as readonly string[]).includes(name))) {
+    return undefined;
+  }
+  return [...new Set(names)];
 }
 
 interface VariableSpec<K extends keyof Config> {
@@ -194,7 +220,8 @@ export const CONFIG_VARIABLES = {
     key: 'dataDir',
     default: 'data',
     form: 'a directory path (relative to the working directory, or absolute)',
-    description: 'Where this process keeps its event spool (`<DATA_DIR>/spool`); one directory per process.',
+    description:
+      'Where this process keeps its event spool (`<DATA_DIR>/spool`) and error log (`<DATA_DIR>/logs`); one per process.',
     parse: (raw) => (raw.trim() === '' || raw.includes('\0') ? undefined : raw),
   },
   TELEMETRY_ENABLED: {
@@ -263,6 +290,41 @@ export const CONFIG_VARIABLES = {
       if (delays.some((delay) => delay === undefined)) return undefined;
       return new Set(delays).size === delays.length ? (delays as number[]) : undefined;
     },
+  },
+  CONSUMERS: {
+    key: 'consumers',
+    default: 'all',
+    form: `all, none, or a comma-separated list of ${CONSUMER_NAMES.join(', ')}`,
+    description: 'Consumers `telemetry-bus start` runs beside the API (and `worker` runs unless told).',
+    parse: parseConsumerList,
+  },
+  CONSUMER_PREFETCH: {
+    key: 'consumerPrefetch',
+    default: '500',
+    form: 'an integer 1–65535',
+    description: 'Unacknowledged deliveries per consumer: what one consumer holds in memory at most.',
+    parse: integer(1, 65_535),
+  },
+  CONSUMER_BATCH_SIZE: {
+    key: 'consumerBatchSize',
+    default: '250',
+    form: 'an integer 1–10000',
+    description: 'Messages a consumer applies in one PostgreSQL transaction, at most.',
+    parse: integer(1, 10_000),
+  },
+  ERROR_LOG_MAX_BYTES: {
+    key: 'errorLogMaxBytes',
+    default: '10485760',
+    form: 'an integer number of bytes, 4096–1073741824',
+    description: 'Size at which the logging consumer rotates `<DATA_DIR>/logs/errors.log`, in bytes.',
+    parse: integer(4096, 1_073_741_824),
+  },
+  ERROR_LOG_MAX_FILES: {
+    key: 'errorLogMaxFiles',
+    default: '5',
+    form: 'an integer 0–100',
+    description: 'Rotated error log files kept (`errors.log.1` … `.N`); older ones are deleted.',
+    parse: integer(0, 100),
   },
 } satisfies { [name: string]: VariableSpec<keyof Config> };
 

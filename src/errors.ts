@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   FORBIDDEN: { status: 403, description: "The API key's role may not perform this action." },
   MODEL_NOT_FOUND: { status: 404, description: 'No model has this `model_id`.' },
   ROUTE_NOT_FOUND: { status: 404, description: 'No route matches this method and path.' },
+  DEAD_LETTER_NOT_FOUND: { status: 404, description: 'No dead letter has this `id`.' },
   MODEL_ALREADY_EXISTS: { status: 409, description: 'A model with this `model_id` is already registered.' },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body is larger than 64 KiB.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The request body is not `application/json`.' },
@@ -63,6 +64,12 @@ export class ModelNotFoundError extends AppError {
 export class ModelAlreadyExistsError extends AppError {
   constructor(modelId: string, cause?: unknown) {
     super('MODEL_ALREADY_EXISTS', `model '${modelId}' is already registered`, { field: 'model_id', cause });
+  }
+}
+
+export class DeadLetterNotFoundError extends AppError {
+  constructor(id: string) {
+    super('DEAD_LETTER_NOT_FOUND', `dead letter '${id}' does not exist`, { field: 'id' });
   }
 }
 

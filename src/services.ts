@@ -11,6 +11,7 @@ import { QueueInspector } from './bus/queue-inspector.ts';
 import type { PublisherLogger } from './bus/spool-publisher.ts';
 import { buildTopology } from './bus/topology.ts';
 import type { Config } from './config.ts';
+import { DlqService } from './consumers/dlq/dlq-service.ts';
 import { createPool } from './db/create-pool.ts';
 import { createPrometheusRegistry } from './metrics/prometheus-registry.ts';
 import { ModelRegistry } from './registry/model-registry.ts';
@@ -24,6 +25,8 @@ export interface Services {
   bus: EventBus | undefined;
   /** Depths of the topology's queues, for GET /health; absent with the bus. */
   queues: QueueInspector | undefined;
+  /** The dead-letter archive behind /dlq: list, replay, delete. */
+  dlq: DlqService;
   /** Prometheus metrics of this process. */
   metrics: Registry;
   /** Sends what the spool holds for up to half of `shutdownTimeoutMs`, then releases everything. */
@@ -72,6 +75,12 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
     apiKeys: new ApiKeyStore(pool, { cacheTtlMs: config.apiKeyCacheTtlMs }),
     bus,
     queues,
+    dlq: new DlqService({
+      pool,
+      amqpUrl: config.rabbitmqUrl,
+      heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
+      topology,
+    }),
     async close() {
       await queues?.close();
       // Half the shutdown budget: the HTTP drain before this takes the rest; what is left waits on disk.

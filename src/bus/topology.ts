@@ -178,7 +178,10 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     ...retryDelaysMs.map(
       (delay): BindingSpec => ({ exchange: retryName(delay), queue: retryName(delay), pattern: '' }),
     ),
-    ...WORK_QUEUES.map((queue): BindingSpec => ({ exchange: EXCHANGES.retryRequeue, queue, pattern: queue })),
+    // The dead-letter archive can be retried too (its consumer may fail like any other).
+    ...[...WORK_QUEUES, QUEUES.deadLetters].map(
+      (queue): BindingSpec => ({ exchange: EXCHANGES.retryRequeue, queue, pattern: queue }),
+    ),
   ];
 
   return { exchanges, queues, bindings };

@@ -2,6 +2,7 @@
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import type { Config } from '../config.ts';
+import { runConsumers } from '../consumers/run-consumers.ts';
 import { buildApp } from '../http/app.ts';
 import { loggerOptions } from '../logger.ts';
 import { createServices } from '../services.ts';
@@ -39,11 +40,18 @@ export async function start(config: Config): Promise<void> {
     trustProxy: config.trustProxy,
   });
 
+  const consumers =
+    config.consumers.length === 0
+      ? undefined
+      : await runConsumers(config, services.pool, config.consumers, logger);
+
   closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an uncaught error');
     else logger.info({ signal }, 'shutting down');
-    // Stop accepting, let in-flight requests finish, then release the database.
+    // Stop accepting, let in-flight requests finish (their events are spooled), stop consuming, then
+    // publish what the spool holds and release the database.
     await app.close();
+    await consumers?.stop(Math.floor(config.shutdownTimeoutMs / 4));
     await services.close();
   });
 

@@ -16,7 +16,7 @@
  * - PostgreSQL unreachable is not a message's fault: the batch waits, unacknowledged, and is tried again
  *   until PostgreSQL is back — consumption pauses (the prefetch bounds what is held), no retry is spent.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
 import { applyTopology } from '../bus/apply-topology.ts';
@@ -88,6 +88,15 @@ interface Worker {
 }
 
 const silentLogger: PublisherLogger = { info() {}, warn() {}, error() {} };
+
+/** In-place retries of a transaction that hit a deadlock or serialization failure. */
+const TRANSIENT_CONFLICT_RETRIES = 5;
+
+/** SQLSTATE 40001 (serialization failure) and 40P01 (deadlock detected). */
+function isTransientConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40001' || code === '40P01';
+}
 
 /** Why a batch cannot finish now: the connection went, or the runtime is stopping. Not the message's fault. */
 class AbandonBatch extends Error {}
@@ -355,6 +364,7 @@ export class ConsumerRuntime {
 
   /** Applies in one transaction; while PostgreSQL is unreachable, waits and tries again. Returns a message error. */
   async #applyUntilDatabaseAnswers(worker: Worker, deliveries: Delivery[]): Promise<unknown> {
+    let conflicts = 0;
     for (;;) {
       try {
         await this.#applyInTransaction(worker, deliveries);
@@ -364,6 +374,13 @@ export class ConsumerRuntime {
         }
         return undefined;
       } catch (error) {
+        // A deadlock or serialization failure is the database's to resolve, not the message's: retried
+        // in place (up the ladder it would come back after later events of its model).
+        if (isTransientConflict(error) && conflicts < TRANSIENT_CONFLICT_RETRIES) {
+          conflicts++;
+          await new Promise((resolve) => setTimeout(resolve, 10 * conflicts));
+          continue;
+        }
         if (!isDatabaseUnavailable(error)) return error;
         worker.lastError = describe(error);
         if (worker.state !== 'paused') {
@@ -431,6 +448,8 @@ export class ConsumerRuntime {
       routingKey: fields.routingKey,
       redelivered: fields.redelivered,
       properties: {
+        contentType: properties.contentType as string | undefined,
+        appId: properties.appId as string | undefined,
         messageId: properties.messageId as string | undefined,
         correlationId: properties.correlationId as string | undefined,
         type: properties.type as string | undefined,
@@ -439,7 +458,17 @@ export class ConsumerRuntime {
       },
     };
     if (consumer.validate === false) {
-      return { ...base, event: undefined, id: consumer.idOf?.(base) ?? String(properties.messageId) };
+      try {
+        const id =
+          consumer.idOf?.(base) ??
+          (typeof properties.messageId === 'string' && properties.messageId !== ''
+            ? properties.messageId
+            : `sha256:${createHash('sha256').update(message.content).digest('hex')}`);
+        return { ...base, event: undefined, id };
+      } catch (error) {
+        // A message the consumer cannot even identify would block its queue if redelivered forever.
+        return new PoisonMessageError(`cannot identify the message: ${describe(error)}`, { cause: error });
+      }
     }
     let parsed: unknown;
     try {

@@ -17,6 +17,8 @@ export interface Delivery {
   routingKey: string;
   redelivered: boolean;
   properties: {
+    contentType?: string | undefined;
+    appId?: string | undefined;
     messageId: string | undefined;
     correlationId: string | undefined;
     type: string | undefined;

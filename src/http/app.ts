@@ -12,6 +12,8 @@ import type pg from 'pg';
 import type { ApiKeyStore } from '../auth/api-key-store.ts';
 import type { EventBus } from '../bus/event-bus.ts';
 import type { QueueInspector } from '../bus/queue-inspector.ts';
+import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
+import type { DlqService } from '../consumers/dlq/dlq-service.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
 import closingGuard from './plugins/closing-guard.ts';
@@ -19,6 +21,9 @@ import errorHandler, { errorBody, toAppError } from './plugins/error-handler.ts'
 import openapi from './plugins/openapi.ts';
 import rateLimit from './plugins/rate-limit.ts';
 import telemetry from './plugins/telemetry.ts';
+import analyticsRoutes from './routes/analytics.ts';
+import auditRoutes from './routes/audit.ts';
+import dlqRoutes from './routes/dlq.ts';
 import eventSchemaRoutes from './routes/event-schemas.ts';
 import healthRoutes from './routes/health.ts';
 import modelRoutes from './routes/models.ts';
@@ -34,6 +39,8 @@ export interface AppDependencies {
   /** Where every request's event goes; none when telemetry is off. */
   bus?: EventBus | undefined;
   queues?: QueueInspector | undefined;
+  /** The dead-letter archive behind /dlq (admin only). */
+  dlq: DlqService;
 }
 
 export interface AppOptions {
@@ -85,5 +92,8 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   await app.register(healthRoutes, { pool: deps.pool, bus: deps.bus, queues: deps.queues });
   await app.register(eventSchemaRoutes);
   await app.register(modelRoutes, { registry: deps.registry });
+  await app.register(dlqRoutes, { dlq: deps.dlq });
+  await app.register(auditRoutes, { pool: deps.pool });
+  await app.register(analyticsRoutes, { analytics: new AnalyticsQuery(deps.pool) });
   return app;
 }

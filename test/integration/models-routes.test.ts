@@ -330,6 +330,12 @@ describe('health and docs', () => {
     const document = response.json();
     assert.equal(document.openapi, '3.1.0');
     assert.deepEqual(Object.keys(document.paths).sort(), [
+      '/analytics/filters',
+      '/analytics/models/popular',
+      '/audit',
+      '/dlq',
+      '/dlq/replay',
+      '/dlq/{id}',
       '/health',
       '/livez',
       '/models',

@@ -109,7 +109,8 @@ describe('first start on a machine with no database', () => {
 
   test('creates the database, migrates, prints an admin key once, serves, and stops on SIGTERM', async () => {
     assert.equal(await databaseExists(name), false);
-    const first = cli(['start'], { DATABASE_URL: databaseUrl, PORT: '0', ...bus.env });
+    // No consumers: this test reads the queues itself, to see what the API published.
+    const first = cli(['start'], { DATABASE_URL: databaseUrl, PORT: '0', CONSUMERS: 'none', ...bus.env });
     const url = await waitFor('the listening line', () => first.stdout().match(/"url":"(http:[^"]+)"/)?.[1]);
     const key = await waitFor('the admin key', () => first.stdout().match(KEY_LINE)?.[1]);
     assert.equal(await databaseExists(name), true);
@@ -144,7 +145,7 @@ describe('first start on a machine with no database', () => {
     assert.match(first.stdout(), /shutting down/);
 
     // Keys exist now: a second start prints none, and the data survived.
-    const second = cli(['start'], { DATABASE_URL: databaseUrl, PORT: '0', ...bus.env });
+    const second = cli(['start'], { DATABASE_URL: databaseUrl, PORT: '0', CONSUMERS: 'none', ...bus.env });
     const url2 = await waitFor(
       'the listening line',
       () => second.stdout().match(/"url":"(http:[^"]+)"/)?.[1],

@@ -25,6 +25,12 @@ export default fp(
           { name: 'models', description: 'Register, read, update, deactivate and filter models' },
           { name: 'health', description: 'Liveness, readiness and the state of the bus' },
           { name: 'events', description: 'JSON Schemas of the telemetry events' },
+          { name: 'dlq', description: 'Dead letters: list, inspect, replay, delete (admin only)' },
+          { name: 'audit', description: 'The tamper-evident audit trail (admin only)' },
+          {
+            name: 'analytics',
+            description: 'Usage analytics from the telemetry bus: popular models and filter usage, by hour',
+          },
         ],
       },
     });

@@ -108,18 +108,18 @@ describe('retry ladder', () => {
     }
   });
 
-  test('retry.requeue is direct with one binding per work queue, keyed by the queue name', () => {
+  test('retry.requeue is direct with one binding per work queue and the DLQ, keyed by the queue name', () => {
     assert.equal(exchange(topology, EXCHANGES.retryRequeue).type, 'direct');
     const bindings = topology.bindings.filter((binding) => binding.exchange === EXCHANGES.retryRequeue);
     assert.deepEqual(
       sorted(bindings.map((binding) => JSON.stringify(binding))),
       sorted(
-        WORK_QUEUES.map((name) =>
+        [...WORK_QUEUES, QUEUES.deadLetters].map((name) =>
           JSON.stringify({ exchange: EXCHANGES.retryRequeue, queue: name, pattern: name }),
         ),
       ),
     );
-    for (const name of WORK_QUEUES) {
+    for (const name of [...WORK_QUEUES, QUEUES.deadLetters]) {
       assert.deepEqual(queuesFor(topology, EXCHANGES.retryRequeue, name), [name], `a retry of ${name}`);
     }
   });

@@ -1,0 +1,39 @@
+/** `telemetry-bus worker`: run consumers without the API, until a signal says stop. */
+import closeWithGrace from 'close-with-grace';
+import pino from 'pino';
+import { type Config, type ConsumerName, parseConsumerList } from '../config.ts';
+import { runConsumers } from '../consumers/run-consumers.ts';
+import { createPool } from '../db/create-pool.ts';
+import { loggerOptions } from '../logger.ts';
+import { CliError } from './cli-error.ts';
+import { prepareDatabase } from './prepare-database.ts';
+
+export async function worker(config: Config, options: { consumers?: string }): Promise<void> {
+  let names: readonly ConsumerName[] = config.consumers;
+  if (options.consumers !== undefined) {
+    const parsed = parseConsumerList(options.consumers);
+    if (parsed === undefined || parsed.length === 0) {
+      throw new CliError(
+        '--consumers must be all or a comma-separated list of audit, logging, analytics, dlq',
+        {
+          exitCode: 2,
+        },
+      );
+    }
+    names = parsed;
+  }
+  if (names.length === 0) throw new CliError('no consumers to run (CONSUMERS=none)', { exitCode: 2 });
+  const logger = pino(loggerOptions(config.logLevel));
+  await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
+  const pool = createPool({ databaseUrl: config.databaseUrl, max: Math.max(2, names.length + 1) }, (error) =>
+    logger.warn({ err: error }, 'idle PostgreSQL client failed'),
+  );
+  const running = await runConsumers(config, pool, names, logger);
+  closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
+    if (err !== undefined) logger.error({ err }, 'shutting down after an uncaught error');
+    else logger.info({ signal }, 'shutting down');
+    await running.stop(Math.floor(config.shutdownTimeoutMs / 2));
+    await pool.end();
+  });
+  logger.info({ consumers: names }, 'telemetry-bus worker consuming');
+}

@@ -1,0 +1,134 @@
+/**
+ * The analytics consumer: `analytics.events` (model and filter events) into hourly counts. A batch is
+ * folded in memory ({@link aggregateEvents}) and added with one set-based upsert per table, in the
+ * runtime's transaction — which also records the batch's event ids, so a redelivered or replayed event
+ * is never counted twice.
+ */
+import type pg from 'pg';
+import type { TelemetryEvent } from '../../bus/event-schemas.ts';
+import { QUEUES } from '../../bus/topology.ts';
+import type { Consumer } from '../consumer.ts';
+import { type AnalyticsAggregate, aggregateEvents } from './analytics-aggregation.ts';
+
+export function analyticsConsumer(): Consumer {
+  return {
+    name: 'analytics',
+    queue: QUEUES.analytics,
+    async apply(deliveries, client) {
+      const events = deliveries
+        .map((delivery) => delivery.event)
+        .filter((event): event is TelemetryEvent => event !== undefined);
+      await writeAggregate(client, aggregateEvents(events));
+    },
+  };
+}
+
+/**
+ * Adds the counts to the tables. Each statement takes its rows as arrays (one bind parameter per
+ * column, whatever the batch size) and inserts them in the aggregate's key order, `WITH ORDINALITY`
+ * making that order explicit, so concurrent writers take row locks in the same order.
+ */
+export async function writeAggregate(client: pg.ClientBase, aggregate: AnalyticsAggregate): Promise<void> {
+  const { modelQueries, filterExecutions, filterParameters, filterValues, lifecycle } = aggregate;
+  if (modelQueries.length > 0) {
+    await client.query({
+      name: 'analytics.model-queries',
+      text: `INSERT INTO analytics_model_queries AS t
+               (hour, model_id, vendor_id, capability_tier, queries, cache_hits)
+             SELECT hour, model_id, vendor_id, capability_tier, queries, cache_hits
+             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+                  WITH ORDINALITY AS r(hour, model_id, vendor_id, capability_tier, queries, cache_hits, n)
+             ORDER BY n
+             ON CONFLICT (hour, model_id, vendor_id, capability_tier) DO UPDATE
+             SET queries = t.queries + EXCLUDED.queries, cache_hits = t.cache_hits + EXCLUDED.cache_hits`,
+      values: [
+        modelQueries.map((row) => row.hour),
+        modelQueries.map((row) => row.modelId),
+        modelQueries.map((row) => row.vendorId),
+        modelQueries.map((row) => row.capabilityTier),
+        modelQueries.map((row) => row.queries),
+        modelQueries.map((row) => row.cacheHits),
+      ],
+    });
+  }
+  if (filterExecutions.length > 0) {
+    await client.query({
+      name: 'analytics.filter-executions',
+      text: `INSERT INTO analytics_filter_executions AS t
+               (hour, executions, result_count_sum, zero_results, has_more, cache_hits)
+             SELECT hour, executions, result_count_sum, zero_results, has_more, cache_hits
+             FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+                  WITH ORDINALITY
+                  AS r(hour, executions, result_count_sum, zero_results, has_more, cache_hits, n)
+             ORDER BY n
+             ON CONFLICT (hour) DO UPDATE
+             SET executions = t.executions + EXCLUDED.executions,
+                 result_count_sum = t.result_count_sum + EXCLUDED.result_count_sum,
+                 zero_results = t.zero_results + EXCLUDED.zero_results,
+                 has_more = t.has_more + EXCLUDED.has_more,
+                 cache_hits = t.cache_hits + EXCLUDED.cache_hits`,
+      values: [
+        filterExecutions.map((row) => row.hour),
+        filterExecutions.map((row) => row.executions),
+        filterExecutions.map((row) => row.resultCountSum),
+        filterExecutions.map((row) => row.zeroResults),
+        filterExecutions.map((row) => row.hasMore),
+        filterExecutions.map((row) => row.cacheHits),
+      ],
+    });
+  }
+  if (filterParameters.length > 0) {
+    await client.query({
+      name: 'analytics.filter-parameters',
+      text: `INSERT INTO analytics_filter_parameters AS t (hour, parameter, executions)
+             SELECT hour, parameter, executions
+             FROM unnest($1::timestamptz[], $2::text[], $3::bigint[])
+                  WITH ORDINALITY AS r(hour, parameter, executions, n)
+             ORDER BY n
+             ON CONFLICT (hour, parameter) DO UPDATE SET executions = t.executions + EXCLUDED.executions`,
+      values: [
+        filterParameters.map((row) => row.hour),
+        filterParameters.map((row) => row.parameter),
+        filterParameters.map((row) => row.executions),
+      ],
+    });
+  }
+  if (filterValues.length > 0) {
+    await client.query({
+      name: 'analytics.filter-values',
+      text: `INSERT INTO analytics_filter_values AS t (hour, parameter, value, executions)
+             SELECT hour, parameter, value, executions
+             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[])
+                  WITH ORDINALITY AS r(hour, parameter, value, executions, n)
+             ORDER BY n
+             ON CONFLICT (hour, parameter, value) DO UPDATE SET executions = t.executions + EXCLUDED.executions`,
+      values: [
+        filterValues.map((row) => row.hour),
+        filterValues.map((row) => row.parameter),
+        filterValues.map((row) => row.value),
+        filterValues.map((row) => row.executions),
+      ],
+    });
+  }
+  if (lifecycle.length > 0) {
+    await client.query({
+      name: 'analytics.lifecycle',
+      text: `INSERT INTO analytics_model_lifecycle AS t
+               (hour, event_type, vendor_id, capability_tier, events, changes)
+             SELECT hour, event_type, vendor_id, capability_tier, events, changes
+             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+                  WITH ORDINALITY AS r(hour, event_type, vendor_id, capability_tier, events, changes, n)
+             ORDER BY n
+             ON CONFLICT (hour, event_type, vendor_id, capability_tier) DO UPDATE
+             SET events = t.events + EXCLUDED.events, changes = t.changes + EXCLUDED.changes`,
+      values: [
+        lifecycle.map((row) => row.hour),
+        lifecycle.map((row) => row.eventType),
+        lifecycle.map((row) => row.vendorId),
+        lifecycle.map((row) => row.capabilityTier),
+        lifecycle.map((row) => row.events),
+        lifecycle.map((row) => row.changes),
+      ],
+    });
+  }
+}

@@ -1,0 +1,293 @@
+/**
+ * Reads of the hourly analytics tables: the most queried models, and how the filter is used, over a time
+ * range. Shared by `GET /analytics/*` and the recommendation work; knows nothing of HTTP. The counts are
+ * hourly, so a range takes every hour that overlaps it: `from` 10:30 includes the 10:00–11:00 hour.
+ */
+import type pg from 'pg';
+import { ValidationError } from '../../errors.ts';
+import { ModelFilterQuery } from '../../registry/model-schemas.ts';
+import { COUNTED_FILTER_VALUES } from './analytics-aggregation.ts';
+
+export const ANALYTICS_LIMITS = {
+  /** Range when neither end is given, ending now. */
+  defaultRangeMs: 24 * 3_600_000,
+  /** Longest range, in days: bounds the rows one request aggregates. */
+  maxRangeDays: 366,
+  popularDefault: 10,
+  popularMax: 100,
+  /** Values listed per filter parameter in `top_values`. */
+  topValues: 10,
+} as const;
+
+export interface TimeRange {
+  from: Date;
+  to: Date;
+}
+
+/**
+ * An ISO-8601 date (`2025-01-15`, midnight UTC) or date-time with a UTC offset (`2025-01-15T10:00Z`,
+ * `…T10:00:00.000+02:00`). A date-time without an offset is refused: it would mean the server's zone.
+ */
+const ISO_8601 =
+  /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|([+-])(\d{2}):(\d{2})))?$/;
+
+/** Parses an ISO-8601 instant strictly (no 30 February, no hour 24); throws a ValidationError naming `field`. */
+export function parseInstant(field: string, text: string): Date {
+  const match = ISO_8601.exec(text);
+  const invalid = () =>
+    new ValidationError(
+      field,
+      `${field} must be an ISO-8601 date or date-time with a UTC offset, e.g. 2025-01-15T10:00:00Z` +
+        (text.includes(' ') ? " (in a URL, '+' must be sent as %2B)" : ''),
+    );
+  if (match === null) throw invalid();
+  const [, y, mo, d, h = '0', mi = '0', s = '0', fraction = '', _zone, sign, oh = '0', om = '0'] = match;
+  type Fields = [number, number, number, number, number, number];
+  const [year, month, day, hour, minute, second] = [y, mo, d, h, mi, s].map(Number) as Fields;
+  const local = Date.UTC(
+    year,
+    month - 1,
+    day,
+    hour,
+    minute,
+    second,
+    Number(fraction.padEnd(3, '0').slice(0, 3)),
+  );
+  const check = new Date(local);
+  if (
+    check.getUTCFullYear() !== year ||
+    check.getUTCMonth() !== month - 1 ||
+    check.getUTCDate() !== day ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59 ||
+    Number(oh) > 23 ||
+    Number(om) > 59
+  ) {
+    throw invalid();
+  }
+  if (year < 1970) throw new ValidationError(field, `${field} must not be before 1970`);
+  const offsetMs = (sign === '-' ? -1 : 1) * (Number(oh) * 60 + Number(om)) * 60_000;
+  return new Date(local - offsetMs);
+}
+
+/**
+ * The range of a request: `from` and `to` as given, `to` defaulting to now and `from` to 24 h before `to`.
+ * `from` must be before `to`, and the range at most {@link ANALYTICS_LIMITS.maxRangeDays} days.
+ */
+export function resolveTimeRange(input: { from?: string; to?: string }, now: Date = new Date()): TimeRange {
+  const to = input.to === undefined ? now : parseInstant('to', input.to);
+  const from =
+    input.from === undefined
+      ? new Date(to.getTime() - ANALYTICS_LIMITS.defaultRangeMs)
+      : parseInstant('from', input.from);
+  if (from.getTime() >= to.getTime()) {
+    throw new ValidationError(
+      'from',
+      `from (${from.toISOString()}) must be before to (${to.toISOString()}${input.to === undefined ? ', now' : ''})`,
+    );
+  }
+  if (to.getTime() - from.getTime() > ANALYTICS_LIMITS.maxRangeDays * 86_400_000) {
+    throw new ValidationError(
+      'from',
+      `the range from … to must not exceed ${ANALYTICS_LIMITS.maxRangeDays} days`,
+    );
+  }
+  return { from, to };
+}
+
+export interface PopularModel {
+  model_id: string;
+  /** The vendor and tier of the model's latest counted hour in the range. */
+  vendor_id: string;
+  capability_tier: string;
+  queries: number;
+  cache_hits: number;
+  /** cache_hits / queries. */
+  cache_hit_rate: number;
+}
+
+export interface PopularModels {
+  from: string;
+  to: string;
+  models: PopularModel[];
+}
+
+export interface PopularModelsOptions {
+  range: TimeRange;
+  /** Models returned, 1–{@link ANALYTICS_LIMITS.popularMax}. @default 10 */
+  limit?: number;
+  /** Only reads made while the model had this vendor. */
+  vendorId?: string;
+  /** Only reads made while the model had this tier. */
+  capabilityTier?: string;
+}
+
+export interface ParameterUsage {
+  parameter: string;
+  executions: number;
+  /** executions / all executions in the range. */
+  share: number;
+}
+
+export interface ValueUsage {
+  value: string;
+  executions: number;
+  share: number;
+}
+
+export interface FilterUsage {
+  from: string;
+  to: string;
+  executions: number;
+  /** Items per returned page, on average; null without executions (as are the rates). */
+  average_result_count: number | null;
+  zero_result_rate: number | null;
+  has_more_rate: number | null;
+  cache_hit_rate: number | null;
+  /** Every filter parameter, most used first. */
+  parameters: ParameterUsage[];
+  /** The most used values of the parameters with few possible values, most used first. */
+  top_values: Record<(typeof COUNTED_FILTER_VALUES)[number], ValueUsage[]>;
+}
+
+/** Every parameter of `GET /models`, as the filter.executed event names them. */
+export const FILTER_PARAMETERS: readonly string[] = [...Object.keys(ModelFilterQuery.properties), 'cursor'];
+
+/** Hours that overlap [from, to): their start is after from − 1 h and before to. */
+const IN_RANGE = `hour > $1::timestamptz - interval '1 hour' AND hour < $2::timestamptz`;
+
+const rate = (part: number, whole: number): number | null => (whole === 0 ? null : part / whole);
+
+export class AnalyticsQuery {
+  constructor(private readonly pool: pg.Pool) {}
+
+  async popularModels(options: PopularModelsOptions): Promise<PopularModels> {
+    const limit = options.limit ?? ANALYTICS_LIMITS.popularDefault;
+    if (!Number.isInteger(limit) || limit < 1 || limit > ANALYTICS_LIMITS.popularMax) {
+      throw new ValidationError('limit', `limit must be an integer from 1 to ${ANALYTICS_LIMITS.popularMax}`);
+    }
+    const { from, to } = options.range;
+    const values: unknown[] = [from.toISOString(), to.toISOString(), limit];
+    const where = [IN_RANGE];
+    if (options.vendorId !== undefined) {
+      values.push(options.vendorId);
+      where.push(`vendor_id = $${values.length}`);
+    }
+    if (options.capabilityTier !== undefined) {
+      values.push(options.capabilityTier);
+      where.push(`capability_tier = $${values.length}`);
+    }
+    const { rows } = await this.pool.query<{
+      model_id: string;
+      vendor_id: string;
+      capability_tier: string;
+      queries: string;
+      cache_hits: string;
+    }>(
+      `SELECT model_id,
+              (array_agg(vendor_id ORDER BY hour DESC, queries DESC, vendor_id))[1] AS vendor_id,
+              (array_agg(capability_tier ORDER BY hour DESC, queries DESC, capability_tier))[1]
+                AS capability_tier,
+              sum(queries) AS queries,
+              sum(cache_hits) AS cache_hits
+       FROM analytics_model_queries
+       WHERE ${where.join(' AND ')}
+       GROUP BY model_id
+       ORDER BY sum(queries) DESC, model_id
+       LIMIT $3`,
+      values,
+    );
+    return {
+      from: from.toISOString(),
+      to: to.toISOString(),
+      models: rows.map((row) => {
+        const queries = Number(row.queries);
+        const cacheHits = Number(row.cache_hits);
+        return {
+          model_id: row.model_id,
+          vendor_id: row.vendor_id,
+          capability_tier: row.capability_tier,
+          queries,
+          cache_hits: cacheHits,
+          cache_hit_rate: cacheHits / queries,
+        };
+      }),
+    };
+  }
+
+  async filterUsage(range: TimeRange): Promise<FilterUsage> {
+    const values = [range.from.toISOString(), range.to.toISOString()];
+    const client = await this.pool.connect();
+    let failed: Error | undefined;
+    try {
+      // One snapshot: the totals and the per-parameter counts agree even while the consumer writes.
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const totals = await client.query<Record<string, string>>(
+        `SELECT coalesce(sum(executions), 0) AS executions,
+                coalesce(sum(result_count_sum), 0) AS result_count_sum,
+                coalesce(sum(zero_results), 0) AS zero_results,
+                coalesce(sum(has_more), 0) AS has_more,
+                coalesce(sum(cache_hits), 0) AS cache_hits
+         FROM analytics_filter_executions WHERE ${IN_RANGE}`,
+        values,
+      );
+      const parameters = await client.query<{ parameter: string; executions: string }>(
+        `SELECT parameter, sum(executions) AS executions
+         FROM analytics_filter_parameters WHERE ${IN_RANGE}
+         GROUP BY parameter`,
+        values,
+      );
+      const topValues = await client.query<{ parameter: string; value: string; executions: string }>(
+        `SELECT parameter, value, executions FROM (
+           SELECT parameter, value, sum(executions) AS executions,
+                  row_number() OVER (PARTITION BY parameter ORDER BY sum(executions) DESC, value) AS rank
+           FROM analytics_filter_values WHERE ${IN_RANGE}
+           GROUP BY parameter, value
+         ) AS ranked
+         WHERE rank <= $3
+         ORDER BY parameter, rank`,
+        [...values, ANALYTICS_LIMITS.topValues],
+      );
+      await client.query('COMMIT');
+
+      const total = totals.rows[0] ?? {};
+      const executions = Number(total.executions ?? 0);
+      const used = new Map(parameters.rows.map((row) => [row.parameter, Number(row.executions)]));
+      const names = [...new Set([...FILTER_PARAMETERS, ...used.keys()])];
+      const share = (count: number) => rate(count, executions) ?? 0;
+      const top = Object.fromEntries(COUNTED_FILTER_VALUES.map((parameter) => [parameter, []])) as Record<
+        string,
+        ValueUsage[]
+      >;
+      for (const row of topValues.rows) {
+        const count = Number(row.executions);
+        top[row.parameter]?.push({ value: row.value, executions: count, share: share(count) });
+      }
+      return {
+        from: range.from.toISOString(),
+        to: range.to.toISOString(),
+        executions,
+        average_result_count: rate(Number(total.result_count_sum ?? 0), executions),
+        zero_result_rate: rate(Number(total.zero_results ?? 0), executions),
+        has_more_rate: rate(Number(total.has_more ?? 0), executions),
+        cache_hit_rate: rate(Number(total.cache_hits ?? 0), executions),
+        parameters: names
+          .map((parameter) => {
+            const count = used.get(parameter) ?? 0;
+            return { parameter, executions: count, share: share(count) };
+          })
+          .sort((a, b) => b.executions - a.executions || (a.parameter < b.parameter ? -1 : 1)),
+        top_values: top as FilterUsage['top_values'],
+      };
+    } catch (error) {
+      // A connection that cannot even roll back is not given back to the pool.
+      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+        failed = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+      });
+      throw error;
+    } finally {
+      client.release(failed);
+    }
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The tamper evidence of the audit trail, as pure functions: the consumer hashes each record with them
+ * when it appends it, and `telemetry-bus audit verify` recomputes the same hash from the stored row.
+ *
+ * ## Canonical form (version 1)
+ *
+ *     hash = SHA-256( prev_hash ‖ UTF-8( canonicalJson(document) ) )
+ *
+ * - `prev_hash`: the 32-byte `hash` of the previous record of the same chain; 32 zero bytes
+ *   ({@link GENESIS_HASH}) for the first record of a chain.
+ * - A chain is one model's records (`chain_key` = `model_id`); records without a model_id (filters, some
+ *   errors) share the chain {@link GLOBAL_CHAIN_KEY}. Records are numbered 1, 2, 3, … in their chain
+ *   (`chain_position`).
+ * - `document`: a JSON object with exactly these members, taken from the stored columns:
+ *   `chain_position` (number), `event_id`, `event_type`, `model_id` (string or null), `correlation_id`,
+ *   `user_id` (string or null), `sequence` (number or null), `occurred_at`, `recorded_at` (strings, see
+ *   below) and `envelope` (the stored event envelope, an object).
+ * - Timestamps are ISO-8601 in UTC with exactly six fractional digits (PostgreSQL's precision), e.g.
+ *   `2025-01-15T10:30:00.123000Z`: in SQL, `to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.
+ * - `canonicalJson`: JSON without any whitespace; object members sorted by key in UTF-16 code unit order
+ *   (JavaScript's default sort), each key once; arrays in their order; strings, numbers, booleans and null
+ *   written exactly as ECMAScript's `JSON.stringify` writes them. For the values an envelope holds this is
+ *   RFC 8785 (JCS). Members whose value is `undefined` are left out, as `JSON.stringify` does, so the
+ *   canonical form of a value and of its JSON round trip (through `jsonb`) are the same.
+ *
+ * `chain_key` is not hashed: it is a generated column, always `COALESCE(model_id, '~global')`.
+ */
+import { createHash } from 'node:crypto';
+
+/** The chain of records that have no model_id. '~' cannot occur in a model_id, so no model takes it. */
+export const GLOBAL_CHAIN_KEY = '~global';
+
+/** The `prev_hash` of a chain's first record. */
+export const GENESIS_HASH: Buffer = Buffer.alloc(32);
+
+/** The fields of a record that its hash covers (see the canonical form above). */
+export interface AuditRecordFields {
+  chain_position: number;
+  event_id: string;
+  event_type: string;
+  model_id: string | null;
+  correlation_id: string;
+  user_id: string | null;
+  sequence: number | null;
+  /** ISO-8601 UTC with six fractional digits. */
+  occurred_at: string;
+  /** ISO-8601 UTC with six fractional digits. */
+  recorded_at: string;
+  envelope: Record<string, unknown>;
+}
+
+/** The chain a record belongs to. */
+export function chainKeyOf(modelId: string | null): string {
+  return modelId ?? GLOBAL_CHAIN_KEY;
+}
+
+// Strings JSON.stringify writes as they are, between quotes: the common case, and much cheaper.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the characters JSON must escape are the point.
+const NEEDS_ESCAPING = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+function jsonString(value: string): string {
+  return NEEDS_ESCAPING.test(value) ? JSON.stringify(value) : `"${value}"`;
+}
+
+/** A JSON value written canonically: sorted keys, no whitespace (see the file's header). */
+export function canonicalJson(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return jsonString(value);
+    case 'number':
+      if (!Number.isFinite(value)) throw new TypeError(`canonical JSON has no form for ${value}`);
+      // Number's toString is the algorithm JSON.stringify uses (and -0 is written 0 by both).
+      return String(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object': {
+      if (value === null) return 'null';
+      if (Array.isArray(value)) {
+        // As JSON.stringify: an undefined element is written as null.
+        let text = '[';
+        for (let index = 0; index < value.length; index++) {
+          const item: unknown = value[index];
+          text += `${index === 0 ? '' : ','}${item === undefined ? 'null' : canonicalJson(item)}`;
+        }
+        return `${text}]`;
+      }
+      const object = value as Record<string, unknown>;
+      let text = '{';
+      for (const key of Object.keys(object).sort()) {
+        const member = object[key];
+        if (member === undefined) continue;
+        text += `${text.length === 1 ? '' : ','}${jsonString(key)}:${canonicalJson(member)}`;
+      }
+      return `${text}}`;
+    }
+    default:
+      throw new TypeError(`canonical JSON has no form for a ${typeof value}`);
+  }
+}
+
+/** The document a record's hash covers: exactly the hashed fields, whatever else `fields` carries. */
+export function hashedDocument(fields: AuditRecordFields): AuditRecordFields {
+  return {
+    chain_position: fields.chain_position,
+    event_id: fields.event_id,
+    event_type: fields.event_type,
+    model_id: fields.model_id,
+    correlation_id: fields.correlation_id,
+    user_id: fields.user_id,
+    sequence: fields.sequence,
+    occurred_at: fields.occurred_at,
+    recorded_at: fields.recorded_at,
+    envelope: fields.envelope,
+  };
+}
+
+/** SHA-256 over the previous record's hash and this record's canonical document. */
+export function recordHash(prevHash: Buffer, fields: AuditRecordFields): Buffer {
+  if (prevHash.length !== 32) throw new RangeError('prev_hash must be 32 bytes');
+  return createHash('sha256')
+    .update(prevHash)
+    .update(canonicalJson(hashedDocument(fields)), 'utf8')
+    .digest();
+}
+
+/** A JavaScript Date as a canonical timestamp (PostgreSQL keeps microseconds; a Date has milliseconds). */
+export function canonicalTimestamp(date: Date): string {
+  if (Number.isNaN(date.getTime())) throw new RangeError('invalid date');
+  return date.toISOString().replace(/Z$/, '000Z');
+}
+
+/**
+ * The canonical form of an event's `timestamp` (`2025-01-15T10:30:00.123Z`), as PostgreSQL stores it. A
+ * leap second (`23:59:60`), which the schema's date-time format admits and JavaScript cannot parse,
+ * becomes the next second, as PostgreSQL reads it.
+ */
+export function canonicalEventTimestamp(timestamp: string): string {
+  let ms = Date.parse(timestamp);
+  if (Number.isNaN(ms) && /T\d{2}:\d{2}:60/.test(timestamp)) {
+    ms = Date.parse(timestamp.replace(/(T\d{2}:\d{2}:)60/, '$159')) + 1000;
+  }
+  if (Number.isNaN(ms)) throw new RangeError(`timestamp '${timestamp}' is not a date`);
+  return canonicalTimestamp(new Date(ms));
+}
+
+/** SQL giving a timestamptz column's canonical form. */
+export function canonicalTimestampSql(column: string): string {
+  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+}

@@ -1,0 +1,374 @@
+/**
+ * Replay: each selected dead letter is republished, with its original body and properties, to the one
+ * queue it failed in — through `retry.requeue`, the direct exchange that binds every work queue by its own
+ * name, so no other queue gets a second copy — with a fresh retry budget (the failure history and
+ * `x-death` stripped) and `x-replayed-from` / `x-replayed-by` added.
+ *
+ * Guarantees: a dead letter is marked replayed only after the broker confirmed its copy, in the same
+ * transaction that holds it (`FOR UPDATE SKIP LOCKED`, so concurrent replays never take the same one).
+ * A crash between the confirm and the commit can republish it once more on the next replay; the consumers
+ * de-duplicate by event id, so an event already applied changes nothing. Unroutable copies (`mandatory`
+ * returns) are not marked.
+ */
+import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type pg from 'pg';
+import { buildTopology, EXCHANGES, queuesFor, type Topology } from '../../bus/topology.ts';
+import { DependencyUnavailableError, ValidationError } from '../../errors.ts';
+import { FAILURE_HEADERS } from '../failure-policy.ts';
+import { fromJsonValue, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER } from './dead-letter-record.ts';
+import type { ReplayResult } from './dlq-schemas.ts';
+import {
+  binder,
+  type DeadLetterFilter,
+  type DlqActor,
+  describeFilter,
+  filterConditions,
+  insertOperation,
+} from './dlq-store.ts';
+
+export interface ReplayRequest {
+  /** Dead letters to replay by id; or */
+  ids?: string[];
+  /** the ones matching this filter (its state is ignored: only dead ones are replayed). */
+  filter?: DeadLetterFilter;
+  dryRun: boolean;
+  /** Dead letters taken at most. */
+  max: number;
+  actor: DlqActor;
+  /** Called after each confirmed chunk: dead letters taken so far, and how many will be. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface DlqReplayerOptions {
+  pool: pg.Pool;
+  /** Opens the connection a replay publishes on (one per replay, closed after it). */
+  connect: () => Promise<ChannelModel>;
+  /** Tells which queues `retry.requeue` reaches. @default buildTopology() */
+  topology?: Topology;
+  /** Dead letters republished per confirmed transaction. @default 200 */
+  chunkSize?: number;
+}
+
+/** Headers a replayed copy must not carry: its failure history, and the broker's. */
+const STRIPPED_HEADERS = new Set<string>([
+  FAILURE_HEADERS.attempts,
+  FAILURE_HEADERS.firstFailureAt,
+  FAILURE_HEADERS.lastFailureAt,
+  FAILURE_HEADERS.errorType,
+  FAILURE_HEADERS.errorMessage,
+  FAILURE_HEADERS.errorStack,
+  FAILURE_HEADERS.deadLetterId,
+  'x-death',
+  'x-first-death-exchange',
+  'x-first-death-queue',
+  'x-first-death-reason',
+  'x-last-death-exchange',
+  'x-last-death-queue',
+  'x-last-death-reason',
+  'x-delivery-count',
+  REPLAYED_FROM_HEADER,
+  REPLAYED_BY_HEADER,
+]);
+
+/** AMQP properties a replay copies back from the archive. */
+const COPIED_PROPERTIES = [
+  'contentType',
+  'contentEncoding',
+  'messageId',
+  'correlationId',
+  'type',
+  'timestamp',
+  'appId',
+  'priority',
+] as const;
+
+interface ReplayRow {
+  id: string;
+  content: Buffer;
+  properties: Record<string, unknown>;
+  headers: Record<string, unknown>;
+  original_exchange: string | null;
+  original_routing_key: string | null;
+  original_queue: string | null;
+}
+
+/**
+ * The headers of a replayed copy. The original exchange and routing key stay (set from the archive when
+ * the broker made the dead letter): should the copy fail again, its next dead letter names the route it
+ * was first published on, not `retry.requeue`.
+ */
+export function replayHeaders(row: ReplayRow, actor: DlqActor): Record<string, unknown> {
+  const headers: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(row.headers)) {
+    if (!STRIPPED_HEADERS.has(name)) headers[name] = fromJsonValue(value);
+  }
+  if (headers[FAILURE_HEADERS.originalExchange] === undefined && row.original_exchange !== null) {
+    headers[FAILURE_HEADERS.originalExchange] = row.original_exchange;
+  }
+  if (headers[FAILURE_HEADERS.originalRoutingKey] === undefined && row.original_routing_key !== null) {
+    headers[FAILURE_HEADERS.originalRoutingKey] = row.original_routing_key;
+  }
+  headers[REPLAYED_FROM_HEADER] = row.id;
+  headers[REPLAYED_BY_HEADER] = actor.label;
+  return headers;
+}
+
+function replayProperties(row: ReplayRow, actor: DlqActor) {
+  const properties: Record<string, unknown> = {};
+  for (const name of COPIED_PROPERTIES) {
+    const value = row.properties[name];
+    if (value !== null && value !== undefined) properties[name] = value;
+  }
+  return { ...properties, persistent: true, mandatory: true, headers: replayHeaders(row, actor) };
+}
+
+export class DlqReplayer {
+  readonly #pool: pg.Pool;
+  readonly #connect: () => Promise<ChannelModel>;
+  readonly #chunkSize: number;
+  readonly #replayable: (queue: string | null) => boolean;
+
+  constructor(options: DlqReplayerOptions) {
+    this.#pool = options.pool;
+    this.#connect = options.connect;
+    this.#chunkSize = options.chunkSize ?? 200;
+    const topology = options.topology ?? buildTopology();
+    this.#replayable = (queue) =>
+      queue !== null && queuesFor(topology, EXCHANGES.retryRequeue, queue).includes(queue);
+  }
+
+  async replay(request: ReplayRequest): Promise<ReplayResult> {
+    if ((request.ids === undefined) === (request.filter === undefined)) {
+      throw new ValidationError('body', 'give either ids or filter (filter {} selects every dead letter)');
+    }
+    if (request.ids !== undefined && request.ids.length > request.max) {
+      throw new ValidationError(
+        'ids',
+        `ids has ${request.ids.length} entries, more than max (${request.max})`,
+      );
+    }
+    const skipped: ReplayResult['skipped'] = [];
+    const selection = this.#selection(request);
+    if (request.ids !== undefined) {
+      const { rows } = await this.#pool.query<{ id: string; state: string }>(
+        'SELECT id, state FROM dead_letters WHERE id = ANY($1::uuid[])',
+        [request.ids],
+      );
+      const states = new Map(rows.map((row) => [row.id, row.state]));
+      for (const id of request.ids) {
+        const state = states.get(id.toLowerCase());
+        if (state === undefined) skipped.push({ id, reason: 'not_found' });
+        else if (state !== 'dead') skipped.push({ id, reason: 'already_replayed' });
+      }
+    }
+    const matched = await this.#count(selection);
+    const total = Math.min(matched, request.max);
+    const operationId = await insertOperation(this.#pool, {
+      action: 'replay',
+      actor: request.actor,
+      dryRun: request.dryRun,
+      selection: {
+        ...(request.ids !== undefined ? { ids: request.ids } : { filter: describeFilter(selection.filter) }),
+        max: request.max,
+      },
+      matched,
+    });
+    const result = request.dryRun
+      ? await this.#dryRun(selection, request, operationId, skipped)
+      : await this.#publish(selection, request, operationId, total, skipped);
+    if (request.ids !== undefined) {
+      // Dead when counted, yet neither replayed nor skipped: a concurrent replay had them locked.
+      const accounted = new Set([...result.ids, ...skipped.map((entry) => entry.id.toLowerCase())]);
+      for (const id of request.ids) {
+        if (!accounted.has(id.toLowerCase())) skipped.push({ id, reason: 'busy' });
+      }
+    }
+    return {
+      operation_id: operationId,
+      matched,
+      replayed: result.replayed,
+      dry_run: request.dryRun,
+      ids: result.ids,
+      skipped,
+    };
+  }
+
+  #selection(request: ReplayRequest): { filter: DeadLetterFilter; ids: string[] | undefined } {
+    return { filter: { ...(request.filter ?? {}), state: 'dead' }, ids: request.ids };
+  }
+
+  #where(
+    selection: { filter: DeadLetterFilter; ids: string[] | undefined },
+    values: unknown[],
+  ): { where: string[]; bind: (value: unknown) => string } {
+    const bind = binder(values);
+    const where = filterConditions(selection.filter, bind);
+    if (selection.ids !== undefined) where.push(`id = ANY(${bind(selection.ids)}::uuid[])`);
+    return { where, bind };
+  }
+
+  async #count(selection: { filter: DeadLetterFilter; ids: string[] | undefined }): Promise<number> {
+    const values: unknown[] = [];
+    const { where } = this.#where(selection, values);
+    const { rows } = await this.#pool.query<{ count: number }>(
+      `SELECT count(*)::integer AS count FROM dead_letters WHERE ${where.join(' AND ')}`,
+      values,
+    );
+    return rows[0]?.count ?? 0;
+  }
+
+  async #dryRun(
+    selection: { filter: DeadLetterFilter; ids: string[] | undefined },
+    request: ReplayRequest,
+    operationId: number,
+    skipped: ReplayResult['skipped'],
+  ): Promise<{ replayed: number; ids: string[] }> {
+    const values: unknown[] = [];
+    const { where, bind } = this.#where(selection, values);
+    const { rows } = await this.#pool.query<{ id: string; original_queue: string | null }>(
+      `SELECT id, original_queue FROM dead_letters WHERE ${where.join(' AND ')}
+       ORDER BY last_failure_at, id LIMIT ${bind(request.max)}`,
+      values,
+    );
+    const ids: string[] = [];
+    for (const row of rows) {
+      if (this.#replayable(row.original_queue)) ids.push(row.id);
+      else skipped.push({ id: row.id, reason: 'not_replayable' });
+    }
+    await this.#pool.query(
+      'UPDATE dlq_operations SET affected_ids = $2::uuid[], affected = $3 WHERE id = $1',
+      [operationId, ids, ids.length],
+    );
+    request.onProgress?.(rows.length, rows.length);
+    return { replayed: 0, ids };
+  }
+
+  async #publish(
+    selection: { filter: DeadLetterFilter; ids: string[] | undefined },
+    request: ReplayRequest,
+    operationId: number,
+    total: number,
+    skipped: ReplayResult['skipped'],
+  ): Promise<{ replayed: number; ids: string[] }> {
+    const replayedIds: string[] = [];
+    if (total === 0) return { replayed: 0, ids: replayedIds };
+    const { connection, channel, returned } = await this.#open();
+    let taken = 0;
+    let after: { at: string; id: string } | undefined;
+    try {
+      while (taken < request.max) {
+        const client = await this.#pool.connect();
+        try {
+          await client.query('BEGIN');
+          const values: unknown[] = [];
+          const { where, bind } = this.#where(selection, values);
+          if (after !== undefined) {
+            where.push(`(last_failure_at, id) > (${bind(after.at)}::timestamptz, ${bind(after.id)}::uuid)`);
+          }
+          const { rows } = await client.query<ReplayRow & { cursor_at: string }>(
+            `SELECT id, content, properties, headers, original_exchange, original_routing_key, original_queue,
+                    to_json(last_failure_at) #>> '{}' AS cursor_at
+             FROM dead_letters WHERE ${where.join(' AND ')}
+             ORDER BY last_failure_at, id LIMIT ${bind(Math.min(this.#chunkSize, request.max - taken))}
+             FOR UPDATE SKIP LOCKED`,
+            values,
+          );
+          if (rows.length === 0) {
+            await client.query('COMMIT');
+            break;
+          }
+          const published: string[] = [];
+          try {
+            for (const row of rows) {
+              if (!this.#replayable(row.original_queue)) {
+                skipped.push({ id: row.id, reason: 'not_replayable' });
+                continue;
+              }
+              const properties = replayProperties(row, request.actor);
+              const queue = row.original_queue as string;
+              if (!channel.publish(EXCHANGES.retryRequeue, queue, row.content, properties)) {
+                await drained(channel);
+              }
+              published.push(row.id);
+            }
+            await channel.waitForConfirms();
+          } catch (error) {
+            // Nothing of this chunk is marked: what the broker did take is de-duplicated if replayed again.
+            throw new DependencyUnavailableError('RabbitMQ', error);
+          }
+          const confirmed = published.filter((id) => !returned.has(id));
+          for (const id of published) {
+            if (returned.has(id)) skipped.push({ id, reason: 'unroutable' });
+          }
+          await client.query(
+            `UPDATE dead_letters SET state = 'replayed', replayed_at = now(), replayed_by = $2,
+               replay_operation_id = $3
+             WHERE id = ANY($1::uuid[])`,
+            [confirmed, request.actor.label, operationId],
+          );
+          await client.query(
+            `UPDATE dlq_operations SET affected_ids = affected_ids || $2::uuid[], affected = affected + $3
+             WHERE id = $1`,
+            [operationId, confirmed, confirmed.length],
+          );
+          await client.query('COMMIT');
+          replayedIds.push(...confirmed);
+          taken += rows.length;
+          const last = rows[rows.length - 1] as ReplayRow & { cursor_at: string };
+          after = { at: last.cursor_at, id: last.id };
+          request.onProgress?.(taken, total);
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => {});
+          throw error;
+        } finally {
+          client.release();
+        }
+      }
+    } finally {
+      await connection.close().catch(() => {});
+    }
+    return { replayed: replayedIds.length, ids: replayedIds };
+  }
+
+  async #open(): Promise<{ connection: ChannelModel; channel: ConfirmChannel; returned: Set<string> }> {
+    let connection: ChannelModel;
+    try {
+      connection = await this.#connect();
+    } catch (error) {
+      throw new DependencyUnavailableError('RabbitMQ', error);
+    }
+    connection.on('error', () => {});
+    try {
+      const channel = await connection.createConfirmChannel();
+      channel.on('error', () => {});
+      // The queue a dead letter came from may have been deleted since: the broker returns the copy.
+      const returned = new Set<string>();
+      channel.on('return', (message: ConsumeMessage) => {
+        const from = message.properties.headers?.[REPLAYED_FROM_HEADER];
+        if (typeof from === 'string') returned.add(from);
+      });
+      // A clear error up front, rather than a channel closed by the first publish.
+      await channel.checkExchange(EXCHANGES.retryRequeue);
+      return { connection, channel, returned };
+    } catch (error) {
+      await connection.close().catch(() => {});
+      throw new DependencyUnavailableError('RabbitMQ', error);
+    }
+  }
+}
+
+/** Resolves when the channel can take more; rejects when it closes first. */
+function drained(channel: ConfirmChannel): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onDrain = () => {
+      channel.off('close', onClose);
+      resolve();
+    };
+    const onClose = () => {
+      channel.off('drain', onDrain);
+      reject(new Error('channel closed while waiting for it to drain'));
+    };
+    channel.once('drain', onDrain);
+    channel.once('close', onClose);
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * The dead-letter archive as the HTTP API and the CLI use it: list, get, delete, purge and replay, on
+ * the pool and a broker connection opened per replay. It takes the inputs as the API validates them
+ * (snake_case) and returns what the API sends, so the routes stay thin and never see amqplib.
+ */
+import type { ChannelModel } from 'amqplib';
+import type pg from 'pg';
+import { connectToBroker } from '../../bus/broker-connection.ts';
+import type { Topology } from '../../bus/topology.ts';
+import { DlqReplayer } from './dlq-replay.ts';
+import {
+  type DeadLetterDetail,
+  type DeadLetterFilterInput,
+  type DeadLetterListInput,
+  type DeadLetterPage,
+  type DeadLetterState,
+  DLQ_LIMITS,
+  type ReplayInput,
+  type ReplayResult,
+} from './dlq-schemas.ts';
+import { type DlqActor, DlqStore, normalizeFilter } from './dlq-store.ts';
+
+export interface DlqServiceOptions {
+  pool: pg.Pool;
+  /** AMQP URL of the broker replays publish to. */
+  amqpUrl: string;
+  /** AMQP heartbeat of the replay connection, in seconds. @default 5 */
+  heartbeatSeconds?: number;
+  /** Opens the replay connection; by default {@link connectToBroker} on `amqpUrl`. */
+  connect?: () => Promise<ChannelModel>;
+  /** The topology whose `retry.requeue` bindings say which queues can be replayed into. @default buildTopology() */
+  topology?: Topology;
+  /** Dead letters republished per confirmed transaction. @default 200 */
+  replayChunkSize?: number;
+}
+
+export interface ReplayOptions {
+  actor: DlqActor;
+  /** Called after each confirmed chunk (for a progress bar). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export class DlqService {
+  readonly #store: DlqStore;
+  readonly #replayer: DlqReplayer;
+
+  constructor(options: DlqServiceOptions) {
+    this.#store = new DlqStore(options.pool);
+    this.#replayer = new DlqReplayer({
+      pool: options.pool,
+      connect:
+        options.connect ??
+        (() =>
+          connectToBroker(options.amqpUrl, {
+            name: 'telemetry-bus dlq replay',
+            heartbeatSeconds: options.heartbeatSeconds ?? 5,
+          })),
+      topology: options.topology,
+      chunkSize: options.replayChunkSize,
+    });
+  }
+
+  list(query: DeadLetterListInput): Promise<DeadLetterPage> {
+    return this.#store.list(query);
+  }
+
+  /** The dead letter, or undefined when there is none with this id. */
+  get(id: string): Promise<DeadLetterDetail | undefined> {
+    return this.#store.get(id);
+  }
+
+  /** Dead letters matching a filter (state `dead` unless given). */
+  count(filter: DeadLetterFilterInput & { state?: DeadLetterState | 'any' }): Promise<number> {
+    return this.#store.count(normalizeFilter(filter));
+  }
+
+  /** Deletes one dead letter; false when there is none with this id. */
+  delete(id: string, actor: DlqActor): Promise<boolean> {
+    return this.#store.delete(id, actor);
+  }
+
+  /** Deletes every dead letter matching the filter (state `dead` unless given); returns how many. */
+  purge(
+    filter: DeadLetterFilterInput & { state?: DeadLetterState | 'any' },
+    actor: DlqActor,
+    onProgress?: (deleted: number, total: number) => void,
+  ): Promise<number> {
+    return this.#store.purge(normalizeFilter(filter), actor, { onProgress });
+  }
+
+  /** Replays by ids or by filter (see dlq-replay.ts for what it guarantees). */
+  replay(input: ReplayInput, options: ReplayOptions): Promise<ReplayResult> {
+    return this.#replayer.replay({
+      ids: input.ids,
+      filter: input.filter === undefined ? undefined : normalizeFilter(input.filter),
+      dryRun: input.dry_run ?? false,
+      max: input.max ?? DLQ_LIMITS.replayMaxDefault,
+      actor: options.actor,
+      onProgress: options.onProgress,
+    });
+  }
+}

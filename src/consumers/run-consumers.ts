@@ -1,0 +1,42 @@
+/** Starts the consumer runtime with the named consumers, as configured; used by `start` and `worker`. */
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { buildTopology } from '../bus/topology.ts';
+import type { Config, ConsumerName } from '../config.ts';
+import { buildConsumers } from './build-consumers.ts';
+import { ConsumerRuntime } from './consumer-runtime.ts';
+
+export interface RunningConsumers {
+  runtime: ConsumerRuntime;
+  /** Stops taking deliveries, finishes the batches in hand within `timeoutMs`, closes. */
+  stop(timeoutMs: number): Promise<void>;
+}
+
+export async function runConsumers(
+  config: Config,
+  pool: pg.Pool,
+  names: readonly ConsumerName[],
+  logger: Logger,
+): Promise<RunningConsumers> {
+  const built = buildConsumers(names, config, logger);
+  const runtime = new ConsumerRuntime({
+    url: config.rabbitmqUrl,
+    pool,
+    topology: buildTopology({ retryDelaysMs: config.retryDelaysMs }),
+    consumers: built.consumers,
+    retryDelaysMs: config.retryDelaysMs,
+    prefetch: config.consumerPrefetch,
+    batchSize: config.consumerBatchSize,
+    heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
+    logger: logger.child({ component: 'consumers' }),
+  });
+  // Not awaited: with RabbitMQ down the runtime keeps trying in the background, like the publisher.
+  void runtime.start();
+  return {
+    runtime,
+    async stop(timeoutMs) {
+      await runtime.stop(timeoutMs);
+      built.close();
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * `GET /audit`: the audit trail, filtered and paged. Admin only: the trail says who (which key) did and
+ * read what, when, across every model — more than a reader or writer may see, and a map of everyone's
+ * activity. Thin wiring to ../../consumers/audit/audit-query.ts.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type pg from 'pg';
+import { AuditPage, AuditQuery, queryAuditTrail } from '../../consumers/audit/audit-query.ts';
+import { errorResponses } from '../error-response.ts';
+
+export interface AuditRoutesOptions {
+  pool: pg.Pool;
+}
+
+const auditRoutes: FastifyPluginAsyncTypebox<AuditRoutesOptions> = async (app, { pool }) => {
+  app.get(
+    '/audit',
+    {
+      config: { role: 'admin' },
+      schema: {
+        tags: ['audit'],
+        summary: 'The audit trail, newest first (keyset-paginated); admin only',
+        description:
+          'Every model lifecycle event, model read, filter and API error, with its full envelope. ' +
+          '`from` is inclusive and `to` exclusive, both on the time the event occurred.',
+        security: [{ apiKey: [] }],
+        querystring: AuditQuery,
+        response: { 200: AuditPage, ...errorResponses(400, 401, 403, 429, 503) },
+      },
+    },
+    async (request) => queryAuditTrail(pool, request.query),
+  );
+};
+
+export default auditRoutes;
