@@ -23,26 +23,22 @@ export function buildConsumers(
   logger: Logger,
 ): BuiltConsumers {
   const closers: Array<() => void> = [];
-  const consumers = names.map((name): Consumer => {
-    switch (name) {
-      case 'audit':
-        return auditConsumer();
-      case 'analytics':
-        return analyticsConsumer();
-      case 'dlq':
-        return dlqConsumer(logger.child({ component: 'dead-letters' }));
-      case 'logging': {
-        const logging = loggingConsumer({
-          directory: join(config.dataDir, 'logs'),
-          maxFileBytes: config.errorLogMaxBytes,
-          maxFiles: config.errorLogMaxFiles,
-          logger: logger.child({ component: 'logging-consumer' }),
-        });
-        closers.push(() => logging.close());
-        return logging;
-      }
-    }
-  });
+  const factories: Record<ConsumerName, () => Consumer> = {
+    audit: () => auditConsumer(),
+    analytics: () => analyticsConsumer(),
+    dlq: () => dlqConsumer(logger.child({ component: 'dead-letters' })),
+    logging: () => {
+      const logging = loggingConsumer({
+        directory: join(config.dataDir, 'logs'),
+        maxFileBytes: config.errorLogMaxBytes,
+        maxFiles: config.errorLogMaxFiles,
+        logger: logger.child({ component: 'logging-consumer' }),
+      });
+      closers.push(() => logging.close());
+      return logging;
+    },
+  };
+  const consumers = names.map((name) => factories[name]());
   return {
     consumers,
     close() {
