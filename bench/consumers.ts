@@ -1,0 +1,1019 @@
+/**
+ * Consumer throughput: events per second each consumer (audit, analytics, logging) applies to PostgreSQL
+ * with its queue pre-filled, against a bare `INSERT … ON CONFLICT DO NOTHING` loop of the same rows, in
+ * the same run and the same database.
+ *
+ *   npm run bench:consumers -- [--events 30000] [--batch 250,1000] [--prefetch N]
+ *                              [--consumers audit,analytics,logging] [--window 1000]
+ *                              [--run-timeout 300] [--pg-url URL]
+ *   (the script: `node --import tsx bench/consumers.ts`)
+ *
+ * Every option also reads an environment variable (BENCH_EVENTS, BENCH_BATCH, BENCH_PREFETCH,
+ * BENCH_CONSUMERS, BENCH_WINDOW, BENCH_RUN_TIMEOUT, BENCH_PG_URL); the flag wins. For a CPU profile of the
+ * consumer side: `node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/consumers.ts --consumers audit …`
+ * (the runtime runs in this process).
+ *
+ * For each batch size, for each consumer, in a fresh database (migrated) and a fresh vhost:
+ *   fill   `events` events of the kinds its queue receives (bench/support/consumer-events.ts) are published
+ *          as the API's publisher sends them (spool record → toOutboundMessage(): same exchange, routing
+ *          key, properties and headers), confirmed, `window` unconfirmed at most; only the queue under
+ *          test is bound during the fill (the runtime declares the full topology when it starts), so the
+ *          broker does not also write the copies other queues would get. Then the queue must hold them all.
+ *   bare   the same events as rows (event_id, envelope jsonb) into a plain table keyed by event_id, in
+ *          batches of the same size: BEGIN; INSERT … SELECT FROM unnest($1::text[], $2::jsonb[]) ON
+ *          CONFLICT DO NOTHING; COMMIT per batch, one connection. What PostgreSQL takes for these events
+ *          with nothing else to do: the ceiling the consumer is measured against.
+ *   consumer  a ConsumerRuntime (src/consumers/consumer-runtime.ts) with that consumer alone (batch size,
+ *          prefetch = 2 × batch unless --prefetch; default retry ladder), timed from start() resolving
+ *          (connected, topology declared, subscribed) until its `applied` counter reaches `events`; from
+ *          start() itself too. Every statement the consumer's transactions run is timed from node (round
+ *          trip included), which shows where the time goes without pg_stat_statements.
+ * A CHECKPOINT precedes each timed phase, so neither pays for the other's dirty pages. Then the counts are
+ * checked (applied, no duplicates, retries, poison or dead letters, the queue empty, the rows in the
+ * tables), and the database and vhost removed (also on failure or Ctrl-C).
+ *
+ * 30,000 events per queue by default, so that the default run (3 consumers × 2 batch sizes) stays under
+ * about 3 minutes on the shared 2-core machine; `--events 100000` is the figure of the issue (6.5 min
+ * with both batch sizes there, 3.4 with `--batch 250` alone, most of it the audit consumer and the fills).
+ *
+ * The logging consumer writes its lines to <DATA_DIR>/logs/errors.log (rotated at 10 MiB, as deployed)
+ * and, in place of stdout, to /dev/null.
+ *
+ * CPU (from /proc, bench/support/cpu.ts): this process (node: the runtime, or the bare loop's client),
+ * the whole PostgreSQL server (bench/support/postgres-cpu.ts) and its backends of the bench database,
+ * RabbitMQ, and every other process ("others": the machine is shared; a high figure means a disturbed run).
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { ConfirmChannel } from 'amqplib';
+import pg from 'pg';
+import { applyTopology } from '../src/bus/apply-topology.ts';
+import { connectToBroker } from '../src/bus/broker-connection.ts';
+import { type OutboundMessage, toOutboundMessage } from '../src/bus/outbound-message.ts';
+import {
+  buildTopology,
+  DEFAULT_RETRY_DELAYS_MS,
+  EXCHANGES,
+  QUEUES,
+  type Topology,
+} from '../src/bus/topology.ts';
+import { analyticsConsumer } from '../src/consumers/analytics/analytics-consumer.ts';
+import { auditConsumer } from '../src/consumers/audit/audit-consumer.ts';
+import type { Consumer } from '../src/consumers/consumer.ts';
+import { ConsumerRuntime, type ConsumerStatus } from '../src/consumers/consumer-runtime.ts';
+import { type LoggingConsumer, loggingConsumer } from '../src/consumers/logging/logging-consumer.ts';
+import { migrate } from '../src/db/migrate.ts';
+import {
+  type BrokerInfo,
+  type BusEnvironment,
+  brokerAlarms,
+  Environments,
+  queueDepths,
+  waitForBroker,
+} from './support/broker.ts';
+import { type BenchedConsumer, mixText, queueEmitCalls } from './support/consumer-events.ts';
+import {
+  type CpuSnapshot,
+  type CpuUse,
+  cpuSnapshot,
+  cpuUse,
+  findRabbitmqPid,
+  formatCores,
+  othersCores,
+  type Ticks,
+} from './support/cpu.ts';
+import { recordBytes, recordOf } from './support/events.ts';
+import {
+  databaseTicks,
+  findPostmasterPid,
+  type PostgresTicks,
+  postgresTicks,
+} from './support/postgres-cpu.ts';
+import {
+  environment,
+  environmentText,
+  formatNumber,
+  progress,
+  publishResults,
+  round,
+  type Section,
+} from './support/report.ts';
+import {
+  handleSignals,
+  interruptible,
+  interruptSignal,
+  pick,
+  positiveInteger,
+  runMain,
+  UsageError,
+} from './support/settings.ts';
+
+const NAME = 'consumers';
+/** What the benchmark is judged against: the audit consumer at the default batch size. */
+const GOAL = { consumer: 'audit', minEventsPerSec: 10_000, batch: 250 } as const;
+const CONSUMERS: readonly BenchedConsumer[] = ['audit', 'analytics', 'logging'];
+
+const HELP = `usage: npm run bench:consumers -- [options]   (node --import tsx bench/consumers.ts)
+
+  --events <n>         events in each consumer's queue               (BENCH_EVENTS, default 30000)
+  --batch <list>       batch sizes, comma-separated                  (BENCH_BATCH, default 250,1000)
+  --prefetch <n>       prefetch of every run                         (BENCH_PREFETCH, default 2 × batch)
+  --consumers <list>   audit,analytics,logging or a subset           (BENCH_CONSUMERS, default all three)
+  --window <n>         unconfirmed messages while filling the queue  (BENCH_WINDOW, default 1000)
+  --run-timeout <s>    a phase taking longer fails the benchmark     (BENCH_RUN_TIMEOUT, default 300)
+  --pg-url <url>       PostgreSQL server to create the databases on
+                                                   (BENCH_PG_URL, default postgres://root@127.0.0.1:5432)
+`;
+
+interface Settings {
+  events: number;
+  batches: number[];
+  prefetch: number | undefined;
+  consumers: BenchedConsumer[];
+  window: number;
+  runTimeoutS: number;
+  pgServerUrl: string;
+}
+
+function readSettings(): Settings {
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string' },
+      batch: { type: 'string' },
+      prefetch: { type: 'string' },
+      consumers: { type: 'string' },
+      window: { type: 'string' },
+      'run-timeout': { type: 'string' },
+      'pg-url': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const items = (raw: string) =>
+    raw
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+  const batches = items(pick(values.batch, 'BENCH_BATCH', '250,1000')).map((raw) =>
+    positiveInteger('--batch', raw),
+  );
+  const consumers = items(pick(values.consumers, 'BENCH_CONSUMERS', CONSUMERS.join(',')));
+  for (const consumer of consumers) {
+    if (!(CONSUMERS as readonly string[]).includes(consumer)) {
+      throw new UsageError(`--consumers takes ${CONSUMERS.join(', ')}; got '${consumer}'`);
+    }
+  }
+  if (batches.length === 0 || consumers.length === 0)
+    throw new UsageError('--batch and --consumers need a value');
+  const prefetch = pick(values.prefetch, 'BENCH_PREFETCH', '');
+  return {
+    events: positiveInteger('--events', pick(values.events, 'BENCH_EVENTS', '30000')),
+    batches: [...new Set(batches)],
+    prefetch: prefetch === '' ? undefined : positiveInteger('--prefetch', prefetch),
+    consumers: [...new Set(consumers)] as BenchedConsumer[],
+    window: positiveInteger('--window', pick(values.window, 'BENCH_WINDOW', '1000')),
+    runTimeoutS: positiveInteger('--run-timeout', pick(values['run-timeout'], 'BENCH_RUN_TIMEOUT', '300')),
+    pgServerUrl: pick(values['pg-url'], 'BENCH_PG_URL', 'postgres://root@127.0.0.1:5432').replace(/\/+$/, ''),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Databases
+
+async function withClient<T>(url: string, action: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    return await action(client);
+  } finally {
+    await client.end();
+  }
+}
+
+async function createDatabase(serverUrl: string, name: string): Promise<string> {
+  await withClient(`${serverUrl}/postgres`, (client) =>
+    client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`),
+  );
+  const url = `${serverUrl}/${name}`;
+  await migrate(url);
+  return url;
+}
+
+async function dropDatabase(serverUrl: string, name: string): Promise<void> {
+  await withClient(`${serverUrl}/postgres`, (client) =>
+    client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// CPU
+
+interface Probes {
+  rabbitmq: number | undefined;
+  postmaster: number | undefined;
+}
+
+interface Snapshot {
+  cpu: CpuSnapshot;
+  postgres: PostgresTicks | undefined;
+}
+
+function snapshot(probes: Probes, database: string): Snapshot {
+  const postgres = postgresTicks(probes.postmaster, database);
+  const cpu = cpuSnapshot({ rabbitmq: probes.rabbitmq });
+  cpu.processes.postgresql = postgres?.server;
+  return { cpu, postgres };
+}
+
+interface PhaseCpu extends CpuUse {
+  /** The backends connected to the bench database (a share of `processes.postgresql`). */
+  benchDatabase: { cores: number; userUs: number; systemUs: number } | null;
+}
+
+function phaseCpu(before: Snapshot, after: Snapshot): PhaseCpu {
+  const use = cpuUse(before.cpu, after.cpu);
+  const ticks: Ticks | undefined = databaseTicks(before.postgres, after.postgres);
+  const elapsedUs = use.elapsedS * 1e6;
+  return {
+    ...use,
+    benchDatabase:
+      ticks === undefined
+        ? null
+        : {
+            cores: Math.round((100 * (ticks.user + ticks.system) * 10_000) / elapsedUs) / 100,
+            userUs: ticks.user * 10_000,
+            systemUs: ticks.system * 10_000,
+          },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Statement timing
+
+interface StatementTime {
+  statement: string;
+  count: number;
+  ms: number;
+}
+
+/** Times every query of the pool's clients, by statement (its first words), as seen from node. */
+class StatementTimes {
+  readonly #times = new Map<string, StatementTime>();
+
+  instrument(pool: pg.Pool): void {
+    pool.on('connect', (client) => {
+      const target = client as unknown as { query: (...args: unknown[]) => unknown };
+      const original = target.query;
+      target.query = (...args: unknown[]) => {
+        const started = performance.now();
+        const result = original.apply(client, args);
+        if (typeof (result as Promise<unknown> | undefined)?.then !== 'function') return result;
+        const label = StatementTimes.label(args[0]);
+        return (result as Promise<unknown>).then(
+          (value) => {
+            this.#add(label, performance.now() - started);
+            return value;
+          },
+          (error: unknown) => {
+            this.#add(label, performance.now() - started);
+            throw error;
+          },
+        );
+      };
+    });
+  }
+
+  static label(query: unknown): string {
+    const text =
+      typeof query === 'string' ? query : String((query as { text?: unknown } | null)?.text ?? '(unknown)');
+    const words = text.replace(/\s+/g, ' ').trim();
+    return words.length > 64 ? `${words.slice(0, 61)}…` : words;
+  }
+
+  #add(statement: string, ms: number): void {
+    const time = this.#times.get(statement) ?? { statement, count: 0, ms: 0 };
+    time.count++;
+    time.ms += ms;
+    this.#times.set(statement, time);
+  }
+
+  all(): StatementTime[] {
+    return [...this.#times.values()].map((time) => ({ ...time, ms: round(time.ms, 1) }));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Runs
+
+interface Prepared {
+  messages: OutboundMessage[];
+  ids: string[];
+  envelopes: string[];
+  byType: Record<string, number>;
+  bytesPerEvent: number;
+}
+
+function prepare(consumer: BenchedConsumer, count: number): Prepared {
+  const { calls, byType } = queueEmitCalls(consumer, count);
+  const ids: string[] = [];
+  const envelopes: string[] = [];
+  let bytes = 0;
+  const messages = calls.map((call) => {
+    ids.push(call.event.event_id);
+    envelopes.push(JSON.stringify(call.event));
+    const message = toOutboundMessage(recordBytes(recordOf(call)));
+    bytes += message.body.length;
+    return message;
+  });
+  return { messages, ids, envelopes, byType, bytesPerEvent: Math.round(bytes / count) };
+}
+
+/** Rejects if `promise` takes longer than the run time-out, or on Ctrl-C. */
+function bounded<T>(promise: Promise<T>, timeoutS: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutS} s`)), timeoutS * 1000);
+  });
+  return interruptible(Promise.race([promise, timeout]).finally(() => clearTimeout(timer)));
+}
+
+/** Polls `check` every few ms until it returns true; resolves with performance.now() of that moment. */
+function whenTrue(check: () => boolean, everyMs = 5): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setInterval(() => {
+      try {
+        if (interruptSignal.aborted) {
+          clearInterval(timer);
+          reject(interruptSignal.reason);
+        } else if (check()) {
+          clearInterval(timer);
+          resolve(performance.now());
+        }
+      } catch (error) {
+        clearInterval(timer);
+        reject(error);
+      }
+    }, everyMs);
+  });
+}
+
+const QUEUE_OF: Record<BenchedConsumer, string> = {
+  audit: QUEUES.audit,
+  analytics: QUEUES.analytics,
+  logging: QUEUES.logging,
+};
+
+const EVENT_EXCHANGES = new Set<string>([EXCHANGES.models, EXCHANGES.metrics, EXCHANGES.errors]);
+
+/** The topology with only `queue` bound to the event exchanges: what the fill declares. */
+function fillTopology(topology: Topology, queue: string): Topology {
+  return {
+    ...topology,
+    bindings: topology.bindings.filter(
+      (binding) => !EVENT_EXCHANGES.has(binding.exchange) || binding.queue === queue,
+    ),
+  };
+}
+
+interface FillResult {
+  seconds: number;
+  messagesPerSec: number;
+  queueDepth: number;
+}
+
+/** Publishes the messages as the API's publisher does (confirmed, `window` in flight), into `queue` only. */
+async function fill(
+  url: string,
+  queue: string,
+  messages: OutboundMessage[],
+  settings: Settings,
+): Promise<FillResult> {
+  const connection = await connectToBroker(url, { name: 'telemetry-bus bench fill' });
+  connection.on('error', () => {});
+  try {
+    await applyTopology(connection, fillTopology(buildTopology(), queue));
+    const channel: ConfirmChannel = await connection.createConfirmChannel();
+    let returned = 0;
+    channel.on('return', () => returned++);
+    const total = messages.length;
+    const started = performance.now();
+    let nacked = 0;
+    await bounded(
+      new Promise<void>((resolve, reject) => {
+        let next = 0;
+        let inflight = 0;
+        let settled = 0;
+        let waitingForDrain = false;
+        channel.once('close', () => reject(new Error('the fill channel closed')));
+        const pump = () => {
+          while (next < total && inflight < settings.window && !waitingForDrain) {
+            const message = messages[next++] as OutboundMessage;
+            inflight++;
+            const writable = channel.publish(
+              message.exchange,
+              message.routingKey,
+              message.body,
+              message.options,
+              (error) => {
+                inflight--;
+                settled++;
+                if (error !== null && error !== undefined) nacked++;
+                if (settled === total) resolve();
+                else pump();
+              },
+            );
+            if (!writable) {
+              waitingForDrain = true;
+              channel.once('drain', () => {
+                waitingForDrain = false;
+                pump();
+              });
+            }
+          }
+        };
+        pump();
+      }),
+      settings.runTimeoutS,
+      'filling the queue',
+    );
+    const seconds = (performance.now() - started) / 1000;
+    if (nacked > 0 || returned > 0) throw new Error(`fill: ${nacked} nacked, ${returned} returned`);
+    await channel.close().catch(() => {});
+    // Every confirmed message is in the queue: wait until the queue says so.
+    let depth = 0;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      depth = (await queueDepths(url, [queue]))[queue] ?? 0;
+      if (depth >= total || Date.now() > deadline) break;
+      await interruptible(new Promise((resolve) => setTimeout(resolve, 100)));
+    }
+    if (depth !== total) throw new Error(`${queue} holds ${depth} messages after the fill, not ${total}`);
+    return { seconds: round(seconds, 2), messagesPerSec: Math.round(total / seconds), queueDepth: depth };
+  } finally {
+    await connection.close().catch(() => {});
+  }
+}
+
+interface BareResult {
+  seconds: number;
+  rowsPerSec: number;
+  transactions: number;
+  rows: number;
+  statements: StatementTime[];
+  cpu: PhaseCpu;
+}
+
+const BARE_TABLE = 'bench_bare_events';
+
+/** The bare loop: the events as rows into a plain table keyed by event_id, a transaction per batch. */
+async function bare(
+  databaseUrl: string,
+  database: string,
+  prepared: Prepared,
+  batch: number,
+  probes: Probes,
+  settings: Settings,
+): Promise<BareResult> {
+  return withClient(databaseUrl, async (client) => {
+    await client.query(
+      `CREATE TABLE ${BARE_TABLE} (event_id text COLLATE "C" PRIMARY KEY, envelope jsonb NOT NULL)`,
+    );
+    await client.query('CHECKPOINT');
+    const times = { begin: 0, insert: 0, commit: 0 };
+    const { ids, envelopes } = prepared;
+    const before = snapshot(probes, database);
+    const started = performance.now();
+    let transactions = 0;
+    await bounded(
+      (async () => {
+        for (let offset = 0; offset < ids.length; offset += batch) {
+          let t = performance.now();
+          await client.query('BEGIN');
+          times.begin += performance.now() - t;
+          t = performance.now();
+          await client.query(
+            `INSERT INTO ${BARE_TABLE} (event_id, envelope)
+             SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT DO NOTHING`,
+            [ids.slice(offset, offset + batch), envelopes.slice(offset, offset + batch)],
+          );
+          times.insert += performance.now() - t;
+          t = performance.now();
+          await client.query('COMMIT');
+          times.commit += performance.now() - t;
+          transactions++;
+        }
+      })(),
+      settings.runTimeoutS,
+      'the bare INSERT loop',
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const after = snapshot(probes, database);
+    const { rows } = await client.query<{ count: string }>(`SELECT count(*) FROM ${BARE_TABLE}`);
+    return {
+      seconds: round(seconds, 3),
+      rowsPerSec: Math.round(ids.length / seconds),
+      transactions,
+      rows: Number(rows[0]?.count),
+      statements: [
+        { statement: 'BEGIN', count: transactions, ms: round(times.begin, 1) },
+        {
+          statement: `INSERT INTO ${BARE_TABLE} … unnest($1::text[], $2::jsonb[]) ON CONFLICT DO NOTHING`,
+          count: transactions,
+          ms: round(times.insert, 1),
+        },
+        { statement: 'COMMIT', count: transactions, ms: round(times.commit, 1) },
+      ],
+      cpu: phaseCpu(before, after),
+    };
+  });
+}
+
+interface ConsumerPhase {
+  /** From start() resolving (subscribed) to `applied` = events. */
+  seconds: number;
+  eventsPerSec: number;
+  /** From start() itself (connect and topology declare included). */
+  fromStart: { seconds: number; eventsPerSec: number };
+  status: ConsumerStatus;
+  statements: StatementTime[];
+  transactions: number;
+  queueDepthAfter: number | null;
+  /** The tables the consumer wrote, counted after the run. */
+  tables: Record<string, number>;
+  loggedLines: number | null;
+  cpu: PhaseCpu;
+}
+
+function buildConsumer(
+  name: BenchedConsumer,
+  env: BusEnvironment,
+): { consumer: Consumer; logging?: LoggingConsumer; sink?: WriteStream } {
+  switch (name) {
+    case 'audit':
+      return { consumer: auditConsumer() };
+    case 'analytics':
+      return { consumer: analyticsConsumer() };
+    case 'logging': {
+      const sink = createWriteStream('/dev/null');
+      const logging = loggingConsumer({ directory: join(env.env.DATA_DIR, 'logs'), stdout: sink });
+      return { consumer: logging, logging, sink };
+    }
+  }
+}
+
+async function tableCounts(databaseUrl: string, name: BenchedConsumer): Promise<Record<string, number>> {
+  const queries: Record<string, string> = {
+    consumer_applied_events: `SELECT count(*) AS n FROM consumer_applied_events WHERE consumer = '${name}'`,
+    ...(name === 'audit'
+      ? {
+          audit_records: 'SELECT count(*) AS n FROM audit_records',
+          audit_chain_heads: 'SELECT count(*) AS n FROM audit_chain_heads',
+        }
+      : {}),
+    ...(name === 'analytics'
+      ? {
+          'model.queried (sum of analytics_model_queries.queries)':
+            'SELECT coalesce(sum(queries), 0) AS n FROM analytics_model_queries',
+          'filter.executed (sum of analytics_filter_executions.executions)':
+            'SELECT coalesce(sum(executions), 0) AS n FROM analytics_filter_executions',
+          'lifecycle (sum of analytics_model_lifecycle.events)':
+            'SELECT coalesce(sum(events), 0) AS n FROM analytics_model_lifecycle',
+        }
+      : {}),
+  };
+  return withClient(databaseUrl, async (client) => {
+    const counts: Record<string, number> = {};
+    for (const [label, sql] of Object.entries(queries)) {
+      const { rows } = await client.query<{ n: string }>(sql);
+      counts[label] = Number(rows[0]?.n);
+    }
+    return counts;
+  });
+}
+
+async function consume(
+  name: BenchedConsumer,
+  env: BusEnvironment,
+  databaseUrl: string,
+  database: string,
+  total: number,
+  batch: number,
+  prefetch: number,
+  probes: Probes,
+  settings: Settings,
+): Promise<ConsumerPhase> {
+  await withClient(databaseUrl, (client) => client.query('CHECKPOINT'));
+  const { consumer, logging, sink } = buildConsumer(name, env);
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 5 });
+  pool.on('error', () => {});
+  const statements = new StatementTimes();
+  statements.instrument(pool);
+  const runtime = new ConsumerRuntime({
+    url: env.env.RABBITMQ_URL,
+    pool,
+    topology: buildTopology(),
+    consumers: [consumer],
+    retryDelaysMs: DEFAULT_RETRY_DELAYS_MS,
+    batchSize: batch,
+    prefetch,
+  });
+  let stopped = false;
+  try {
+    const before = snapshot(probes, database);
+    const started = performance.now();
+    await bounded(runtime.start(), 30, 'starting the consumer runtime');
+    const subscribed = performance.now();
+    const done = await bounded(
+      whenTrue(() => {
+        const status = runtime.status()[0] as ConsumerStatus;
+        const { counters } = status;
+        if (counters.poison + counters.retried + counters.deadLettered + counters.databasePauses > 0) {
+          throw new Error(
+            `the ${name} consumer failed messages (${JSON.stringify(counters)}): ${status.lastError}`,
+          );
+        }
+        return counters.applied + counters.duplicates >= total;
+      }),
+      settings.runTimeoutS,
+      `the ${name} consumer`,
+    );
+    const after = snapshot(probes, database);
+    const status = runtime.status()[0] as ConsumerStatus;
+    await runtime.stop(10_000);
+    stopped = true;
+    const seconds = (done - subscribed) / 1000;
+    const fromStart = (done - started) / 1000;
+    const timed = statements.all();
+    let queueDepthAfter: number | null = null;
+    try {
+      queueDepthAfter = (await queueDepths(env.env.RABBITMQ_URL, [QUEUE_OF[name]]))[QUEUE_OF[name]] ?? null;
+    } catch (error) {
+      progress(`  could not read the depth of ${QUEUE_OF[name]}: ${String(error)}`);
+    }
+    return {
+      seconds: round(seconds, 3),
+      eventsPerSec: Math.round(total / seconds),
+      fromStart: { seconds: round(fromStart, 3), eventsPerSec: Math.round(total / fromStart) },
+      status,
+      statements: timed,
+      transactions: timed.find((time) => time.statement === 'BEGIN')?.count ?? 0,
+      queueDepthAfter,
+      tables: await tableCounts(databaseUrl, name),
+      loggedLines: logging?.counters.logged ?? null,
+      cpu: phaseCpu(before, after),
+    };
+  } finally {
+    if (!stopped) await runtime.stop(2000).catch(() => {});
+    logging?.close();
+    sink?.end();
+    await pool.end().catch(() => {});
+  }
+}
+
+interface RunResult {
+  consumer: BenchedConsumer;
+  batch: number;
+  prefetch: number;
+  events: number;
+  byType: Record<string, number>;
+  bytesPerEvent: number;
+  database: string;
+  fill: FillResult;
+  bare: BareResult;
+  run: ConsumerPhase;
+  /** consumer events/s ÷ bare rows/s. */
+  ratio: number;
+  /** The whole run: events built, database created and migrated, fill, bare loop, consumer, checks. */
+  wallSeconds: number;
+  problems: string[];
+}
+
+function checkRun(result: Omit<RunResult, 'problems'>): string[] {
+  const { run, events, bare: bareResult, consumer, byType } = result;
+  const problems: string[] = [];
+  const { counters } = run.status;
+  const expect = (what: string, actual: number | null, expected: number) => {
+    if (actual !== expected) problems.push(`${what} ${actual} ≠ ${expected}`);
+  };
+  expect('applied', counters.applied, events);
+  expect('duplicates', counters.duplicates, 0);
+  expect('retried', counters.retried, 0);
+  expect('dead-lettered', counters.deadLettered, 0);
+  expect('poison', counters.poison, 0);
+  expect('queue depth after', run.queueDepthAfter, 0);
+  expect('consumer_applied_events', run.tables.consumer_applied_events ?? null, events);
+  expect('bare rows', bareResult.rows, events);
+  if (consumer === 'audit') expect('audit_records', run.tables.audit_records ?? null, events);
+  if (consumer === 'analytics') {
+    expect(
+      'queries counted',
+      run.tables['model.queried (sum of analytics_model_queries.queries)'] ?? null,
+      byType['model.queried'] ?? 0,
+    );
+    expect(
+      'filters counted',
+      run.tables['filter.executed (sum of analytics_filter_executions.executions)'] ?? null,
+      byType['filter.executed'] ?? 0,
+    );
+    expect(
+      'lifecycle counted',
+      run.tables['lifecycle (sum of analytics_model_lifecycle.events)'] ?? null,
+      (byType['model.registered'] ?? 0) + (byType['model.updated'] ?? 0) + (byType['model.deactivated'] ?? 0),
+    );
+  }
+  if (consumer === 'logging') expect('lines logged', run.loggedLines, events);
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Main
+
+/** The command that repeats this run whatever the defaults become: every setting that shapes it spelled out. */
+function effectiveCommand(settings: Settings): string {
+  const flags = [
+    `--events ${settings.events}`,
+    `--batch ${settings.batches.join(',')}`,
+    ...(settings.prefetch === undefined ? [] : [`--prefetch ${settings.prefetch}`]),
+    ...(settings.consumers.length === CONSUMERS.length
+      ? []
+      : [`--consumers ${settings.consumers.join(',')}`]),
+    ...(settings.window === 1000 ? [] : [`--window ${settings.window}`]),
+  ];
+  return `npm run bench:consumers -- ${flags.join(' ')}`;
+}
+
+async function main(): Promise<number> {
+  const settings = readSettings();
+  handleSignals();
+  const startedAt = new Date();
+  const env = environment();
+  const environments = new Environments();
+  const databases = new Set<string>();
+  const tag = Math.random().toString(16).slice(2, 10);
+  const runs: RunResult[] = [];
+  let broker: BrokerInfo | undefined;
+  let postgresVersion = 'unknown';
+  let alarmsAfter: string[] = [];
+  let probes: Probes = { rabbitmq: undefined, postmaster: undefined };
+  let failure: unknown;
+
+  try {
+    broker = await waitForBroker();
+    probes = { rabbitmq: findRabbitmqPid(), postmaster: findPostmasterPid() };
+    postgresVersion = await withClient(`${settings.pgServerUrl}/postgres`, async (client) => {
+      const { rows } = await client.query<{ v: string; sc: string }>(
+        "SELECT current_setting('server_version') AS v, current_setting('synchronous_commit') AS sc",
+      );
+      return `${rows[0]?.v} (synchronous_commit ${rows[0]?.sc})`;
+    });
+    for (const batch of settings.batches) {
+      const prefetch = settings.prefetch ?? 2 * batch;
+      for (const consumer of settings.consumers) {
+        progress(
+          `${consumer}, batch ${batch}, prefetch ${prefetch}: building ${formatNumber(settings.events)} events`,
+        );
+        const runStarted = performance.now();
+        const prepared = prepare(consumer, settings.events);
+        const database = `tb_bench_consumers_${tag}_${consumer}_${batch}`;
+        databases.add(database);
+        const databaseUrl = await createDatabase(settings.pgServerUrl, database);
+        await waitForBroker();
+        const busEnv = await environments.create();
+        try {
+          const queue = QUEUE_OF[consumer];
+          progress(`  filling ${queue} in vhost ${busEnv.vhost.vhost}`);
+          const filled = await fill(busEnv.env.RABBITMQ_URL, queue, prepared.messages, settings);
+          progress(
+            `  ${formatNumber(filled.messagesPerSec)} msgs/s confirmed; ${queue} holds ${formatNumber(filled.queueDepth)}`,
+          );
+          progress('  bare INSERT loop');
+          const bareResult = await bare(databaseUrl, database, prepared, batch, probes, settings);
+          progress(`  ${formatNumber(bareResult.rowsPerSec)} rows/s over ${bareResult.seconds} s`);
+          progress(`  ${consumer} consumer`);
+          const run = await consume(
+            consumer,
+            busEnv,
+            databaseUrl,
+            database,
+            settings.events,
+            batch,
+            prefetch,
+            probes,
+            settings,
+          );
+          progress(
+            `  ${formatNumber(run.eventsPerSec)} events/s over ${run.seconds} s; node ${run.cpu.self.cores.toFixed(2)}, PostgreSQL ${formatCores(run.cpu.processes.postgresql)}, RabbitMQ ${formatCores(run.cpu.processes.rabbitmq)} cores`,
+          );
+          const result = {
+            consumer,
+            batch,
+            prefetch,
+            events: settings.events,
+            byType: prepared.byType,
+            bytesPerEvent: prepared.bytesPerEvent,
+            database,
+            fill: filled,
+            bare: bareResult,
+            run,
+            ratio: round(run.eventsPerSec / bareResult.rowsPerSec, 3),
+            wallSeconds: round((performance.now() - runStarted) / 1000, 1),
+          };
+          progress(`  ${result.wallSeconds} s for this run (events built, database, fill, bare, consumer)`);
+          runs.push({ ...result, problems: checkRun(result) });
+        } finally {
+          await environments.remove(busEnv).catch((error: unknown) => {
+            progress(`could not remove vhost ${busEnv.vhost.vhost}: ${String(error)}`);
+          });
+          await dropDatabase(settings.pgServerUrl, database)
+            .then(() => databases.delete(database))
+            .catch((error: unknown) => progress(`could not drop ${database}: ${String(error)}`));
+        }
+      }
+    }
+    alarmsAfter = await brokerAlarms();
+  } catch (error) {
+    failure = error;
+  } finally {
+    await environments.removeAll();
+    for (const database of databases) {
+      await dropDatabase(settings.pgServerUrl, database).catch((error: unknown) =>
+        progress(`could not drop ${database}: ${String(error)}`),
+      );
+    }
+  }
+  if (failure !== undefined) throw failure;
+
+  // ---------------------------------------------------------------------------------------------------
+  // Report
+
+  const label = (run: RunResult) => `${run.consumer} b${run.batch}`;
+  const perEvent = (cpu: { userUs: number; systemUs: number } | null | undefined, events: number) =>
+    cpu === null || cpu === undefined ? 'n/a' : formatNumber((cpu.userUs + cpu.systemUs) / events, 1);
+  const sections: Section[] = [
+    {
+      title:
+        'Throughput (queue pre-filled; bare = INSERT … ON CONFLICT DO NOTHING of the same events, same batches, same database)',
+      columns: [
+        'consumer',
+        'batch',
+        'prefetch',
+        'events',
+        'seconds',
+        'events/s',
+        'bare rows/s',
+        'consumer / bare',
+        'transactions',
+      ],
+      rows: runs.map((run) => [
+        run.consumer,
+        String(run.batch),
+        String(run.prefetch),
+        formatNumber(run.events),
+        formatNumber(run.run.seconds, 2),
+        formatNumber(run.run.eventsPerSec),
+        formatNumber(run.bare.rowsPerSec),
+        `${formatNumber(100 * run.ratio)}%`,
+        formatNumber(run.run.transactions),
+      ]),
+    },
+    {
+      title: 'CPU during each timed phase (cores: 1 = one core busy; µs per event)',
+      columns: [
+        'phase',
+        'seconds',
+        'node cores',
+        'node µs/ev',
+        'PostgreSQL cores',
+        'PG µs/ev',
+        'PG bench-db backends',
+        'RabbitMQ cores',
+        'others cores',
+      ],
+      rows: runs.flatMap((run) =>
+        (
+          [
+            ['consumer', run.run.seconds, run.run.cpu],
+            ['bare', run.bare.seconds, run.bare.cpu],
+          ] as const
+        ).map(([phase, seconds, cpu]) => [
+          `${label(run)} ${phase}`,
+          formatNumber(seconds, 2),
+          cpu.self.cores.toFixed(2),
+          perEvent(cpu.self, run.events),
+          formatCores(cpu.processes.postgresql),
+          perEvent(cpu.processes.postgresql, run.events),
+          formatCores(cpu.benchDatabase),
+          formatCores(cpu.processes.rabbitmq),
+          othersCores(cpu, env.cpus),
+        ]),
+      ),
+    },
+    {
+      title:
+        "Where each consumer's time goes: its statements, timed from node (round trip and parameter encoding included), against the wall time from subscribed to done",
+      columns: ['run · statement', 'count', 'ms / transaction', 'µs / event', '% of wall'],
+      rows: runs.flatMap((run) => {
+        const wallMs = run.run.seconds * 1000;
+        const transactions = Math.max(1, run.run.transactions);
+        const inStatements = run.run.statements.reduce((sum, time) => sum + time.ms, 0);
+        const row = (statement: string, count: string, ms: number) => [
+          `${label(run)} · ${statement}`,
+          count,
+          formatNumber(ms / transactions, 2),
+          formatNumber((1000 * ms) / run.events, 1),
+          `${formatNumber((100 * ms) / wallMs, 1)}%`,
+        ];
+        return [
+          ...[...run.run.statements]
+            .sort((a, b) => b.ms - a.ms)
+            .map((time) => row(time.statement, formatNumber(time.count), time.ms)),
+          row(
+            '(outside statements: node work — receive, parse, validate, hash, build, ack — or idle)',
+            '',
+            wallMs - inStatements,
+          ),
+          ...run.bare.statements.map((time) =>
+            row(`bare: ${time.statement}`, formatNumber(time.count), time.ms).map((cell, index) =>
+              // The bare loop's share is of its own wall time.
+              index === 4 ? `${formatNumber((100 * time.ms) / (run.bare.seconds * 1000), 1)}% of bare` : cell,
+            ),
+          ),
+        ];
+      }),
+    },
+  ];
+  const goalRun = runs.find((run) => run.consumer === GOAL.consumer && run.batch === GOAL.batch);
+  const goalMet = goalRun !== undefined && goalRun.run.eventsPerSec >= GOAL.minEventsPerSec;
+  const verdicts = [
+    goalRun === undefined
+      ? `Goal (the ${GOAL.consumer} consumer ≥ ${formatNumber(GOAL.minEventsPerSec)} events/s at batch ${GOAL.batch}): not measured in this run.`
+      : `Goal (the ${GOAL.consumer} consumer ≥ ${formatNumber(GOAL.minEventsPerSec)} events/s at batch ${GOAL.batch}): ${goalMet ? 'MET' : 'NOT MET'} — ${formatNumber(goalRun.run.eventsPerSec)} events/s, ${formatNumber(100 * goalRun.ratio)}% of the bare INSERT loop's ${formatNumber(goalRun.bare.rowsPerSec)} rows/s.`,
+  ];
+  const settingsText = [
+    `${formatNumber(settings.events)} events per queue; batch ${settings.batches.join(', ')}; prefetch ${settings.prefetch ?? '2 × batch'}; batch wait 10 ms (default); fill window ${settings.window}`,
+    ...settings.consumers.map(
+      (consumer) =>
+        `${consumer} (${QUEUE_OF[consumer]}): ${mixText(consumer)}; ${runs.find((run) => run.consumer === consumer)?.bytesPerEvent ?? '?'} B per message on average`,
+    ),
+    'each run: a fresh migrated database and vhost; the queue filled as the API publishes (only it bound during the fill), then the bare loop, then the consumer, each after a CHECKPOINT; consumer timed from start() resolving to applied = events',
+    `whole benchmark ${formatNumber((Date.now() - startedAt.getTime()) / 1000)} s; per run (build, database, fill, bare, consumer): ${runs.map((run) => `${label(run)} ${formatNumber(run.wallSeconds)} s`).join(', ')}`,
+    `from start() (connect + topology declare included): ${runs.map((run) => `${label(run)} ${formatNumber(run.run.fromStart.eventsPerSec)} events/s`).join(', ')}`,
+    `fill (not timed against anything; the broker's rate into one quorum queue): ${runs.map((run) => `${label(run)} ${formatNumber(run.fill.messagesPerSec)} msgs/s`).join(', ')}`,
+    'bare: one connection, BEGIN; INSERT INTO bench_bare_events (event_id text PRIMARY KEY, envelope jsonb) SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT DO NOTHING; COMMIT per batch',
+    'node = this process (the runtime and consumer; or the bare loop); PostgreSQL = the whole server (postmaster and all its processes), of which "bench-db backends" are the connections to the run\'s database; others = every other process on the machine (shared: a high figure means a disturbed run)',
+    'logging consumer: lines to <DATA_DIR>/logs/errors.log (10 MiB rotation) and to /dev/null in place of stdout',
+    environmentText(
+      env,
+      `, PostgreSQL ${postgresVersion}${broker === undefined ? '' : `, RabbitMQ ${broker.version} (Erlang ${broker.erlang})`}`,
+    ),
+  ];
+  const checks = [
+    ...runs.map(
+      (run) =>
+        `${label(run)}: applied ${formatNumber(run.run.status.counters.applied)}, duplicates ${run.run.status.counters.duplicates}, retried ${run.run.status.counters.retried}, dead-lettered ${run.run.status.counters.deadLettered}, poison ${run.run.status.counters.poison}, queue after ${run.run.queueDepthAfter ?? 'n/a'}, ${Object.entries(
+          run.run.tables,
+        )
+          .map(([table, count]) => `${table} ${formatNumber(count)}`)
+          .join(
+            ', ',
+          )}${run.run.loggedLines === null ? '' : `, lines logged ${formatNumber(run.run.loggedLines)}`}, bare rows ${formatNumber(run.bare.rows)} — ${run.problems.length === 0 ? 'ok' : `PROBLEMS: ${run.problems.join('; ')}`}`,
+    ),
+    `broker alarms after the runs: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
+  ];
+  await publishResults({
+    name: NAME,
+    title: 'Consumer throughput benchmark',
+    startedAt,
+    sections,
+    verdicts,
+    notes: { settings: settingsText, checks },
+    command: effectiveCommand(settings),
+    report: {
+      benchmark: NAME,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      settings: {
+        ...settings,
+        prefetch: settings.prefetch ?? '2 × batch',
+        mixes: Object.fromEntries(settings.consumers.map((consumer) => [consumer, mixText(consumer)])),
+      },
+      environment: { ...env, postgres: postgresVersion, rabbitmq: broker ?? null },
+      goal: {
+        ...GOAL,
+        eventsPerSec: goalRun?.run.eventsPerSec ?? null,
+        bareRowsPerSec: goalRun?.bare.rowsPerSec ?? null,
+        met: goalMet,
+      },
+      runs,
+      brokerAlarmsAfter: alarmsAfter,
+    },
+  });
+  return runs.every((run) => run.problems.length === 0) ? 0 : 1;
+}
+
+runMain(NAME, HELP, main);
