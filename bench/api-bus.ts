@@ -77,6 +77,7 @@ import {
   round,
   type Section,
 } from './support/report.ts';
+import { CONTEXT_WINDOWS, seedModels, TIERS } from './support/seed-models.ts';
 import {
   handleSignals,
   interruptible,
@@ -393,45 +394,8 @@ async function health(server: ServerHandle): Promise<Health> {
 // ---------------------------------------------------------------------------------------------------
 // Seed data and scenarios (the seed is bench/registry-api.ts's)
 
-const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
-const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'];
-const CONTEXT_WINDOWS = [8_192, 32_768, 128_000, 200_000, 1_000_000];
-
-function seedModel(index: number) {
-  const vendor = VENDORS[index % VENDORS.length] as string;
-  const costIn = Math.round(((index % 50) * 0.37 + 0.1) * 100) / 100;
-  return {
-    model_id: `${vendor.toLowerCase()}/bench-${String(index).padStart(5, '0')}`,
-    vendor_id: vendor,
-    capability_tier: TIERS[index % TIERS.length],
-    context_window: CONTEXT_WINDOWS[index % CONTEXT_WINDOWS.length],
-    cost_in_per_mil: costIn,
-    cost_out_per_mil: Math.round(costIn * 4 * 100) / 100,
-    function_call_support: index % 3 !== 0,
-    is_active: index % 10 !== 0,
-  };
-}
-
 async function seed(server: ServerHandle, count: number): Promise<string[]> {
-  const ids: string[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      throwIfInterrupted();
-      const model = seedModel(next++);
-      const response = await fetch(`${server.url}/models`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-api-key': server.key },
-        body: JSON.stringify(model),
-      });
-      if (response.status !== 201) {
-        throw new Error(`seeding ${model.model_id}: HTTP ${response.status} ${await response.text()}`);
-      }
-      ids.push(model.model_id);
-    }
-  };
-  await interruptible(Promise.all(Array.from({ length: 16 }, worker)));
-  return ids.sort();
+  return seedModels(server.url, server.key, count, { throwIfInterrupted, interruptible });
 }
 
 const FILTER_QUERIES = [

@@ -12,7 +12,7 @@
  * always stops the server and drops the database, also on Ctrl-C. Percentiles are autocannon's (HDR
  * histograms); nothing here computes one. Results go to bench/results/.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -22,6 +22,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon, { type Client, type Instance, type Options, type Request, type Result } from 'autocannon';
 import pg from 'pg';
+import { formatNumber, gitCommit } from './support/report.ts';
+import { CONTEXT_WINDOWS, seedModels, TIERS } from './support/seed-models.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
@@ -316,46 +318,8 @@ async function stopServer(server: Pick<ServerHandle, 'child' | 'exited'>): Promi
 // ---------------------------------------------------------------------------------------------------
 // Seed data and scenarios
 
-const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
-const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'];
-const CONTEXT_WINDOWS = [8_192, 32_768, 128_000, 200_000, 1_000_000];
-
-function seedModel(index: number) {
-  const vendor = VENDORS[index % VENDORS.length] as string;
-  const costIn = Math.round(((index % 50) * 0.37 + 0.1) * 100) / 100;
-  return {
-    // A '/' like real ids ('openai/gpt-4o'), so reads go through the percent-encoded path.
-    model_id: `${vendor.toLowerCase()}/bench-${String(index).padStart(5, '0')}`,
-    vendor_id: vendor,
-    capability_tier: TIERS[index % TIERS.length],
-    context_window: CONTEXT_WINDOWS[index % CONTEXT_WINDOWS.length],
-    cost_in_per_mil: costIn,
-    cost_out_per_mil: Math.round(costIn * 4 * 100) / 100,
-    function_call_support: index % 3 !== 0,
-    is_active: index % 10 !== 0,
-  };
-}
-
 async function seed(server: ServerHandle, count: number): Promise<string[]> {
-  const ids: string[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      throwIfInterrupted();
-      const model = seedModel(next++);
-      const response = await fetch(`${server.url}/models`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-api-key': server.adminKey },
-        body: JSON.stringify(model),
-      });
-      if (response.status !== 201) {
-        throw new Error(`seeding ${model.model_id}: HTTP ${response.status} ${await response.text()}`);
-      }
-      ids.push(model.model_id);
-    }
-  };
-  await interruptible(Promise.all(Array.from({ length: 16 }, worker)));
-  return ids.sort();
+  return seedModels(server.url, server.adminKey, count, { throwIfInterrupted, interruptible });
 }
 
 interface ScenarioContext {
@@ -665,29 +629,6 @@ async function runScenario(
 
 // ---------------------------------------------------------------------------------------------------
 // Reporting
-
-function gitCommit(): string {
-  const git = (...args: string[]) =>
-    execFileSync('git', args, {
-      cwd: REPO_ROOT,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-  let commit: string;
-  try {
-    commit = git('rev-parse', '--short=12', 'HEAD');
-  } catch {
-    return 'none (no commit yet)';
-  }
-  try {
-    return git('status', '--porcelain').length > 0 ? `${commit}+dirty` : commit;
-  } catch {
-    return commit;
-  }
-}
-
-const formatNumber = (value: number, digits = 0) =>
-  value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 /**
  * autocannon's latency histogram counts whole milliseconds (a 0.7 ms response is recorded as 0), so a

@@ -1,0 +1,57 @@
+/**
+ * The models the API benchmarks seed: a spread of vendors, tiers, context windows and prices, with ids
+ * that contain a '/' like real ones ('openai/gpt-4o'), so reads go through the percent-encoded path.
+ */
+
+const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
+export const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'];
+export const CONTEXT_WINDOWS = [8_192, 32_768, 128_000, 200_000, 1_000_000];
+
+export function seedModel(index: number) {
+  const vendor = VENDORS[index % VENDORS.length] as string;
+  const costIn = Math.round(((index % 50) * 0.37 + 0.1) * 100) / 100;
+  return {
+    model_id: `${vendor.toLowerCase()}/bench-${String(index).padStart(5, '0')}`,
+    vendor_id: vendor,
+    capability_tier: TIERS[index % TIERS.length],
+    context_window: CONTEXT_WINDOWS[index % CONTEXT_WINDOWS.length],
+    cost_in_per_mil: costIn,
+    cost_out_per_mil: Math.round(costIn * 4 * 100) / 100,
+    function_call_support: index % 3 !== 0,
+    is_active: index % 10 !== 0,
+  };
+}
+
+/** How the calling benchmark is interrupted (each has its own Ctrl-C handling). */
+export interface Interruption {
+  throwIfInterrupted(): void;
+  interruptible<T>(promise: Promise<T>): Promise<T>;
+}
+
+/** Registers `count` models over HTTP with 16 requests in flight; resolves with their ids, sorted. */
+export async function seedModels(
+  baseUrl: string,
+  writerKey: string,
+  count: number,
+  interruption: Interruption,
+): Promise<string[]> {
+  const ids: string[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      interruption.throwIfInterrupted();
+      const model = seedModel(next++);
+      const response = await fetch(`${baseUrl}/models`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': writerKey },
+        body: JSON.stringify(model),
+      });
+      if (response.status !== 201) {
+        throw new Error(`seeding ${model.model_id}: HTTP ${response.status} ${await response.text()}`);
+      }
+      ids.push(model.model_id);
+    }
+  };
+  await interruption.interruptible(Promise.all(Array.from({ length: 16 }, worker)));
+  return ids.sort();
+}
