@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { build, modelBody } from '../helper.ts';
 import { restoreBroker, setMemoryAlarm, startBrokerApp, stopBrokerApp } from '../support/broker-control.ts';
 import { type LoadResult, percentile, runLoad } from '../support/http-load.ts';
 import { readQueues } from '../support/queue-reader.ts';
+import { waitUntil } from '../support/wait-until.ts';
 
 after(restoreBroker);
 
@@ -28,20 +28,12 @@ const created = await system.app.inject({
 });
 assert.equal(created.statusCode, 201);
 
-async function until(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
 const publisherState = () => bus.status().publisher.state;
 const get = () => ({ method: 'GET', path, headers: { 'x-api-key': system.keys.reader } });
 
 /** Waits until the spool is drained, then checks every request's event reached metrics.updates once. */
 async function assertAllDelivered(results: LoadResult[]): Promise<void> {
-  await until('the spool to drain', () => bus.status().spool.unconfirmed === 0, 90_000);
+  await waitUntil('the spool to drain', () => bus.status().spool.unconfirmed === 0, 90_000);
   const expected = new Set(results.map((result) => result.correlationId));
   const reader = await readQueues(system.vhost.url, ['metrics.updates']);
   try {
@@ -62,13 +54,13 @@ async function assertAllDelivered(results: LoadResult[]): Promise<void> {
 }
 
 test('rabbitmqctl stop_app under 5,000 requests: all succeed at the same p99, and every event arrives after start_app', async () => {
-  await until('the publisher to connect', () => publisherState() === 'connected', 15_000);
+  await waitUntil('the publisher to connect', () => publisherState() === 'connected', 15_000);
   await runLoad(base, { count: 500, concurrency: 10, request: get, correlationPrefix: 'warmup' });
   const up = await runLoad(base, { count: 5000, concurrency: 10, request: get, correlationPrefix: 'up' });
 
   await stopBrokerApp();
   try {
-    await until('the publisher to notice', () => publisherState() !== 'connected', 15_000);
+    await waitUntil('the publisher to notice', () => publisherState() !== 'connected', 15_000);
     const down = await runLoad(base, {
       count: 5000,
       concurrency: 10,
@@ -104,7 +96,7 @@ test('rabbitmqctl stop_app under 5,000 requests: all succeed at the same p99, an
 });
 
 test('a memory alarm blocks publishing: requests go on, the publisher shows blocked, and all events arrive after', async () => {
-  await until('the publisher to connect', () => publisherState() === 'connected', 30_000);
+  await waitUntil('the publisher to connect', () => publisherState() === 'connected', 30_000);
   await setMemoryAlarm(true);
   try {
     const blocked = await runLoad(base, {
@@ -114,13 +106,13 @@ test('a memory alarm blocks publishing: requests go on, the publisher shows bloc
       correlationPrefix: 'blocked',
     });
     assert.ok(blocked.every((result) => result.status === 200));
-    await until('the publisher to be blocked', () => publisherState() === 'blocked', 15_000);
+    await waitUntil('the publisher to be blocked', () => publisherState() === 'blocked', 15_000);
     const health = (await system.app.inject('/health')).json();
     assert.equal(health.checks.broker, 'blocked');
     assert.equal(health.publisher.state, 'blocked');
     assert.ok(health.events.unpublished > 0);
     await setMemoryAlarm(false);
-    await until('the publisher to be unblocked', () => publisherState() === 'connected', 15_000);
+    await waitUntil('the publisher to be unblocked', () => publisherState() === 'connected', 15_000);
     await assertAllDelivered(blocked);
   } finally {
     await restoreBroker();

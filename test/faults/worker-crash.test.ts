@@ -23,6 +23,10 @@ import { verifyAuditTrail } from '../../src/consumers/audit/audit-verify.ts';
 import { createBusEnvironment, createTestDatabase } from '../helper.ts';
 import { exampleEvent } from '../support/event-examples.ts';
 import { queueStats } from '../support/rabbitmq-vhost.ts';
+import { waitUntil } from '../support/wait-until.ts';
+
+/** PostgreSQL may be restarting while these checks run: a failing check is only "not yet". */
+const POLL = { intervalMs: 100, ignoreErrors: true };
 
 const CLI = fileURLToPath(new URL('../../bin/telemetry-bus.js', import.meta.url));
 const exec = promisify(execFile);
@@ -119,19 +123,6 @@ async function count(prefix: string): Promise<number> {
   return Number(rows[0]?.n);
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // PostgreSQL may be restarting.
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 /** Per model, the sequences of its audit records in the order they were recorded. */
 async function assertOrdered(prefix: string, models: number, perModel: number): Promise<void> {
   const { rows } = await pool.query<{ model_id: string; sequences: number[] }>(
@@ -146,16 +137,18 @@ async function assertOrdered(prefix: string, models: number, perModel: number): 
 
 test('kill -9 of the active worker mid-batch: the standby takes over, every event applied once, each model in order', async () => {
   const first = startWorker();
-  await until(
+  await waitUntil(
     'the first worker to consume',
     async () => (await queueStats(bus.vhost.managementUrl, bus.vhost.vhost, QUEUES.audit)).consumers >= 1,
     30_000,
+    POLL,
   );
   const second = startWorker();
-  await until(
+  await waitUntil(
     'the second worker to stand by',
     async () => (await queueStats(bus.vhost.managementUrl, bus.vhost.vhost, QUEUES.audit)).consumers >= 2,
     30_000,
+    POLL,
   );
 
   const events = updates('crash', 100, 100);
@@ -165,7 +158,7 @@ test('kill -9 of the active worker mid-batch: the standby takes over, every even
   for (let round = 0; round < 100; round++) {
     await publish(events.slice(round * 100, (round + 1) * 100));
     if (round === 33) {
-      await until('some applied', async () => (await count('crash')) > 0, 30_000);
+      await waitUntil('some applied', async () => (await count('crash')) > 0, 30_000, POLL);
       first.child.kill('SIGKILL');
       await once(first.child, 'exit');
       atKill = await count('crash');
@@ -173,7 +166,7 @@ test('kill -9 of the active worker mid-batch: the standby takes over, every even
   }
   assert.ok(atKill > 0 && atKill < events.length, `killed mid-run (${atKill} applied)`);
 
-  await until('every event applied', async () => (await count('crash')) >= events.length, 120_000);
+  await waitUntil('every event applied', async () => (await count('crash')) >= events.length, 120_000, POLL);
   await sleep(1000);
   assert.equal(await count('crash'), events.length, 'exactly once: none lost, none twice');
   await assertOrdered('crash', 100, 100);
@@ -211,28 +204,30 @@ async function postgresUp(): Promise<boolean> {
 
 test('PostgreSQL stopped for 30 s under load: consumption pauses, nothing dead-lettered, all applied once after', async () => {
   const worker = startWorker();
-  await until(
+  await waitUntil(
     'the worker to consume',
     async () => (await queueStats(bus.vhost.managementUrl, bus.vhost.vhost, QUEUES.audit)).consumers >= 1,
     30_000,
+    POLL,
   );
   const before = updates('outage', 50, 40);
   const during = updates('outage2', 50, 40);
   try {
     await publish(before);
-    await until('some applied', async () => (await count('outage')) >= 200, 60_000);
+    await waitUntil('some applied', async () => (await count('outage')) >= 200, 60_000, POLL);
     await postgres('stop');
     await publish(during);
     await sleep(30_000);
     assert.match(worker.output(), /consumption paused/);
   } finally {
     if (!(await postgresUp())) await postgres('start');
-    await until('PostgreSQL to answer', postgresUp, 60_000);
+    await waitUntil('PostgreSQL to answer', postgresUp, 60_000, POLL);
   }
-  await until(
+  await waitUntil(
     'every event applied',
     async () => (await count('outage')) + (await count('outage2')) >= 4000,
     120_000,
+    POLL,
   );
   await sleep(1000);
   assert.equal(await count('outage'), before.length);

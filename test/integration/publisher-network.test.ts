@@ -12,14 +12,7 @@ import { runLoad } from '../support/http-load.ts';
 import { readQueues } from '../support/queue-reader.ts';
 import { TEST_RABBITMQ_URL } from '../support/rabbitmq-vhost.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
-
-async function until(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
+import { waitUntil } from '../support/wait-until.ts';
 
 interface ProxiedSystem {
   system: TestApp;
@@ -74,7 +67,7 @@ describe('network failures between the publisher and RabbitMQ', () => {
     const { system, proxy, base, path } = await proxiedSystem({});
     const bus = system.services.bus;
     assert.ok(bus !== undefined);
-    await until('the publisher to connect', () => bus.status().publisher.state === 'connected', 15_000);
+    await waitUntil('the publisher to connect', () => bus.status().publisher.state === 'connected', 15_000);
     let cuts = 0;
     const load = runLoad(base, {
       count: 6000,
@@ -88,7 +81,7 @@ describe('network failures between the publisher and RabbitMQ', () => {
         const connects = bus.status().publisher.counters.connects;
         proxy.cut();
         cuts++;
-        await until(
+        await waitUntil(
           'the publisher to reconnect',
           () =>
             bus.status().publisher.counters.connects > connects &&
@@ -100,7 +93,7 @@ describe('network failures between the publisher and RabbitMQ', () => {
     const [results] = await Promise.all([load, cutter]);
     assert.equal(cuts, 4);
     assert.ok(results.every((result) => result.status === 200));
-    await until('the spool to drain', () => bus.status().spool.unconfirmed === 0, 60_000);
+    await waitUntil('the spool to drain', () => bus.status().spool.unconfirmed === 0, 60_000);
     const eventIds = await delivered(system, new Set(results.map((result) => result.correlationId)));
     assert.equal(eventIds.size, results.length, 'one event per request, none missing');
     const publisher = bus.status().publisher;
@@ -113,7 +106,7 @@ describe('network failures between the publisher and RabbitMQ', () => {
     const { system, proxy, base, path } = await proxiedSystem({ RABBITMQ_HEARTBEAT_S: '1' });
     const bus = system.services.bus;
     assert.ok(bus !== undefined);
-    await until('the publisher to connect', () => bus.status().publisher.state === 'connected', 15_000);
+    await waitUntil('the publisher to connect', () => bus.status().publisher.state === 'connected', 15_000);
     proxy.blackhole(true);
     const started = Date.now();
     const results = await runLoad(base, {
@@ -123,14 +116,14 @@ describe('network failures between the publisher and RabbitMQ', () => {
       request: () => ({ method: 'GET', path, headers: { 'x-api-key': system.keys.reader } }),
     });
     assert.ok(results.every((result) => result.status === 200));
-    await until(
+    await waitUntil(
       'heartbeats to find the dead connection',
       () => bus.status().publisher.state !== 'connected',
       15_000,
     );
     console.log(`partition detected after ${Date.now() - started} ms with a 1 s heartbeat`);
     proxy.blackhole(false);
-    await until('the spool to drain', () => bus.status().spool.unconfirmed === 0, 60_000);
+    await waitUntil('the spool to drain', () => bus.status().spool.unconfirmed === 0, 60_000);
     const eventIds = await delivered(system, new Set(results.map((result) => result.correlationId)));
     assert.equal(eventIds.size, results.length);
   });
@@ -164,7 +157,7 @@ describe('the spool cap', () => {
     assert.ok(full.spool.bytes <= 1024 * 1024, 'the spool never exceeds its cap');
 
     proxy.blackhole(false);
-    await until('the spool to drain', () => bus.status().spool.unconfirmed === 0, 60_000);
+    await waitUntil('the spool to drain', () => bus.status().spool.unconfirmed === 0, 60_000);
     // Sequential requests: the first ones filled the spool, and (records differ by a few bytes, so a
     // slightly smaller one may still squeeze in) almost all later ones were dropped.
     const keptCount = 3000 - dropped;

@@ -14,6 +14,7 @@ import { buildTopology, type Topology } from '../../src/bus/topology.ts';
 import type { Consumer } from '../../src/consumers/consumer.ts';
 import { ConsumerRuntime, type ConsumerRuntimeOptions } from '../../src/consumers/consumer-runtime.ts';
 import { createBusEnvironment, createTestDatabase, type Teardown } from '../helper.ts';
+import { waitUntil } from './wait-until.ts';
 
 /** A ladder of 0.2 s, 0.4 s, 0.6 s: the real one (1 s, 5 s, 30 s) is tested once, on its own. */
 export const TEST_RETRY_DELAYS_MS = [200, 400, 600] as const;
@@ -113,12 +114,6 @@ export async function consumerHarness(
       });
       await confirmAll();
     },
-    async waitUntil(what, check, timeoutMs = 20_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!(await check())) {
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    },
+    waitUntil: (what, check, timeoutMs = 20_000) => waitUntil(what, check, timeoutMs, { intervalMs: 50 }),
   };
 }
