@@ -47,6 +47,8 @@ export interface Config {
   spoolSegmentBytes: number;
   /** Interval between fsyncs of the event spool, in milliseconds; 0 syncs every event. @default 50 */
   spoolFsyncIntervalMs: number;
+  /** Interval between writes of the API's loss-ledger counts to PostgreSQL, in milliseconds. @default 1000 */
+  ledgerFlushIntervalMs: number;
   /** AMQP heartbeat interval, in seconds: a dead broker connection is detected within about twice this. @default 5 */
   rabbitmqHeartbeatSeconds: number;
   /** RabbitMQ management API, for queue statistics in GET /health; empty uses AMQP passive declares. */
@@ -251,6 +253,14 @@ export const CONFIG_VARIABLES = {
     form: 'an integer number of milliseconds, 0–1000 (0 syncs every event)',
     description: 'Interval between fsyncs of the spool, in ms: what a power cut (not a crash) can lose.',
     parse: integer(0, 1000),
+  },
+  LEDGER_FLUSH_INTERVAL_MS: {
+    key: 'ledgerFlushIntervalMs',
+    default: '1000',
+    form: 'an integer number of milliseconds, 100–60000',
+    description:
+      'Interval between writes of the loss-ledger counts (emitted, spooled, confirmed) to PostgreSQL, in ms.',
+    parse: integer(100, 60_000),
   },
   RABBITMQ_HEARTBEAT_S: {
     key: 'rabbitmqHeartbeatSeconds',

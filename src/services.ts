@@ -13,6 +13,8 @@ import { buildTopology } from './bus/topology.ts';
 import type { Config } from './config.ts';
 import { DlqService } from './consumers/dlq/dlq-service.ts';
 import { createPool } from './db/create-pool.ts';
+import { LedgerCounts } from './metrics/ledger/ledger-counts.ts';
+import { LedgerWriter } from './metrics/ledger/ledger-writer.ts';
 import { createPrometheusRegistry } from './metrics/prometheus-registry.ts';
 import { ModelRegistry } from './registry/model-registry.ts';
 import { ModelRepository } from './registry/model-repository.ts';
@@ -41,6 +43,18 @@ export interface ServicesOptions {
 export function createServices(config: Config, options: ServicesOptions = {}): Services {
   const pool = createPool({ databaseUrl: config.databaseUrl, max: config.dbPoolMax }, options.onPoolError);
   const topology = buildTopology({ retryDelaysMs: config.retryDelaysMs });
+  const ledger = config.telemetryEnabled
+    ? new LedgerWriter({
+        pool,
+        counts: new LedgerCounts(),
+        intervalMs: config.ledgerFlushIntervalMs,
+        onError: (error) =>
+          options.logger?.warn(
+            { err: String(error) },
+            'loss ledger not written; its counts are kept for the next try',
+          ),
+      })
+    : undefined;
   const bus = config.telemetryEnabled
     ? EventBus.open({
         dataDir: config.dataDir,
@@ -53,8 +67,10 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
         publishConfirmTimeoutMs: config.publishConfirmTimeoutMs,
         heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
         logger: options.logger,
+        ledger: ledger?.counts,
       })
     : undefined;
+  ledger?.start();
   const queues =
     bus === undefined
       ? undefined
@@ -85,6 +101,8 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
       await queues?.close();
       // Half the shutdown budget: the HTTP drain before this takes the rest; what is left waits on disk.
       await bus?.close(Math.floor(config.shutdownTimeoutMs / 2));
+      // After the bus: the confirms of its last sends are counted too.
+      await ledger?.close();
       await pool.end();
     },
   };

@@ -6,6 +6,7 @@
  * It never throws and never blocks: an event it cannot keep is dropped and counted by reason.
  */
 import { join } from 'node:path';
+import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
 import type { TelemetryEvent } from './event-schemas.ts';
 import { encodeRecord } from './outbound-message.ts';
 import { Spool, type SpoolStats } from './spool/spool.ts';
@@ -31,6 +32,8 @@ export interface EventBusOptions {
   /** AMQP heartbeat, in seconds. @default 5 */
   heartbeatSeconds?: number;
   logger?: PublisherLogger;
+  /** Counts every event emitted, spooled and confirmed, for the loss ledger. */
+  ledger?: LedgerCounts;
 }
 
 /** Why an event was not kept: the spool was full, the disk refused the write, or it was not serialisable. */
@@ -46,12 +49,14 @@ export interface EventBusStatus {
 export class EventBus {
   readonly #spool: Spool;
   readonly #publisher: SpoolPublisher;
+  readonly #ledger: LedgerCounts | undefined;
   #emitted = 0;
   #invalid = 0;
 
-  private constructor(spool: Spool, publisher: SpoolPublisher) {
+  private constructor(spool: Spool, publisher: SpoolPublisher, ledger: LedgerCounts | undefined) {
     this.#spool = spool;
     this.#publisher = publisher;
+    this.#ledger = ledger;
   }
 
   /** Opens the spool (recovering what a previous run left) and starts sending it. */
@@ -69,9 +74,10 @@ export class EventBus {
       confirmTimeoutMs: options.publishConfirmTimeoutMs,
       heartbeatSeconds: options.heartbeatSeconds,
       logger: options.logger,
+      ledger: options.ledger,
     });
     publisher.start();
-    return new EventBus(spool, publisher);
+    return new EventBus(spool, publisher, options.ledger);
   }
 
   /**
@@ -80,6 +86,7 @@ export class EventBus {
    */
   emit(event: TelemetryEvent, traceparent: string, timestampMs: number): boolean {
     this.#emitted++;
+    this.#ledger?.add('emitted', event.event_type, timestampMs);
     let record: string;
     try {
       record = encodeRecord(
@@ -98,7 +105,9 @@ export class EventBus {
       this.#invalid++;
       return false;
     }
-    return this.#spool.append(record) >= 0;
+    if (this.#spool.append(record) < 0) return false;
+    this.#ledger?.add('spooled', event.event_type, timestampMs);
+    return true;
   }
 
   status(): EventBusStatus {

@@ -21,7 +21,11 @@ export const MODEL_EVENT_TYPES = [
 
 export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
 
-export const EVENT_SOURCES = ['api', 'scheduler', 'admin'] as const;
+/**
+ * Who emitted an event. `selftest`: a synthetic event of POST /telemetry/selftest, which consumers record
+ * as applied without any effect.
+ */
+export const EVENT_SOURCES = ['api', 'scheduler', 'admin', 'selftest'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
 
 /** Bumped on any change to the envelope that a consumer could notice. */

@@ -6,10 +6,18 @@
  * Plain arrays indexed by a sequence number given at publish time: no Map or Set entry per message, which
  * at thousands of messages a second is garbage the collector would otherwise chase.
  */
+/** What an entry is: its event's type and time (epoch ms). */
+export interface Label {
+  eventType: string;
+  timestampMs: number;
+}
+
 export class InflightWindow {
   #offsets: number[] = [];
   #sentAt: number[] = [];
   #settled: boolean[] = [];
+  /** What each entry is, for whoever counts confirmed events (undefined: nothing to count). */
+  #labels: (Label | undefined)[] = [];
   /** Sequence number of the entry at index #head. */
   #base = 0;
   #head = 0;
@@ -20,24 +28,29 @@ export class InflightWindow {
   }
 
   /** Records a publish; the returned sequence number settles it. */
-  push(offset: number, now: number): number {
+  push(offset: number, now: number, label?: Label): number {
     this.#offsets.push(offset);
     this.#sentAt.push(now);
     this.#settled.push(false);
+    this.#labels.push(label);
     return this.#base + this.#offsets.length - 1;
   }
 
   /**
    * Marks one entry settled. Returns the highest offset of the settled prefix that this call completed,
    * or -1 when the prefix did not grow. A sequence number from before a `clear()` is ignored.
+   * `onPrefix` is called with the label of each entry as it joins the prefix: once per entry, however
+   * often it was confirmed (a resent copy is a new entry only after a `clear()`).
    */
-  settle(sequence: number): number {
+  settle(sequence: number, onPrefix?: (label: Label) => void): number {
     const index = sequence - this.#base;
     if (index < this.#head || index >= this.#offsets.length) return -1;
     this.#settled[index] = true;
     let confirmedUpTo = -1;
     while (this.#head < this.#offsets.length && this.#settled[this.#head] === true) {
       confirmedUpTo = this.#offsets[this.#head] as number;
+      const label = this.#labels[this.#head];
+      if (label !== undefined) onPrefix?.(label);
       this.#head++;
     }
     if (this.#head > 4096 && this.#head * 2 > this.#offsets.length) this.#compact();
@@ -61,6 +74,7 @@ export class InflightWindow {
     this.#offsets = [];
     this.#sentAt = [];
     this.#settled = [];
+    this.#labels = [];
     this.#head = 0;
     return unsettled;
   }
@@ -69,6 +83,7 @@ export class InflightWindow {
     this.#offsets = this.#offsets.slice(this.#head);
     this.#sentAt = this.#sentAt.slice(this.#head);
     this.#settled = this.#settled.slice(this.#head);
+    this.#labels = this.#labels.slice(this.#head);
     this.#base += this.#head;
     this.#head = 0;
   }

@@ -26,6 +26,9 @@ export interface OutboundMessage {
   routingKey: string;
   body: Buffer;
   options: Options.Publish;
+  /** The event's type and time (epoch ms), for counting it in the loss ledger once confirmed. */
+  eventType: string;
+  timestampMs: number;
 }
 
 const NEWLINE = 0x0a;
@@ -76,6 +79,8 @@ export function toOutboundMessage(record: Buffer): OutboundMessage {
     exchange: exchangeFor(header.eventType),
     routingKey: header.eventType,
     body,
+    eventType: header.eventType,
+    timestampMs: header.timestampMs,
     options: {
       persistent: true,
       mandatory: true,

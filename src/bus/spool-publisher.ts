@@ -10,9 +10,10 @@
  * first copies; consumers de-duplicate by `event_id`.
  */
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
 import { applyTopology } from './apply-topology.ts';
 import { connectToBroker, destroyConnection } from './broker-connection.ts';
-import { InflightWindow } from './inflight-window.ts';
+import { InflightWindow, type Label } from './inflight-window.ts';
 import { toOutboundMessage } from './outbound-message.ts';
 import type { Spool, SpoolRecord } from './spool/spool.ts';
 import type { Topology } from './topology.ts';
@@ -45,6 +46,8 @@ export interface SpoolPublisherOptions {
   /** Records read and published per batch, at most, before requests get a turn. @default 100 */
   readBatch?: number;
   logger?: PublisherLogger;
+  /** Where each record is counted once, when the broker's confirms reach it. */
+  ledger?: LedgerCounts;
 }
 
 export interface PublisherCounters {
@@ -102,7 +105,8 @@ const silentLogger: PublisherLogger = { info() {}, warn() {}, error() {} };
 
 export class SpoolPublisher {
   readonly #spool: Spool;
-  readonly #options: Required<Omit<SpoolPublisherOptions, 'logger'>>;
+  #countConfirmed: ((label: Label) => void) | undefined;
+  readonly #options: Required<Omit<SpoolPublisherOptions, 'logger' | 'ledger'>>;
   readonly #logger: PublisherLogger;
   readonly counters: PublisherCounters = {
     confirmed: 0,
@@ -138,11 +142,13 @@ export class SpoolPublisher {
 
   constructor(spool: Spool, options: SpoolPublisherOptions) {
     this.#spool = spool;
-    const { logger, ...rest } = options;
+    const { logger, ledger, ...rest } = options;
     this.#logger = logger ?? silentLogger;
     this.#options = { ...DEFAULTS, ...stripUndefined(rest) } as Required<
-      Omit<SpoolPublisherOptions, 'logger'>
+      Omit<SpoolPublisherOptions, 'logger' | 'ledger'>
     >;
+    if (ledger !== undefined)
+      this.#countConfirmed = (label) => ledger.add('confirmed', label.eventType, label.timestampMs);
   }
 
   /** Starts sending in the background; it never rejects, and retries the broker until stopped. */
@@ -335,7 +341,8 @@ export class SpoolPublisher {
       this.#settle(this.#inflight.push(record.offset, Date.now()));
       return true;
     }
-    const sequence = this.#inflight.push(record.offset, Date.now());
+    // The message is its own ledger label: no allocation per message for counting it.
+    const sequence = this.#inflight.push(record.offset, Date.now(), message);
     // The channel may have closed a moment ago, its close event not yet delivered: amqplib then throws.
     return this.#tryPublish(channel, message, sequence, generation);
   }
@@ -384,7 +391,7 @@ export class SpoolPublisher {
   }
 
   #settle(sequence: number): void {
-    const confirmedUpTo = this.#inflight.settle(sequence);
+    const confirmedUpTo = this.#inflight.settle(sequence, this.#countConfirmed);
     if (confirmedUpTo < 0) return;
     this.#spool.confirm(confirmedUpTo);
     for (const listener of this.#confirmListeners) listener();

@@ -25,6 +25,8 @@ import { validateEvent } from '../bus/event-validator.ts';
 import type { PublisherLogger } from '../bus/spool-publisher.ts';
 import { EXCHANGES, type Topology } from '../bus/topology.ts';
 import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
+import { appliedRows } from '../metrics/ledger/applied-rows.ts';
+import { addLedgerRows } from '../metrics/ledger/ledger-store.ts';
 import type { Consumer, Delivery } from './consumer.ts';
 import { decideFailure, FAILURE_HEADERS } from './failure-policy.ts';
 import { PoisonMessageError } from './poison-message-error.ts';
@@ -415,11 +417,22 @@ export class ConsumerRuntime {
       const fresh = new Set(rows.map((row) => row.event_id));
       // Set.delete: an event delivered twice in one batch is applied once.
       const todo = deliveries.filter((delivery) => fresh.delete(delivery.id));
-      if (todo.length > 0) await worker.consumer.apply(todo, client);
+      // Self-test events are recorded as applied (and counted in the ledger) with no effect.
+      const effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
+      if (effective.length > 0) await worker.consumer.apply(effective, client);
+      if (todo.length > 0) {
+        await addLedgerRows(
+          client,
+          appliedRows(
+            worker.consumer.name,
+            todo.map((delivery) => delivery.event),
+          ),
+        );
+      }
       await client.query('COMMIT');
       worker.counters.applied += todo.length;
       worker.counters.duplicates += deliveries.length - todo.length;
-      committed = todo;
+      committed = effective;
     } catch (error) {
       if (isDatabaseUnavailable(error)) broken = error;
       else

@@ -14,6 +14,7 @@ import type { EventBus } from '../bus/event-bus.ts';
 import type { QueueInspector } from '../bus/queue-inspector.ts';
 import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
 import type { DlqService } from '../consumers/dlq/dlq-service.ts';
+import { LedgerQuery } from '../metrics/ledger/ledger-query.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
 import closingGuard from './plugins/closing-guard.ts';
@@ -26,7 +27,9 @@ import auditRoutes from './routes/audit.ts';
 import dlqRoutes from './routes/dlq.ts';
 import eventSchemaRoutes from './routes/event-schemas.ts';
 import healthRoutes from './routes/health.ts';
+import ledgerRoutes from './routes/ledger.ts';
 import modelRoutes from './routes/models.ts';
+import selfTestRoutes from './routes/self-test.ts';
 import { schemaCompilers } from './schema-compilers.ts';
 
 /** Request bodies above this size get 413. */
@@ -95,5 +98,7 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   await app.register(dlqRoutes, { dlq: deps.dlq });
   await app.register(auditRoutes, { pool: deps.pool });
   await app.register(analyticsRoutes, { analytics: new AnalyticsQuery(deps.pool) });
+  await app.register(ledgerRoutes, { ledger: new LedgerQuery(deps.pool) });
+  if (deps.bus !== undefined) await app.register(selfTestRoutes, { bus: deps.bus, pool: deps.pool });
   return app;
 }

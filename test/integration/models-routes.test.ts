@@ -344,6 +344,8 @@ describe('health and docs', () => {
       '/readyz',
       '/schemas/events',
       '/schemas/events/{event_type}',
+      '/telemetry/ledger',
+      '/telemetry/selftest',
     ]);
     assert.deepEqual(document.paths['/models'].post.security, [{ apiKey: [] }]);
     assert.ok(document.paths['/models'].get.parameters.some((p: { name: string }) => p.name === 'cursor'));

@@ -12,32 +12,13 @@ import {
 } from '../../consumers/analytics/analytics-query.ts';
 import { CapabilityTierSchema, VendorId } from '../../registry/model-schemas.ts';
 import { errorResponses } from '../error-response.ts';
+import { rangeFields } from '../time-range-query.ts';
 
 export interface AnalyticsRoutesOptions {
   analytics: AnalyticsQuery;
 }
 
 const security = [{ apiKey: [] }];
-
-// Parsed by resolveTimeRange rather than by a `format`, so that 30 February or a date-time without an
-// offset is a 400 naming the field too, with one message for every bad date.
-const Instant = (end: string, fallback: string) =>
-  Type.Optional(
-    Type.String({
-      minLength: 1,
-      maxLength: 64,
-      description:
-        `${end} of the range: an ISO-8601 date (midnight UTC) or date-time with an offset ` +
-        `(in a URL, send '+' as %2B); default ${fallback}. Counts are hourly: every hour overlapping ` +
-        'the range counts.',
-      examples: ['2025-01-15T10:00:00Z'],
-    }),
-  );
-
-const rangeFields = {
-  from: Instant('Start (inclusive)', '24 h before to'),
-  to: Instant('End (exclusive)', 'now'),
-};
 
 const Range = {
   from: Type.String({ format: 'date-time', description: 'The range used, ISO-8601 UTC' }),
@@ -49,7 +30,7 @@ const Rate = (description: string) =>
 
 const PopularQuery = Type.Object(
   {
-    ...rangeFields,
+    ...rangeFields('hour'),
     limit: Type.Optional(
       Type.Integer({
         minimum: 1,
@@ -81,7 +62,7 @@ const PopularModelsResponse = Type.Object({
   ),
 });
 
-const FilterQuery = Type.Object(rangeFields, { additionalProperties: false });
+const FilterQuery = Type.Object(rangeFields('hour'), { additionalProperties: false });
 
 const Share = Type.Number({
   minimum: 0,

@@ -4,6 +4,8 @@ import type pg from 'pg';
 import { type TSchema, Type } from 'typebox';
 import type { EventBus } from '../../bus/event-bus.ts';
 import type { QueueInspector } from '../../bus/queue-inspector.ts';
+import { LedgerQuery } from '../../metrics/ledger/ledger-query.ts';
+import { LedgerResponse } from './ledger.ts';
 
 export interface HealthRoutesOptions {
   pool: pg.Pool;
@@ -14,6 +16,9 @@ export interface HealthRoutesOptions {
   /** Time PostgreSQL gets to answer the readiness probe, in milliseconds. @default 2000 */
   probeTimeoutMs?: number;
 }
+
+/** The window of the loss ledger /health shows. */
+const HEALTH_LEDGER_WINDOW_MS = 15 * 60_000;
 
 const DependencyState = Type.Enum(['up', 'down']);
 const BrokerState = Type.Enum(['up', 'down', 'blocked', 'off'], {
@@ -83,6 +88,10 @@ const Health = Type.Object({
     }),
     Type.Null(),
   ]),
+  ledger: Type.Union([LedgerResponse, Type.Null()], {
+    description:
+      'The loss ledger of the last 15 minutes (GET /telemetry/ledger for any range); null if unreadable',
+  }),
 });
 
 function brokerState(bus: EventBus | undefined): 'up' | 'down' | 'blocked' | 'off' {
@@ -92,26 +101,32 @@ function brokerState(bus: EventBus | undefined): 'up' | 'down' | 'blocked' | 'of
   return state === 'blocked' ? 'blocked' : 'down';
 }
 
-async function postgresUp(pool: pg.Pool, timeoutMs: number): Promise<boolean> {
+/** `promise`'s value, or `fallback` if it fails or takes longer than `timeoutMs`. */
+async function within<T, F>(promise: Promise<T>, timeoutMs: number, fallback: F): Promise<T | F> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
+  const timeout = new Promise<F>((resolve) => {
+    timer = setTimeout(() => resolve(fallback), timeoutMs);
   });
-  const probe = pool.query('SELECT 1').then(
-    () => true,
-    () => false,
-  );
   try {
-    return await Promise.race([probe, timeout]);
+    return await Promise.race([promise.catch(() => fallback), timeout]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+function postgresUp(pool: pg.Pool, timeoutMs: number): Promise<boolean> {
+  return within(
+    pool.query('SELECT 1').then(() => true),
+    timeoutMs,
+    false,
+  );
 }
 
 const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
   app,
   { pool, bus, queues, probeTimeoutMs },
 ) => {
+  const ledger = new LedgerQuery(pool);
   app.get(
     '/livez',
     {
@@ -159,9 +174,15 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
       },
     },
     async () => {
-      const [postgres, report] = await Promise.all([
+      const now = Date.now();
+      const [postgres, report, ledgerWindow] = await Promise.all([
         postgresUp(pool, probeTimeoutMs ?? 2000),
         queues?.report(),
+        within(
+          ledger.summary({ from: new Date(now - HEALTH_LEDGER_WINDOW_MS), to: new Date(now) }),
+          probeTimeoutMs ?? 2000,
+          null,
+        ),
       ]);
       const broker = brokerState(bus);
       const status = bus?.status();
@@ -203,6 +224,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
               },
         queues:
           report === undefined ? null : { source: report.source, error: report.error, items: report.queues },
+        ledger: ledgerWindow,
       };
     },
   );

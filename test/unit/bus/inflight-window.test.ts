@@ -60,3 +60,37 @@ test('model: the reported prefix always equals the longest fully settled prefix 
     { numRuns: 30 },
   );
 });
+
+test('each entry is counted once, in order, when it joins the settled prefix, however often it is confirmed', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.nat(40), { minLength: 1, maxLength: 200 }),
+      fc.integer({ min: 1, max: 40 }),
+      (confirms, entries) => {
+        const window = new InflightWindow();
+        const counted: number[] = [];
+        const sequences = Array.from({ length: entries }, (_, index) =>
+          window.push(index, 0, { eventType: 'api.request', timestampMs: index }),
+        );
+        const onPrefix = (label: { timestampMs: number }) => counted.push(label.timestampMs);
+        // Some confirms arrive twice, in any order; then every entry is confirmed.
+        for (const pick of confirms) window.settle(sequences[pick % entries] as number, onPrefix);
+        for (const sequence of sequences) window.settle(sequence, onPrefix);
+        assert.deepEqual(
+          counted,
+          sequences.map((_, index) => index),
+        );
+      },
+    ),
+  );
+});
+
+test('entries without a label are settled but not counted', () => {
+  const window = new InflightWindow();
+  const counted: string[] = [];
+  window.settle(window.push(1, 0), (label) => counted.push(label.eventType));
+  window.settle(window.push(2, 0, { eventType: 'model.updated', timestampMs: 0 }), (label) =>
+    counted.push(label.eventType),
+  );
+  assert.deepEqual(counted, ['model.updated']);
+});
