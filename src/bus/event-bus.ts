@@ -7,6 +7,7 @@
  */
 import { join } from 'node:path';
 import type { TelemetryEvent } from './event-schemas.ts';
+import { EVENT_TYPES, type EventType } from './event-types.ts';
 import { encodeRecord } from './outbound-message.ts';
 import { Spool, type SpoolStats } from './spool/spool.ts';
 import { type PublisherLogger, type PublisherStatus, SpoolPublisher } from './spool-publisher.ts';
@@ -38,6 +39,8 @@ export type EmitDropReason = 'spool_full' | 'write_error' | 'invalid_event';
 
 export interface EventBusStatus {
   emitted: number;
+  /** `emitted` by event type (their sum). */
+  emittedByType: Record<EventType, number>;
   dropped: Record<EmitDropReason, number>;
   spool: SpoolStats;
   publisher: PublisherStatus;
@@ -47,6 +50,11 @@ export class EventBus {
   readonly #spool: Spool;
   readonly #publisher: SpoolPublisher;
   #emitted = 0;
+  // A plain object with every type present: one property increment per emit, no Map lookup.
+  readonly #emittedByType = Object.fromEntries(EVENT_TYPES.map((type) => [type, 0])) as Record<
+    EventType,
+    number
+  >;
   #invalid = 0;
 
   private constructor(spool: Spool, publisher: SpoolPublisher) {
@@ -80,6 +88,7 @@ export class EventBus {
    */
   emit(event: TelemetryEvent, traceparent: string, timestampMs: number): boolean {
     this.#emitted++;
+    this.#emittedByType[event.event_type]++;
     let record: string;
     try {
       record = encodeRecord(
@@ -105,6 +114,7 @@ export class EventBus {
     const spool = this.#spool.stats();
     return {
       emitted: this.#emitted,
+      emittedByType: { ...this.#emittedByType },
       dropped: { ...spool.dropped, invalid_event: this.#invalid },
       spool,
       publisher: this.#publisher.status(),
