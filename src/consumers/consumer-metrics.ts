@@ -27,7 +27,16 @@ export class ConsumerMetrics {
   readonly #batchSize: Histogram<'consumer'>;
   readonly #retries: Counter<'consumer' | 'delay_seconds'>;
 
-  constructor(registry: Registry, source: ConsumerMetricsSource, prefetch: number) {
+  /**
+   * `prefetch` is the configured prefetch; `retryDelaysMs` the ladder, whose steps get a series at 0 from
+   * the start (as do the batch histograms), so a rate over them is 0, not "no data", until one happens.
+   */
+  constructor(
+    registry: Registry,
+    source: ConsumerMetricsSource,
+    options: { prefetch: number; retryDelaysMs: readonly number[] },
+  ) {
+    const { prefetch } = options;
     const fromStatus = (name: string, help: string, key: keyof ConsumerCounters) =>
       new Counter({
         name,
@@ -85,6 +94,11 @@ export class ConsumerMetrics {
       buckets: BATCH_SIZE_BUCKETS,
       registers: [registry],
     });
+    for (const { name: consumer } of source.status()) {
+      for (const delayMs of options.retryDelaysMs) this.#retries.inc(this.#retryLabels(consumer, delayMs), 0);
+      this.#batchDuration.zero({ consumer });
+      this.#batchSize.zero({ consumer });
+    }
     new Gauge({
       name: 'telemetry_consumer_paused',
       help: 'Whether the consumer is paused because PostgreSQL is unreachable (1) or not (0)',
@@ -124,6 +138,10 @@ export class ConsumerMetrics {
 
   /** One message sent up the ladder, to a step of `delayMs`. */
   retried(consumer: string, delayMs: number): void {
-    this.#retries.inc({ consumer, delay_seconds: String(delayMs / 1000) });
+    this.#retries.inc(this.#retryLabels(consumer, delayMs));
+  }
+
+  #retryLabels(consumer: string, delayMs: number) {
+    return { consumer, delay_seconds: String(delayMs / 1000) };
   }
 }

@@ -158,7 +158,7 @@ export class ConsumerRuntime {
         : new ConsumerMetrics(
             metrics,
             { status: () => this.status(), inFlight: () => this.#inFlight() },
-            this.#options.prefetch,
+            { prefetch: this.#options.prefetch, retryDelaysMs: this.#options.retryDelaysMs },
           );
   }
 

@@ -37,7 +37,10 @@ const teardown = { after: (fn: () => unknown) => cleanups.push(fn) };
 
 let system: TestApp;
 
-async function scrape(url = '/metrics/prometheus', headers: Record<string, string> = {}): Promise<Exposition> {
+async function scrape(
+  url = '/metrics/prometheus',
+  headers: Record<string, string> = {},
+): Promise<Exposition> {
   const response = await system.app.inject({ method: 'GET', url, headers });
   assert.equal(response.statusCode, 200, response.body);
   return parseExposition(response.body);
@@ -77,7 +80,10 @@ describe('the Prometheus exposition of the API', () => {
       headers: { accept: PROMETHEUS_ACCEPT },
     });
     assert.equal(response.statusCode, 200);
-    assert.equal(response.headers['content-type'], 'application/openmetrics-text; version=1.0.0; charset=utf-8');
+    assert.equal(
+      response.headers['content-type'],
+      'application/openmetrics-text; version=1.0.0; charset=utf-8',
+    );
     assert.match(response.body, /^# TYPE telemetry_events_emitted counter$/m);
     assert.match(response.body, /^telemetry_events_emitted_total\{event_type="api.request"\} \d+$/m);
     assert.ok(response.body.endsWith('\n# EOF\n'));
@@ -296,8 +302,10 @@ describe('the Prometheus exposition of the API', () => {
       'the poison message counted by audit and analytics',
       async () => {
         const now = await scrape();
-        return poison(now, 'audit') === poison(before, 'audit') + 1 &&
-          poison(now, 'analytics') === poison(before, 'analytics') + 1;
+        return (
+          poison(now, 'audit') === poison(before, 'audit') + 1 &&
+          poison(now, 'analytics') === poison(before, 'analytics') + 1
+        );
       },
       15_000,
     );
@@ -363,7 +371,10 @@ describe('the Prometheus exposition of the API', () => {
         const names = metricNamesIn(target.expr);
         assert.ok(names.size > 0, `no metric found in '${target.expr}'`);
         for (const name of names) {
-          assert.ok(ours.has(name) || rabbit.has(name), `'${panel.title}' queries ${name}, which nothing exposes`);
+          assert.ok(
+            ours.has(name) || rabbit.has(name),
+            `'${panel.title}' queries ${name}, which nothing exposes`,
+          );
           checked++;
         }
       }

@@ -27,7 +27,7 @@ export interface Exposition {
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$/;
 const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
 
-function unescape(value: string): string {
+function unescapeLabel(value: string): string {
   return value.replace(/\\(["\\n])/g, (_match, char: string) => (char === 'n' ? '\n' : char));
 }
 
@@ -46,7 +46,7 @@ export function parseExposition(text: string): Exposition {
     assert.ok(match, `not a sample line: ${line}`);
     const labels: Record<string, string> = {};
     for (const label of (match[2] ?? '').matchAll(LABEL)) {
-      labels[label[1] as string] = unescape(label[2] as string);
+      labels[label[1] as string] = unescapeLabel(label[2] as string);
     }
     const raw = match[3] as string;
     const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
