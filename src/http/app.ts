@@ -95,15 +95,17 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   await app.register(telemetry, { bus: deps.bus });
   await app.register(closingGuard);
   await app.register(openapi);
-  await app.register(authentication, { apiKeys: deps.apiKeys });
-  await app.register(rateLimit, { perMinute: options.rateLimitPerMinute ?? 0 });
   if (deps.metrics !== undefined) {
+    // Before authentication and rate limiting: its onRequest hook answers a scrape of GET /metrics
+    // before theirs run, whatever key the JSON /metrics route asks of its own clients.
     await app.register(prometheusExposition, {
       registry: deps.metrics,
       scrapeToken: options.metricsScrapeToken ?? '',
     });
     await app.register(requestMetrics, { metrics: HttpRequestMetrics.on(deps.metrics) });
   }
+  await app.register(authentication, { apiKeys: deps.apiKeys });
+  await app.register(rateLimit, { perMinute: options.rateLimitPerMinute ?? 0 });
   await app.register(healthRoutes, { pool: deps.pool, bus: deps.bus, queues: deps.queues });
   await app.register(eventSchemaRoutes);
   await app.register(modelRoutes, { registry: deps.registry });
