@@ -474,3 +474,17 @@ describe('METRICS_SCRAPE_TOKEN', () => {
     }
   });
 });
+
+describe('the management API unreachable', () => {
+  test('the scrape still answers: telemetry_queue_stats_up 0 and no queue samples rather than zeros', async () => {
+    // Nothing listens on port 1.
+    const blind = await build(teardown, { RABBITMQ_MANAGEMENT_URL: 'http://guest:guest@127.0.0.1:1' });
+    const response = await blind.app.inject({ method: 'GET', url: '/metrics/prometheus' });
+    assert.equal(response.statusCode, 200);
+    const exposition = parseExposition(response.body);
+    assert.equal(exposition.value('telemetry_queue_stats_up'), 0);
+    for (const name of ['telemetry_queue_messages_ready', 'telemetry_queue_consumers']) {
+      assert.equal(exposition.samples.filter((sample) => sample.name === name).length, 0, name);
+    }
+  });
+});
