@@ -69,6 +69,10 @@ export interface Config {
   errorLogMaxBytes: number;
   /** Rotated error log files kept besides errors.log (`errors.log.1` … `.N`). @default 5 */
   errorLogMaxFiles: number;
+  /** Bearer token a Prometheus scrape must present; '' (`off`) leaves the metrics open. @default '' */
+  metricsScrapeToken: string;
+  /** Port of `telemetry-bus worker`'s metrics endpoint (on HOST); null (`off`) serves none; 0 picks one. @default null */
+  workerMetricsPort: number | null;
 }
 
 /** The consumers a process can run, by name. */
@@ -335,6 +339,26 @@ export const CONFIG_VARIABLES = {
     form: 'an integer 0–100',
     description: 'Rotated error log files kept (`errors.log.1` … `.N`); older ones are deleted.',
     parse: integer(0, 100),
+  },
+  METRICS_SCRAPE_TOKEN: {
+    key: 'metricsScrapeToken',
+    default: 'off',
+    form: 'off, or a token of 16–256 characters A–Z a–z 0–9 . _ ~ + / = -',
+    description:
+      'Bearer token a Prometheus scrape of the API or a worker must send; `off`: the metrics are open.',
+    parse: (raw) => {
+      const value = raw.trim();
+      if (value === 'off') return '';
+      return /^[A-Za-z0-9._~+/=-]{16,256}$/.test(value) ? value : undefined;
+    },
+  },
+  WORKER_METRICS_PORT: {
+    key: 'workerMetricsPort',
+    default: 'off',
+    form: 'off, or an integer 0–65535 (0 picks a free port)',
+    description:
+      'Port on which `telemetry-bus worker` serves its Prometheus metrics (`GET /metrics`, on `HOST`); `off`: none.',
+    parse: (raw) => (raw.trim() === 'off' ? null : integer(0, 65535)(raw)),
   },
 } satisfies { [name: string]: VariableSpec<keyof Config> };
 

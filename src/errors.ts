@@ -13,7 +13,11 @@ export const ERROR_CODES = {
     status: 400,
     description: 'A body field, query parameter or path parameter is invalid.',
   },
-  UNAUTHENTICATED: { status: 401, description: 'No `x-api-key` header, or the key is unknown or revoked.' },
+  UNAUTHENTICATED: {
+    status: 401,
+    description:
+      'No `x-api-key` header, or the key is unknown or revoked; or a metrics scrape without its bearer token.',
+  },
   FORBIDDEN: { status: 403, description: "The API key's role may not perform this action." },
   MODEL_NOT_FOUND: { status: 404, description: 'No model has this `model_id`.' },
   ROUTE_NOT_FOUND: { status: 404, description: 'No route matches this method and path.' },

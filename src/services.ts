@@ -13,9 +13,11 @@ import { buildTopology } from './bus/topology.ts';
 import type { Config } from './config.ts';
 import { DlqService } from './consumers/dlq/dlq-service.ts';
 import { createPool } from './db/create-pool.ts';
+import { registerDeadLetterMetrics } from './metrics/dead-letter-metrics.ts';
 import { LedgerCounts } from './metrics/ledger/ledger-counts.ts';
 import { LedgerWriter } from './metrics/ledger/ledger-writer.ts';
 import { createPrometheusRegistry } from './metrics/prometheus-registry.ts';
+import { registerQueueMetrics } from './metrics/queue-metrics.ts';
 import { ModelRegistry } from './registry/model-registry.ts';
 import { ModelRepository } from './registry/model-repository.ts';
 
@@ -79,8 +81,16 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
           managementUrl: config.rabbitmqManagementUrl,
           queues: topology.queues.map((queue) => queue.name),
         });
+  const dlq = new DlqService({
+    pool,
+    amqpUrl: config.rabbitmqUrl,
+    heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
+    topology,
+  });
   const metrics = createPrometheusRegistry();
   if (bus !== undefined) registerBusMetrics(metrics, bus);
+  if (queues !== undefined) registerQueueMetrics(metrics, queues);
+  registerDeadLetterMetrics(metrics, { count: (state) => dlq.count({ state }) });
   return {
     pool,
     metrics,
@@ -91,12 +101,7 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
     apiKeys: new ApiKeyStore(pool, { cacheTtlMs: config.apiKeyCacheTtlMs }),
     bus,
     queues,
-    dlq: new DlqService({
-      pool,
-      amqpUrl: config.rabbitmqUrl,
-      heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
-      topology,
-    }),
+    dlq,
     async close() {
       await queues?.close();
       // Half the shutdown budget: the HTTP drain before this takes the rest; what is left waits on disk.

@@ -48,8 +48,9 @@ export function registerBusMetrics(registry: Registry, bus: EventBus): void {
   readCounter(
     registry,
     'telemetry_events_emitted_total',
-    'Events emitted by this process',
-    () => status().emitted,
+    'Events emitted by this process (kept or dropped), by event type',
+    () => status().emittedByType,
+    ['event_type'],
   );
   readCounter(
     registry,

@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
 import type { TelemetryEvent } from './event-schemas.ts';
+import { EVENT_TYPES, type EventType } from './event-types.ts';
 import { encodeRecord } from './outbound-message.ts';
 import { Spool, type SpoolStats } from './spool/spool.ts';
 import { type PublisherLogger, type PublisherStatus, SpoolPublisher } from './spool-publisher.ts';
@@ -41,6 +42,8 @@ export type EmitDropReason = 'spool_full' | 'write_error' | 'invalid_event';
 
 export interface EventBusStatus {
   emitted: number;
+  /** `emitted` by event type (their sum). */
+  emittedByType: Record<EventType, number>;
   dropped: Record<EmitDropReason, number>;
   spool: SpoolStats;
   publisher: PublisherStatus;
@@ -51,6 +54,11 @@ export class EventBus {
   readonly #publisher: SpoolPublisher;
   readonly #ledger: LedgerCounts | undefined;
   #emitted = 0;
+  // A plain object with every type present: one property increment per emit, no Map lookup.
+  readonly #emittedByType = Object.fromEntries(EVENT_TYPES.map((type) => [type, 0])) as Record<
+    EventType,
+    number
+  >;
   #invalid = 0;
 
   private constructor(spool: Spool, publisher: SpoolPublisher, ledger: LedgerCounts | undefined) {
@@ -87,6 +95,7 @@ export class EventBus {
   emit(event: TelemetryEvent, traceparent: string, timestampMs: number): boolean {
     this.#emitted++;
     this.#ledger?.add('emitted', event.event_type, timestampMs);
+    this.#emittedByType[event.event_type]++;
     let record: string;
     try {
       record = encodeRecord(
@@ -114,6 +123,7 @@ export class EventBus {
     const spool = this.#spool.stats();
     return {
       emitted: this.#emitted,
+      emittedByType: { ...this.#emittedByType },
       dropped: { ...spool.dropped, invalid_event: this.#invalid },
       spool,
       publisher: this.#publisher.status(),

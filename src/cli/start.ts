@@ -38,12 +38,13 @@ export async function start(config: Config): Promise<void> {
     logger: logger,
     rateLimitPerMinute: config.rateLimitPerMinute,
     trustProxy: config.trustProxy,
+    metricsScrapeToken: config.metricsScrapeToken,
   });
 
   const consumers =
     config.consumers.length === 0
       ? undefined
-      : await runConsumers(config, services.pool, config.consumers, logger);
+      : await runConsumers(config, services.pool, config.consumers, logger, services.metrics);
 
   closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an uncaught error');

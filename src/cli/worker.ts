@@ -5,6 +5,8 @@ import { type Config, type ConsumerName, parseConsumerList } from '../config.ts'
 import { runConsumers } from '../consumers/run-consumers.ts';
 import { createPool } from '../db/create-pool.ts';
 import { loggerOptions } from '../logger.ts';
+import { type MetricsServer, startMetricsServer } from '../metrics/metrics-server.ts';
+import { createPrometheusRegistry } from '../metrics/prometheus-registry.ts';
 import { CliError } from './cli-error.ts';
 import { prepareDatabase } from './prepare-database.ts';
 
@@ -28,12 +30,24 @@ export async function worker(config: Config, options: { consumers?: string }): P
   const pool = createPool({ databaseUrl: config.databaseUrl, max: Math.max(2, names.length + 1) }, (error) =>
     logger.warn({ err: error }, 'idle PostgreSQL client failed'),
   );
-  const running = await runConsumers(config, pool, names, logger);
+  const metrics = createPrometheusRegistry();
+  const running = await runConsumers(config, pool, names, logger, metrics);
+  let metricsServer: MetricsServer | undefined;
   closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an uncaught error');
     else logger.info({ signal }, 'shutting down');
     await running.stop(Math.floor(config.shutdownTimeoutMs / 2));
+    await metricsServer?.close();
     await pool.end();
   });
+  if (config.workerMetricsPort !== null) {
+    metricsServer = await startMetricsServer({
+      registry: metrics,
+      host: config.host,
+      port: config.workerMetricsPort,
+      scrapeToken: config.metricsScrapeToken,
+    });
+    logger.info({ url: `${metricsServer.url}/metrics` }, 'worker metrics served');
+  }
   logger.info({ consumers: names }, 'telemetry-bus worker consuming');
 }

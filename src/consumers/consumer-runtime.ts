@@ -19,6 +19,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
+import type { Registry } from 'prom-client';
 import { applyTopology } from '../bus/apply-topology.ts';
 import { connectToBroker, destroyConnection } from '../bus/broker-connection.ts';
 import { validateEvent } from '../bus/event-validator.ts';
@@ -28,6 +29,7 @@ import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
 import { appliedRows } from '../metrics/ledger/applied-rows.ts';
 import { addLedgerRows } from '../metrics/ledger/ledger-store.ts';
 import type { Consumer, Delivery } from './consumer.ts';
+import { ConsumerMetrics } from './consumer-metrics.ts';
 import { decideFailure, FAILURE_HEADERS } from './failure-policy.ts';
 import { PoisonMessageError } from './poison-message-error.ts';
 
@@ -52,6 +54,11 @@ export interface ConsumerRuntimeOptions {
   /** First reconnect delay, in ms (doubles up to 5 s). @default 100 */
   reconnectMinDelayMs?: number;
   logger?: PublisherLogger;
+  /**
+   * The process's Prometheus registry: the runtime registers its `telemetry_consumer_*` metrics on it
+   * (one runtime per registry). None: no metrics.
+   */
+  metrics?: Registry;
 }
 
 export interface ConsumerCounters {
@@ -82,6 +89,8 @@ interface Worker {
   channel: Channel | undefined;
   consumerTag: string | undefined;
   pending: ConsumeMessage[];
+  /** Messages of the batch being applied (delivered, not yet acknowledged). */
+  processing: number;
   timer: NodeJS.Timeout | undefined;
   flushing: Promise<void> | undefined;
   state: ConsumerStatus['state'];
@@ -104,8 +113,9 @@ function isTransientConflict(error: unknown): boolean {
 class AbandonBatch extends Error {}
 
 export class ConsumerRuntime {
-  readonly #options: Required<Omit<ConsumerRuntimeOptions, 'logger'>>;
+  readonly #options: Required<Omit<ConsumerRuntimeOptions, 'logger' | 'metrics'>>;
   readonly #logger: PublisherLogger;
+  readonly #metrics: ConsumerMetrics | undefined;
   readonly #workers: Worker[];
   #consuming: ChannelModel | undefined;
   #publishing: ChannelModel | undefined;
@@ -121,7 +131,7 @@ export class ConsumerRuntime {
   #lastLogAt = new Map<string, number>();
 
   constructor(options: ConsumerRuntimeOptions) {
-    const { logger, ...rest } = options;
+    const { logger, metrics, ...rest } = options;
     this.#logger = logger ?? silentLogger;
     this.#options = {
       prefetch: 500,
@@ -131,18 +141,27 @@ export class ConsumerRuntime {
       databaseRetryMs: 1000,
       reconnectMinDelayMs: 100,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
-    } as Required<Omit<ConsumerRuntimeOptions, 'logger'>>;
+    } as Required<Omit<ConsumerRuntimeOptions, 'logger' | 'metrics'>>;
     this.#workers = options.consumers.map((consumer) => ({
       consumer,
       channel: undefined,
       consumerTag: undefined,
       pending: [],
+      processing: 0,
       timer: undefined,
       flushing: undefined,
       state: 'starting',
       lastError: null,
       counters: { applied: 0, duplicates: 0, retried: 0, deadLettered: 0, poison: 0, databasePauses: 0 },
     }));
+    this.#metrics =
+      metrics === undefined
+        ? undefined
+        : new ConsumerMetrics(
+            metrics,
+            { status: () => this.status(), inFlight: () => this.#inFlight() },
+            { prefetch: this.#options.prefetch, retryDelaysMs: this.#options.retryDelaysMs },
+          );
   }
 
   /** Starts consuming in the background; resolves once every consumer is subscribed the first time. */
@@ -186,6 +205,13 @@ export class ConsumerRuntime {
       lastError: worker.lastError,
       counters: { ...worker.counters },
     }));
+  }
+
+  /** Deliveries held and not acknowledged, per consumer: waiting for a batch, or in the one being applied. */
+  #inFlight(): Map<string, number> {
+    return new Map(
+      this.#workers.map((worker) => [worker.consumer.name, worker.pending.length + worker.processing]),
+    );
   }
 
   async #run(): Promise<void> {
@@ -306,9 +332,12 @@ export class ConsumerRuntime {
     while (worker.pending.length > 0 && worker.channel !== undefined) {
       const channel = worker.channel;
       const batch = worker.pending.splice(0, this.#options.batchSize);
+      const startedAt = process.hrtime.bigint();
+      worker.processing = batch.length;
       try {
         await this.#process(worker, batch);
       } catch (error) {
+        worker.processing = 0;
         if (!(error instanceof AbandonBatch)) {
           this.#logger.error(
             { consumer: worker.consumer.name, err: describe(error) },
@@ -319,6 +348,7 @@ export class ConsumerRuntime {
         channel.close().catch(() => {});
         return;
       }
+      worker.processing = 0;
       if (worker.channel === channel) {
         try {
           channel.ack(batch[batch.length - 1] as ConsumeMessage, true);
@@ -326,6 +356,11 @@ export class ConsumerRuntime {
           // The channel is gone: its deliveries are redelivered, and applied ones de-duplicated.
         }
       }
+      this.#metrics?.observeBatch(
+        worker.consumer.name,
+        Number(process.hrtime.bigint() - startedAt) / 1e9,
+        batch.length,
+      );
     }
   }
 
@@ -538,6 +573,7 @@ export class ConsumerRuntime {
     }
     if (decision.action === 'retry') {
       worker.counters.retried++;
+      this.#metrics?.retried(worker.consumer.name, decision.delayMs);
       this.#throttledLog(
         `retry:${worker.consumer.name}`,
         {

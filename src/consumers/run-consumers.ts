@@ -1,6 +1,7 @@
 /** Starts the consumer runtime with the named consumers, as configured; used by `start` and `worker`. */
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { buildTopology } from '../bus/topology.ts';
 import type { Config, ConsumerName } from '../config.ts';
 import { buildConsumers } from './build-consumers.ts';
@@ -17,6 +18,8 @@ export async function runConsumers(
   pool: pg.Pool,
   names: readonly ConsumerName[],
   logger: Logger,
+  /** The process's Prometheus registry, for the runtime's `telemetry_consumer_*` metrics. */
+  metrics?: Registry,
 ): Promise<RunningConsumers> {
   const built = buildConsumers(names, config, logger);
   const runtime = new ConsumerRuntime({
@@ -29,6 +32,7 @@ export async function runConsumers(
     batchSize: config.consumerBatchSize,
     heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
     logger: logger.child({ component: 'consumers' }),
+    metrics,
   });
   // Not awaited: with RabbitMQ down the runtime keeps trying in the background, like the publisher.
   void runtime.start();

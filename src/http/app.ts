@@ -9,18 +9,22 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type pg from 'pg';
+import type { Registry } from 'prom-client';
 import type { ApiKeyStore } from '../auth/api-key-store.ts';
 import type { EventBus } from '../bus/event-bus.ts';
 import type { QueueInspector } from '../bus/queue-inspector.ts';
 import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
 import type { DlqService } from '../consumers/dlq/dlq-service.ts';
+import { HttpRequestMetrics } from '../metrics/http-request-metrics.ts';
 import { LedgerQuery } from '../metrics/ledger/ledger-query.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
 import closingGuard from './plugins/closing-guard.ts';
 import errorHandler, { errorBody, toAppError } from './plugins/error-handler.ts';
 import openapi from './plugins/openapi.ts';
+import prometheusExposition from './plugins/prometheus-exposition.ts';
 import rateLimit from './plugins/rate-limit.ts';
+import requestMetrics from './plugins/request-metrics.ts';
 import telemetry from './plugins/telemetry.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
@@ -44,6 +48,8 @@ export interface AppDependencies {
   queues?: QueueInspector | undefined;
   /** The dead-letter archive behind /dlq (admin only). */
   dlq: DlqService;
+  /** The process's Prometheus registry: served on /metrics/prometheus, and gets the request histogram. */
+  metrics?: Registry | undefined;
 }
 
 export interface AppOptions {
@@ -53,6 +59,8 @@ export interface AppOptions {
   rateLimitPerMinute?: number;
   /** Trust X-Forwarded-For. @default false */
   trustProxy?: boolean;
+  /** Bearer token a scrape of the metrics must present; '' leaves them open. @default '' */
+  metricsScrapeToken?: string;
 }
 
 export async function buildApp(deps: AppDependencies, options: AppOptions = {}): Promise<FastifyInstance> {
@@ -90,6 +98,15 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   await app.register(telemetry, { bus: deps.bus });
   await app.register(closingGuard);
   await app.register(openapi);
+  if (deps.metrics !== undefined) {
+    // Before authentication and rate limiting: its onRequest hook answers a scrape of GET /metrics
+    // before theirs run, whatever key the JSON /metrics route asks of its own clients.
+    await app.register(prometheusExposition, {
+      registry: deps.metrics,
+      scrapeToken: options.metricsScrapeToken ?? '',
+    });
+    await app.register(requestMetrics, { metrics: HttpRequestMetrics.on(deps.metrics) });
+  }
   await app.register(authentication, { apiKeys: deps.apiKeys });
   await app.register(rateLimit, { perMinute: options.rateLimitPerMinute ?? 0 });
   await app.register(healthRoutes, { pool: deps.pool, bus: deps.bus, queues: deps.queues });

@@ -38,3 +38,14 @@ test('a request that needs the database gets 503 SERVICE_UNAVAILABLE with retry-
     error: { code: 'SERVICE_UNAVAILABLE', message: 'PostgreSQL is unavailable' },
   });
 });
+
+test('the Prometheus exposition still answers, without the dead-letter count (no made-up 0)', async () => {
+  const started = Date.now();
+  const response = await app.inject('/metrics/prometheus');
+  assert.equal(response.statusCode, 200);
+  // The count is given 2 s, then the scrape goes on without it.
+  assert.ok(Date.now() - started < 5000, `the scrape took ${Date.now() - started} ms`);
+  assert.match(response.body, /^# TYPE telemetry_dead_letters gauge$/m);
+  assert.doesNotMatch(response.body, /^telemetry_dead_letters\{/m);
+  assert.match(response.body, /^process_cpu_seconds_total /m);
+});

@@ -311,7 +311,10 @@ describe('the publisher reports itself', () => {
       assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
     }
     assert.match(text, /^telemetry_broker_connection_state\{state="connected"\} 1$/m);
-    const emitted = Number(/^telemetry_events_emitted_total (\d+)$/m.exec(text)?.[1]);
+    // By event type now: the total is their sum.
+    const emitted = [
+      ...text.matchAll(/^telemetry_events_emitted_total\{event_type="[a-z.]+"\} (\d+)$/gm),
+    ].reduce((total, match) => total + Number(match[1]), 0);
     assert.ok(emitted > 10);
   });
 });

@@ -338,6 +338,7 @@ describe('health and docs', () => {
       '/dlq/{id}',
       '/health',
       '/livez',
+      '/metrics/prometheus',
       '/models',
       '/models/{model_id}',
       '/models/{model_id}/deactivate',

@@ -1,7 +1,9 @@
 /**
  * docker-compose.yml stays in step with the code: the services exist and are health-checked, the ports are
  * published, and the API's environment is configuration that `loadConfig` accepts and that points at the
- * compose services.
+ * compose services. The monitoring wiring too: Prometheus scrapes the ports the API, the worker and
+ * RabbitMQ really serve metrics on, and Grafana's datasource and dashboards are provisioned where it
+ * looks for them.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -10,6 +12,7 @@ import { parse } from 'yaml';
 import { CONFIG_VARIABLES, loadConfig } from '../../src/config.ts';
 
 const COMPOSE_FILE = new URL('../../docker-compose.yml', import.meta.url);
+const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 
 interface PortMapping {
   published: number;
@@ -23,6 +26,8 @@ interface Service {
   ports?: (string | number | { target: number; published?: number | string })[];
   healthcheck?: { test?: string | string[]; disable?: boolean };
   depends_on?: string[] | Record<string, { condition?: string }>;
+  command?: string | string[];
+  volumes?: (string | { source?: string; target?: string })[];
 }
 
 interface ComposeFile {
@@ -72,8 +77,16 @@ const apiEnv = environment(api);
 
 describe('docker-compose.yml', () => {
   test('defines the rabbitmq, postgres and telemetry-bus services', () => {
-    assert.deepEqual(Object.keys(compose.services).sort(), ['postgres', 'rabbitmq', 'telemetry-bus']);
+    assert.deepEqual(Object.keys(compose.services).sort(), [
+      'grafana',
+      'postgres',
+      'prometheus',
+      'rabbitmq',
+      'telemetry-bus',
+      'worker',
+    ]);
     assert.ok(api.build !== undefined, 'telemetry-bus is built from the Dockerfile');
+    assert.ok(service('worker').build !== undefined, 'the worker is built from the Dockerfile');
   });
 
   test('publishes AMQP, the RabbitMQ management UI and the API', () => {
@@ -180,13 +193,134 @@ describe('docker-compose.yml', () => {
   test('data lives in named volumes', () => {
     const declared = Object.keys(compose.volumes ?? {});
     for (const name of ['postgres', 'rabbitmq']) {
-      const svc = service(name) as Service & { volumes?: (string | { source?: string })[] };
+      const svc = service(name);
       const sources = (svc.volumes ?? []).map((volume) =>
         typeof volume === 'string' ? volume.split(':')[0] : volume.source,
       );
       assert.ok(
         sources.some((source) => source !== undefined && declared.includes(source)),
         `${name} keeps its data in a named volume`,
+      );
+    }
+  });
+});
+
+/** Bind mounts of a service: host path (relative to the repository) → container path. */
+function bindMounts(svc: Service): Map<string, string> {
+  const mounts = new Map<string, string>();
+  for (const volume of svc.volumes ?? []) {
+    if (typeof volume !== 'string' || !volume.startsWith('./')) continue;
+    const [source = '', target = ''] = volume.split(':');
+    mounts.set(source.slice(2), target);
+  }
+  return mounts;
+}
+
+interface ScrapeConfig {
+  job_name: string;
+  metrics_path?: string;
+  static_configs: Array<{ targets: string[] }>;
+}
+
+describe('monitoring: the worker, Prometheus and Grafana', () => {
+  const worker = service('worker');
+  const workerEnv = environment(worker);
+  const prometheus = parse(read('deploy/prometheus.yml')) as { scrape_configs: ScrapeConfig[] };
+  const target = (job: string) => {
+    const config = prometheus.scrape_configs.find((scrape) => scrape.job_name === job);
+    assert.ok(config, `deploy/prometheus.yml has no job ${job}`);
+    const [host = '', port = ''] = (config.static_configs[0]?.targets[0] ?? '').split(':');
+    return { host, port: Number(port), path: config.metrics_path ?? '/metrics' };
+  };
+
+  test('the worker runs `telemetry-bus worker` with valid configuration and a metrics port', () => {
+    assert.deepEqual([worker.command].flat(), ['node', 'bin/telemetry-bus.js', 'worker']);
+    for (const name of Object.keys(workerEnv)) {
+      assert.ok(Object.hasOwn(CONFIG_VARIABLES, name), `${name} is not in CONFIG_VARIABLES (src/config.ts)`);
+    }
+    const config = loadConfig(workerEnv);
+    assert.equal(config.host, '0.0.0.0');
+    assert.ok(config.workerMetricsPort !== null && config.workerMetricsPort > 0);
+    assert.equal(new URL(config.databaseUrl).hostname, 'postgres');
+    assert.equal(new URL(config.rabbitmqUrl).hostname, 'rabbitmq');
+    // One process consumes: the API is told not to.
+    assert.deepEqual(loadConfig(apiEnv).consumers, []);
+    assert.ok(config.consumers.length > 0);
+  });
+
+  test('Prometheus scrapes the API, the worker and RabbitMQ where they serve metrics', () => {
+    const apiTarget = target('telemetry-bus-api');
+    assert.equal(apiTarget.host, 'telemetry-bus');
+    assert.equal(apiTarget.port, loadConfig(apiEnv).port);
+    assert.match(apiTarget.path, /^\/metrics(\/prometheus)?$/);
+    const workerTarget = target('telemetry-bus-worker');
+    assert.equal(workerTarget.host, 'worker');
+    assert.equal(workerTarget.port, loadConfig(workerEnv).workerMetricsPort);
+    assert.equal(workerTarget.path, '/metrics');
+    const rabbitTarget = target('rabbitmq');
+    assert.equal(rabbitTarget.host, 'rabbitmq');
+    assert.equal(rabbitTarget.port, 15692);
+    // RabbitMQ loads rabbitmq_prometheus (and the management plugin the API's queue figures need).
+    const pluginsTarget = bindMounts(service('rabbitmq')).get('deploy/rabbitmq/enabled_plugins');
+    assert.equal(pluginsTarget, '/etc/rabbitmq/enabled_plugins');
+    assert.match(read('deploy/rabbitmq/enabled_plugins'), /^\[.*\brabbitmq_prometheus\b.*\]\.\s*$/s);
+    assert.match(read('deploy/rabbitmq/enabled_plugins'), /\brabbitmq_management\b/);
+    // Prometheus reads this very file.
+    const prometheusService = service('prometheus');
+    const configPath = bindMounts(prometheusService).get('deploy/prometheus.yml');
+    assert.ok(configPath, 'deploy/prometheus.yml is mounted into prometheus');
+    assert.ok([prometheusService.command].flat().includes(`--config.file=${configPath}`));
+  });
+
+  test('Grafana is provisioned with the Prometheus datasource and the dashboard', () => {
+    const grafana = service('grafana');
+    const mounts = bindMounts(grafana);
+    assert.equal(mounts.get('deploy/grafana/provisioning'), '/etc/grafana/provisioning');
+    const dashboardsPath = mounts.get('deploy/grafana/dashboards');
+    assert.ok(dashboardsPath, 'the dashboards are mounted into grafana');
+    const provider = parse(read('deploy/grafana/provisioning/dashboards/telemetry-bus.yml')) as {
+      providers: Array<{ options: { path: string } }>;
+    };
+    assert.equal(provider.providers[0]?.options.path, dashboardsPath);
+
+    const datasource = (
+      parse(read('deploy/grafana/provisioning/datasources/prometheus.yml')) as {
+        datasources: Array<{ uid: string; type: string; url: string }>;
+      }
+    ).datasources[0];
+    assert.equal(datasource?.type, 'prometheus');
+    const url = new URL(datasource?.url ?? '');
+    assert.ok(Object.hasOwn(compose.services, url.hostname), `${url.hostname} is not a compose service`);
+    assert.equal(url.hostname, 'prometheus');
+    assert.equal(url.port, '9090');
+
+    const dashboard = JSON.parse(read('deploy/grafana/dashboards/telemetry-bus.json')) as {
+      panels: Array<{ title: string; type: string; datasource?: { uid?: string }; targets?: unknown[] }>;
+    };
+    const charts = dashboard.panels.filter((panel) => panel.type !== 'row');
+    assert.ok(charts.length >= 10);
+    for (const panel of charts) {
+      assert.equal(
+        panel.datasource?.uid,
+        datasource?.uid,
+        `'${panel.title}' uses the provisioned datasource`,
+      );
+      assert.ok((panel.targets ?? []).length > 0, `'${panel.title}' has queries`);
+    }
+    for (const title of [
+      'Events/s by type',
+      'API latency p50 / p95 / p99',
+      'Error rate',
+      'Queue depth (ready)',
+      'Consumers per queue',
+      'Broker connected',
+      'Spool: unpublished events',
+      'Events dropped/s',
+      'Dead letters',
+    ]) {
+      assert.ok(
+        charts.some((panel) => panel.title === title),
+        `the dashboard has a '${title}' panel`,
       );
     }
   });

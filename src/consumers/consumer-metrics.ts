@@ -1,0 +1,147 @@
+/**
+ * The consumer runtime's telemetry in a prom-client registry, labelled by consumer name. Counters the
+ * runtime already keeps (applied, duplicates, …) are read from its status when scraped; what only exists
+ * at the moment it happens (a batch's duration and size, a retry's delay) is observed directly.
+ *
+ * One runtime per registry: a second would register the same names and prom-client refuses that.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ConsumerCounters, ConsumerStatus } from './consumer-runtime.ts';
+
+/** Batch durations, in seconds: a batch is one PostgreSQL transaction, from a few ms to a slow second. */
+export const BATCH_DURATION_BUCKETS_SECONDS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+
+/** Messages per batch, up to the largest CONSUMER_BATCH_SIZE allowed. */
+export const BATCH_SIZE_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+export interface ConsumerMetricsSource {
+  status(): ConsumerStatus[];
+  /** Deliveries each consumer holds and has not acknowledged, by consumer name. */
+  inFlight(): Map<string, number>;
+}
+
+export class ConsumerMetrics {
+  readonly #batchDuration: Histogram<'consumer'>;
+  readonly #batchSize: Histogram<'consumer'>;
+  readonly #retries: Counter<'consumer' | 'delay_seconds'>;
+
+  /**
+   * `prefetch` is the configured prefetch; `retryDelaysMs` the ladder, whose steps get a series at 0 from
+   * the start (as do the batch histograms), so a rate over them is 0, not "no data", until one happens.
+   */
+  constructor(
+    registry: Registry,
+    source: ConsumerMetricsSource,
+    options: { prefetch: number; retryDelaysMs: readonly number[] },
+  ) {
+    const { prefetch } = options;
+    const fromStatus = (name: string, help: string, key: keyof ConsumerCounters) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['consumer'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const consumer of source.status())
+            this.inc({ consumer: consumer.name }, consumer.counters[key]);
+        },
+      });
+    fromStatus(
+      'telemetry_consumer_messages_applied_total',
+      'Events applied to PostgreSQL for the first time',
+      'applied',
+    );
+    fromStatus(
+      'telemetry_consumer_duplicates_skipped_total',
+      'Deliveries skipped because their event had been applied before (redeliveries, replays)',
+      'duplicates',
+    );
+    fromStatus(
+      'telemetry_consumer_poison_messages_total',
+      'Invalid messages sent to the dead-letter queue at once, without retries',
+      'poison',
+    );
+    fromStatus(
+      'telemetry_consumer_dead_lettered_total',
+      'Messages sent to the dead-letter queue after the last retry failed',
+      'deadLettered',
+    );
+    fromStatus(
+      'telemetry_consumer_database_pauses_total',
+      'Times consumption paused because PostgreSQL was unreachable',
+      'databasePauses',
+    );
+    this.#retries = new Counter({
+      name: 'telemetry_consumer_retries_total',
+      help: 'Failed messages sent up the retry ladder, by the delay of the step, in seconds',
+      labelNames: ['consumer', 'delay_seconds'],
+      registers: [registry],
+    });
+    this.#batchDuration = new Histogram({
+      name: 'telemetry_consumer_batch_duration_seconds',
+      help: 'Time to apply one batch (its transaction, retries and dead letters included); _count is the batches',
+      labelNames: ['consumer'],
+      buckets: BATCH_DURATION_BUCKETS_SECONDS,
+      registers: [registry],
+    });
+    this.#batchSize = new Histogram({
+      name: 'telemetry_consumer_batch_messages',
+      help: 'Messages in one batch',
+      labelNames: ['consumer'],
+      buckets: BATCH_SIZE_BUCKETS,
+      registers: [registry],
+    });
+    for (const { name: consumer } of source.status()) {
+      for (const delayMs of options.retryDelaysMs) this.#retries.inc(this.#retryLabels(consumer, delayMs), 0);
+      this.#batchDuration.zero({ consumer });
+      this.#batchSize.zero({ consumer });
+    }
+    new Gauge({
+      name: 'telemetry_consumer_paused',
+      help: 'Whether the consumer is paused because PostgreSQL is unreachable (1) or not (0)',
+      labelNames: ['consumer'],
+      registers: [registry],
+      collect() {
+        for (const consumer of source.status())
+          this.set({ consumer: consumer.name }, consumer.state === 'paused' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'telemetry_consumer_prefetch_messages',
+      help: 'Unacknowledged deliveries the consumer may hold (its AMQP prefetch)',
+      labelNames: ['consumer'],
+      registers: [registry],
+      collect() {
+        for (const consumer of source.status()) this.set({ consumer: consumer.name }, prefetch);
+      },
+    });
+    new Gauge({
+      name: 'telemetry_consumer_inflight_messages',
+      help: 'Deliveries the consumer holds and has not acknowledged yet (waiting or being applied)',
+      labelNames: ['consumer'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [consumer, count] of source.inFlight()) this.set({ consumer }, count);
+      },
+    });
+  }
+
+  /** One batch applied (or its faulty messages sorted out), with its size. */
+  observeBatch(consumer: string, seconds: number, messages: number): void {
+    this.#batchDuration.observe({ consumer }, seconds);
+    this.#batchSize.observe({ consumer }, messages);
+  }
+
+  /** One message sent up the ladder, to a step of `delayMs`. */
+  retried(consumer: string, delayMs: number): void {
+    this.#retries.inc(this.#retryLabels(consumer, delayMs));
+  }
+
+  #retryLabels(consumer: string, delayMs: number) {
+    return { consumer, delay_seconds: String(delayMs / 1000) };
+  }
+}
