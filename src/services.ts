@@ -80,6 +80,8 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
       amqpUrl: config.rabbitmqUrl,
       heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
       topology,
+      // Replays are recorded in the audit trail through the spool, like every other event of the API.
+      emit: bus === undefined ? undefined : (event, traceparent, at) => bus.emit(event, traceparent, at),
     }),
     async close() {
       await queues?.close();

@@ -55,6 +55,7 @@ export const EXCHANGES = {
   models: 'models.events',
   metrics: 'metrics.events',
   errors: 'errors.events',
+  admin: 'admin.events',
   deadLetters: 'dead.letters',
   retryRequeue: 'retry.requeue',
 } as const;
@@ -77,6 +78,7 @@ export const DEFAULT_DELIVERY_LIMIT = 20;
 export function exchangeFor(eventType: EventType): string {
   if (eventType === 'api.error') return EXCHANGES.errors;
   if (eventType === 'api.request') return EXCHANGES.metrics;
+  if (eventType === 'dlq.replayed') return EXCHANGES.admin;
   return EXCHANGES.models;
 }
 
@@ -129,6 +131,11 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     { name: EXCHANGES.metrics, type: 'topic', description: 'Requests to other routes: api.request' },
     { name: EXCHANGES.errors, type: 'topic', description: 'Requests answered 4xx or 5xx: api.error' },
     {
+      name: EXCHANGES.admin,
+      type: 'topic',
+      description: "Operators' actions, for the audit trail only: dlq.replayed",
+    },
+    {
       name: EXCHANGES.deadLetters,
       type: 'fanout',
       description: 'Messages that exhausted their retries, failed validation, or hit the delivery limit',
@@ -151,7 +158,10 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     workQueue(QUEUES.metrics, 'Every event, for the real-time metrics rollups'),
     workQueue(QUEUES.analytics, 'Model and filter events, for usage analytics'),
     workQueue(QUEUES.logging, 'Error events, written as structured log lines'),
-    workQueue(QUEUES.audit, 'Model, filter and error events, for the append-only audit trail'),
+    workQueue(
+      QUEUES.audit,
+      "Model, filter and error events and operators' actions, for the append-only audit trail",
+    ),
     {
       name: QUEUES.deadLetters,
       description: 'Dead letters, archived and replayable',
@@ -174,6 +184,7 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     { exchange: EXCHANGES.errors, queue: QUEUES.logging, pattern: '#' },
     { exchange: EXCHANGES.models, queue: QUEUES.audit, pattern: '#' },
     { exchange: EXCHANGES.errors, queue: QUEUES.audit, pattern: '#' },
+    { exchange: EXCHANGES.admin, queue: QUEUES.audit, pattern: '#' },
     { exchange: EXCHANGES.deadLetters, queue: QUEUES.deadLetters, pattern: '' },
     ...retryDelaysMs.map(
       (delay): BindingSpec => ({ exchange: retryName(delay), queue: retryName(delay), pattern: '' }),
