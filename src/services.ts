@@ -9,7 +9,7 @@ import { registerBusMetrics } from './bus/bus-metrics.ts';
 import { EventBus } from './bus/event-bus.ts';
 import { QueueInspector } from './bus/queue-inspector.ts';
 import type { PublisherLogger } from './bus/spool-publisher.ts';
-import { buildTopology } from './bus/topology.ts';
+import { topologyFromConfig } from './bus/topology-from-config.ts';
 import type { Config } from './config.ts';
 import { DlqService } from './consumers/dlq/dlq-service.ts';
 import { createPool } from './db/create-pool.ts';
@@ -40,7 +40,7 @@ export interface ServicesOptions {
 
 export function createServices(config: Config, options: ServicesOptions = {}): Services {
   const pool = createPool({ databaseUrl: config.databaseUrl, max: config.dbPoolMax }, options.onPoolError);
-  const topology = buildTopology({ retryDelaysMs: config.retryDelaysMs });
+  const topology = topologyFromConfig(config);
   const bus = config.telemetryEnabled
     ? EventBus.open({
         dataDir: config.dataDir,

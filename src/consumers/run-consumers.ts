@@ -1,7 +1,7 @@
 /** Starts the consumer runtime with the named consumers, as configured; used by `start` and `worker`. */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { buildTopology } from '../bus/topology.ts';
+import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import type { Config, ConsumerName } from '../config.ts';
 import { buildConsumers } from './build-consumers.ts';
 import { ConsumerRuntime } from './consumer-runtime.ts';
@@ -18,11 +18,12 @@ export async function runConsumers(
   names: readonly ConsumerName[],
   logger: Logger,
 ): Promise<RunningConsumers> {
-  const built = buildConsumers(names, config, logger);
+  const topology = topologyFromConfig(config);
+  const built = buildConsumers(names, config, logger, topology);
   const runtime = new ConsumerRuntime({
     url: config.rabbitmqUrl,
     pool,
-    topology: buildTopology({ retryDelaysMs: config.retryDelaysMs }),
+    topology,
     consumers: built.consumers,
     retryDelaysMs: config.retryDelaysMs,
     prefetch: config.consumerPrefetch,

@@ -19,7 +19,15 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
 import { DLQ_REPLAYED_MAX_DEAD_LETTERS, type TelemetryEvent } from '../../bus/event-schemas.ts';
 import { encodeRecord, toOutboundMessage } from '../../bus/outbound-message.ts';
-import { buildTopology, EXCHANGES, exchangeFor, queuesFor, type Topology } from '../../bus/topology.ts';
+import {
+  buildTopology,
+  EXCHANGES,
+  exchangeFor,
+  partitionExchangeName,
+  queuesFor,
+  type Topology,
+  WORK_QUEUES,
+} from '../../bus/topology.ts';
 import { DependencyUnavailableError, ValidationError } from '../../errors.ts';
 import { FAILURE_HEADERS } from '../failure-policy.ts';
 import { fromJsonValue, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER } from './dead-letter-record.ts';
@@ -161,7 +169,7 @@ export class DlqReplayer {
   readonly #pool: pg.Pool;
   readonly #connect: () => Promise<ChannelModel>;
   readonly #chunkSize: number;
-  readonly #replayable: (queue: string | null) => boolean;
+  readonly #targetOf: (queue: string | null) => ReplayTarget | undefined;
   readonly #emit: EmitEvent | undefined;
 
   constructor(options: DlqReplayerOptions) {
@@ -170,8 +178,7 @@ export class DlqReplayer {
     this.#chunkSize = Math.min(options.chunkSize ?? 200, DLQ_REPLAYED_MAX_DEAD_LETTERS);
     this.#emit = options.emit;
     const topology = options.topology ?? buildTopology();
-    this.#replayable = (queue) =>
-      queue !== null && queuesFor(topology, EXCHANGES.retryRequeue, queue).includes(queue);
+    this.#targetOf = (queue) => replayTarget(topology, queue);
   }
 
   async replay(request: ReplayRequest): Promise<ReplayResult> {
@@ -294,7 +301,7 @@ export class DlqReplayer {
     const ids: string[] = [];
     const listed: ReplayedDeadLetter[] = [];
     for (const row of rows) {
-      if (this.#replayable(row.original_queue)) {
+      if (this.#targetOf(row.original_queue) !== undefined) {
         ids.push(row.id);
         listed.push(auditEntry(row));
       } else {
@@ -350,13 +357,13 @@ export class DlqReplayer {
         const published: string[] = [];
         try {
           for (const row of rows) {
-            if (!this.#replayable(row.original_queue)) {
+            const target = this.#targetOf(row.original_queue);
+            if (target === undefined) {
               skipped.push({ id: row.id, reason: 'not_replayable' });
               continue;
             }
             const properties = replayProperties(row, request.actor);
-            const queue = row.original_queue as string;
-            if (!channel.publish(EXCHANGES.retryRequeue, queue, row.content, properties)) {
+            if (!channel.publish(target.exchange, target.routingKey, row.content, properties)) {
               await drained(channel);
             }
             published.push(row.id);
@@ -459,6 +466,35 @@ export class DlqReplayer {
       throw new DependencyUnavailableError('RabbitMQ', error);
     }
   }
+}
+
+/** Where a replayed copy is published so that it reaches its queue, and only it. */
+interface ReplayTarget {
+  exchange: string;
+  routingKey: string;
+}
+
+/**
+ * The queue a dead letter failed in, through `retry.requeue` by its name, when this topology has it.
+ * A queue of a partitioned family that this topology no longer has (`audit.trail` once partitioned, or
+ * `audit.trail.p5` after the partitions went from 8 to 4) is replayed where the family's events go now:
+ * through the consistent-hash exchange (its `model_id` header is kept, so it lands in its model's
+ * partition), or to the unpartitioned queue. Anything else is not replayable.
+ */
+export function replayTarget(topology: Topology, queue: string | null): ReplayTarget | undefined {
+  if (queue === null) return undefined;
+  if (queuesFor(topology, EXCHANGES.retryRequeue, queue).includes(queue)) {
+    return { exchange: EXCHANGES.retryRequeue, routingKey: queue };
+  }
+  const family = queue.replace(/\.p\d+$/, '');
+  if (!(WORK_QUEUES as readonly string[]).includes(family)) return undefined;
+  if (queuesFor(topology, EXCHANGES.retryRequeue, family).includes(family)) {
+    return { exchange: EXCHANGES.retryRequeue, routingKey: family };
+  }
+  const hash = partitionExchangeName(family);
+  if (topology.exchanges.some((exchange) => exchange.name === hash))
+    return { exchange: hash, routingKey: '' };
+  return undefined;
 }
 
 /** A dead letter as an audit record lists it. */
