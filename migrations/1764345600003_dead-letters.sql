@@ -1,8 +1,8 @@
 -- Up Migration
 
 -- Who did what to the dead-letter archive: every replay (dry runs included), delete and purge, with the
--- API key (or CLI user) that asked. Replays of events do not reach the audit trail by themselves (the
--- request's own event is `api.request`, routed to metrics only), so this table is the record.
+-- API key (or CLI user) that asked. Replays are also recorded in the audit trail, as `dlq.replayed`
+-- events carrying this table's id (src/consumers/dlq/replay-audit.ts).
 CREATE TABLE dlq_operations (
   id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   action        text NOT NULL CHECK (action IN ('replay', 'delete', 'purge')),

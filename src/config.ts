@@ -65,6 +65,11 @@ export interface Config {
   consumerPrefetch: number;
   /** Messages a consumer applies in one PostgreSQL transaction, at most. @default 250 */
   consumerBatchSize: number;
+  /**
+   * Partitions of `audit.trail` by model_id (a consistent-hash exchange into `audit.trail.p0…`); 1 is the
+   * one queue. Every process of a deployment must use the same value. @default 1
+   */
+  auditPartitions: number;
   /** Size at which the logging consumer rotates `<DATA_DIR>/logs/errors.log`, in bytes. @default 10 MiB */
   errorLogMaxBytes: number;
   /** Rotated error log files kept besides errors.log (`errors.log.1` … `.N`). @default 5 */
@@ -325,6 +330,14 @@ export const CONFIG_VARIABLES = {
     form: 'an integer 1–10000',
     description: 'Messages a consumer applies in one PostgreSQL transaction, at most.',
     parse: integer(1, 10_000),
+  },
+  AUDIT_PARTITIONS: {
+    key: 'auditPartitions',
+    default: '1',
+    form: 'an integer 1–64',
+    description:
+      'Partitions of `audit.trail` by model_id, each applied in order by one worker at a time (needs the `rabbitmq_consistent_hash_exchange` plugin above 1). Same value in every process.',
+    parse: integer(1, 64),
   },
   ERROR_LOG_MAX_BYTES: {
     key: 'errorLogMaxBytes',

@@ -9,7 +9,7 @@ import { registerBusMetrics } from './bus/bus-metrics.ts';
 import { EventBus } from './bus/event-bus.ts';
 import { QueueInspector } from './bus/queue-inspector.ts';
 import type { PublisherLogger } from './bus/spool-publisher.ts';
-import { buildTopology } from './bus/topology.ts';
+import { topologyFromConfig } from './bus/topology-from-config.ts';
 import type { Config } from './config.ts';
 import { DlqService } from './consumers/dlq/dlq-service.ts';
 import { createPool } from './db/create-pool.ts';
@@ -44,7 +44,7 @@ export interface ServicesOptions {
 
 export function createServices(config: Config, options: ServicesOptions = {}): Services {
   const pool = createPool({ databaseUrl: config.databaseUrl, max: config.dbPoolMax }, options.onPoolError);
-  const topology = buildTopology({ retryDelaysMs: config.retryDelaysMs });
+  const topology = topologyFromConfig(config);
   const ledger = config.telemetryEnabled
     ? new LedgerWriter({
         pool,
@@ -86,6 +86,8 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
     amqpUrl: config.rabbitmqUrl,
     heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
     topology,
+    // Replays are recorded in the audit trail through the spool, like every other event of the API.
+    emit: bus === undefined ? undefined : (event, traceparent, at) => bus.emit(event, traceparent, at),
   });
   const metrics = createPrometheusRegistry();
   if (bus !== undefined) registerBusMetrics(metrics, bus);

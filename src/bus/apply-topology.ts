@@ -13,6 +13,17 @@ export class TopologyMismatchError extends AppError {
   }
 }
 
+/** A partitioned topology's consistent-hash exchange, on a broker without its plugin. */
+export class MissingPluginError extends AppError {
+  constructor(what: string, cause: unknown) {
+    super(
+      'INTERNAL_ERROR',
+      `RabbitMQ cannot declare ${what}: enable its plugin (rabbitmq-plugins enable rabbitmq_consistent_hash_exchange), or set the partitions to 1: ${String(cause)}`,
+      { cause },
+    );
+  }
+}
+
 export async function applyTopology(connection: ChannelModel, topology: Topology): Promise<void> {
   const channel: Channel = await connection.createChannel();
   // A failed declare closes the channel; keep the error of the declare, not the "channel closed" after it.
@@ -20,7 +31,11 @@ export async function applyTopology(connection: ChannelModel, topology: Topology
   try {
     for (const exchange of topology.exchanges) {
       await declare(`exchange ${exchange.name}`, () =>
-        channel.assertExchange(exchange.name, exchange.type, { durable: true, autoDelete: false }),
+        channel.assertExchange(exchange.name, exchange.type, {
+          durable: true,
+          autoDelete: false,
+          ...(exchange.arguments === undefined ? {} : { arguments: exchange.arguments }),
+        }),
       );
     }
     for (const queue of topology.queues) {
@@ -30,6 +45,9 @@ export async function applyTopology(connection: ChannelModel, topology: Topology
     }
     for (const binding of topology.bindings) {
       await channel.bindQueue(binding.queue, binding.exchange, binding.pattern);
+    }
+    for (const binding of topology.exchangeBindings) {
+      await channel.bindExchange(binding.destination, binding.source, binding.pattern);
     }
   } finally {
     await channel.close().catch(() => {});
@@ -41,6 +59,8 @@ export async function applyTopology(connection: ChannelModel, topology: Topology
     } catch (error) {
       const code = (error as { code?: number }).code;
       if (code === 406) throw new TopologyMismatchError(what, error);
+      // 503 COMMAND_INVALID "invalid exchange type": the type's plugin is not enabled.
+      if (code === 503 && /exchange type/i.test(String(error))) throw new MissingPluginError(what, error);
       throw error;
     }
   }

@@ -153,6 +153,91 @@ const ErrorData = Type.Object(
   { additionalProperties: false },
 );
 
+/** Dead letters listed in one `dlq.replayed` event, at most: a replay is recorded in parts this big. */
+export const DLQ_REPLAYED_MAX_DEAD_LETTERS = 1000;
+
+const ReplayedDeadLetter = Type.Object(
+  {
+    id: Type.String({ format: 'uuid', description: 'The dead letter (GET /dlq/:id)' }),
+    event_id: Nullable(Type.String({ maxLength: 256, description: 'The event it holds, if it has one' })),
+    event_type: Nullable(Type.String({ maxLength: 256 })),
+    model_id: Nullable(Type.String({ maxLength: 256 })),
+    queue: Type.String({ maxLength: 256, description: 'The queue it failed in, and is republished to' }),
+  },
+  { additionalProperties: false },
+);
+
+const DlqReplayedData = Type.Object(
+  {
+    operation_id: Type.Integer({
+      minimum: 1,
+      description: 'The replay in dlq_operations; every part of one replay carries the same',
+    }),
+    actor: Type.String({
+      maxLength: 512,
+      description:
+        "Who replayed: 'api-key:<key id>' (user_id is then the key's SHA-256) or 'cli:<os user>@<host>'",
+    }),
+    dry_run: Type.Boolean({ description: 'True: nothing was republished; dead_letters lists what would be' }),
+    selection: Type.Object(
+      {
+        ids: Nullable(
+          Type.Integer({
+            minimum: 1,
+            description:
+              'Dead letters asked for by id (the list is in dlq_operations.selection); null for a filter',
+          }),
+        ),
+        filter: Nullable(
+          Type.Object(
+            {
+              event_type: Type.Optional(Type.String({ maxLength: 256 })),
+              model_id: Type.Optional(Type.String({ maxLength: 256 })),
+              error_type: Type.Optional(Type.String({ maxLength: 256 })),
+              queue: Type.Optional(Type.String({ maxLength: 256 })),
+              event_id: Type.Optional(Type.String({ maxLength: 256 })),
+              from: Type.Optional(Type.String({ format: 'date-time' })),
+              to: Type.Optional(Type.String({ format: 'date-time' })),
+              state: Type.Optional(Type.String({ maxLength: 16 })),
+            },
+            { additionalProperties: false, description: 'The filter asked for; null when by ids' },
+          ),
+        ),
+        max: Type.Integer({ minimum: 1, description: 'Dead letters the replay could take at most' }),
+      },
+      { additionalProperties: false },
+    ),
+    matched: Type.Integer({ minimum: 0, description: 'Dead letters the selection matched when it started' }),
+    part: Type.Integer({
+      minimum: 1,
+      description:
+        'A replay is recorded in parts, 1, 2, …: one per chunk the broker confirmed (before the chunk is marked ' +
+        'replayed), so what was republished is recorded even if the replay stops half-way',
+    }),
+    dead_letters: Type.Array(ReplayedDeadLetter, {
+      maxItems: DLQ_REPLAYED_MAX_DEAD_LETTERS,
+      description: 'Republished in this part (a dry run: would be); empty for a replay that found none',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * An operator's action, not a request: no `metadata` (the request that asked, if any, has its own
+ * `api.request` event with the same correlation_id).
+ */
+function adminEnvelope<T extends EventType, D extends TSchema>(eventType: T, description: string, data: D) {
+  return Type.Object(
+    {
+      ...commonProperties(eventType),
+      data,
+      metadata: Type.Null({ description: 'Always null: an operator action is not a request' }),
+      error: NoError,
+    },
+    schemaOptions(eventType, description),
+  );
+}
+
 export const EVENT_SCHEMAS = {
   'model.registered': modelEnvelope('model.registered', 'A model was registered (POST /models)', ModelSchema),
   'model.updated': modelEnvelope(
@@ -174,6 +259,11 @@ export const EVENT_SCHEMAS = {
     Type.Object({}, { additionalProperties: false }),
     NoError,
   ),
+  'dlq.replayed': adminEnvelope(
+    'dlq.replayed',
+    'Dead letters were replayed into their queues (POST /dlq/replay, telemetry-bus dlq replay), or a dry run said which would be',
+    DlqReplayedData,
+  ),
 } as const satisfies Record<EventType, TSchema>;
 
 type Schemas = typeof EVENT_SCHEMAS;
@@ -182,6 +272,7 @@ export type TelemetryEvent = { [T in EventType]: EventOf<T> }[EventType];
 export type EventMetadata = Static<typeof Metadata>;
 export type EventError = Static<typeof ErrorInfo>;
 export type FilterEventData = Static<typeof FilterData>;
+export type DlqReplayedData = Static<typeof DlqReplayedData>;
 
 /** All schemas as plain JSON Schema documents, keyed by event type. */
 export function eventJsonSchemas(): Record<EventType, Record<string, unknown>> {

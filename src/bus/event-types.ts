@@ -1,4 +1,8 @@
-/** The event types of the bus: one per kind of API action, and one for every other request. */
+/**
+ * The event types of the bus: one per kind of API action, one for every other request, and the actions
+ * of operators that the audit trail must show (`dlq.replayed`: dead letters put back into their queue,
+ * from the API or the CLI), which are not requests' events.
+ */
 export const EVENT_TYPES = [
   'model.registered',
   'model.updated',
@@ -7,6 +11,7 @@ export const EVENT_TYPES = [
   'filter.executed',
   'api.error',
   'api.request',
+  'dlq.replayed',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -22,8 +27,9 @@ export const MODEL_EVENT_TYPES = [
 export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
 
 /**
- * Who emitted an event. `selftest`: a synthetic event of POST /telemetry/selftest, which consumers record
- * as applied without any effect.
+ * Who emitted an event. `admin`: an operator's action (`dlq.replayed`), whether it came through the API or
+ * the CLI. `selftest`: a synthetic event of POST /telemetry/selftest, which consumers record as applied
+ * without any effect.
  */
 export const EVENT_SOURCES = ['api', 'scheduler', 'admin', 'selftest'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];

@@ -4,6 +4,7 @@
  * dlq_operations as `cli:<user>@<host>`.
  */
 import { hostname, userInfo } from 'node:os';
+import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import type { Config } from '../config.ts';
 import {
   type DeadLetterFilterInput,
@@ -99,6 +100,8 @@ async function withService<T>(config: Config, use: (service: DlqService) => Prom
         pool,
         amqpUrl: config.rabbitmqUrl,
         heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
+        // The partitions of this deployment are queues a dead letter can be replayed into.
+        topology: topologyFromConfig(config),
       }),
     );
   } catch (error) {

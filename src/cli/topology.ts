@@ -1,12 +1,13 @@
 /** `telemetry-bus topology show|apply`: print the topology the bus declares, or declare it now. */
 import { applyTopology } from '../bus/apply-topology.ts';
 import { connectToBroker } from '../bus/broker-connection.ts';
-import { buildTopology, type Topology } from '../bus/topology.ts';
+import type { Topology } from '../bus/topology.ts';
+import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import { type Config, redactUrl } from '../config.ts';
 import { CliError } from './cli-error.ts';
 
 function topologyOf(config: Config): Topology {
-  return buildTopology({ retryDelaysMs: config.retryDelaysMs });
+  return topologyFromConfig(config);
 }
 
 function describeArguments(args: Record<string, string | number | boolean>): string {
@@ -21,6 +22,9 @@ export function renderTopology(topology: Topology, json: boolean): string {
   const lines = ['Exchanges'];
   for (const exchange of topology.exchanges) {
     lines.push(`  ${exchange.name.padEnd(18)} ${exchange.type.padEnd(7)} ${exchange.description}`);
+    if (exchange.arguments !== undefined) {
+      lines.push(`  ${''.padEnd(18)} ${''.padEnd(7)} ${describeArguments(exchange.arguments)}`);
+    }
   }
   lines.push('', 'Queues (durable)');
   for (const queue of topology.queues) {
@@ -33,6 +37,11 @@ export function renderTopology(topology: Topology, json: boolean): string {
   for (const binding of topology.bindings) {
     lines.push(
       `  ${binding.exchange.padEnd(18)} → ${binding.queue.padEnd(18)} ${binding.pattern === '' ? '(all)' : binding.pattern}`,
+    );
+  }
+  for (const binding of topology.exchangeBindings) {
+    lines.push(
+      `  ${binding.source.padEnd(18)} → ${`${binding.destination} (exchange)`.padEnd(18)} ${binding.pattern === '' ? '(all)' : binding.pattern}`,
     );
   }
   return `${lines.join('\n')}\n`;
@@ -62,7 +71,7 @@ export async function applyTopologyNow(config: Config): Promise<void> {
     const topology = topologyOf(config);
     await applyTopology(connection, topology);
     process.stderr.write(
-      `declared ${topology.exchanges.length} exchanges, ${topology.queues.length} queues and ${topology.bindings.length} bindings on ${redactUrl(config.rabbitmqUrl)}\n`,
+      `declared ${topology.exchanges.length} exchanges, ${topology.queues.length} queues and ${topology.bindings.length + topology.exchangeBindings.length} bindings on ${redactUrl(config.rabbitmqUrl)}\n`,
     );
   } finally {
     await connection.close().catch(() => {});

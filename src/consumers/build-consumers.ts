@@ -4,6 +4,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { buildTopology, consumedQueues, QUEUES, type Topology } from '../bus/topology.ts';
 import type { Config, ConsumerName } from '../config.ts';
 import { analyticsConsumer } from './analytics/analytics-consumer.ts';
 import { auditConsumer } from './audit/audit-consumer.ts';
@@ -17,14 +18,19 @@ export interface BuiltConsumers {
   close(): void;
 }
 
+/**
+ * A partitioned queue has one consumer per partition (same name, so they share the de-duplication
+ * records): each is a subscription of its own, applied in order, and the partitions run in parallel.
+ */
 export function buildConsumers(
   names: readonly ConsumerName[],
   config: Pick<Config, 'dataDir' | 'errorLogMaxBytes' | 'errorLogMaxFiles'>,
   logger: Logger,
+  topology: Topology = buildTopology(),
 ): BuiltConsumers {
   const closers: Array<() => void> = [];
-  const factories: Record<ConsumerName, () => Consumer> = {
-    audit: () => auditConsumer(),
+  const factories: Record<ConsumerName, () => Consumer | Consumer[]> = {
+    audit: () => consumedQueues(topology, QUEUES.audit).map((queue) => auditConsumer({ queue })),
     analytics: () => analyticsConsumer(),
     dlq: () => dlqConsumer(logger.child({ component: 'dead-letters' })),
     logging: () => {
@@ -38,7 +44,7 @@ export function buildConsumers(
       return logging;
     },
   };
-  const consumers = names.map((name) => factories[name]());
+  const consumers = names.flatMap((name) => factories[name]());
   return {
     consumers,
     close() {

@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { buildTopology } from '../bus/topology.ts';
+import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import type { Config, ConsumerName } from '../config.ts';
 import { buildConsumers } from './build-consumers.ts';
 import { ConsumerRuntime } from './consumer-runtime.ts';
@@ -21,11 +21,12 @@ export async function runConsumers(
   /** The process's Prometheus registry, for the runtime's `telemetry_consumer_*` metrics. */
   metrics?: Registry,
 ): Promise<RunningConsumers> {
-  const built = buildConsumers(names, config, logger);
+  const topology = topologyFromConfig(config);
+  const built = buildConsumers(names, config, logger, topology);
   const runtime = new ConsumerRuntime({
     url: config.rabbitmqUrl,
     pool,
-    topology: buildTopology({ retryDelaysMs: config.retryDelaysMs }),
+    topology,
     consumers: built.consumers,
     retryDelaysMs: config.retryDelaysMs,
     prefetch: config.consumerPrefetch,

@@ -12,9 +12,11 @@ import { after, describe, test } from 'node:test';
 import amqp from 'amqplib';
 import Fastify from 'fastify';
 import pg from 'pg';
+import { hashApiKey } from '../../src/auth/api-key.ts';
 import { ApiKeyStore } from '../../src/auth/api-key-store.ts';
 import type { Role } from '../../src/auth/roles.ts';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
+import { validateEvent } from '../../src/bus/event-validator.ts';
 import { buildTopology, EXCHANGES, QUEUES, WORK_QUEUES } from '../../src/bus/topology.ts';
 import type { Delivery } from '../../src/consumers/consumer.ts';
 import { dlqConsumer } from '../../src/consumers/dlq/dlq-consumer.ts';
@@ -119,6 +121,20 @@ function inject(method: 'GET' | 'POST' | 'DELETE', path: string, key: string | u
     headers: key === undefined ? {} : { 'x-api-key': key },
     ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }),
   });
+}
+
+/** A message of audit.trail that must be a valid `dlq.replayed` event by the admin key. */
+function replayedRecord(message: { content: Buffer; properties: { type?: unknown } } | undefined) {
+  assert.ok(message, 'a dlq.replayed record');
+  assert.equal(message.properties.type, 'dlq.replayed');
+  const validation = validateEvent(JSON.parse(message.content.toString()));
+  assert.ok(validation.ok, validation.ok ? '' : validation.reason);
+  const event = validation.event;
+  assert.ok(event.event_type === 'dlq.replayed');
+  assert.equal(event.source, 'admin');
+  assert.equal(event.user_id, hashApiKey(keys.admin), "the admin key's SHA-256");
+  assert.equal(event.data.actor, `api-key:${keyIds.admin}`);
+  return event;
 }
 
 async function queueDepths(): Promise<Record<string, number>> {
@@ -271,7 +287,28 @@ describe('POST /dlq/replay', () => {
       'oldest first, at most max',
     );
     assert.equal(await deadCount(), 32);
-    assert.deepEqual(await queueDepths(), Object.fromEntries(WORK_QUEUES.map((queue) => [queue, 0])));
+    // Nothing republished: the audit trail's queue holds only the record of the dry run itself.
+    assert.deepEqual(await queueDepths(), {
+      ...Object.fromEntries(WORK_QUEUES.map((queue) => [queue, 0])),
+      [QUEUES.audit]: 1,
+    });
+    const [message, ...more] = await drainQueue(url, QUEUES.audit, { idleMs: 300 });
+    assert.equal(more.length, 0);
+    const record = replayedRecord(message);
+    assert.equal(record.data.dry_run, true);
+    assert.equal(record.data.operation_id, body.operation_id);
+    assert.deepEqual(record.data.selection, {
+      ids: null,
+      filter: { model_id: 'route/model', state: 'dead' },
+      max: 5,
+    });
+    assert.equal(record.data.matched, 30);
+    assert.equal(record.data.part, 1);
+    assert.deepEqual(
+      record.data.dead_letters.map((entry) => entry.id),
+      body.ids,
+      'the dead letters that would be replayed',
+    );
   });
 
   test('republishes to the original queue only, failure history stripped, and records the key', async () => {
@@ -283,12 +320,29 @@ describe('POST /dlq/replay', () => {
     assert.equal(body.matched, 3);
     assert.equal(body.replayed, 3);
     assert.deepEqual(new Set(body.ids), new Set(chosen.map((d) => d.id)));
+    // The three copies, then the replay's record for the audit trail (on the same confirm channel).
     assert.deepEqual(await queueDepths(), {
       ...Object.fromEntries(WORK_QUEUES.map((queue) => [queue, 0])),
-      [QUEUES.audit]: 3,
+      [QUEUES.audit]: 4,
     });
-    const copies = await drainQueue(url, QUEUES.audit, { idleMs: 300 });
-    assert.equal(copies.length, 3);
+    const messages = await drainQueue(url, QUEUES.audit, { idleMs: 300 });
+    assert.equal(messages.length, 4);
+    const record = replayedRecord(messages[3]);
+    assert.equal(record.data.dry_run, false);
+    assert.equal(record.data.operation_id, body.operation_id);
+    assert.deepEqual(record.data.selection, { ids: 3, filter: null, max: 1000 });
+    assert.deepEqual(
+      new Set(record.data.dead_letters.map((entry) => entry.id)),
+      new Set(chosen.map((d) => d.id)),
+    );
+    for (const entry of record.data.dead_letters) {
+      const original = chosen.find((d) => d.id === entry.id) as Delivery;
+      assert.equal(entry.event_id, original.properties.messageId);
+      assert.equal(entry.event_type, 'model.updated');
+      assert.equal(entry.model_id, 'route/model');
+      assert.equal(entry.queue, QUEUES.audit);
+    }
+    const copies = messages.slice(0, 3);
     for (const copy of copies) {
       const original = chosen.find((d) => d.id === copy.properties.headers?.['x-replayed-from']) as Delivery;
       assert.ok(original, 'x-replayed-from names the dead letter');

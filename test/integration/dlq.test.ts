@@ -32,6 +32,11 @@ function sinkConsumer(): Consumer {
     queue: QUEUES.audit,
     async apply(deliveries: Delivery[], client: pg.PoolClient) {
       for (const delivery of deliveries) {
+        // A replay's own records for the audit trail come through audit.trail too: kept apart.
+        if (delivery.event?.event_type === 'dlq.replayed') {
+          await client.query('INSERT INTO test_replay_records (event) VALUES ($1)', [delivery.event]);
+          continue;
+        }
         const data = delivery.event?.data as { model_id?: unknown } | undefined;
         const modelId = String(data?.model_id ?? '');
         if (failing.has(modelId)) throw new Error(`sink refuses ${modelId}`);
@@ -48,6 +53,7 @@ const harness = await consumerHarness({ after }, () => [sinkConsumer(), dlqConsu
   start: false,
 });
 await harness.pool.query('CREATE TABLE test_sink (event_id text NOT NULL, model_id text NOT NULL)');
+await harness.pool.query('CREATE TABLE test_replay_records (event jsonb NOT NULL)');
 await harness.runtime.start();
 const dlq = new DlqService({ pool: harness.pool, amqpUrl: harness.url, topology: harness.topology });
 const actor = { label: 'cli:test@host', keyId: null };
@@ -324,7 +330,26 @@ test('a dry run moves nothing', async () => {
     1000,
   );
   assert.equal(await appliedOf(BULK), 0);
-  assert.deepEqual(sinkCounters(), before);
+  // Only the dry runs' records reached the queue: 1,000 dead letters in parts of 200, then 10 in one.
+  const { rows: parts } = await harness.pool.query<{ part: number; ids: number; dry_run: boolean }>(
+    `SELECT (event #>> '{data,part}')::int AS part, jsonb_array_length(event #> '{data,dead_letters}') AS ids,
+            (event #>> '{data,dry_run}')::boolean AS dry_run
+       FROM test_replay_records WHERE (event #>> '{data,operation_id}')::bigint = ANY($1::bigint[])
+      ORDER BY (event #>> '{data,operation_id}')::bigint, part`,
+    [[result.operation_id, limited.operation_id]],
+  );
+  assert.deepEqual(
+    parts.map((part) => [part.part, part.ids, part.dry_run]),
+    [
+      [1, 200, true],
+      [2, 200, true],
+      [3, 200, true],
+      [4, 200, true],
+      [5, 200, true],
+      [1, 10, true],
+    ],
+  );
+  assert.deepEqual(sinkCounters(), { ...before, applied: before.applied + 6 });
   const { rows } = await harness.pool.query('SELECT * FROM dlq_operations WHERE id = $1', [
     result.operation_id,
   ]);

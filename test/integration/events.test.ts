@@ -77,12 +77,11 @@ function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/** A request's event: every type but the operators' actions, which carry no request metadata. */
+type RequestEvent = Exclude<TelemetryEvent, { event_type: 'dlq.replayed' }>;
+
 /** Checks one event's copies: exact queues, one event id, valid schema, properties and headers. */
-function checkEvent(
-  copies: CollectedMessage[],
-  type: TelemetryEvent['event_type'],
-  sent: Sent,
-): TelemetryEvent {
+function checkEvent(copies: CollectedMessage[], type: RequestEvent['event_type'], sent: Sent): RequestEvent {
   const expectedQueues = queuesFor(topology, exchangeFor(type), type).sort();
   assert.deepEqual(
     copies.map((copy) => copy.queue).sort(),
@@ -95,6 +94,7 @@ function checkEvent(
   const validation = validateEvent(copy.json);
   assert.ok(validation.ok, validation.ok ? '' : validation.reason);
   const event = validation.event;
+  assert.ok(event.event_type !== 'dlq.replayed', 'a request emits a request event');
   assert.equal(event.event_type, type);
   assert.equal(event.correlation_id, sent.correlationId);
   assert.equal(event.metadata.response_code, sent.status);

@@ -120,6 +120,29 @@ const BUILDERS: { [T in EventType]: () => Example<T> } = {
     metadata: metadata('GET', '/livez', 200),
     error: noError,
   }),
+  'dlq.replayed': () => ({
+    ...common('dlq.replayed'),
+    source: 'admin' as const,
+    data: {
+      operation_id: 17,
+      actor: 'api-key:6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f',
+      dry_run: false,
+      selection: { ids: null, filter: { model_id: 'openai/gpt-4-turbo', state: 'dead' }, max: 1000 },
+      matched: 1,
+      part: 1,
+      dead_letters: [
+        {
+          id: '9d5e2f4a-1b3c-4d6e-8f7a-2b4c6d8e0f1a',
+          event_id: '0b3f6a1c-7d2e-4c5b-9a8f-000000000002',
+          event_type: 'model.updated',
+          model_id: 'openai/gpt-4-turbo',
+          queue: 'audit.trail',
+        },
+      ],
+    },
+    metadata: null,
+    error: noError,
+  }),
 };
 
 /** A fresh valid event of `type` (a new object each call, safe to mutate), with `overrides` applied. */

@@ -169,11 +169,16 @@ export async function appendAuditRecords(deliveries: Delivery[], client: pg.Pool
   await client.query(INSERT_RECORDS, [JSON.stringify(rows)]);
 }
 
-/** The audit consumer of `audit.trail`. */
-export function auditConsumer(): Consumer {
+export interface AuditConsumerOptions {
+  /** The queue consumed: a partition (`audit.trail.p2`) when `audit.trail` is partitioned. @default 'audit.trail' */
+  queue?: string;
+}
+
+/** The audit consumer of `audit.trail` (or of one of its partitions). */
+export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
   return {
     name: 'audit',
-    queue: QUEUES.audit,
+    queue: options.queue ?? QUEUES.audit,
     apply: appendAuditRecords,
   };
 }

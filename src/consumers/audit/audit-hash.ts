@@ -9,7 +9,7 @@
  * - `prev_hash`: the 32-byte `hash` of the previous record of the same chain; 32 zero bytes
  *   ({@link GENESIS_HASH}) for the first record of a chain.
  * - A chain is one model's records (`chain_key` = `model_id`); records without a model_id (filters, some
- *   errors) share the chain {@link GLOBAL_CHAIN_KEY}. Records are numbered 1, 2, 3, … in their chain
+ *   errors, `dlq.replayed`) share the chain {@link GLOBAL_CHAIN_KEY}. Records are numbered 1, 2, 3, … in their chain
  *   (`chain_position`).
  * - `document`: a JSON object with exactly these members, taken from the stored columns:
  *   `chain_position` (number), `event_id`, `event_type`, `model_id` (string or null), `correlation_id`,

@@ -9,10 +9,25 @@
  * A crash between the confirm and the commit can republish it once more on the next replay; the consumers
  * de-duplicate by event id, so an event already applied changes nothing. Unroutable copies (`mandatory`
  * returns) are not marked.
+ *
+ * Every replay (dry runs included) is recorded in the audit trail as `dlq.replayed` events (see
+ * ./replay-audit.ts): through the process's spool when it has one (the API), else published on the
+ * replay's own confirm channel right after the copies they list (the CLI), and in both cases before the
+ * chunk they record is marked replayed.
  */
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
-import { buildTopology, EXCHANGES, queuesFor, type Topology } from '../../bus/topology.ts';
+import { DLQ_REPLAYED_MAX_DEAD_LETTERS, type TelemetryEvent } from '../../bus/event-schemas.ts';
+import { encodeRecord, toOutboundMessage } from '../../bus/outbound-message.ts';
+import {
+  buildTopology,
+  EXCHANGES,
+  exchangeFor,
+  partitionExchangeName,
+  queuesFor,
+  type Topology,
+  WORK_QUEUES,
+} from '../../bus/topology.ts';
 import { DependencyUnavailableError, ValidationError } from '../../errors.ts';
 import { FAILURE_HEADERS } from '../failure-policy.ts';
 import { fromJsonValue, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER } from './dead-letter-record.ts';
@@ -25,6 +40,7 @@ import {
   filterConditions,
   insertOperation,
 } from './dlq-store.ts';
+import { type EmitEvent, ReplayAuditParts, type ReplayedDeadLetter } from './replay-audit.ts';
 
 export interface ReplayRequest {
   /** Dead letters to replay by id; or */
@@ -35,6 +51,10 @@ export interface ReplayRequest {
   /** Dead letters taken at most. */
   max: number;
   actor: DlqActor;
+  /** The correlation id the audit records carry: the request's (API). @default a fresh UUID */
+  correlationId?: string;
+  /** W3C trace context of the request that asked, continued by the audit records. */
+  traceparent?: string;
   /** Called after each confirmed chunk: dead letters taken so far, and how many will be. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -45,8 +65,25 @@ export interface DlqReplayerOptions {
   connect: () => Promise<ChannelModel>;
   /** Tells which queues `retry.requeue` reaches. @default buildTopology() */
   topology?: Topology;
-  /** Dead letters republished per confirmed transaction. @default 200 */
+  /**
+   * Dead letters republished per confirmed transaction (and listed per audit record), at most
+   * {@link DLQ_REPLAYED_MAX_DEAD_LETTERS}. @default 200
+   */
   chunkSize?: number;
+  /**
+   * Where the replay's `dlq.replayed` audit events go: the process's spool (`EventBus.emit`, the API).
+   * Without it they are published on the replay's own confirm channel (the CLI, which has no spool), so
+   * a CLI dry run needs the broker too.
+   */
+  emit?: EmitEvent;
+}
+
+/** The broker side of a replay: its connection, confirm channel, and what the broker returned unroutable. */
+interface ReplaySession {
+  connection: ChannelModel;
+  channel: ConfirmChannel;
+  /** Dead letter ids (copies) and event ids (audit events) that came back unroutable. */
+  returned: Set<string>;
 }
 
 /** Headers a replayed copy must not carry: its failure history, and the broker's. */
@@ -84,6 +121,9 @@ const COPIED_PROPERTIES = [
 
 interface ReplayRow {
   id: string;
+  event_id: string | null;
+  event_type: string | null;
+  model_id: string | null;
   content: Buffer;
   properties: Record<string, unknown>;
   headers: Record<string, unknown>;
@@ -97,7 +137,10 @@ interface ReplayRow {
  * the broker made the dead letter): should the copy fail again, its next dead letter names the route it
  * was first published on, not `retry.requeue`.
  */
-export function replayHeaders(row: ReplayRow, actor: DlqActor): Record<string, unknown> {
+export function replayHeaders(
+  row: Pick<ReplayRow, 'id' | 'headers' | 'original_exchange' | 'original_routing_key'> & Partial<ReplayRow>,
+  actor: DlqActor,
+): Record<string, unknown> {
   const headers: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(row.headers)) {
     if (!STRIPPED_HEADERS.has(name)) headers[name] = fromJsonValue(value);
@@ -126,15 +169,16 @@ export class DlqReplayer {
   readonly #pool: pg.Pool;
   readonly #connect: () => Promise<ChannelModel>;
   readonly #chunkSize: number;
-  readonly #replayable: (queue: string | null) => boolean;
+  readonly #targetOf: (queue: string | null) => ReplayTarget | undefined;
+  readonly #emit: EmitEvent | undefined;
 
   constructor(options: DlqReplayerOptions) {
     this.#pool = options.pool;
     this.#connect = options.connect;
-    this.#chunkSize = options.chunkSize ?? 200;
+    this.#chunkSize = Math.min(options.chunkSize ?? 200, DLQ_REPLAYED_MAX_DEAD_LETTERS);
+    this.#emit = options.emit;
     const topology = options.topology ?? buildTopology();
-    this.#replayable = (queue) =>
-      queue !== null && queuesFor(topology, EXCHANGES.retryRequeue, queue).includes(queue);
+    this.#targetOf = (queue) => replayTarget(topology, queue);
   }
 
   async replay(request: ReplayRequest): Promise<ReplayResult> {
@@ -173,9 +217,30 @@ export class DlqReplayer {
       },
       matched,
     });
-    const result = request.dryRun
-      ? await this.#dryRun(selection, request, operationId, skipped)
-      : await this.#publish(selection, request, operationId, total, skipped);
+    const audit = new ReplayAuditParts({
+      operationId,
+      actor: request.actor,
+      dryRun: request.dryRun,
+      idCount: request.ids?.length,
+      filter: request.ids === undefined ? describeFilter(selection.filter) : undefined,
+      max: request.max,
+      matched,
+      correlationId: request.correlationId,
+      traceparent: request.traceparent,
+    });
+    // The CLI records on the broker, so it needs a channel even when nothing is republished.
+    const session =
+      this.#emit === undefined || (!request.dryRun && total > 0) ? await this.#open() : undefined;
+    let result: { replayed: number; ids: string[] };
+    try {
+      result = request.dryRun
+        ? await this.#dryRun(selection, request, operationId, skipped, audit, session)
+        : await this.#publish(selection, request, operationId, total, skipped, audit, session);
+      // A replay that republished nothing is recorded too: who tried, and what they asked for.
+      if (audit.parts === 0) await this.#record(audit, [], session);
+    } finally {
+      await session?.connection.close().catch(() => {});
+    }
     if (request.ids !== undefined) {
       // Dead when counted, yet neither replayed nor skipped: a concurrent replay had them locked.
       const accounted = new Set([...result.ids, ...skipped.map((entry) => entry.id.toLowerCase())]);
@@ -222,18 +287,29 @@ export class DlqReplayer {
     request: ReplayRequest,
     operationId: number,
     skipped: ReplayResult['skipped'],
+    audit: ReplayAuditParts,
+    session: ReplaySession | undefined,
   ): Promise<{ replayed: number; ids: string[] }> {
     const values: unknown[] = [];
     const { where, bind } = this.#where(selection, values);
-    const { rows } = await this.#pool.query<{ id: string; original_queue: string | null }>(
-      `SELECT id, original_queue FROM dead_letters WHERE ${where.join(' AND ')}
+    const { rows } = await this.#pool.query<Omit<ReplayRow, 'content' | 'properties' | 'headers'>>(
+      `SELECT id, event_id, event_type, model_id, original_exchange, original_routing_key, original_queue
+       FROM dead_letters WHERE ${where.join(' AND ')}
        ORDER BY last_failure_at, id LIMIT ${bind(request.max)}`,
       values,
     );
     const ids: string[] = [];
+    const listed: ReplayedDeadLetter[] = [];
     for (const row of rows) {
-      if (this.#replayable(row.original_queue)) ids.push(row.id);
-      else skipped.push({ id: row.id, reason: 'not_replayable' });
+      if (this.#targetOf(row.original_queue) !== undefined) {
+        ids.push(row.id);
+        listed.push(auditEntry(row));
+      } else {
+        skipped.push({ id: row.id, reason: 'not_replayable' });
+      }
+    }
+    for (let start = 0; start < listed.length; start += this.#chunkSize) {
+      await this.#record(audit, listed.slice(start, start + this.#chunkSize), session);
     }
     await this.#pool.query(
       'UPDATE dlq_operations SET affected_ids = $2::uuid[], affected = $3 WHERE id = $1',
@@ -249,88 +325,121 @@ export class DlqReplayer {
     operationId: number,
     total: number,
     skipped: ReplayResult['skipped'],
+    audit: ReplayAuditParts,
+    session: ReplaySession | undefined,
   ): Promise<{ replayed: number; ids: string[] }> {
     const replayedIds: string[] = [];
-    if (total === 0) return { replayed: 0, ids: replayedIds };
-    const { connection, channel, returned } = await this.#open();
+    if (total === 0 || session === undefined) return { replayed: 0, ids: replayedIds };
+    const { channel, returned } = session;
     let taken = 0;
     let after: { at: string; id: string } | undefined;
-    try {
-      while (taken < request.max) {
-        const client = await this.#pool.connect();
-        try {
-          await client.query('BEGIN');
-          const values: unknown[] = [];
-          const { where, bind } = this.#where(selection, values);
-          if (after !== undefined) {
-            where.push(`(last_failure_at, id) > (${bind(after.at)}::timestamptz, ${bind(after.id)}::uuid)`);
-          }
-          const { rows } = await client.query<ReplayRow & { cursor_at: string }>(
-            `SELECT id, content, properties, headers, original_exchange, original_routing_key, original_queue,
-                    to_json(last_failure_at) #>> '{}' AS cursor_at
-             FROM dead_letters WHERE ${where.join(' AND ')}
-             ORDER BY last_failure_at, id LIMIT ${bind(Math.min(this.#chunkSize, request.max - taken))}
-             FOR UPDATE SKIP LOCKED`,
-            values,
-          );
-          if (rows.length === 0) {
-            await client.query('COMMIT');
-            break;
-          }
-          const published: string[] = [];
-          try {
-            for (const row of rows) {
-              if (!this.#replayable(row.original_queue)) {
-                skipped.push({ id: row.id, reason: 'not_replayable' });
-                continue;
-              }
-              const properties = replayProperties(row, request.actor);
-              const queue = row.original_queue as string;
-              if (!channel.publish(EXCHANGES.retryRequeue, queue, row.content, properties)) {
-                await drained(channel);
-              }
-              published.push(row.id);
-            }
-            await channel.waitForConfirms();
-          } catch (error) {
-            // Nothing of this chunk is marked: what the broker did take is de-duplicated if replayed again.
-            throw new DependencyUnavailableError('RabbitMQ', error);
-          }
-          const confirmed = published.filter((id) => !returned.has(id));
-          for (const id of published) {
-            if (returned.has(id)) skipped.push({ id, reason: 'unroutable' });
-          }
-          await client.query(
-            `UPDATE dead_letters SET state = 'replayed', replayed_at = now(), replayed_by = $2,
-               replay_operation_id = $3
-             WHERE id = ANY($1::uuid[])`,
-            [confirmed, request.actor.label, operationId],
-          );
-          await client.query(
-            `UPDATE dlq_operations SET affected_ids = affected_ids || $2::uuid[], affected = affected + $3
-             WHERE id = $1`,
-            [operationId, confirmed, confirmed.length],
-          );
-          await client.query('COMMIT');
-          replayedIds.push(...confirmed);
-          taken += rows.length;
-          const last = rows[rows.length - 1] as ReplayRow & { cursor_at: string };
-          after = { at: last.cursor_at, id: last.id };
-          request.onProgress?.(taken, total);
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => {});
-          throw error;
-        } finally {
-          client.release();
+    while (taken < request.max) {
+      const client = await this.#pool.connect();
+      try {
+        await client.query('BEGIN');
+        const values: unknown[] = [];
+        const { where, bind } = this.#where(selection, values);
+        if (after !== undefined) {
+          where.push(`(last_failure_at, id) > (${bind(after.at)}::timestamptz, ${bind(after.id)}::uuid)`);
         }
+        const { rows } = await client.query<ReplayRow & { cursor_at: string }>(
+          `SELECT id, event_id, event_type, model_id, content, properties, headers, original_exchange,
+                  original_routing_key, original_queue, to_json(last_failure_at) #>> '{}' AS cursor_at
+           FROM dead_letters WHERE ${where.join(' AND ')}
+           ORDER BY last_failure_at, id LIMIT ${bind(Math.min(this.#chunkSize, request.max - taken))}
+           FOR UPDATE SKIP LOCKED`,
+          values,
+        );
+        if (rows.length === 0) {
+          await client.query('COMMIT');
+          break;
+        }
+        const published: string[] = [];
+        try {
+          for (const row of rows) {
+            const target = this.#targetOf(row.original_queue);
+            if (target === undefined) {
+              skipped.push({ id: row.id, reason: 'not_replayable' });
+              continue;
+            }
+            const properties = replayProperties(row, request.actor);
+            if (!channel.publish(target.exchange, target.routingKey, row.content, properties)) {
+              await drained(channel);
+            }
+            published.push(row.id);
+          }
+          await channel.waitForConfirms();
+        } catch (error) {
+          // Nothing of this chunk is marked: what the broker did take is de-duplicated if replayed again.
+          throw new DependencyUnavailableError('RabbitMQ', error);
+        }
+        const confirmed = published.filter((id) => !returned.has(id));
+        for (const id of published) {
+          if (returned.has(id)) skipped.push({ id, reason: 'unroutable' });
+        }
+        if (confirmed.length > 0) {
+          const confirmedSet = new Set(confirmed);
+          await this.#record(audit, rows.filter((row) => confirmedSet.has(row.id)).map(auditEntry), session);
+        }
+        await client.query(
+          `UPDATE dead_letters SET state = 'replayed', replayed_at = now(), replayed_by = $2,
+             replay_operation_id = $3
+           WHERE id = ANY($1::uuid[])`,
+          [confirmed, request.actor.label, operationId],
+        );
+        await client.query(
+          `UPDATE dlq_operations SET affected_ids = affected_ids || $2::uuid[], affected = affected + $3
+           WHERE id = $1`,
+          [operationId, confirmed, confirmed.length],
+        );
+        await client.query('COMMIT');
+        replayedIds.push(...confirmed);
+        taken += rows.length;
+        const last = rows[rows.length - 1] as ReplayRow & { cursor_at: string };
+        after = { at: last.cursor_at, id: last.id };
+        request.onProgress?.(taken, total);
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        client.release();
       }
-    } finally {
-      await connection.close().catch(() => {});
     }
     return { replayed: replayedIds.length, ids: replayedIds };
   }
 
-  async #open(): Promise<{ connection: ChannelModel; channel: ConfirmChannel; returned: Set<string> }> {
+  /** Records the next part of the replay in the audit trail (see the file's header); throws if it cannot. */
+  async #record(
+    audit: ReplayAuditParts,
+    deadLetters: ReplayedDeadLetter[],
+    session: ReplaySession | undefined,
+  ): Promise<void> {
+    const { event, traceparent, timestampMs } = audit.next(deadLetters);
+    if (this.#emit !== undefined) {
+      if (!this.#emit(event, traceparent, timestampMs)) {
+        throw new DependencyUnavailableError('the telemetry spool (to record the replay in the audit trail)');
+      }
+      return;
+    }
+    if (session === undefined) throw new Error('a replay without a spool records on its channel');
+    const message = toOutboundMessage(
+      Buffer.from(encodeRecord(outboundHeader(event, traceparent, timestampMs), JSON.stringify(event))),
+    );
+    try {
+      session.channel.publish(message.exchange, message.routingKey, message.body, message.options);
+      await session.channel.waitForConfirms();
+    } catch (error) {
+      throw new DependencyUnavailableError('RabbitMQ', error);
+    }
+    if (session.returned.has(event.event_id)) {
+      throw new DependencyUnavailableError(
+        'RabbitMQ',
+        new Error(`the replay's audit record was unroutable: no queue is bound to ${message.exchange}`),
+      );
+    }
+  }
+
+  async #open(): Promise<ReplaySession> {
     let connection: ChannelModel;
     try {
       connection = await this.#connect();
@@ -346,15 +455,70 @@ export class DlqReplayer {
       channel.on('return', (message: ConsumeMessage) => {
         const from = message.properties.headers?.[REPLAYED_FROM_HEADER];
         if (typeof from === 'string') returned.add(from);
+        else if (typeof message.properties.messageId === 'string') returned.add(message.properties.messageId);
       });
       // A clear error up front, rather than a channel closed by the first publish.
       await channel.checkExchange(EXCHANGES.retryRequeue);
+      if (this.#emit === undefined) await channel.checkExchange(exchangeFor('dlq.replayed'));
       return { connection, channel, returned };
     } catch (error) {
       await connection.close().catch(() => {});
       throw new DependencyUnavailableError('RabbitMQ', error);
     }
   }
+}
+
+/** Where a replayed copy is published so that it reaches its queue, and only it. */
+interface ReplayTarget {
+  exchange: string;
+  routingKey: string;
+}
+
+/**
+ * The queue a dead letter failed in, through `retry.requeue` by its name, when this topology has it.
+ * A queue of a partitioned family that this topology no longer has (`audit.trail` once partitioned, or
+ * `audit.trail.p5` after the partitions went from 8 to 4) is replayed where the family's events go now:
+ * through the consistent-hash exchange (its `model_id` header is kept, so it lands in its model's
+ * partition), or to the unpartitioned queue. Anything else is not replayable.
+ */
+export function replayTarget(topology: Topology, queue: string | null): ReplayTarget | undefined {
+  if (queue === null) return undefined;
+  if (queuesFor(topology, EXCHANGES.retryRequeue, queue).includes(queue)) {
+    return { exchange: EXCHANGES.retryRequeue, routingKey: queue };
+  }
+  const family = queue.replace(/\.p\d+$/, '');
+  if (!(WORK_QUEUES as readonly string[]).includes(family)) return undefined;
+  if (queuesFor(topology, EXCHANGES.retryRequeue, family).includes(family)) {
+    return { exchange: EXCHANGES.retryRequeue, routingKey: family };
+  }
+  const hash = partitionExchangeName(family);
+  if (topology.exchanges.some((exchange) => exchange.name === hash))
+    return { exchange: hash, routingKey: '' };
+  return undefined;
+}
+
+/** A dead letter as an audit record lists it. */
+function auditEntry(row: Pick<ReplayRow, 'id' | 'event_id' | 'event_type' | 'model_id' | 'original_queue'>) {
+  return {
+    id: row.id,
+    event_id: row.event_id,
+    event_type: row.event_type,
+    model_id: row.model_id,
+    queue: row.original_queue as string,
+  };
+}
+
+/** The spool-record header of an event, as `EventBus.emit` writes it, so the CLI publishes the same message. */
+function outboundHeader(event: TelemetryEvent, traceparent: string, timestampMs: number) {
+  return {
+    eventType: event.event_type,
+    eventId: event.event_id,
+    correlationId: event.correlation_id,
+    timestampMs,
+    source: event.source,
+    traceparent,
+    modelId: '',
+  };
 }
 
 /** Resolves when the channel can take more; rejects when it closes first. */

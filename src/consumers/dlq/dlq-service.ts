@@ -19,6 +19,7 @@ import {
   type ReplayResult,
 } from './dlq-schemas.ts';
 import { type DlqActor, DlqStore, normalizeFilter } from './dlq-store.ts';
+import type { EmitEvent } from './replay-audit.ts';
 
 export interface DlqServiceOptions {
   pool: pg.Pool;
@@ -32,10 +33,19 @@ export interface DlqServiceOptions {
   topology?: Topology;
   /** Dead letters republished per confirmed transaction. @default 200 */
   replayChunkSize?: number;
+  /**
+   * Where replays' `dlq.replayed` audit events go: the process's spool (`EventBus.emit`). Without it
+   * (the CLI; the API with telemetry off) they are published on each replay's confirm channel.
+   */
+  emit?: EmitEvent;
 }
 
 export interface ReplayOptions {
   actor: DlqActor;
+  /** The correlation id of the request that asked, carried by the audit records. @default a fresh UUID */
+  correlationId?: string;
+  /** The W3C trace context of that request. */
+  traceparent?: string;
   /** Called after each confirmed chunk (for a progress bar). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -57,6 +67,7 @@ export class DlqService {
           })),
       topology: options.topology,
       chunkSize: options.replayChunkSize,
+      emit: options.emit,
     });
   }
 
@@ -96,6 +107,8 @@ export class DlqService {
       dryRun: input.dry_run ?? false,
       max: input.max ?? DLQ_LIMITS.replayMaxDefault,
       actor: options.actor,
+      correlationId: options.correlationId,
+      traceparent: options.traceparent,
       onProgress: options.onProgress,
     });
   }

@@ -23,6 +23,8 @@ export interface DlqActor {
   label: string;
   /** The API key, when the action came through the HTTP API. */
   keyId: string | null;
+  /** SHA-256 of that key: the `user_id` of the audit trail's `dlq.replayed` records. @default null */
+  userId?: string | null;
 }
 
 export interface DeadLetterFilter {

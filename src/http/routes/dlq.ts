@@ -25,7 +25,7 @@ const security = [{ apiKey: [] }];
 function actorOf(request: FastifyRequest): DlqActor {
   const principal = request.principal;
   if (principal === undefined) throw new Error('an admin route ran without a principal');
-  return { label: `api-key:${principal.keyId}`, keyId: principal.keyId };
+  return { label: `api-key:${principal.keyId}`, keyId: principal.keyId, userId: principal.userId };
 }
 
 const dlqRoutes: FastifyPluginAsyncTypebox<DlqRoutesOptions> = async (app, { dlq }) => {
@@ -73,13 +73,21 @@ const dlqRoutes: FastifyPluginAsyncTypebox<DlqRoutesOptions> = async (app, { dlq
         description:
           'By ids or by filter, oldest first, at most `max`. Each copy goes only to its original queue, ' +
           'confirmed by RabbitMQ before the dead letter is marked replayed. Consumers de-duplicate by ' +
-          'event id, so an event already applied changes nothing. Recorded with the key in dlq_operations.',
+          'event id, so an event already applied changes nothing. Recorded with the key in dlq_operations ' +
+          'and in the audit trail (`dlq.replayed` records: GET /audit?event_type=dlq.replayed).',
         security,
         body: ReplayBody,
         response: { 200: ReplayResultSchema, ...errorResponses(400, 401, 403, 413, 415, 429, 503) },
       },
     },
-    async (request) => dlq.replay(request.body, { actor: actorOf(request) }),
+    async (request) => {
+      const traceparent = request.headers.traceparent;
+      return dlq.replay(request.body, {
+        actor: actorOf(request),
+        correlationId: request.correlationId || undefined,
+        traceparent: typeof traceparent === 'string' ? traceparent : undefined,
+      });
+    },
   );
 
   app.delete(

@@ -66,6 +66,7 @@ const sortedTopology = (topology: Topology): Topology => ({
   exchanges: byJson(topology.exchanges),
   queues: byJson(topology.queues),
   bindings: byJson(topology.bindings),
+  exchangeBindings: byJson(topology.exchangeBindings),
 });
 
 const amqpOf = (channel: ChannelInterface): AmqpChannelBinding => {
@@ -127,7 +128,7 @@ describe('docs/asyncapi.yaml', () => {
   });
 
   test('describes exactly the topology of buildTopology()', () => {
-    const rebuilt: Topology = { exchanges: [], queues: [], bindings: [] };
+    const rebuilt: Topology = { exchanges: [], queues: [], bindings: [], exchangeBindings: [] };
     for (const channel of document.channels().all()) {
       const amqp = amqpOf(channel);
       if (amqp.is === 'routingKey') {
@@ -142,11 +143,22 @@ describe('docs/asyncapi.yaml', () => {
           { durable: true, autoDelete: false, vhost: '/' },
           `exchange ${amqp.exchange.name}`,
         );
+        const exchangeArguments = channel.extensions().get('x-arguments')?.value<ExchangeSpec['arguments']>();
         rebuilt.exchanges.push({
           name: amqp.exchange.name,
           type: amqp.exchange.type,
           description: channel.description() ?? '',
+          ...(exchangeArguments === undefined ? {} : { arguments: exchangeArguments }),
         });
+        const feeds =
+          channel.extensions().get('x-bindings')?.value<Array<{ exchange: string; pattern: string }>>() ?? [];
+        for (const feed of feeds) {
+          rebuilt.exchangeBindings.push({
+            source: feed.exchange,
+            destination: amqp.exchange.name,
+            pattern: feed.pattern,
+          });
+        }
         continue;
       }
       assert.ok(amqp.queue !== undefined, `channel ${channel.id()} is neither an exchange nor a queue`);

@@ -7,7 +7,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import { EVENT_SCHEMAS, eventJsonSchemas, STACK_TRACE_MAX_LENGTH } from '../../../src/bus/event-schemas.ts';
+import {
+  DLQ_REPLAYED_MAX_DEAD_LETTERS,
+  EVENT_SCHEMAS,
+  eventJsonSchemas,
+  STACK_TRACE_MAX_LENGTH,
+} from '../../../src/bus/event-schemas.ts';
 import { EVENT_TYPES, type EventType, MODEL_EVENT_TYPES } from '../../../src/bus/event-types.ts';
 import { exampleEvent } from '../../support/event-examples.ts';
 
@@ -22,6 +27,8 @@ const validators = Object.fromEntries(
 ) as Record<EventType, ValidateFunction>;
 
 const isModelEvent = (type: EventType) => (MODEL_EVENT_TYPES as readonly string[]).includes(type);
+/** Operators' actions: no request metadata. */
+const isAdminEvent = (type: EventType) => type === 'dlq.replayed';
 
 type Json = Record<string, unknown>;
 
@@ -98,7 +105,7 @@ for (const type of EVENT_TYPES) {
         broken(type, (event) => (event.extra = 1)),
         'additionalProperties',
       );
-      for (const part of ['data', 'metadata', 'error']) {
+      for (const part of isAdminEvent(type) ? ['data', 'error'] : ['data', 'metadata', 'error']) {
         assertInvalid(
           type,
           broken(type, (event) => ((event[part] as Json).extra = 1)),
@@ -247,6 +254,20 @@ for (const type of EVENT_TYPES) {
       });
     }
 
+    if (isAdminEvent(type)) {
+      test('metadata is null: an operator action is not a request', () => {
+        assertInvalid(
+          type,
+          broken(type, (event) => {
+            event.metadata = exampleEvent('api.request').metadata;
+          }),
+          'type',
+          '/metadata',
+        );
+      });
+      return;
+    }
+
     test('metadata is checked: response code range, nullable fields', () => {
       assertInvalid(
         type,
@@ -294,6 +315,46 @@ test('filter.executed data: filters as applied, cursor a flag', () => {
     data((filters) => (filters.capability_tier = 'Tier_9')),
     'enum',
     '/data/filters/capability_tier',
+  );
+});
+
+test('dlq.replayed data: one part of a replay, its dead letters bounded in number', () => {
+  assertValid(
+    'dlq.replayed',
+    broken('dlq.replayed', (event) => {
+      Object.assign(event.data as Json, {
+        selection: { ids: 3, filter: null, max: 1000 },
+        dead_letters: [],
+      });
+    }),
+  );
+  const entry = (exampleEvent('dlq.replayed').data.dead_letters[0] ?? {}) as Json;
+  assertInvalid(
+    'dlq.replayed',
+    broken('dlq.replayed', (event) => {
+      (event.data as Json).dead_letters = Array.from(
+        { length: DLQ_REPLAYED_MAX_DEAD_LETTERS + 1 },
+        () => entry,
+      );
+    }),
+    'maxItems',
+    '/data/dead_letters',
+  );
+  assertInvalid(
+    'dlq.replayed',
+    broken('dlq.replayed', (event) => {
+      (event.data as Json).part = 0;
+    }),
+    'minimum',
+    '/data/part',
+  );
+  assertInvalid(
+    'dlq.replayed',
+    broken('dlq.replayed', (event) => {
+      (event.data as Json).dead_letters = [{ ...entry, id: 'not-a-uuid' }];
+    }),
+    'format',
+    '/data/dead_letters/0/id',
   );
 });
 

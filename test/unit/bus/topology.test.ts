@@ -7,16 +7,19 @@ import { describe, test } from 'node:test';
 import { EVENT_TYPES, type EventType } from '../../../src/bus/event-types.ts';
 import {
   buildTopology,
+  consumedQueues,
   DEFAULT_DELIVERY_LIMIT,
   DEFAULT_RETRY_DELAYS_MS,
   EXCHANGES,
   exchangeFor,
+  MAX_PARTITIONS,
   QUEUES,
   queuesFor,
   retryName,
   type Topology,
   WORK_QUEUES,
 } from '../../../src/bus/topology.ts';
+import { replayTarget } from '../../../src/consumers/dlq/dlq-replay.ts';
 
 const topology = buildTopology();
 
@@ -42,6 +45,7 @@ describe('routing of each event type', () => {
     'filter.executed': { exchange: EXCHANGES.models, queues: MODEL_QUEUES },
     'api.request': { exchange: EXCHANGES.metrics, queues: [QUEUES.metrics] },
     'api.error': { exchange: EXCHANGES.errors, queues: [QUEUES.metrics, QUEUES.logging, QUEUES.audit] },
+    'dlq.replayed': { exchange: EXCHANGES.admin, queues: [QUEUES.audit] },
   };
 
   for (const type of EVENT_TYPES) {
@@ -51,10 +55,11 @@ describe('routing of each event type', () => {
     });
   }
 
-  test('every event reaches metrics.updates, and no event reaches a retry or dead-letter queue directly', () => {
+  test('every request event reaches metrics.updates, and no event reaches a retry or dead-letter queue directly', () => {
     const reached = new Set(EVENT_TYPES.flatMap((type) => queuesFor(topology, exchangeFor(type), type)));
+    const requestTypes = EVENT_TYPES.filter((type) => type !== 'dlq.replayed');
     assert.ok(
-      EVENT_TYPES.every((type) => queuesFor(topology, exchangeFor(type), type).includes(QUEUES.metrics)),
+      requestTypes.every((type) => queuesFor(topology, exchangeFor(type), type).includes(QUEUES.metrics)),
     );
     assert.deepEqual(sorted([...reached]), sorted(WORK_QUEUES));
   });
@@ -64,6 +69,7 @@ describe('routing of each event type', () => {
     const custom: Topology = {
       exchanges: [{ name: 'x', type: 'topic', description: '' }],
       queues: [],
+      exchangeBindings: [],
       bindings: [
         { exchange: 'x', queue: 'star', pattern: 'model.*' },
         { exchange: 'x', queue: 'hash', pattern: 'model.#' },
@@ -179,5 +185,117 @@ describe('work and dead-letter queues', () => {
       const target = spec.arguments['x-dead-letter-exchange'];
       if (target !== undefined) assert.ok(exchanges.includes(String(target)), `${spec.name} → ${target}`);
     }
+  });
+});
+
+describe('partitions of audit.trail by model_id', () => {
+  const partitioned = buildTopology({ partitions: { [QUEUES.audit]: 4 } });
+  const PARTITIONS = ['audit.trail.p0', 'audit.trail.p1', 'audit.trail.p2', 'audit.trail.p3'];
+
+  test('by default (and with 1) there are none: one audit.trail queue, no hash exchange', () => {
+    assert.deepEqual(buildTopology({ partitions: { [QUEUES.audit]: 1 } }), topology);
+    assert.deepEqual(topology.exchangeBindings, []);
+    assert.ok(topology.exchanges.every((spec) => spec.type !== 'x-consistent-hash'));
+    assert.deepEqual(consumedQueues(topology, QUEUES.audit), [QUEUES.audit]);
+  });
+
+  test('N partition queues replace audit.trail, each a work queue like the others', () => {
+    const names = partitioned.queues.map((spec) => spec.name);
+    assert.ok(!names.includes(QUEUES.audit));
+    assert.deepEqual(consumedQueues(partitioned, QUEUES.audit), PARTITIONS);
+    for (const name of PARTITIONS) {
+      assert.deepEqual(queue(partitioned, name).arguments, queue(topology, QUEUES.audit).arguments);
+      assert.equal(queue(partitioned, name).arguments['x-single-active-consumer'], true);
+    }
+    // The other work queues are untouched.
+    for (const name of [QUEUES.metrics, QUEUES.analytics, QUEUES.logging]) {
+      assert.deepEqual(queue(partitioned, name), queue(topology, name));
+      assert.deepEqual(consumedQueues(partitioned, name), [name]);
+    }
+  });
+
+  test('a consistent-hash exchange on the model_id header, fed by every exchange audit.trail was bound to', () => {
+    const hash = exchange(partitioned, 'audit.trail.hash');
+    assert.equal(hash.type, 'x-consistent-hash');
+    assert.deepEqual(hash.arguments, { 'hash-header': 'model_id' });
+    assert.deepEqual(
+      partitioned.bindings.filter((binding) => binding.exchange === 'audit.trail.hash'),
+      PARTITIONS.map((name) => ({ exchange: 'audit.trail.hash', queue: name, pattern: '1' })),
+      'equal weights',
+    );
+    const fedBy = topology.bindings.filter(
+      (binding) => binding.queue === QUEUES.audit && binding.exchange !== EXCHANGES.retryRequeue,
+    );
+    assert.deepEqual(
+      sorted(partitioned.exchangeBindings.map((binding) => `${binding.source} ${binding.pattern}`)),
+      sorted(fedBy.map((binding) => `${binding.exchange} ${binding.pattern}`)),
+    );
+    assert.ok(partitioned.exchangeBindings.every((binding) => binding.destination === 'audit.trail.hash'));
+    assert.ok(partitioned.bindings.every((binding) => binding.queue !== QUEUES.audit));
+  });
+
+  test('every event that reached audit.trail may reach any partition, and the other queues as before', () => {
+    for (const type of EVENT_TYPES) {
+      const before = queuesFor(topology, exchangeFor(type), type);
+      const after = queuesFor(partitioned, exchangeFor(type), type);
+      const expected = before.flatMap((name) => (name === QUEUES.audit ? PARTITIONS : [name]));
+      assert.deepEqual(sorted(after), sorted(expected), type);
+    }
+  });
+
+  test('the retry ladder returns a message to the partition it failed in, and only there', () => {
+    for (const name of PARTITIONS) {
+      assert.deepEqual(queuesFor(partitioned, EXCHANGES.retryRequeue, name), [name]);
+    }
+    assert.deepEqual(queuesFor(partitioned, EXCHANGES.retryRequeue, QUEUES.audit), []);
+  });
+
+  test('partition counts outside 1–64, or of a queue that is not a work queue, are refused', () => {
+    for (const count of [0, -1, 1.5, MAX_PARTITIONS + 1]) {
+      assert.throws(
+        () => buildTopology({ partitions: { [QUEUES.audit]: count } }),
+        RangeError,
+        String(count),
+      );
+    }
+    assert.throws(
+      () => buildTopology({ partitions: { [QUEUES.deadLetters]: 2 } as never }),
+      /not a work queue/,
+    );
+    assert.equal(
+      consumedQueues(buildTopology({ partitions: { [QUEUES.audit]: MAX_PARTITIONS } }), QUEUES.audit).length,
+      64,
+    );
+  });
+
+  test('names are unique and every binding joins declared ends', () => {
+    const exchanges = partitioned.exchanges.map((spec) => spec.name);
+    const queues = partitioned.queues.map((spec) => spec.name);
+    assert.equal(new Set(exchanges).size, exchanges.length);
+    assert.equal(new Set(queues).size, queues.length);
+    for (const binding of partitioned.bindings) {
+      assert.ok(exchanges.includes(binding.exchange) && queues.includes(binding.queue));
+    }
+    for (const binding of partitioned.exchangeBindings) {
+      assert.ok(exchanges.includes(binding.source) && exchanges.includes(binding.destination));
+    }
+  });
+
+  test('a dead letter is replayed into its partition; a queue the partitions replaced, through the hash', () => {
+    const requeue = (routingKey: string) => ({ exchange: EXCHANGES.retryRequeue, routingKey });
+    assert.deepEqual(replayTarget(partitioned, 'audit.trail.p2'), requeue('audit.trail.p2'));
+    assert.deepEqual(replayTarget(partitioned, QUEUES.audit), {
+      exchange: 'audit.trail.hash',
+      routingKey: '',
+    });
+    assert.deepEqual(replayTarget(partitioned, 'audit.trail.p9'), {
+      exchange: 'audit.trail.hash',
+      routingKey: '',
+    });
+    assert.deepEqual(replayTarget(topology, 'audit.trail.p2'), requeue(QUEUES.audit));
+    assert.deepEqual(replayTarget(partitioned, QUEUES.analytics), requeue(QUEUES.analytics));
+    assert.equal(replayTarget(partitioned, 'no.such.queue'), undefined);
+    assert.equal(replayTarget(partitioned, 'retry.1s'), undefined);
+    assert.equal(replayTarget(partitioned, null), undefined);
   });
 });

@@ -1,0 +1,13 @@
+/**
+ * The topology of a deployment, from its configuration: the retry ladder and the partitions. Every
+ * process (API, worker, CLI) builds it here, so they all declare, consume and replay into the same queues.
+ */
+import type { Config } from '../config.ts';
+import { buildTopology, QUEUES, type Topology } from './topology.ts';
+
+export function topologyFromConfig(config: Pick<Config, 'retryDelaysMs' | 'auditPartitions'>): Topology {
+  return buildTopology({
+    retryDelaysMs: config.retryDelaysMs,
+    partitions: { [QUEUES.audit]: config.auditPartitions },
+  });
+}
