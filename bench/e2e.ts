@@ -216,6 +216,8 @@ async function startApi(
   database: string,
   env: Record<string, string>,
   settings: Settings,
+  /** Where the process goes as soon as it is started, so the cleanup stops it whatever happens next. */
+  started: SystemProcess[],
 ): Promise<Api> {
   const databaseUrl = `${settings.pgServerUrl}/${database}`;
   // The key before the start: `keys create` migrates the fresh database and prints the key alone on stdout.
@@ -235,6 +237,7 @@ async function startApi(
     BOOTSTRAP_ADMIN_KEY: 'false',
     LOG_LEVEL: 'warn',
   });
+  started.push(process_);
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(process_, `${url}/livez`, 60_000);
   return { label, process: process_, url, key, database, otherRequests: 1 };
@@ -630,8 +633,13 @@ async function main(): Promise<number> {
       created.push(name);
     }
     progress(`databases ${databases.on}, ${databases.off}; vhost ${busEnv.vhost.vhost}`);
-    const api = await startApi('api', databases.on, { ...busEnv.env, TELEMETRY_ENABLED: 'true' }, settings);
-    processes.push(api.process);
+    const api = await startApi(
+      'api',
+      databases.on,
+      { ...busEnv.env, TELEMETRY_ENABLED: 'true' },
+      settings,
+      processes,
+    );
     const worker = startCli(
       'worker',
       ['worker', '--consumers', consumers.join(',')],
@@ -651,8 +659,8 @@ async function main(): Promise<number> {
       databases.off,
       { RABBITMQ_URL: busEnv.env.RABBITMQ_URL, DATA_DIR: offDir, TELEMETRY_ENABLED: 'false' },
       settings,
+      processes,
     );
-    processes.push(off.process);
     progress(
       `API pid ${api.process.pid} at ${api.url}, worker pid ${worker.pid}, bus-off API pid ${off.process.pid}`,
     );
