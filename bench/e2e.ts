@@ -997,7 +997,7 @@ async function main(): Promise<number> {
   const sections: Section[] = [
     {
       title:
-        'Phases (API latency: every response, exact; e2e: emit → commit of the slowest consumer per event)',
+        'Phases (API latency: every response, exact; e2e: emit → the transaction of the slowest consumer per event)',
       columns: [
         'phase',
         'req/s',

@@ -15,10 +15,11 @@ test('one bar per value, none for null, on a log scale, with goal lines and esca
   });
   assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   assert.ok(svg.includes('a &lt;b&gt; &amp; c'));
-  const bars = [...svg.matchAll(/<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="#(111|222)">/g)];
+  const bars = [
+    ...svg.matchAll(/<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="#(111|222)">/g),
+  ];
   assert.equal(bars.length, 3);
-  const height = (fill: string, nth: number) =>
-    Number(bars.filter((bar) => bar[3] === fill)[nth]?.[2]);
+  const height = (fill: string, nth: number) => Number(bars.filter((bar) => bar[3] === fill)[nth]?.[2]);
   // Log scale: 200 is two decades above 2, and 2 is 0.3 of a decade above 1.
   const one = height('222', 0);
   const two = height('111', 0);
