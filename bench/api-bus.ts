@@ -46,7 +46,6 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon, { type Client, type Instance, type Options, type Request, type Result } from 'autocannon';
-import pg from 'pg';
 import { QUEUES, WORK_QUEUES } from '../src/bus/topology.ts';
 import {
   type BrokerInfo,
@@ -65,6 +64,7 @@ import {
   formatCores,
   othersCores,
 } from './support/cpu.ts';
+import { createDatabase, dropDatabase } from './support/databases.ts';
 import {
   commandLine,
   environment,
@@ -201,30 +201,6 @@ function readSettings(): Settings {
     serverCpuProfDir: values['server-cpu-prof'] ?? (process.env.BENCH_SERVER_CPU_PROF || undefined),
     pgServerUrl: pick(values['pg-url'], 'BENCH_PG_URL', 'postgres://root@127.0.0.1:5432').replace(/\/+$/, ''),
   };
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Databases
-
-async function withAdminClient<T>(serverUrl: string, action: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: `${serverUrl}/postgres`, connectionTimeoutMillis: 5000 });
-  await client.connect();
-  try {
-    return await action(client);
-  } finally {
-    await client.end();
-  }
-}
-
-async function createDatabase(serverUrl: string, name: string): Promise<string> {
-  await withAdminClient(serverUrl, (client) => client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`));
-  return `${serverUrl}/${name}`;
-}
-
-async function dropDatabase(serverUrl: string, name: string): Promise<void> {
-  await withAdminClient(serverUrl, (client) =>
-    client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
-  );
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -117,6 +117,19 @@ declare module 'autocannon' {
     stop(): void;
   }
 
+  export interface TrackOptions {
+    outputStream?: NodeJS.WritableStream;
+    renderProgressBar?: boolean;
+    renderResultsTable?: boolean;
+    renderLatencyTable?: boolean;
+    /** A format of the `progress` package, e.g. `'running [:bar] :percent'`. */
+    progressBarString?: string;
+  }
+
   function autocannon(options: Options): Instance;
+  namespace autocannon {
+    /** Renders a run's progress bar (and, unless turned off, its results) on the output stream. */
+    function track(instance: Instance, options?: TrackOptions): void;
+  }
   export default autocannon;
 }

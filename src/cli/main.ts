@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import { auditVerify } from './audit.ts';
+import { bench } from './bench.ts';
 import { CliError } from './cli-error.ts';
 import { type DlqFilterFlags, listDeadLetters, purgeDeadLetters, replayDeadLetters } from './dlq.ts';
 import { createKey, listKeys, revokeKey } from './keys.ts';
@@ -145,5 +146,14 @@ topology
   .command('apply')
   .description('declare the topology on RabbitMQ now (idempotent; the API also does it at every connect)')
   .action(run(async () => applyTopologyNow(loadConfig())));
+
+program
+  .command('bench')
+  .description('the end-to-end benchmark (npm run bench): run it with --help for its options')
+  .helpOption(false)
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .argument('[options...]', 'passed to bench/e2e.ts')
+  .action(run(async (args: string[]) => bench(args)));
 
 await program.parseAsync(process.argv);
