@@ -117,7 +117,10 @@ export async function build(
     DATABASE_URL: databaseUrl,
   });
   const services = createServices(config);
-  const app = await buildApp(services, { rateLimitPerMinute: config.rateLimitPerMinute });
+  const app = await buildApp(services, {
+    rateLimitPerMinute: config.rateLimitPerMinute,
+    metricsRollupRetentionDays: config.metricsRollupRetentionDays,
+  });
   // The database is dropped WITH (FORCE), so whichever teardown runs first, nothing is left behind.
   teardown.after(async () => {
     await app.close();

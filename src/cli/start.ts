@@ -38,6 +38,7 @@ export async function start(config: Config): Promise<void> {
     logger: logger,
     rateLimitPerMinute: config.rateLimitPerMinute,
     trustProxy: config.trustProxy,
+    metricsRollupRetentionDays: config.metricsRollupRetentionDays,
   });
 
   const consumers =

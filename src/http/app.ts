@@ -14,6 +14,8 @@ import type { EventBus } from '../bus/event-bus.ts';
 import type { QueueInspector } from '../bus/queue-inspector.ts';
 import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
 import type { DlqService } from '../consumers/dlq/dlq-service.ts';
+import { METRICS_RETENTION_DEFAULTS } from '../consumers/metrics/metrics-pruner.ts';
+import { MetricsQuery } from '../metrics/metrics-query.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
 import closingGuard from './plugins/closing-guard.ts';
@@ -26,6 +28,7 @@ import auditRoutes from './routes/audit.ts';
 import dlqRoutes from './routes/dlq.ts';
 import eventSchemaRoutes from './routes/event-schemas.ts';
 import healthRoutes from './routes/health.ts';
+import metricsRoutes from './routes/metrics.ts';
 import modelRoutes from './routes/models.ts';
 import { schemaCompilers } from './schema-compilers.ts';
 
@@ -50,6 +53,8 @@ export interface AppOptions {
   rateLimitPerMinute?: number;
   /** Trust X-Forwarded-For. @default false */
   trustProxy?: boolean;
+  /** Days of metrics rollups kept: GET /metrics refuses ranges reaching further back. @default 400 */
+  metricsRollupRetentionDays?: number;
 }
 
 export async function buildApp(deps: AppDependencies, options: AppOptions = {}): Promise<FastifyInstance> {
@@ -95,5 +100,9 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   await app.register(dlqRoutes, { dlq: deps.dlq });
   await app.register(auditRoutes, { pool: deps.pool });
   await app.register(analyticsRoutes, { analytics: new AnalyticsQuery(deps.pool) });
+  await app.register(metricsRoutes, {
+    metrics: new MetricsQuery(deps.pool),
+    retentionDays: options.metricsRollupRetentionDays ?? METRICS_RETENTION_DEFAULTS.rollupRetentionDays,
+  });
   return app;
 }
