@@ -3,8 +3,9 @@
  * stored histograms), peaks and a time series over a range, optionally for one vendor, tier or route.
  * Knows nothing of HTTP.
  *
- * Every read of one request runs in one REPEATABLE READ snapshot, so its numbers agree with each other
- * (the series adds up to the totals) even while the consumer commits. A range is read as whole days,
+ * Every read of one request sees one REPEATABLE READ snapshot, shared by three connections that read side
+ * by side, so its numbers agree with each other (the series adds up to the totals) even while the
+ * consumer commits. A range is read as whole days,
  * whole hours and ragged-end minutes ({@link planSegments}); without a filter, the series, peaks and
  * processing latency come from the per-bucket totals table, a row per bucket.
  */
@@ -134,25 +135,56 @@ export class MetricsQuery {
   constructor(private readonly pool: pg.Pool) {}
 
   async report(range: MetricsRange, filters: MetricsFilters = {}): Promise<MetricsReport> {
-    const client = await this.pool.connect();
-    let failed: Error | undefined;
+    return this.#inOneSnapshot(3, (clients) => this.#report(clients, range, filters));
+  }
+
+  /**
+   * Runs `work` on `count` connections that share one REPEATABLE READ snapshot (the first exports it,
+   * the others import it): the reads run side by side, and still agree with each other.
+   */
+  async #inOneSnapshot<T>(count: number, work: (clients: pg.PoolClient[]) => Promise<T>): Promise<T> {
+    const clients: pg.PoolClient[] = [];
+    const broken = new Set<pg.PoolClient>();
+    const begun: pg.PoolClient[] = [];
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const report = await this.#report(client, range, filters);
-      await client.query('COMMIT');
-      return report;
-    } catch (error) {
-      // A connection that cannot even roll back is not given back to the pool.
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        failed = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-      });
-      throw error;
+      const leader = await this.pool.connect();
+      clients.push(leader);
+      await leader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      begun.push(leader);
+      const { rows } = await leader.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot');
+      const snapshot = (rows[0] as { snapshot: string }).snapshot;
+      await Promise.all(
+        Array.from({ length: count - 1 }, async () => {
+          const client = await this.pool.connect();
+          clients.push(client);
+          await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+          begun.push(client);
+          await client.query(`SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}`);
+        }),
+      );
+      const result = await work(clients);
+      await Promise.all(begun.map((client) => client.query('COMMIT')));
+      begun.length = 0;
+      return result;
     } finally {
-      client.release(failed);
+      // A connection that cannot even roll back is not given back to the pool.
+      await Promise.all(
+        begun.map((client) =>
+          client.query('ROLLBACK').catch(() => {
+            broken.add(client);
+          }),
+        ),
+      );
+      for (const client of clients) client.release(broken.has(client) ? true : undefined);
     }
   }
 
-  async #report(client: pg.PoolClient, range: MetricsRange, filters: MetricsFilters): Promise<MetricsReport> {
+  async #report(
+    clients: pg.PoolClient[],
+    range: MetricsRange,
+    filters: MetricsFilters,
+  ): Promise<MetricsReport> {
+    const [client, second, third] = clients as [pg.PoolClient, pg.PoolClient, pg.PoolClient];
     const from = range.from.getTime();
     const to = range.to.getTime();
     const filtered =
@@ -167,71 +199,88 @@ export class MetricsQuery {
     if (filters.capabilityTier !== undefined) {
       registryParts.push(`capability_tier = ${registryWhere.param(filters.capabilityTier)}`);
     }
-    const registry = await client.query<{
-      vendor_id: string;
-      capability_tier: string;
-      total: string;
-      active: string;
-    }>(
-      `SELECT vendor_id, capability_tier, count(*) AS total, count(*) FILTER (WHERE is_active) AS active
+    const registryRead = () =>
+      client.query<{
+        vendor_id: string;
+        capability_tier: string;
+        total: string;
+        active: string;
+      }>(
+        `SELECT vendor_id, capability_tier, count(*) AS total, count(*) FILTER (WHERE is_active) AS active
        FROM models ${registryParts.length === 0 ? '' : `WHERE ${registryParts.join(' AND ')}`}
        GROUP BY vendor_id, capability_tier`,
-      registryWhere.values,
-    );
+        registryWhere.values,
+      );
 
     // 2. Every count of the range, by every key; folded into the breakdowns below.
     const countsWhere = new Where();
-    const counts = await client.query<{
-      event_type: string;
-      method: string;
-      route: string;
-      vendor_id: string;
-      capability_tier: string;
-      status_class: number;
-      error_type: string;
-      requests: string;
-      cache_hits: string;
-      cache_misses: string;
-    }>(
-      `SELECT event_type, method, route, vendor_id, capability_tier, status_class, error_type,
+    const countsRead = () =>
+      client.query<{
+        event_type: string;
+        method: string;
+        route: string;
+        vendor_id: string;
+        capability_tier: string;
+        status_class: number;
+        error_type: string;
+        requests: string;
+        cache_hits: string;
+        cache_misses: string;
+      }>(
+        `SELECT event_type, method, route, vendor_id, capability_tier, status_class, error_type,
               sum(requests) AS requests, sum(cache_hits) AS cache_hits, sum(cache_misses) AS cache_misses
        FROM metrics_rollups
        WHERE ${countsWhere.segments(whole)}${countsWhere.filters(filters)}
        GROUP BY event_type, method, route, vendor_id, capability_tier, status_class, error_type`,
-      countsWhere.values,
-    );
+        countsWhere.values,
+      );
 
     // 3. Request latency per route, merged over the range; the overall figure merges the routes.
     const latencyWhere = new Where();
-    const latency = await client.query<{ method: string; route: string; k: number; c: string }>(
-      `SELECT method, route, (e >> ${SHIFT})::int AS k, sum(e & ${COUNT_MASK}) AS c
+    const latencyRead = () =>
+      second.query<{ method: string; route: string; k: number; c: string }>(
+        `SELECT method, route, (e >> ${SHIFT})::int AS k, sum(e & ${COUNT_MASK}) AS c
        FROM metrics_rollups, unnest(request_latency) AS e
        WHERE ${latencyWhere.segments(whole)}${latencyWhere.filters(filters)}
        GROUP BY method, route, k
        ORDER BY k`,
-      latencyWhere.values,
-    );
+        latencyWhere.values,
+      );
 
     // 4. Processing latency, merged over the range.
     const processingWhere = new Where();
-    const processing = await client.query<{ k: number; c: string }>(
-      `SELECT (e >> ${SHIFT})::int AS k, sum(e & ${COUNT_MASK}) AS c
+    const processingRead = () =>
+      client.query<{ k: number; c: string }>(
+        `SELECT (e >> ${SHIFT})::int AS k, sum(e & ${COUNT_MASK}) AS c
        FROM ${filtered ? 'metrics_rollups' : 'metrics_rollup_totals'}, unnest(processing_latency) AS e
        WHERE ${processingWhere.segments(whole)}${filtered ? processingWhere.filters(filters) : ''}
        GROUP BY k
        ORDER BY k`,
-      processingWhere.values,
-    );
+        processingWhere.values,
+      );
 
     // 5. The series: requests, errors and p95 per bucket (p95 computed in SQL: a point per bucket
-    // comes back, not its histogram).
-    const series = await this.#series(client, range, filters, filtered);
-
-    // 6. Peaks: the busiest minute and clock hour. A series of that bucket already has them.
-    const peakMinute =
-      range.bucket === '1m' ? busiest(series) : await this.#busiest(client, range, '1m', filters, filtered);
-    const peakHour =
-      range.bucket === '1h' ? busiest(series) : await this.#busiest(client, range, '1h', filters, filtered);
+    // comes back, not its histogram). 6. Peaks: the busiest minute and clock hour; a series of that
+    // bucket already has them.
+    const seriesAndPeakMinute = (async () => {
+      const points = await this.#series(third, range, filters, filtered);
+      const minute =
+        range.bucket === '1m' ? busiest(points) : await this.#busiest(third, range, '1m', filters, filtered);
+      return { points, minute };
+    })();
+    // One query at a time per connection: the first runs the small reads, the second the per-route
+    // latency merge (the largest), the third the series and the busiest minute.
+    const firstConnection = (async () => {
+      const registry = await registryRead();
+      const counts = await countsRead();
+      const processing = await processingRead();
+      const hour =
+        range.bucket === '1h' ? undefined : await this.#busiest(client, range, '1h', filters, filtered);
+      return { registry, counts, processing, hour };
+    })();
+    const [{ registry, counts, processing, hour }, latency, { points: series, minute: peakMinute }] =
+      await Promise.all([firstConnection, latencyRead(), seriesAndPeakMinute]);
+    const peakHour = hour === undefined ? busiest(series) : hour;
 
     return {
       from: range.from.toISOString(),
@@ -314,6 +363,18 @@ export class MetricsQuery {
     filters: MetricsFilters,
     filtered: boolean,
   ): Promise<{ start: string; requests: number } | null> {
+    if (granularity === '1m' && !filtered) {
+      // The totals' minute rows are the minutes: the busiest is one row, no grouping.
+      const { rows } = await client.query<{ bin: Date; requests: string }>(
+        `SELECT bucket_start AS bin, requests FROM metrics_rollup_totals
+         WHERE granularity = '1m' AND bucket_start >= $1 AND bucket_start < $2
+         ORDER BY requests DESC, bucket_start
+         LIMIT 1`,
+        [range.from.toISOString(), range.to.toISOString()],
+      );
+      const row = rows[0];
+      return row === undefined ? null : { start: row.bin.toISOString(), requests: Number(row.requests) };
+    }
     const where = new Where();
     const segments = where.segments(planSegments(range.from.getTime(), range.to.getTime(), granularity));
     const interval = where.param(GRANULARITY_INTERVAL[granularity]);
