@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
-import { QUEUES } from '../../src/bus/topology.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Consumer } from '../../src/consumers/consumer.ts';
 import { dlqConsumer } from '../../src/consumers/dlq/dlq-consumer.ts';
