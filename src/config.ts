@@ -78,10 +78,16 @@ export interface Config {
   metricsScrapeToken: string;
   /** Port of `telemetry-bus worker`'s metrics endpoint (on HOST); null (`off`) serves none; 0 picks one. @default null */
   workerMetricsPort: number | null;
+  /** Days the metrics consumer keeps raw applied events (`metrics_events`) after their timestamp. @default 7 */
+  metricsRawRetentionDays: number;
+  /** Days the metrics rollups are kept; GET /metrics refuses ranges reaching further back. @default 400 */
+  metricsRollupRetentionDays: number;
+  /** Time between two prunings of the metrics tables, in milliseconds. @default 3600000 (1 h) */
+  metricsPruneIntervalMs: number;
 }
 
 /** The consumers a process can run, by name. */
-export const CONSUMER_NAMES = ['audit', 'logging', 'analytics', 'dlq'] as const;
+export const CONSUMER_NAMES = ['audit', 'logging', 'analytics', 'metrics', 'dlq'] as const;
 export type ConsumerName = (typeof CONSUMER_NAMES)[number];
 
 /** `all`, `none`, or a comma-separated list of consumer names. */
@@ -372,6 +378,30 @@ export const CONFIG_VARIABLES = {
     description:
       'Port on which `telemetry-bus worker` serves its Prometheus metrics (`GET /metrics`, on `HOST`); `off`: none.',
     parse: (raw) => (raw.trim() === 'off' ? null : integer(0, 65535)(raw)),
+  },
+  METRICS_RAW_RETENTION_DAYS: {
+    key: 'metricsRawRetentionDays',
+    default: '7',
+    form: 'an integer number of days, 1–3650',
+    description:
+      'Days the metrics consumer keeps raw applied events (`metrics_events`); older ones are pruned.',
+    parse: integer(1, 3650),
+  },
+  METRICS_ROLLUP_RETENTION_DAYS: {
+    key: 'metricsRollupRetentionDays',
+    default: '400',
+    form: 'an integer number of days, 1–3650',
+    description:
+      'Days the per-minute, hourly and daily metrics rollups are kept; `GET /metrics` reaches no further back.',
+    parse: integer(1, 3650),
+  },
+  METRICS_PRUNE_INTERVAL_MS: {
+    key: 'metricsPruneIntervalMs',
+    default: '3600000',
+    form: 'an integer number of milliseconds, 1000–86400000',
+    description:
+      'Time between two prunings of the metrics tables by the process running the metrics consumer, in ms.',
+    parse: integer(1000, 86_400_000),
   },
 } satisfies { [name: string]: VariableSpec<keyof Config> };
 

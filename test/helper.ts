@@ -120,6 +120,7 @@ export async function build(
   const app = await buildApp(services, {
     rateLimitPerMinute: config.rateLimitPerMinute,
     metricsScrapeToken: config.metricsScrapeToken,
+    metricsRollupRetentionDays: config.metricsRollupRetentionDays,
   });
   // The database is dropped WITH (FORCE), so whichever teardown runs first, nothing is left behind.
   teardown.after(async () => {

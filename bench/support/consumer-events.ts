@@ -3,6 +3,7 @@
  *   audit.trail       model.* (reads mostly, some lifecycle), filter.executed and api.error
  *   analytics.events  model.* and filter.executed
  *   logging.errors    api.error (404s mostly, some 400s, and 500s carrying a stack trace)
+ *   metrics.updates   every event: the audit mix
  * Reads, filters and 404s come from bench/support/events.ts `apiEvent()` (the bus benchmarks' events:
  * about 1 KiB each, a fresh event_id and correlation id each, 1,000 model_ids over 8 vendors); lifecycle
  * events, 400s and 500s are built here the same way from test/support/event-examples.ts `exampleEvent()`.
@@ -15,7 +16,7 @@ import { childTraceparent } from '../../src/bus/trace-context.ts';
 import { exampleEvent } from '../../test/support/event-examples.ts';
 import { apiEvent, type EmitCall } from './events.ts';
 
-export type BenchedConsumer = 'audit' | 'analytics' | 'logging';
+export type BenchedConsumer = 'audit' | 'analytics' | 'logging' | 'metrics';
 
 type Kind =
   | 'model.queried'
@@ -50,6 +51,17 @@ export const QUEUE_MIXES: Record<BenchedConsumer, ReadonlyArray<readonly [Kind, 
     ['api.error 404', 80],
     ['api.error 400', 15],
     ['api.error 500', 5],
+  ],
+  // metrics.updates takes every event; api.request (health, docs) is left out as rare in real traffic.
+  metrics: [
+    ['model.queried', 60],
+    ['filter.executed', 20],
+    ['api.error 404', 8],
+    ['api.error 400', 1],
+    ['api.error 500', 1],
+    ['model.updated', 5],
+    ['model.registered', 3],
+    ['model.deactivated', 2],
   ],
 };
 

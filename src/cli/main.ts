@@ -3,7 +3,7 @@
  * validated before any command runs.
  */
 import { Command } from 'commander';
-import { loadConfig } from '../config.ts';
+import { CONSUMER_NAMES, loadConfig } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import { auditVerify } from './audit.ts';
 import { bench } from './bench.ts';
@@ -52,7 +52,7 @@ program
 program
   .command('worker')
   .description('run consumers (no API) until stopped; several workers may run at once')
-  .option('--consumers <names>', 'all, or a comma-separated list of audit, logging, analytics, dlq')
+  .option('--consumers <names>', `all, or a comma-separated list of ${CONSUMER_NAMES.join(', ')}`)
   .action(run(async (options: { consumers?: string }) => worker(loadConfig(), options)));
 
 program

@@ -39,6 +39,7 @@ export async function start(config: Config): Promise<void> {
     rateLimitPerMinute: config.rateLimitPerMinute,
     trustProxy: config.trustProxy,
     metricsScrapeToken: config.metricsScrapeToken,
+    metricsRollupRetentionDays: config.metricsRollupRetentionDays,
   });
 
   const consumers =

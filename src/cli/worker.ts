@@ -1,7 +1,7 @@
 /** `telemetry-bus worker`: run consumers without the API, until a signal says stop. */
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
-import { type Config, type ConsumerName, parseConsumerList } from '../config.ts';
+import { CONSUMER_NAMES, type Config, type ConsumerName, parseConsumerList } from '../config.ts';
 import { runConsumers } from '../consumers/run-consumers.ts';
 import { createPool } from '../db/create-pool.ts';
 import { loggerOptions } from '../logger.ts';
@@ -16,7 +16,7 @@ export async function worker(config: Config, options: { consumers?: string }): P
     const parsed = parseConsumerList(options.consumers);
     if (parsed === undefined || parsed.length === 0) {
       throw new CliError(
-        '--consumers must be all or a comma-separated list of audit, logging, analytics, dlq',
+        `--consumers must be all or a comma-separated list of ${CONSUMER_NAMES.join(', ')}`,
         {
           exitCode: 2,
         },

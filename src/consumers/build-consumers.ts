@@ -11,6 +11,7 @@ import { auditConsumer } from './audit/audit-consumer.ts';
 import type { Consumer } from './consumer.ts';
 import { dlqConsumer } from './dlq/dlq-consumer.ts';
 import { loggingConsumer } from './logging/logging-consumer.ts';
+import { metricsConsumer } from './metrics/metrics-consumer.ts';
 
 export interface BuiltConsumers {
   consumers: Consumer[];
@@ -32,6 +33,7 @@ export function buildConsumers(
   const factories: Record<ConsumerName, () => Consumer | Consumer[]> = {
     audit: () => consumedQueues(topology, QUEUES.audit).map((queue) => auditConsumer({ queue })),
     analytics: () => analyticsConsumer(),
+    metrics: () => metricsConsumer(),
     dlq: () => dlqConsumer(logger.child({ component: 'dead-letters' })),
     logging: () => {
       const logging = loggingConsumer({

@@ -6,9 +6,12 @@ import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import type { Config, ConsumerName } from '../config.ts';
 import { buildConsumers } from './build-consumers.ts';
 import { ConsumerRuntime } from './consumer-runtime.ts';
+import { MetricsPruner } from './metrics/metrics-pruner.ts';
 
 export interface RunningConsumers {
   runtime: ConsumerRuntime;
+  /** Prunes the metrics tables on a timer; present when the metrics consumer runs here. */
+  pruner: MetricsPruner | undefined;
   /** Stops taking deliveries, finishes the batches in hand within `timeoutMs`, closes. */
   stop(timeoutMs: number): Promise<void>;
 }
@@ -37,9 +40,22 @@ export async function runConsumers(
   });
   // Not awaited: with RabbitMQ down the runtime keeps trying in the background, like the publisher.
   void runtime.start();
+  // Retention is the business of whoever writes the metrics: several such processes prune the same
+  // rows harmlessly (a delete of what another already deleted removes nothing).
+  const pruner = names.includes('metrics')
+    ? new MetricsPruner(pool, {
+        rawRetentionDays: config.metricsRawRetentionDays,
+        rollupRetentionDays: config.metricsRollupRetentionDays,
+        intervalMs: config.metricsPruneIntervalMs,
+        logger: logger.child({ component: 'metrics-pruner' }),
+      })
+    : undefined;
+  pruner?.start();
   return {
     runtime,
+    pruner,
     async stop(timeoutMs) {
+      await pruner?.stop();
       await runtime.stop(timeoutMs);
       built.close();
     },

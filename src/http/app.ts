@@ -15,8 +15,10 @@ import type { EventBus } from '../bus/event-bus.ts';
 import type { QueueInspector } from '../bus/queue-inspector.ts';
 import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
 import type { DlqService } from '../consumers/dlq/dlq-service.ts';
+import { METRICS_RETENTION_DEFAULTS } from '../consumers/metrics/metrics-pruner.ts';
 import { HttpRequestMetrics } from '../metrics/http-request-metrics.ts';
 import { LedgerQuery } from '../metrics/ledger/ledger-query.ts';
+import { MetricsQuery } from '../metrics/metrics-query.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
 import closingGuard from './plugins/closing-guard.ts';
@@ -32,6 +34,7 @@ import dlqRoutes from './routes/dlq.ts';
 import eventSchemaRoutes from './routes/event-schemas.ts';
 import healthRoutes from './routes/health.ts';
 import ledgerRoutes from './routes/ledger.ts';
+import metricsRoutes from './routes/metrics.ts';
 import modelRoutes from './routes/models.ts';
 import selfTestRoutes from './routes/self-test.ts';
 import { schemaCompilers } from './schema-compilers.ts';
@@ -61,6 +64,8 @@ export interface AppOptions {
   trustProxy?: boolean;
   /** Bearer token a scrape of the metrics must present; '' leaves them open. @default '' */
   metricsScrapeToken?: string;
+  /** Days of metrics rollups kept: GET /metrics refuses ranges reaching further back. @default 400 */
+  metricsRollupRetentionDays?: number;
 }
 
 export async function buildApp(deps: AppDependencies, options: AppOptions = {}): Promise<FastifyInstance> {
@@ -117,5 +122,9 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   await app.register(analyticsRoutes, { analytics: new AnalyticsQuery(deps.pool) });
   await app.register(ledgerRoutes, { ledger: new LedgerQuery(deps.pool) });
   if (deps.bus !== undefined) await app.register(selfTestRoutes, { bus: deps.bus, pool: deps.pool });
+  await app.register(metricsRoutes, {
+    metrics: new MetricsQuery(deps.pool),
+    retentionDays: options.metricsRollupRetentionDays ?? METRICS_RETENTION_DEFAULTS.rollupRetentionDays,
+  });
   return app;
 }

@@ -1,0 +1,447 @@
+/**
+ * The metrics benchmark, in two parts:
+ *
+ *   1. Throughput: events/s the metrics consumer applies from `metrics.updates` pre-filled with `events`
+ *      events, against a bare `INSERT … ON CONFLICT DO NOTHING` loop of the same events in the same run —
+ *      bench/consumers.ts run as a child (`--consumers metrics --name metrics-consumer`), which writes its
+ *      own full report (bench/results/metrics-consumer-latest.md); its figures are quoted here.
+ *   2. Reads: latency of GET /metrics (through the Fastify app, `inject`, one request at a time) over the
+ *      last 24 hours and the last 30 days of generated rollups — a row per minute, hour and day for each
+ *      of `keys` keys (routes × vendors × tiers × statuses, as the consumer writes them), with latency
+ *      histograms of a realistic width — unfiltered and filtered.
+ *
+ *   npm run bench:metrics -- [--events 100000] [--batch 250] [--days 30] [--requests 200] [--skip-consumer]
+ *   (the script: `node --import tsx bench/metrics.ts`)
+ *
+ * Goals: ≥ 10,000 events/s applied; GET /metrics p99 < 50 ms over 30 days of per-minute rollups.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { loadConfig } from '../src/config.ts';
+import { ensureDatabase } from '../src/db/ensure-database.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { buildApp } from '../src/http/app.ts';
+import { HISTOGRAM_LAYOUT } from '../src/metrics/log-linear-histogram.ts';
+import { createServices } from '../src/services.ts';
+import {
+  environment,
+  environmentText,
+  formatNumber,
+  progress,
+  publishResults,
+  REPO_ROOT,
+  RESULTS_DIR,
+  round,
+  type Section,
+} from './support/report.ts';
+import { handleSignals, pick, positiveInteger, runMain, UsageError } from './support/settings.ts';
+import { distribution, Samples } from './support/stats.ts';
+
+const NAME = 'metrics';
+const GOALS = { eventsPerSec: 10_000, p99Ms: 50 } as const;
+
+const HELP = `usage: npm run bench:metrics -- [options]   (node --import tsx bench/metrics.ts)
+
+  --events <n>       events in the queue for the throughput part   (BENCH_EVENTS, default 100000)
+  --batch <n>        consumer batch size                            (BENCH_BATCH, default 250)
+  --days <n>         days of generated rollups for the read part    (BENCH_DAYS, default 30)
+  --requests <n>     GET /metrics requests per scenario             (BENCH_REQUESTS, default 200)
+  --skip-consumer    only the read part
+  --pg-url <url>     PostgreSQL server       (BENCH_PG_URL, default postgres://root@127.0.0.1:5432)
+`;
+
+interface Settings {
+  events: number;
+  batch: number;
+  days: number;
+  requests: number;
+  skipConsumer: boolean;
+  pgServerUrl: string;
+}
+
+function readSettings(): Settings {
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string' },
+      batch: { type: 'string' },
+      days: { type: 'string' },
+      requests: { type: 'string' },
+      'skip-consumer': { type: 'boolean' },
+      'pg-url': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const days = positiveInteger('--days', pick(values.days, 'BENCH_DAYS', '30'));
+  if (days > 60) throw new UsageError('--days is at most 60 (the generated rows grow with it)');
+  return {
+    events: positiveInteger('--events', pick(values.events, 'BENCH_EVENTS', '100000')),
+    batch: positiveInteger('--batch', pick(values.batch, 'BENCH_BATCH', '250')),
+    days,
+    requests: positiveInteger('--requests', pick(values.requests, 'BENCH_REQUESTS', '200')),
+    skipConsumer: values['skip-consumer'] === true,
+    pgServerUrl: pick(values['pg-url'], 'BENCH_PG_URL', 'postgres://root@127.0.0.1:5432').replace(/\/+$/, ''),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Part 1: throughput, by bench/consumers.ts
+
+interface ConsumerFigures {
+  eventsPerSec: number;
+  bareRowsPerSec: number;
+  ratio: number;
+  seconds: number;
+  problems: string[];
+  report: string;
+}
+
+async function throughput(settings: Settings): Promise<ConsumerFigures> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(REPO_ROOT, 'bench/consumers.ts'),
+      '--consumers',
+      'metrics',
+      '--events',
+      String(settings.events),
+      '--batch',
+      String(settings.batch),
+      '--name',
+      'metrics-consumer',
+      '--pg-url',
+      settings.pgServerUrl,
+    ],
+    { stdio: 'inherit' },
+  );
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`bench/consumers.ts --consumers metrics exited with ${code}`);
+  const date = new Date().toISOString().slice(0, 10);
+  const report = JSON.parse(readFileSync(`${RESULTS_DIR}metrics-consumer-${date}.json`, 'utf8')) as {
+    runs: Array<{
+      run: { eventsPerSec: number; seconds: number };
+      bare: { rowsPerSec: number };
+      ratio: number;
+      problems: string[];
+    }>;
+  };
+  const run = report.runs[0];
+  if (run === undefined) throw new Error('bench/consumers.ts reported no run');
+  return {
+    eventsPerSec: run.run.eventsPerSec,
+    bareRowsPerSec: run.bare.rowsPerSec,
+    ratio: run.ratio,
+    seconds: run.run.seconds,
+    problems: run.problems,
+    report: 'bench/results/metrics-consumer-latest.md',
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Part 2: reads over generated rollups
+
+/**
+ * The keys a minute holds, as the consumer would write them: model reads for 12 vendor/tier pairs,
+ * filters (none, by vendor, by tier), lifecycle events, four kinds of error, two other routes. `base`
+ * is the first histogram bucket of the key's latencies (bucket 705 ≈ 1 ms; 64 buckets per doubling).
+ */
+const KEYS_SQL = `
+  SELECT * FROM (VALUES
+    ${[
+      ['OpenAI', 'Tier_1'],
+      ['OpenAI', 'Tier_2'],
+      ['OpenAI', 'Tier_3'],
+      ['Anthropic', 'Tier_1'],
+      ['Anthropic', 'Tier_2'],
+      ['Anthropic', 'Tier_3'],
+      ['Google', 'Tier_1'],
+      ['Google', 'Tier_2'],
+      ['Meta', 'Tier_3'],
+      ['Meta', 'Tier_4'],
+      ['Mistral', 'Tier_3'],
+      ['Mistral', 'Tier_4'],
+    ]
+      .map(
+        ([vendor, tier]) =>
+          `('model.queried', 'GET', '/models/:model_id', '${vendor}', '${tier}', 2, '', 40, 640)`,
+      )
+      .join(',\n    ')},
+    ('filter.executed', 'GET', '/models', '', '', 2, '', 30, 660),
+    ('filter.executed', 'GET', '/models', 'OpenAI', '', 2, '', 8, 670),
+    ('filter.executed', 'GET', '/models', '', 'Tier_1', 2, '', 8, 670),
+    ('model.registered', 'POST', '/models', 'OpenAI', 'Tier_1', 2, '', 1, 830),
+    ('model.updated', 'PATCH', '/models/:model_id', 'OpenAI', 'Tier_1', 2, '', 2, 830),
+    ('model.deactivated', 'POST', '/models/:model_id/deactivate', 'Meta', 'Tier_4', 2, '', 1, 830),
+    ('api.error', 'GET', '/models/:model_id', '', '', 4, 'MODEL_NOT_FOUND', 10, 600),
+    ('api.error', 'POST', '/models', '', '', 4, 'VALIDATION_FAILED', 2, 560),
+    ('api.error', 'GET', '/models', '', '', 5, 'INTERNAL_ERROR', 1, 900),
+    ('api.error', 'GET', '', '', '', 4, 'ROUTE_NOT_FOUND', 2, 500),
+    ('api.request', 'GET', '/livez', '', '', 2, '', 6, 400),
+    ('api.request', 'GET', '/metrics', '', '', 2, '', 1, 900)
+  ) AS k(event_type, method, route, vendor_id, capability_tier, status_class, error_type, per_minute, base)`;
+
+const SHIFT = HISTOGRAM_LAYOUT.countBits;
+
+/** A histogram of `width` consecutive buckets from `base`, random counts: packed as the consumer stores it. */
+const histogram = (base: string, width: string) =>
+  `ARRAY(SELECT ((b::bigint) << ${SHIFT}) | (1 + floor(random() * 4))::bigint
+         FROM generate_series(${base}, ${base} + ${width} - 1) AS b)`;
+
+export async function generateRollups(
+  client: pg.Client,
+  days: number,
+  now: number,
+): Promise<Record<string, number>> {
+  const end = new Date(Math.floor(now / 60_000) * 60_000 + 60_000).toISOString();
+  const start = new Date(Math.floor(now / 86_400_000) * 86_400_000 - days * 86_400_000).toISOString();
+  // Histogram widths grow with the bucket: a minute of one key fills a couple of dozen buckets, a day a
+  // few hundred (the consumer's real figures for a log-normal latency at these rates).
+  const tiers = [
+    ['1m', '1 minute', 1, 24],
+    ['1h', '1 hour', 60, 120],
+    ['1d', '1 day', 1440, 260],
+  ] as const;
+  for (const [granularity, interval, minutes, width] of tiers) {
+    progress(`  generating ${granularity} rollups`);
+    await client.query(
+      `INSERT INTO metrics_rollups
+         (granularity, bucket_start, event_type, method, route, vendor_id, capability_tier, status_class,
+          error_type, requests, cache_hits, cache_misses, request_latency, processing_latency)
+       SELECT '${granularity}', t, k.event_type, k.method, k.route, k.vendor_id, k.capability_tier,
+              k.status_class, k.error_type, k.per_minute * ${minutes},
+              CASE WHEN k.event_type = 'model.queried' THEN k.per_minute * ${minutes} / 2 ELSE 0 END,
+              CASE WHEN k.event_type = 'model.queried' THEN k.per_minute * ${minutes} / 2 ELSE 0 END,
+              ${histogram('k.base', String(width))}, ${histogram('1100', String(width))}
+       FROM generate_series(date_bin('${interval}', $1::timestamptz, 'epoch'), $2::timestamptz - interval '1 minute', interval '${interval}') AS t,
+            (${KEYS_SQL}) AS k`,
+      [start, end],
+    );
+    await client.query(
+      `INSERT INTO metrics_rollup_totals (granularity, bucket_start, requests, errors, request_latency, processing_latency)
+       SELECT '${granularity}', t, 160 * ${minutes}, 15 * ${minutes}, ${histogram('400', String(width * 3))},
+              ${histogram('1100', String(width))}
+       FROM generate_series(date_bin('${interval}', $1::timestamptz, 'epoch'), $2::timestamptz - interval '1 minute', interval '${interval}') AS t`,
+      [start, end],
+    );
+  }
+  await client.query('VACUUM ANALYZE metrics_rollups');
+  await client.query('VACUUM ANALYZE metrics_rollup_totals');
+  const { rows } = await client.query<{ granularity: string; rows: string }>(
+    'SELECT granularity, count(*) AS rows FROM metrics_rollups GROUP BY granularity ORDER BY granularity',
+  );
+  const size = await client.query<{ size: string }>(
+    "SELECT pg_size_pretty(pg_total_relation_size('metrics_rollups')) AS size",
+  );
+  progress(
+    `  metrics_rollups: ${rows.map((row) => `${row.granularity} ${row.rows} rows`).join(', ')}; ${size.rows[0]?.size}`,
+  );
+  return Object.fromEntries(rows.map((row) => [row.granularity, Number(row.rows)]));
+}
+
+interface ReadScenario {
+  name: string;
+  query: string;
+  latency: ReturnType<typeof distribution>;
+  bucket: string;
+  points: number;
+}
+
+async function reads(
+  settings: Settings,
+): Promise<{ scenarios: ReadScenario[]; rows: Record<string, number> }> {
+  const database = `tb_bench_metrics_${Math.random().toString(16).slice(2, 10)}`;
+  const databaseUrl = `${settings.pgServerUrl}/${database}`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'tb-bench-metrics-'));
+  const dropDatabase = async () => {
+    const admin = new pg.Client({ connectionString: `${settings.pgServerUrl}/postgres` });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
+    await admin.end();
+  };
+  try {
+    await ensureDatabase(databaseUrl);
+    await migrate(databaseUrl);
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    let rows: Record<string, number>;
+    try {
+      rows = await generateRollups(client, settings.days, Date.now());
+      await client.query(
+        `INSERT INTO models (model_id, vendor_id, capability_tier, context_window, cost_in_per_mil,
+                             cost_out_per_mil, function_call_support, is_active, created_at, updated_at)
+         SELECT 'bench/' || i, (ARRAY['OpenAI','Anthropic','Google','Meta','Mistral'])[1 + i % 5],
+                'Tier_' || (1 + i % 4), 128000, 1, 2, true, i % 7 <> 0, now(), now()
+         FROM generate_series(1, 1000) AS i`,
+      );
+    } finally {
+      await client.end();
+    }
+    const config = loadConfig({
+      DATABASE_URL: databaseUrl,
+      DATA_DIR: dataDir,
+      TELEMETRY_ENABLED: 'false',
+      LOG_LEVEL: 'silent',
+    });
+    const services = createServices(config);
+    const app = await buildApp(services);
+    try {
+      const key = (await services.apiKeys.create('bench', 'reader')).key;
+      const scenarios: Array<[string, string]> = [
+        ['last 24 h (1h buckets)', 'from=-24h'],
+        ['last 24 h, 1m buckets', 'from=-24h&bucket=1m'],
+        [`last ${settings.days} days (1d buckets)`, `from=-${settings.days}d`],
+        [`last ${settings.days} days, 1h buckets`, `from=-${settings.days}d&bucket=1h`],
+        [`last ${settings.days} days, vendor_id=OpenAI`, `from=-${settings.days}d&vendor_id=OpenAI`],
+        [
+          `last ${settings.days} days, route=/models/:model_id`,
+          `from=-${settings.days}d&route=%2Fmodels%2F%3Amodel_id`,
+        ],
+      ];
+      const results: ReadScenario[] = [];
+      for (const [name, query] of scenarios) {
+        progress(`  GET /metrics?${query}: ${settings.requests} requests`);
+        const samples = new Samples(settings.requests);
+        let body: { bucket: string; series: unknown[] } | undefined;
+        for (let i = 0; i < settings.requests + 10; i++) {
+          const started = performance.now();
+          const response = await app.inject({ url: `/metrics?${query}`, headers: { 'x-api-key': key } });
+          const elapsed = performance.now() - started;
+          if (response.statusCode !== 200)
+            throw new Error(`GET /metrics?${query}: ${response.statusCode} ${response.body}`);
+          // The first 10 warm the pool, the plan cache and the shared buffers.
+          if (i >= 10) samples.push(elapsed);
+          body = response.json();
+        }
+        results.push({
+          name,
+          query,
+          latency: distribution(samples.sorted(), 1, 2),
+          bucket: body?.bucket ?? '?',
+          points: body?.series.length ?? 0,
+        });
+      }
+      return { scenarios: results, rows };
+    } finally {
+      await app.close();
+      await services.close();
+    }
+  } finally {
+    await dropDatabase().catch((error: unknown) => progress(`could not drop ${database}: ${String(error)}`));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const settings = readSettings();
+  handleSignals();
+  const startedAt = new Date();
+  const env = environment();
+  let consumer: ConsumerFigures | undefined;
+  if (!settings.skipConsumer) {
+    progress(`part 1: the metrics consumer, ${formatNumber(settings.events)} events (bench/consumers.ts)`);
+    consumer = await throughput(settings);
+  }
+  progress(`part 2: GET /metrics over ${settings.days} days of generated rollups`);
+  const { scenarios, rows } = await reads(settings);
+
+  const sections: Section[] = [];
+  if (consumer !== undefined) {
+    sections.push({
+      title:
+        'Throughput (queue pre-filled; bare = INSERT … ON CONFLICT DO NOTHING of the same events, same run)',
+      columns: ['consumer', 'batch', 'events', 'seconds', 'events/s', 'bare rows/s', 'consumer / bare'],
+      rows: [
+        [
+          'metrics',
+          String(settings.batch),
+          formatNumber(settings.events),
+          formatNumber(consumer.seconds, 2),
+          formatNumber(consumer.eventsPerSec),
+          formatNumber(consumer.bareRowsPerSec),
+          `${formatNumber(100 * consumer.ratio)}%`,
+        ],
+      ],
+    });
+  }
+  sections.push({
+    title: 'GET /metrics latency (inject, one at a time, after 10 warm-up requests; ms)',
+    columns: ['range', 'bucket', 'points', 'requests', 'p50', 'p90', 'p99', 'max'],
+    rows: scenarios.map((scenario) => [
+      scenario.name,
+      scenario.bucket,
+      String(scenario.points),
+      String(scenario.latency.count),
+      formatNumber(scenario.latency.p50, 2),
+      formatNumber(scenario.latency.p90, 2),
+      formatNumber(scenario.latency.p99, 2),
+      formatNumber(scenario.latency.max, 2),
+    ]),
+  });
+  const thirtyDays = scenarios.find((scenario) => scenario.query === `from=-${settings.days}d`);
+  const verdicts = [
+    consumer === undefined
+      ? `Goal (≥ ${formatNumber(GOALS.eventsPerSec)} events/s applied): not measured in this run.`
+      : `Goal (≥ ${formatNumber(GOALS.eventsPerSec)} events/s applied): ${consumer.eventsPerSec >= GOALS.eventsPerSec ? 'MET' : 'NOT MET'} — ${formatNumber(consumer.eventsPerSec)} events/s, ${formatNumber(100 * consumer.ratio)}% of the bare INSERT loop's ${formatNumber(consumer.bareRowsPerSec)} rows/s.`,
+    `Goal (GET /metrics p99 < ${GOALS.p99Ms} ms over ${settings.days} days of per-minute rollups): ${thirtyDays !== undefined && thirtyDays.latency.p99 < GOALS.p99Ms ? 'MET' : 'NOT MET'} — p99 ${formatNumber(thirtyDays?.latency.p99 ?? Number.NaN, 2)} ms (default bucket, unfiltered).`,
+  ];
+  const settingsText = [
+    `throughput: bench/consumers.ts --consumers metrics --events ${settings.events} --batch ${settings.batch} (its full report: bench/results/metrics-consumer-latest.md)`,
+    `reads: ${settings.days} days of rollups ending now, 25 keys per bucket (12 vendor/tier pairs of model reads, 3 filter keys, 3 lifecycle, 4 errors, 2 other routes), histograms 24 / 120 / 260 buckets wide per minute / hour / day row; rows ${Object.entries(
+      rows,
+    )
+      .map(([granularity, count]) => `${granularity} ${formatNumber(count)}`)
+      .join(', ')}; 1,000 models in the registry`,
+    'reads: the Fastify app in this process (telemetry off), app.inject, requests one after another; latency includes routing, validation, the six queries in one REPEATABLE READ snapshot and serialisation',
+    environmentText(env, ' (shared machine: other sessions ran their own work; see the load average)'),
+  ];
+  const checks = [
+    ...(consumer === undefined
+      ? []
+      : [
+          `consumer run: ${consumer.problems.length === 0 ? 'ok (counts checked by bench/consumers.ts)' : `PROBLEMS: ${consumer.problems.join('; ')}`}`,
+        ]),
+  ];
+  await publishResults({
+    name: NAME,
+    title: 'Metrics benchmark',
+    startedAt,
+    sections,
+    verdicts,
+    notes: { settings: settingsText, checks },
+    command: `npm run bench:metrics -- --events ${settings.events} --batch ${settings.batch} --days ${settings.days} --requests ${settings.requests}${settings.skipConsumer ? ' --skip-consumer' : ''}`,
+    report: {
+      benchmark: NAME,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      settings,
+      environment: env,
+      goals: GOALS,
+      consumer: consumer ?? null,
+      reads: {
+        rows,
+        scenarios: scenarios.map((scenario) => ({
+          ...scenario,
+          latency: { ...scenario.latency, mean: round(scenario.latency.mean, 2) },
+        })),
+      },
+    },
+  });
+  return consumer === undefined || consumer.problems.length === 0 ? 0 : 1;
+}
+
+// Run when executed, not when imported (a profiling script may reuse generateRollups).
+if (process.argv[1] === fileURLToPath(import.meta.url)) runMain(NAME, HELP, main);

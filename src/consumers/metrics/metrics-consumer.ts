@@ -1,0 +1,153 @@
+/**
+ * The metrics consumer: `metrics.updates` (every event) into per-minute, per-hour and per-day rollups and
+ * the raw events table. A batch is folded in memory ({@link aggregateFacts}) and written with one
+ * set-based statement per table, in the runtime's transaction — which also records the batch's event
+ * ids, so a redelivered or replayed event is never counted twice.
+ */
+import type pg from 'pg';
+import { QUEUES } from '../../bus/topology.ts';
+import type { LogLinearHistogram } from '../../metrics/log-linear-histogram.ts';
+import type { Consumer } from '../consumer.ts';
+import { aggregateFacts, isRequestEvent, type MetricsAggregate, toFact } from './metrics-aggregation.ts';
+
+export interface MetricsConsumerOptions {
+  /** The clock the processing latency is measured with, in ms since the epoch. @default Date.now */
+  now?: () => number;
+}
+
+export function metricsConsumer(options: MetricsConsumerOptions = {}): Consumer {
+  const now = options.now ?? Date.now;
+  return {
+    name: 'metrics',
+    queue: QUEUES.metrics,
+    async apply(deliveries, client) {
+      // The processing latency ends here, a few ms before the commit: the batch's statements and the
+      // COMMIT are all that is left, and the commit time cannot be known inside the transaction.
+      const appliedAt = now();
+      // Operator actions are not routed here; one that were would have no request to measure.
+      const facts = deliveries
+        .map((delivery) => delivery.event)
+        .filter(isRequestEvent)
+        .map((event) => toFact(event, appliedAt));
+      await writeMetrics(client, aggregateFacts(facts), appliedAt);
+    },
+  };
+}
+
+/** A packed histogram as a PostgreSQL array literal: one text bind value per row, whatever its size. */
+const arrayLiteral = (histogram: LogLinearHistogram) => `{${histogram.toPacked().join(',')}}`;
+
+/**
+ * Writes a batch: the raw events, then the rollups and totals. Each statement takes its rows as arrays
+ * (one bind parameter per column) and upserts them in the aggregate's key order, `WITH ORDINALITY`
+ * making that order explicit, so concurrent writers take row locks in the same order.
+ */
+export async function writeMetrics(
+  client: pg.ClientBase,
+  aggregate: MetricsAggregate,
+  appliedAt: number,
+): Promise<void> {
+  const { facts, rollups, totals } = aggregate;
+  if (facts.length > 0) {
+    await client.query({
+      name: 'metrics.events',
+      text: `INSERT INTO metrics_events
+               (event_id, event_type, occurred_at, applied_at, method, route, model_id, vendor_id,
+                capability_tier, response_code, error_type, cache_hit, request_duration_ms, processing_ms)
+             SELECT event_id, event_type, occurred_at, $4::timestamptz, method, nullif(route, ''), model_id,
+                    nullif(vendor_id, ''), nullif(capability_tier, ''), response_code,
+                    nullif(error_type, ''), cache_hit, request_duration_ms, processing_ms
+             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::smallint[], $11::text[], $12::boolean[],
+                         $13::float8[], $14::float8[])
+                  AS r(event_id, event_type, occurred_at, method, route, model_id, vendor_id,
+                       capability_tier, response_code, error_type, cache_hit, request_duration_ms,
+                       processing_ms)`,
+      values: [
+        facts.map((fact) => fact.eventId),
+        facts.map((fact) => fact.eventType),
+        facts.map((fact) => new Date(fact.occurredAt).toISOString()),
+        new Date(appliedAt).toISOString(),
+        facts.map((fact) => fact.method),
+        facts.map((fact) => fact.route),
+        facts.map((fact) => fact.modelId),
+        facts.map((fact) => fact.vendorId),
+        facts.map((fact) => fact.capabilityTier),
+        facts.map((fact) => fact.responseCode),
+        facts.map((fact) => fact.errorType),
+        facts.map((fact) => fact.cacheHit),
+        facts.map((fact) => fact.requestDurationMs),
+        facts.map((fact) => fact.processingMs),
+      ],
+    });
+  }
+  if (rollups.length > 0) {
+    await client.query({
+      name: 'metrics.rollups',
+      text: `INSERT INTO metrics_rollups AS t
+               (granularity, bucket_start, event_type, method, route, vendor_id, capability_tier,
+                status_class, error_type, requests, cache_hits, cache_misses, request_latency,
+                processing_latency)
+             SELECT granularity, bucket_start, event_type, method, route, vendor_id, capability_tier,
+                    status_class, error_type, requests, cache_hits, cache_misses,
+                    request_latency::bigint[], processing_latency::bigint[]
+             FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::smallint[], $9::text[], $10::bigint[], $11::bigint[],
+                         $12::bigint[], $13::text[], $14::text[])
+                  WITH ORDINALITY
+                  AS r(granularity, bucket_start, event_type, method, route, vendor_id, capability_tier,
+                       status_class, error_type, requests, cache_hits, cache_misses, request_latency,
+                       processing_latency, n)
+             ORDER BY n
+             ON CONFLICT (granularity, bucket_start, event_type, method, route, vendor_id,
+                          capability_tier, status_class, error_type) DO UPDATE
+             SET requests = t.requests + EXCLUDED.requests,
+                 cache_hits = t.cache_hits + EXCLUDED.cache_hits,
+                 cache_misses = t.cache_misses + EXCLUDED.cache_misses,
+                 request_latency = metrics_histogram_add(t.request_latency, EXCLUDED.request_latency),
+                 processing_latency = metrics_histogram_add(t.processing_latency, EXCLUDED.processing_latency)`,
+      values: [
+        rollups.map((row) => row.granularity),
+        rollups.map((row) => row.bucketStart),
+        rollups.map((row) => row.eventType),
+        rollups.map((row) => row.method),
+        rollups.map((row) => row.route),
+        rollups.map((row) => row.vendorId),
+        rollups.map((row) => row.capabilityTier),
+        rollups.map((row) => row.statusClass),
+        rollups.map((row) => row.errorType),
+        rollups.map((row) => row.requests),
+        rollups.map((row) => row.cacheHits),
+        rollups.map((row) => row.cacheMisses),
+        rollups.map((row) => arrayLiteral(row.requestLatency)),
+        rollups.map((row) => arrayLiteral(row.processingLatency)),
+      ],
+    });
+  }
+  if (totals.length > 0) {
+    await client.query({
+      name: 'metrics.totals',
+      text: `INSERT INTO metrics_rollup_totals AS t
+               (granularity, bucket_start, requests, errors, request_latency, processing_latency)
+             SELECT granularity, bucket_start, requests, errors, request_latency::bigint[],
+                    processing_latency::bigint[]
+             FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
+                  WITH ORDINALITY
+                  AS r(granularity, bucket_start, requests, errors, request_latency, processing_latency, n)
+             ORDER BY n
+             ON CONFLICT (granularity, bucket_start) DO UPDATE
+             SET requests = t.requests + EXCLUDED.requests,
+                 errors = t.errors + EXCLUDED.errors,
+                 request_latency = metrics_histogram_add(t.request_latency, EXCLUDED.request_latency),
+                 processing_latency = metrics_histogram_add(t.processing_latency, EXCLUDED.processing_latency)`,
+      values: [
+        totals.map((row) => row.granularity),
+        totals.map((row) => row.bucketStart),
+        totals.map((row) => row.requests),
+        totals.map((row) => row.errors),
+        totals.map((row) => arrayLiteral(row.requestLatency)),
+        totals.map((row) => arrayLiteral(row.processingLatency)),
+      ],
+    });
+  }
+}

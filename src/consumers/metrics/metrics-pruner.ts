@@ -1,0 +1,121 @@
+/**
+ * Retention of the metrics tables: raw events older than the raw retention and rollup buckets that
+ * ended before the rollup retention are deleted, on a timer in the process that runs the metrics
+ * consumer. Deletes go in chunks, each its own short transaction, so pruning a backlog never holds locks
+ * or a snapshot for long while the consumer writes.
+ */
+import type pg from 'pg';
+import type { PublisherLogger } from '../../bus/spool-publisher.ts';
+import { GRANULARITIES, GRANULARITY_MS } from '../../metrics/metrics-granularity.ts';
+
+export interface MetricsRetentionOptions {
+  /** Raw events (`metrics_events`) are kept this many days after their timestamp. @default 7 */
+  rawRetentionDays?: number;
+  /** Rollup buckets are kept this many days after they end. @default 400 */
+  rollupRetentionDays?: number;
+  /** Time between two prunings, in ms; the first runs at start. @default 3600000 (1 h) */
+  intervalMs?: number;
+  /** Rows deleted per statement. @default 10000 */
+  chunkRows?: number;
+  logger?: PublisherLogger;
+}
+
+export const METRICS_RETENTION_DEFAULTS = {
+  rawRetentionDays: 7,
+  rollupRetentionDays: 400,
+  intervalMs: 3_600_000,
+  chunkRows: 10_000,
+} as const;
+
+const DAY_MS = 86_400_000;
+
+export interface PruneResult {
+  rawEvents: number;
+  rollups: number;
+  totals: number;
+}
+
+export class MetricsPruner {
+  readonly #pool: pg.Pool;
+  readonly #options: Required<Omit<MetricsRetentionOptions, 'logger'>>;
+  readonly #logger: PublisherLogger | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<unknown> | undefined;
+  #stopped = false;
+
+  constructor(pool: pg.Pool, options: MetricsRetentionOptions = {}) {
+    this.#pool = pool;
+    const { logger, ...rest } = options;
+    this.#logger = logger;
+    this.#options = {
+      ...METRICS_RETENTION_DEFAULTS,
+      ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
+    };
+  }
+
+  /** Prunes now and then every `intervalMs`, until {@link stop}. A failed run is logged and retried next time. */
+  start(): void {
+    if (this.#timer !== undefined || this.#stopped) return;
+    const run = () => {
+      this.#running = this.prune()
+        .then((result) => {
+          if (result.rawEvents + result.rollups + result.totals > 0) {
+            this.#logger?.info({ pruned: result }, 'pruned metrics past their retention');
+          }
+        })
+        .catch((error: unknown) => {
+          this.#logger?.warn(
+            { err: error instanceof Error ? error.message : String(error) },
+            'pruning the metrics failed; trying again at the next interval',
+          );
+        });
+    };
+    run();
+    this.#timer = setInterval(run, this.#options.intervalMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+
+  /** Deletes what is past its retention, as of `now`. */
+  async prune(now: Date = new Date()): Promise<PruneResult> {
+    const rawCutoff = new Date(now.getTime() - this.#options.rawRetentionDays * DAY_MS);
+    const rollupCutoff = new Date(now.getTime() - this.#options.rollupRetentionDays * DAY_MS);
+    const result: PruneResult = {
+      rawEvents: await this.#deleteInChunks('metrics_events', 'occurred_at < $1', [rawCutoff]),
+      rollups: 0,
+      totals: 0,
+    };
+    // A bucket goes once it has ended before the cutoff (a day row lives as long as its last minute).
+    // One granularity at a time, so each delete is a range of the primary key.
+    for (const granularity of GRANULARITIES) {
+      const lastStart = new Date(rollupCutoff.getTime() - GRANULARITY_MS[granularity]);
+      const where = 'granularity = $3 AND bucket_start <= $1';
+      result.rollups += await this.#deleteInChunks('metrics_rollups', where, [lastStart, granularity]);
+      result.totals += await this.#deleteInChunks('metrics_rollup_totals', where, [lastStart, granularity]);
+    }
+    return result;
+  }
+
+  async #deleteInChunks(
+    table: string,
+    where: string,
+    [cutoff, ...rest]: [Date, ...string[]],
+  ): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      if (this.#stopped && deleted > 0) return deleted;
+      const result = await this.#pool.query(
+        `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${where} LIMIT $2))`,
+        [cutoff.toISOString(), this.#options.chunkRows, ...rest],
+      );
+      deleted += result.rowCount ?? 0;
+      if ((result.rowCount ?? 0) < this.#options.chunkRows) return deleted;
+    }
+  }
+}
