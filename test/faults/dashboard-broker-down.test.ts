@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { build } from '../helper.ts';
-import { connectDashboard, launchChromium, openPage, screenshot } from '../support/browser.ts';
 import { restoreBroker, startBrokerApp, stopBrokerApp } from '../support/broker-control.ts';
+import { connectDashboard, launchChromium, openPage, screenshot } from '../support/browser.ts';
 
 after(restoreBroker);
 
@@ -30,7 +30,7 @@ test('rabbitmqctl stop_app: the dashboard shows the broker down and keeps updati
       const response = await fetch(`${base}/models`, { headers: { 'x-api-key': system.keys.reader } });
       assert.equal(response.status, 200);
     }
-    await page.locator('#publisher dd', { hasText: /^[1-9]\d*$/ }).first().waitFor();
+    await page.locator('#publisher dd[data-fact="unpublished"]', { hasText: /^[1-9]\d*$/ }).waitFor();
     assert.equal(await page.locator('#stream-state').getAttribute('data-state'), 'live');
     await screenshot(page, 'fault-broker-down');
   } finally {

@@ -141,10 +141,12 @@ test('charts move after generated traffic; errors appear with their correlation 
     latency[3]?.some((p99) => p99 !== null && p99 > 0),
     'a p99 above 0 ms',
   );
-  const errorRates = (await chartData(page, 'errors'))[1];
-  assert.ok(
-    errorRates?.some((rate) => rate !== null && rate > 0),
-    'a 4xx rate above 0',
+  // The 404 came last: its second may reach the chart a tick after the rest.
+  await waitUntil(
+    'a 4xx rate above 0 on the error chart',
+    async () => ((await chartData(page, 'errors'))[1] ?? []).some((rate) => rate !== null && rate > 0),
+    10_000,
+    { intervalMs: 200 },
   );
   const canvasAfter = await canvasImage(page, '#chart-events canvas');
   assert.notEqual(canvasAfter, canvasBefore, 'the chart was redrawn');
@@ -238,6 +240,7 @@ test('the broker-down state shows when the API loses RabbitMQ, and clears by its
     // Requests still work, and their events wait in the spool.
     const response = await fetch(`${base}/models`, { headers: reader });
     assert.equal(response.status, 200);
+    await page.locator('#publisher dd[data-fact="unpublished"]', { hasText: /^[1-9]\d*$/ }).waitFor();
     await page.locator('#stream-state[data-state="live"]').waitFor();
     await screenshot(page, 'broker-down');
   } finally {

@@ -105,6 +105,7 @@ function facts(dl, entries) {
       dt.textContent = term;
       const dd = document.createElement('dd');
       dd.textContent = text(value);
+      dd.dataset.fact = term;
       if (className) dd.className = className;
       return [dt, dd];
     }),
@@ -424,7 +425,8 @@ async function loadDeadLetters() {
         return tr;
       }),
     );
-    if (page.items.length === 0) dlqStatus('No dead letters.');
+    // An empty list says so in the table: the status line keeps the result of the last replay.
+    if (page.items.length === 0) $('dead-letters').tBodies[0].replaceChildren(row(['none', '', '', '', '']));
   } catch (error) {
     dlqStatus(`Could not list dead letters: ${error.message}`, true);
   }
