@@ -18,6 +18,10 @@ import type { DlqService } from '../consumers/dlq/dlq-service.ts';
 import { METRICS_RETENTION_DEFAULTS } from '../consumers/metrics/metrics-pruner.ts';
 import { HttpRequestMetrics } from '../metrics/http-request-metrics.ts';
 import { LedgerQuery } from '../metrics/ledger/ledger-query.ts';
+import { DashboardFeed } from '../metrics/live/dashboard-feed.ts';
+import { eventObserver } from '../metrics/live/event-observer.ts';
+import { LiveWindow } from '../metrics/live/live-window.ts';
+import { RecentErrors } from '../metrics/live/recent-errors.ts';
 import { MetricsQuery } from '../metrics/metrics-query.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
 import authentication from './plugins/authentication.ts';
@@ -30,6 +34,7 @@ import requestMetrics from './plugins/request-metrics.ts';
 import telemetry from './plugins/telemetry.ts';
 import analyticsRoutes from './routes/analytics.ts';
 import auditRoutes from './routes/audit.ts';
+import dashboardRoutes from './routes/dashboard.ts';
 import dlqRoutes from './routes/dlq.ts';
 import eventSchemaRoutes from './routes/event-schemas.ts';
 import healthRoutes from './routes/health.ts';
@@ -98,9 +103,25 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
     parseJson(request, body as string, done);
   });
 
+  // What the API answers, second by second, for the live dashboard: in memory, no query per viewer.
+  const liveWindow = new LiveWindow();
+  const recentErrors = new RecentErrors();
+  const ledger = new LedgerQuery(deps.pool);
+  const bus = deps.bus;
+  const queues = deps.queues;
+  const feed = new DashboardFeed({
+    window: liveWindow,
+    errors: recentErrors,
+    busStatus: bus === undefined ? undefined : () => bus.status(),
+    queues: queues === undefined ? undefined : () => queues.report(),
+    pingDatabase: () => deps.pool.query('SELECT 1'),
+    deadLetters: () => deps.dlq.count({}),
+    ledger: (from, to) => ledger.summary({ from, to }),
+  });
+
   await app.register(errorHandler);
   // Before the closing guard, so that even a request refused while draining has its correlation id.
-  await app.register(telemetry, { bus: deps.bus });
+  await app.register(telemetry, { bus: deps.bus, observe: eventObserver(liveWindow, recentErrors) });
   await app.register(closingGuard);
   await app.register(openapi);
   if (deps.metrics !== undefined) {
@@ -120,7 +141,8 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   await app.register(dlqRoutes, { dlq: deps.dlq });
   await app.register(auditRoutes, { pool: deps.pool });
   await app.register(analyticsRoutes, { analytics: new AnalyticsQuery(deps.pool) });
-  await app.register(ledgerRoutes, { ledger: new LedgerQuery(deps.pool) });
+  await app.register(ledgerRoutes, { ledger });
+  await app.register(dashboardRoutes, { feed });
   if (deps.bus !== undefined) await app.register(selfTestRoutes, { bus: deps.bus, pool: deps.pool });
   await app.register(metricsRoutes, {
     metrics: new MetricsQuery(deps.pool),

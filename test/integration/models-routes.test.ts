@@ -333,6 +333,8 @@ describe('health and docs', () => {
       '/analytics/filters',
       '/analytics/models/popular',
       '/audit',
+      '/dashboard',
+      '/dashboard/stream',
       '/dlq',
       '/dlq/replay',
       '/dlq/{id}',
@@ -349,6 +351,7 @@ describe('health and docs', () => {
       '/telemetry/selftest',
     ]);
     assert.deepEqual(document.paths['/models'].post.security, [{ apiKey: [] }]);
+    assert.deepEqual(document.paths['/dashboard/stream'].get.security, [{ apiKey: [] }]);
     assert.ok(document.paths['/models'].get.parameters.some((p: { name: string }) => p.name === 'cursor'));
     const ui = await inject('GET', '/docs', undefined);
     assert.ok([200, 302].includes(ui.statusCode));

@@ -37,12 +37,19 @@ declare module 'fastify' {
     /** Set by the error handler: the error this request is answered with. */
     appError: AppError | undefined;
     telemetryEmitted: boolean;
+    /** performance.now() when onRequest ran; 0 for a request that skipped it. */
+    telemetryStartedAt: number;
   }
 }
 
 export interface TelemetryOptions {
   /** Where events go; none when telemetry is off. */
   bus: EventBus | undefined;
+  /**
+   * Sees every request's event as it is emitted (the live dashboard's in-process figures). Called even
+   * when telemetry is off; it must be cheap and must not throw.
+   */
+  observe?: ((event: TelemetryEvent) => void) | undefined;
 }
 
 const CORRELATION_ID = new RegExp(CORRELATION_ID_PATTERN);
@@ -59,10 +66,18 @@ function correlationIdOf(request: FastifyRequest): string {
   return typeof header === 'string' && CORRELATION_ID.test(header) ? header : randomUUID();
 }
 
+/**
+ * Time to answer, in ms. Measured here because Fastify's `reply.elapsedTime` is 0 unless the app has a
+ * logger or an onResponse hook (an app built with `logger: false` — every test — had all durations 0).
+ */
+function durationMs(request: FastifyRequest, reply: FastifyReply): number {
+  return request.telemetryStartedAt > 0 ? performance.now() - request.telemetryStartedAt : reply.elapsedTime;
+}
+
 function metadataOf(request: FastifyRequest, reply: FastifyReply, cacheHit: boolean | null): EventMetadata {
   const userAgent = request.headers['user-agent'];
   return {
-    request_duration_ms: Math.round(reply.elapsedTime * 1000) / 1000,
+    request_duration_ms: Math.round(durationMs(request, reply) * 1000) / 1000,
     response_code: reply.statusCode,
     user_agent: userAgent === undefined ? null : userAgent.slice(0, 512),
     ip_address: (request.ip ?? '').slice(0, 64),
@@ -191,14 +206,16 @@ export function requestEvent(
 }
 
 export default fp<TelemetryOptions>(
-  async function telemetry(app: FastifyInstance, { bus }) {
+  async function telemetry(app: FastifyInstance, { bus, observe }) {
     app.decorateRequest('correlationId', '');
     app.decorateRequest('telemetry', undefined);
     app.decorateRequest('appError', undefined);
     app.decorateRequest('telemetryEmitted', false);
+    app.decorateRequest('telemetryStartedAt', 0);
 
     // Callback-style hooks: they run on every request, and an async one costs a promise each time.
     app.addHook('onRequest', (request, reply, done) => {
+      request.telemetryStartedAt = performance.now();
       request.correlationId = correlationIdOf(request);
       reply.header('x-correlation-id', request.correlationId);
       done();
@@ -211,12 +228,16 @@ export default fp<TelemetryOptions>(
         reply.header('x-correlation-id', request.correlationId);
       }
       // A failing onSend hook sends again through the error handler: still one event per request.
-      if (bus !== undefined && !request.telemetryEmitted) {
+      if ((bus !== undefined || observe !== undefined) && !request.telemetryEmitted) {
         request.telemetryEmitted = true;
         const now = Date.now();
-        const header = request.headers.traceparent;
-        const traceparent = childTraceparent(typeof header === 'string' ? header : undefined);
-        bus.emit(requestEvent(request, reply, payload, now), traceparent, now);
+        const event = requestEvent(request, reply, payload, now);
+        if (bus !== undefined) {
+          const header = request.headers.traceparent;
+          const traceparent = childTraceparent(typeof header === 'string' ? header : undefined);
+          bus.emit(event, traceparent, now);
+        }
+        observe?.(event);
       }
       done(null, payload);
     });
