@@ -6,12 +6,11 @@
  * redelivered batch was applied once — at every granularity, and the raw events hold each event once.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
 import { connectToBroker } from '../../src/bus/broker-connection.ts';
@@ -22,9 +21,9 @@ import { createBusEnvironment, createTestDatabase } from '../helper.ts';
 import { exampleEvent } from '../support/event-examples.ts';
 import { queueStats } from '../support/rabbitmq-vhost.ts';
 import { waitUntil } from '../support/wait-until.ts';
+import { startWorkerProcess } from '../support/worker-process.ts';
 
 const POLL = { intervalMs: 100, ignoreErrors: true };
-const CLI = fileURLToPath(new URL('../../bin/telemetry-bus.js', import.meta.url));
 
 const databaseUrl = await createTestDatabase({ after });
 const bus = await createBusEnvironment();
@@ -88,24 +87,7 @@ function workload(): { events: TelemetryEvent[]; byType: Map<string, number>; er
   return { events, byType, errors };
 }
 
-function startWorker(): ChildProcess {
-  const child = spawn(process.execPath, [CLI, 'worker', '--consumers', 'metrics'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      LOG_LEVEL: 'warn',
-      DATABASE_URL: databaseUrl,
-      ...bus.env,
-      DATA_DIR: `${bus.env.DATA_DIR}/${randomUUID()}`,
-      CONSUMER_PREFETCH: '500',
-      CONSUMER_BATCH_SIZE: '250',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  return child;
-}
+const startWorker = () => startWorkerProcess('metrics', databaseUrl, bus, { LOG_LEVEL: 'warn' }).child;
 
 const consumers = async () =>
   (await queueStats(bus.vhost.managementUrl, bus.vhost.vhost, QUEUES.metrics)).consumers;

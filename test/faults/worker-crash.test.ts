@@ -6,12 +6,11 @@
  * load: consumption pauses, nothing is dead-lettered, and everything is applied once it is back.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
@@ -24,11 +23,11 @@ import { createBusEnvironment, createTestDatabase } from '../helper.ts';
 import { exampleEvent } from '../support/event-examples.ts';
 import { queueStats } from '../support/rabbitmq-vhost.ts';
 import { waitUntil } from '../support/wait-until.ts';
+import { startWorkerProcess } from '../support/worker-process.ts';
 
 /** PostgreSQL may be restarting while these checks run: a failing check is only "not yet". */
 const POLL = { intervalMs: 100, ignoreErrors: true };
 
-const CLI = fileURLToPath(new URL('../../bin/telemetry-bus.js', import.meta.url));
 const exec = promisify(execFile);
 
 const databaseUrl = await createTestDatabase({ after });
@@ -84,36 +83,7 @@ function updates(prefix: string, models: number, perModel: number): TelemetryEve
   return events;
 }
 
-interface Worker {
-  child: ChildProcess;
-  output: () => string;
-}
-
-function startWorker(): Worker {
-  const child = spawn(process.execPath, [CLI, 'worker', '--consumers', 'audit'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      LOG_LEVEL: 'info',
-      DATABASE_URL: databaseUrl,
-      ...bus.env,
-      DATA_DIR: `${bus.env.DATA_DIR}/${randomUUID()}`,
-      CONSUMER_PREFETCH: '500',
-      CONSUMER_BATCH_SIZE: '250',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout?.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on('data', (chunk) => {
-    output += chunk;
-  });
-  after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  return { child, output: () => output };
-}
+const startWorker = () => startWorkerProcess('audit', databaseUrl, bus);
 
 async function count(prefix: string): Promise<number> {
   const { rows } = await pool.query<{ n: string }>(
