@@ -340,6 +340,7 @@ describe('health and docs', () => {
       '/dlq/{id}',
       '/health',
       '/livez',
+      '/metrics',
       '/metrics/prometheus',
       '/models',
       '/models/{model_id}',
