@@ -1,15 +1,22 @@
 /**
  * The reference documents stay in step with the code: every code of ERROR_CODES is documented in
- * docs/reference/errors.md, and every variable of CONFIG_VARIABLES in docs/reference/configuration.md and
- * in the README's configuration table, with the default the code really uses.
+ * docs/reference/errors.md, every variable of CONFIG_VARIABLES in docs/reference/configuration.md and
+ * in the README's configuration table, with the default the code really uses, and every type of
+ * EVENT_TYPES in docs/events/README.md with the exchange and queues the topology gives it. The index
+ * docs/README.md links every document under docs/, and every relative link of those documents resolves.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { EVENT_TYPES } from '../../src/bus/event-types.ts';
+import { buildTopology, exchangeFor, queuesFor } from '../../src/bus/topology.ts';
 import { CONFIG_VARIABLES } from '../../src/config.ts';
 import { ERROR_CODES } from '../../src/errors.ts';
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
+const docsDir = fileURLToPath(new URL('../../docs/', import.meta.url));
 
 interface Table {
   header: string[];
@@ -164,5 +171,112 @@ describe('README.md', () => {
   test('links the reference documents', () => {
     assert.match(readme, /\]\(docs\/reference\/errors\.md\)/);
     assert.match(readme, /\]\(docs\/reference\/configuration\.md\)/);
+  });
+});
+
+/** `` `NAME` `` or `` [`NAME`](#anchor) `` → NAME; undefined for anything else. */
+function linkedCodeSpan(cell: string | undefined): string | undefined {
+  return codeSpan(cell) ?? /^\[`([^`]+)`\]\(#[^)]*\)$/.exec(cell ?? '')?.[1];
+}
+
+/** `` `a`, `b` `` → [a, b]. */
+function codeSpans(cell: string | undefined): string[] {
+  return [...(cell ?? '').matchAll(/`([^`]+)`/g)].map((match) => match[1] ?? '');
+}
+
+describe('docs/events/README.md', () => {
+  const doc = read('docs/events/README.md');
+  const topology = buildTopology();
+  const routing = new Map<string, Record<string, string>>();
+  for (const table of tables(doc)) {
+    if (!['event type', 'exchange', 'queues'].every((column) => table.header.includes(column))) continue;
+    for (const row of table.rows) {
+      const type = linkedCodeSpan(row[0]);
+      if (type === undefined) continue;
+      assert.ok(!routing.has(type), `${type} is listed twice in the routing table`);
+      routing.set(type, Object.fromEntries(table.header.map((column, index) => [column, row[index] ?? ''])));
+    }
+  }
+
+  test('lists every event type with the exchange and queues the topology gives it', () => {
+    for (const type of EVENT_TYPES) {
+      const row = routing.get(type);
+      assert.ok(row, `event type ${type} is missing from the routing table of docs/events/README.md`);
+      assert.equal(row.exchange, `\`${exchangeFor(type)}\``, `exchange of ${type}`);
+      assert.deepEqual(
+        codeSpans(row.queues).sort(),
+        queuesFor(topology, exchangeFor(type), type).sort(),
+        `queues of ${type}`,
+      );
+    }
+  });
+
+  test('lists no event type that the bus does not have', () => {
+    for (const type of routing.keys()) {
+      assert.ok(
+        (EVENT_TYPES as readonly string[]).includes(type),
+        `${type} is documented but not in EVENT_TYPES`,
+      );
+    }
+  });
+
+  test('has a section and a JSON Schema file per event type', () => {
+    for (const type of EVENT_TYPES) {
+      assert.ok(section(doc, 2, type) !== undefined, `docs/events/README.md has no '## ${type}' section`);
+      assert.ok(existsSync(join(docsDir, 'events', `${type}.json`)), `docs/events/${type}.json exists`);
+    }
+  });
+});
+
+/** The relative link targets of a Markdown document (outside code fences), without their #anchor. */
+function relativeLinks(markdown: string): string[] {
+  const prose = markdown.replace(/```[\s\S]*?```/g, '');
+  return [...prose.matchAll(/\]\(([^)\s]+)\)/g)]
+    .map((match) => match[1] ?? '')
+    .filter((target) => !/^[a-z][a-z0-9+.-]*:/i.test(target) && !target.startsWith('#'))
+    .map((target) => decodeURI(target.split('#')[0] ?? ''));
+}
+
+/** Every Markdown file under docs/, relative to docs/. */
+function markdownUnder(directory: string): string[] {
+  return readdirSync(directory, { recursive: true, encoding: 'utf8' })
+    .filter((name) => name.endsWith('.md'))
+    .map((name) => relative(docsDir, join(directory, name)));
+}
+
+describe('docs/README.md (the index)', () => {
+  const index = read('docs/README.md');
+  const linked = relativeLinks(index).map((target) => relative(docsDir, join(docsDir, target)));
+
+  test('every document it links exists', () => {
+    assert.ok(linked.length > 0, 'docs/README.md links some documents');
+    for (const target of linked) {
+      assert.ok(existsSync(join(docsDir, target)), `docs/README.md links ${target}, which does not exist`);
+    }
+  });
+
+  test('links every Markdown document under docs/', () => {
+    for (const name of markdownUnder(docsDir)) {
+      if (name === 'README.md') continue;
+      assert.ok(linked.includes(name), `docs/README.md does not link docs/${name}`);
+    }
+  });
+
+  test('the relative links of the documents it links resolve', () => {
+    for (const name of linked.filter(
+      (target) => target.endsWith('.md') && existsSync(join(docsDir, target)),
+    )) {
+      const path = join(docsDir, name);
+      for (const target of relativeLinks(readFileSync(path, 'utf8'))) {
+        assert.ok(
+          existsSync(join(dirname(path), target)),
+          `docs/${name} links ${target}, which does not exist`,
+        );
+      }
+    }
+  });
+
+  test('the README links the index', () => {
+    assert.match(read('README.md'), /\]\(docs\/README\.md\)/);
   });
 });
