@@ -27,7 +27,10 @@ export async function worker(config: Config, options: { consumers?: string }): P
   if (names.length === 0) throw new CliError('no consumers to run (CONSUMERS=none)', { exitCode: 2 });
   const logger = pino(loggerOptions(config.logLevel));
   await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
-  const pool = createPool({ databaseUrl: config.databaseUrl, max: Math.max(2, names.length + 1) }, (error) =>
+  // A connection per consumer (one audit consumer per partition) and one for the pruner, so no consumer
+  // waits for another's transaction.
+  const consumerCount = names.length + (names.includes('audit') ? config.auditPartitions - 1 : 0);
+  const pool = createPool({ databaseUrl: config.databaseUrl, max: Math.max(2, consumerCount + 1) }, (error) =>
     logger.warn({ err: error }, 'idle PostgreSQL client failed'),
   );
   const metrics = createPrometheusRegistry();
