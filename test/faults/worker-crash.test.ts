@@ -198,7 +198,12 @@ test('PostgreSQL stopped for 30 s under load: consumption pauses, nothing dead-l
     async () => (await count('outage')) + (await count('outage2')) >= 4000,
     120_000,
     POLL,
-  );
+  ).catch(async (error: unknown) => {
+    const counts = `${await count('outage').catch(() => -1)} + ${await count('outage2').catch(() => -1)}`;
+    throw new Error(
+      `${String(error)} (applied ${counts}); the worker said:\n${worker.output().slice(-4000)}`,
+    );
+  });
   await sleep(1000);
   assert.equal(await count('outage'), before.length);
   assert.equal(await count('outage2'), during.length);
