@@ -203,7 +203,7 @@ test('freshness: at ~1,000 requests/s, p95 from response to visible in /metrics'
       `counted from each poll's start instead of its answer, p95 ${percentile(lowerBounds, 95).toFixed(0)} ms)`,
   );
   // The delay is measured and printed, not bounded: with the integration tests running two at a time on
-  // two cores it depends on what runs beside it (p95 0.6–6 s seen). What must hold anywhere is asserted
+  // two cores it depends on what runs beside it (p95 up to 6 s seen). What must hold anywhere is asserted
   // above (every request counted, once, in order); the goal (p95 within 1 s at 1,000 requests/s) is
   // measured by `npm run bench`, whose end-to-end latency ends at the same commit.
 });
