@@ -12,14 +12,14 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { hashApiKey } from '../../src/auth/api-key.ts';
-import { buildTopology, EXCHANGES, QUEUES } from '../../src/bus/topology.ts';
+import { buildTopology } from '../../src/bus/topology.ts';
 import { auditConsumer } from '../../src/consumers/audit/audit-consumer.ts';
 import { verifyAuditTrail } from '../../src/consumers/audit/audit-verify.ts';
 import type { Delivery } from '../../src/consumers/consumer.ts';
 import { ConsumerRuntime } from '../../src/consumers/consumer-runtime.ts';
 import { dlqConsumer } from '../../src/consumers/dlq/dlq-consumer.ts';
-import { FAILURE_HEADERS } from '../../src/consumers/failure-policy.ts';
 import { build } from '../helper.ts';
+import { archiveDeadLetters } from '../support/dead-letters.ts';
 import { exampleEvent } from '../support/event-examples.ts';
 import { waitUntil as waitFor } from '../support/wait-until.ts';
 
@@ -41,51 +41,16 @@ after(() => runtime.stop(5000));
 await runtime.start();
 
 /** Archives dead letters of audit.trail as the dlq consumer does (events the audit trail never got). */
-async function archive(count: number): Promise<Delivery[]> {
+function archive(count: number): Promise<Delivery[]> {
   const base = exampleEvent('model.updated');
-  const deliveries: Delivery[] = Array.from({ length: count }, (_, index) => {
-    const event = exampleEvent('model.updated', {
+  const events = Array.from({ length: count }, (_, index) =>
+    exampleEvent('model.updated', {
       event_id: randomUUID(),
       sequence: index + 2,
       data: { ...base.data, model_id: MODEL, version: index + 2 },
-    });
-    const id = randomUUID();
-    const failedAt = new Date(Date.now() - (count - index) * 1000).toISOString();
-    return {
-      id,
-      event: undefined,
-      content: Buffer.from(JSON.stringify(event)),
-      exchange: EXCHANGES.deadLetters,
-      routingKey: 'model.updated',
-      redelivered: false,
-      properties: {
-        messageId: event.event_id,
-        correlationId: event.correlation_id,
-        type: event.event_type,
-        timestamp: 1_736_937_000,
-        headers: {
-          'cloudEvents:type': 'model.updated',
-          model_id: MODEL,
-          [FAILURE_HEADERS.attempts]: 4,
-          [FAILURE_HEADERS.firstFailureAt]: failedAt,
-          [FAILURE_HEADERS.lastFailureAt]: failedAt,
-          [FAILURE_HEADERS.errorType]: 'TypeError',
-          [FAILURE_HEADERS.errorMessage]: 'the database said no',
-          [FAILURE_HEADERS.originalExchange]: EXCHANGES.models,
-          [FAILURE_HEADERS.originalRoutingKey]: 'model.updated',
-          [FAILURE_HEADERS.originalQueue]: QUEUES.audit,
-          [FAILURE_HEADERS.deadLetterId]: id,
-        },
-      },
-    };
-  });
-  const client = await pool.connect();
-  try {
-    await dlqConsumer({ error() {} }).apply(deliveries, client);
-  } finally {
-    client.release();
-  }
-  return deliveries;
+    }),
+  );
+  return archiveDeadLetters(pool, events, { errorMessage: 'the database said no' });
 }
 
 interface AuditItem {

@@ -19,7 +19,6 @@ import { applyTopology } from '../../src/bus/apply-topology.ts';
 import { validateEvent } from '../../src/bus/event-validator.ts';
 import { buildTopology, EXCHANGES, QUEUES, WORK_QUEUES } from '../../src/bus/topology.ts';
 import type { Delivery } from '../../src/consumers/consumer.ts';
-import { dlqConsumer } from '../../src/consumers/dlq/dlq-consumer.ts';
 import { DlqService } from '../../src/consumers/dlq/dlq-service.ts';
 import { FAILURE_HEADERS } from '../../src/consumers/failure-policy.ts';
 import authentication from '../../src/http/plugins/authentication.ts';
@@ -27,6 +26,7 @@ import errorHandler from '../../src/http/plugins/error-handler.ts';
 import dlqRoutes from '../../src/http/routes/dlq.ts';
 import { schemaCompilers } from '../../src/http/schema-compilers.ts';
 import { createBusEnvironment, createTestDatabase } from '../helper.ts';
+import { archiveDeadLetters } from '../support/dead-letters.ts';
 import { exampleEvent } from '../support/event-examples.ts';
 import { drainQueue } from '../support/queue-reader.ts';
 
@@ -66,52 +66,20 @@ after(async () => {
 });
 
 /** Archives dead letters as the dlq consumer does, from messages shaped like the runtime's. */
-async function archive(count: number, overrides: { modelId?: string; errorType?: string } = {}) {
-  const consumer = dlqConsumer({ error() {} });
-  const deliveries: Delivery[] = Array.from({ length: count }, (_, index) => {
-    const event = exampleEvent('model.updated', {
+function archive(count: number, overrides: { modelId?: string; errorType?: string } = {}) {
+  const events = Array.from({ length: count }, () =>
+    exampleEvent('model.updated', {
       event_id: randomUUID(),
       data: { ...exampleEvent('model.updated').data, model_id: overrides.modelId ?? 'route/model' },
-    });
-    const id = randomUUID();
-    const failedAt = new Date(Date.now() - (count - index) * 1000).toISOString();
-    return {
-      id,
-      event: undefined,
-      content: Buffer.from(JSON.stringify(event)),
-      exchange: EXCHANGES.deadLetters,
-      routingKey: 'model.updated',
-      redelivered: false,
-      properties: {
-        messageId: event.event_id,
-        correlationId: event.correlation_id,
-        type: event.event_type,
-        timestamp: 1_736_937_000,
-        headers: {
-          'cloudEvents:type': 'model.updated',
-          model_id: event.data.model_id,
-          [FAILURE_HEADERS.attempts]: 4,
-          [FAILURE_HEADERS.firstFailureAt]: failedAt,
-          [FAILURE_HEADERS.lastFailureAt]: failedAt,
-          [FAILURE_HEADERS.errorType]: overrides.errorType ?? 'TypeError',
-          [FAILURE_HEADERS.errorMessage]: 'cannot read properties of undefined',
-          [FAILURE_HEADERS.errorStack]: 'TypeError: cannot read properties of undefined\n    at apply',
-          [FAILURE_HEADERS.originalExchange]: EXCHANGES.models,
-          [FAILURE_HEADERS.originalRoutingKey]: 'model.updated',
-          [FAILURE_HEADERS.originalQueue]: QUEUES.audit,
-          [FAILURE_HEADERS.deadLetterId]: id,
-          'x-death': [{ count: 1, reason: 'expired', queue: 'retry.30s', exchange: 'retry.30s' }],
-        },
-      },
-    };
+    }),
+  );
+  return archiveDeadLetters(pool, events, {
+    errorType: overrides.errorType,
+    headers: {
+      [FAILURE_HEADERS.errorStack]: 'TypeError: cannot read properties of undefined\n    at apply',
+      'x-death': [{ count: 1, reason: 'expired', queue: 'retry.30s', exchange: 'retry.30s' }],
+    },
   });
-  const client = await pool.connect();
-  try {
-    await consumer.apply(deliveries, client);
-  } finally {
-    client.release();
-  }
-  return deliveries;
 }
 
 function inject(method: 'GET' | 'POST' | 'DELETE', path: string, key: string | undefined, payload?: unknown) {
