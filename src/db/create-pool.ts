@@ -14,7 +14,14 @@ export interface PoolOptions {
   applicationName?: string;
 }
 
-/** A pg Pool with the project's defaults; an idle client's error is reported, never thrown. */
+/**
+ * A pg Pool with the project's defaults; a client's error is reported, never thrown — idle or checked out.
+ *
+ * pg-pool listens for errors only on idle clients. A checked-out client between two queries (inside a
+ * consumer's transaction, say) that the server terminates — PostgreSQL shutting down sends every session
+ * FATAL 57P01 — emits 'error' with no listener, which would crash the process. With a listener of its
+ * own, the client's next query fails instead, and its holder handles that like any lost connection.
+ */
 export function createPool(options: PoolOptions, onError: (error: Error) => void = () => {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
@@ -23,5 +30,6 @@ export function createPool(options: PoolOptions, onError: (error: Error) => void
     application_name: options.applicationName ?? 'telemetry-bus',
   });
   pool.on('error', onError);
+  pool.on('connect', (client) => client.on('error', onError));
   return pool;
 }
