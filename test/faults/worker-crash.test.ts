@@ -6,29 +6,26 @@
  * load: consumption pauses, nothing is dead-lettered, and everything is applied once it is back.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
 import { connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
-import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, QUEUES } from '../../src/bus/topology.ts';
 import { verifyAuditTrail } from '../../src/consumers/audit/audit-verify.ts';
 import { createBusEnvironment, createTestDatabase } from '../helper.ts';
 import { exampleEvent } from '../support/event-examples.ts';
+import { postgresUp, restorePostgres, stopPostgres } from '../support/postgres-control.ts';
+import { publishEvents } from '../support/publish-events.ts';
 import { queueStats } from '../support/rabbitmq-vhost.ts';
 import { waitUntil } from '../support/wait-until.ts';
 import { startWorkerProcess } from '../support/worker-process.ts';
 
 /** PostgreSQL may be restarting while these checks run: a failing check is only "not yet". */
 const POLL = { intervalMs: 100, ignoreErrors: true };
-
-const exec = promisify(execFile);
 
 const databaseUrl = await createTestDatabase({ after });
 const bus = await createBusEnvironment();
@@ -44,26 +41,7 @@ after(() => publisher.close().catch(() => {}));
 await applyTopology(publisher, topology);
 const channel = await publisher.createConfirmChannel();
 
-async function publish(events: TelemetryEvent[]): Promise<void> {
-  for (const event of events) {
-    const modelId = (event.data as { model_id?: string }).model_id ?? '';
-    const record = encodeRecord(
-      {
-        eventType: event.event_type,
-        eventId: event.event_id,
-        correlationId: event.correlation_id,
-        timestampMs: Date.parse(event.timestamp),
-        source: event.source,
-        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-        modelId,
-      },
-      JSON.stringify(event),
-    );
-    const message = toOutboundMessage(Buffer.from(record));
-    channel.publish(message.exchange, message.routingKey, message.body, message.options);
-  }
-  await channel.waitForConfirms();
-}
+const publish = (events: TelemetryEvent[]) => publishEvents(channel, events);
 
 function updates(prefix: string, models: number, perModel: number): TelemetryEvent[] {
   const base = exampleEvent('model.updated');
@@ -146,31 +124,7 @@ test('kill -9 of the active worker mid-batch: the standby takes over, every even
   await once(second.child, 'exit');
 });
 
-const POSTGRES_CLUSTER = process.env.TEST_POSTGRES_CLUSTER ?? '15 main';
-
-async function postgres(action: 'start' | 'stop'): Promise<void> {
-  const [version, name] = POSTGRES_CLUSTER.split(' ') as [string, string];
-  await exec(
-    'pg_ctlcluster',
-    ['--skip-systemctl-redirect', version, name, action, ...(action === 'stop' ? ['-m', 'fast'] : [])],
-    {
-      timeout: 60_000,
-    },
-  );
-}
-
-async function postgresUp(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 1000 });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+const postgresAnswers = () => postgresUp(databaseUrl);
 
 test('PostgreSQL stopped for 30 s under load: consumption pauses, nothing dead-lettered, all applied once after', async () => {
   const worker = startWorker();
@@ -185,13 +139,13 @@ test('PostgreSQL stopped for 30 s under load: consumption pauses, nothing dead-l
   try {
     await publish(before);
     await waitUntil('some applied', async () => (await count('outage')) >= 200, 60_000, POLL);
-    await postgres('stop');
+    await stopPostgres();
     await publish(during);
     await sleep(30_000);
     assert.match(worker.output(), /consumption paused/);
   } finally {
-    if (!(await postgresUp())) await postgres('start');
-    await waitUntil('PostgreSQL to answer', postgresUp, 60_000, POLL);
+    await restorePostgres();
+    await waitUntil('PostgreSQL to answer', postgresAnswers, 60_000, POLL);
   }
   await waitUntil(
     'every event applied',

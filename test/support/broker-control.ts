@@ -14,6 +14,9 @@ const execFileAsync = promisify(execFile);
 /** The rabbitmqctl to run; override with TEST_RABBITMQCTL (e.g. a wrapper that runs it with sudo). */
 export const RABBITMQCTL = process.env.TEST_RABBITMQCTL ?? 'rabbitmqctl';
 
+/** What starts the broker node after it was killed; override with TEST_RABBITMQ_SERVER. */
+export const RABBITMQ_SERVER = process.env.TEST_RABBITMQ_SERVER ?? 'rabbitmq-server';
+
 /**
  * The memory high watermark restored after an alarm, as a fraction of RAM: RabbitMQ's default, which the test
  * broker's rabbitmq.conf does not change.
@@ -77,6 +80,46 @@ export async function startBrokerApp(options: StartBrokerOptions = {}): Promise<
       throw new Error(`RabbitMQ did not accept an AMQP connection within ${timeoutMs} ms of start_app`);
     }
     await sleep(250);
+  }
+}
+
+/**
+ * Kills the broker's Erlang node with SIGKILL, as a crash or the OOM killer would: no connection is
+ * closed cleanly and queues recover from their logs at the next start. Resolves once the process is gone.
+ */
+export async function killBroker(): Promise<void> {
+  const pid = Number(JSON.parse((await rabbitmqctl(['eval', 'os:getpid().'])).trim()));
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`unexpected broker pid ${pid}`);
+  process.kill(pid, 'SIGKILL');
+  await waitUntil(async () => !processAlive(pid), 15_000, `broker process ${pid} to exit`);
+}
+
+/** Whether the broker's node (not necessarily its app) answers rabbitmqctl. */
+export async function brokerNodeUp(): Promise<boolean> {
+  try {
+    await rabbitmqctl(['-q', 'ping'], { timeoutMs: 15_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts the broker node (after killBroker(), say) and resolves once it accepts an AMQP connection. The
+ * node restarts its app, and every quorum queue replays its log, which takes a few seconds here.
+ */
+export async function startBrokerNode(options: StartBrokerOptions = {}): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 90_000;
+  await execFileAsync(RABBITMQ_SERVER, ['-detached'], { timeout: 30_000, killSignal: 'SIGKILL' });
+  await waitUntil(() => brokerRunning(), timeoutMs, 'the restarted broker to accept AMQP connections');
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -159,7 +202,10 @@ export async function restoreBroker(): Promise<void> {
     }
   };
   await step(async () => {
-    if (!(await brokerRunning())) await startBrokerApp();
+    if (await brokerRunning()) return;
+    // A killed node is started again; a node whose app was stopped only needs the app.
+    if (await brokerNodeUp()) await startBrokerApp();
+    else await startBrokerNode();
   });
   // Unconditional: cheaper than asking for the current watermark first, and right whatever set it.
   await step(() => setMemoryAlarm(false));

@@ -4,6 +4,7 @@
  * which requests got a response, and so which events must exist.
  */
 import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LoadRequest {
   method: string;
@@ -33,6 +34,8 @@ export interface LoadOptions {
   onResult?: (result: LoadResult) => void;
   /** Stop sending new requests once this returns true. */
   stop?: () => boolean;
+  /** Requests started per second at most, paced evenly (open-loop while the API keeps up). @default unpaced */
+  ratePerSecond?: number;
 }
 
 export async function runLoad(baseUrl: string, options: LoadOptions): Promise<LoadResult[]> {
@@ -40,9 +43,15 @@ export async function runLoad(baseUrl: string, options: LoadOptions): Promise<Lo
   const url = new URL(baseUrl);
   const results: LoadResult[] = [];
   let next = 0;
+  const started = performance.now();
   const worker = async () => {
     while (next < options.count && !(options.stop?.() ?? false)) {
       const index = next++;
+      if (options.ratePerSecond !== undefined) {
+        const wait = started + (index * 1000) / options.ratePerSecond - performance.now();
+        if (wait > 0) await sleep(wait);
+        if (options.stop?.() ?? false) break;
+      }
       const result = await send(
         agent,
         url,

@@ -298,3 +298,19 @@ async function managementRequest(
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Names of the client connections open in a vhost, as the broker lists them now. */
+export async function vhostConnections(
+  managementUrl: string,
+  vhost: string,
+  options: ManagementRequestOptions = {},
+): Promise<string[]> {
+  const response = await managementRequest(
+    managementUrl,
+    'GET',
+    `/vhosts/${encodeURIComponent(vhost)}/connections`,
+    options,
+  );
+  const connections = (await response.json()) as Array<{ client_properties?: { connection_name?: string } }>;
+  return connections.map((connection) => connection.client_properties?.connection_name ?? '(unnamed)');
+}

@@ -1,0 +1,35 @@
+/**
+ * Test support: publishes events exactly as the API's publisher does (a spool record turned into an
+ * outbound message: same exchange, routing key, properties and headers), over a confirm channel, for the
+ * tests that need the consumers fed without an API in front.
+ */
+import type { ConfirmChannel } from 'amqplib';
+import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
+import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
+
+const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+/** Publishes `events` in order and resolves once the broker has confirmed them all. */
+export async function publishEvents(
+  channel: ConfirmChannel,
+  events: readonly TelemetryEvent[],
+): Promise<void> {
+  for (const event of events) {
+    const modelId = (event.data as { model_id?: string }).model_id ?? '';
+    const record = encodeRecord(
+      {
+        eventType: event.event_type,
+        eventId: event.event_id,
+        correlationId: event.correlation_id,
+        timestampMs: Date.parse(event.timestamp),
+        source: event.source,
+        traceparent: TRACEPARENT,
+        modelId,
+      },
+      JSON.stringify(event),
+    );
+    const message = toOutboundMessage(Buffer.from(record));
+    channel.publish(message.exchange, message.routingKey, message.body, message.options);
+  }
+  await channel.waitForConfirms();
+}
