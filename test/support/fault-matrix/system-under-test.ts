@@ -1,0 +1,157 @@
+/**
+ * Test support: the whole system as deployed, for one fault-matrix scenario — the API (`telemetry-bus
+ * start`, no consumers) and workers (`telemetry-bus worker --consumers all`) as processes of their own, on
+ * a database and a vhost of their own, optionally reaching RabbitMQ through a TCP proxy the scenario can
+ * cut or black-hole. Everything is torn down after the test file.
+ */
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import pg from 'pg';
+import { type BusEnvironment, createBusEnvironment, createTestDatabase } from '../../helper.ts';
+import { type ApiProcess, startApiProcess } from '../api-process.ts';
+import { queueStats } from '../rabbitmq-vhost.ts';
+import { startTcpProxy, type TcpProxy } from '../tcp-proxy.ts';
+import { waitUntil } from '../wait-until.ts';
+import { startWorkerProcess, type WorkerProcess } from '../worker-process.ts';
+
+export interface SystemOptions {
+  /** Worker processes to start (each runs every consumer). @default 1 */
+  workers?: number;
+  /** Route the API's and the workers' AMQP connections through a TCP proxy. @default false */
+  proxy?: boolean;
+  /** Extra environment of the API process. */
+  apiEnv?: Record<string, string>;
+  /** Extra environment of each worker process. */
+  workerEnv?: Record<string, string>;
+}
+
+export interface SystemUnderTest {
+  api: ApiProcess;
+  /** The admin key the first start printed. */
+  key: string;
+  workers: WorkerProcess[];
+  pool: pg.Pool;
+  databaseUrl: string;
+  bus: BusEnvironment;
+  proxy: TcpProxy | undefined;
+  /** Starts one more worker process. */
+  startWorker(): WorkerProcess;
+  /** kill -9 of the API, then a start on the same database and data directory (spool). */
+  restartApi(): Promise<void>;
+  /** GET /health of the API. */
+  health(): Promise<ApiHealth>;
+  /** Stops every process (SIGTERM, then SIGKILL after 10 s). */
+  stop(): Promise<void>;
+}
+
+export interface ApiHealth {
+  checks: { postgres: string; broker: string };
+  events: { unpublished: number; dropped: { spool_full: number; write_error: number } };
+}
+
+/** Anything with node:test's `after`: the scenario's TestContext, so each scenario tears down its own. */
+export interface Teardown {
+  after(fn: () => unknown): void;
+}
+
+/** Fast ledger flushes, no rate limit: the matrix counts, it does not throttle. */
+const API_ENV = { CONSUMERS: 'none', LEDGER_FLUSH_INTERVAL_MS: '200', RATE_LIMIT_PER_MINUTE: '0' };
+
+/**
+ * Starts the system; `teardown.after` stops its processes, then removes its database and vhost (in that
+ * order, whatever order the test runner runs hooks in).
+ */
+export async function startSystem(teardown: Teardown, options: SystemOptions = {}): Promise<SystemUnderTest> {
+  const removals: Array<() => unknown> = [];
+  teardown.after(async () => {
+    for (const removal of removals.reverse()) await removal();
+  });
+  const databaseUrl = await createTestDatabase({ after: (fn) => removals.push(fn) });
+  const bus = await createBusEnvironment();
+  removals.push(() => bus.remove());
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 3 });
+  pool.on('error', () => {});
+  removals.push(() => pool.end());
+  const proxy = options.proxy ? await startTcpProxy({ targetPort: 5672 }) : undefined;
+  if (proxy !== undefined) removals.push(() => proxy.close());
+  const rabbitmqUrl = proxy === undefined ? bus.env.RABBITMQ_URL : proxy.url(bus.env.RABBITMQ_URL);
+  const apiEnv = {
+    DATABASE_URL: databaseUrl,
+    ...bus.env,
+    RABBITMQ_URL: rabbitmqUrl,
+    ...API_ENV,
+    ...options.apiEnv,
+  };
+
+  let api = await startApiProcess(apiEnv);
+  const key = api.adminKey;
+  if (key === undefined) throw new Error(`the first start printed no admin key:\n${api.output()}`);
+  const workerBus = { ...bus, env: { ...bus.env, RABBITMQ_URL: rabbitmqUrl } };
+  const workers: WorkerProcess[] = [];
+  const startWorker = () => {
+    const worker = startWorkerProcess('all', databaseUrl, workerBus, {
+      ...options.workerEnv,
+    });
+    workers.push(worker);
+    return worker;
+  };
+  for (let index = 0; index < (options.workers ?? 1); index++) startWorker();
+  // Every work queue has its consumer before the load starts.
+  if (workers.length > 0) await waitForConsumers(bus);
+
+  let stopped: Promise<void> | undefined;
+  const system: SystemUnderTest = {
+    get api() {
+      return api;
+    },
+    key,
+    workers,
+    pool,
+    databaseUrl,
+    bus,
+    proxy,
+    startWorker,
+    async restartApi() {
+      api.child.kill('SIGKILL');
+      if (api.child.exitCode === null) await once(api.child, 'exit');
+      api = await startApiProcess(apiEnv);
+    },
+    async health() {
+      const response = await fetch(`${api.url}/health`, { signal: AbortSignal.timeout(5000) });
+      return (await response.json()) as ApiHealth;
+    },
+    stop() {
+      stopped ??= stopAll();
+      return stopped;
+    },
+  };
+  const stopAll = async () => {
+    const children = [api.child, ...workers.map((worker) => worker.child)].filter(
+      (child) => child.exitCode === null && child.signalCode === null,
+    );
+    for (const child of children) child.kill('SIGTERM');
+    const killer = setTimeout(() => {
+      for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    }, 10_000);
+    await Promise.all(children.map((child) => (child.exitCode === null ? once(child, 'exit') : null)));
+    clearTimeout(killer);
+  };
+  removals.push(() => system.stop());
+  return system;
+}
+
+/** Resolves once a worker consumes (every worker subscribes to every queue at once). */
+export async function waitForConsumers(bus: BusEnvironment): Promise<void> {
+  await waitUntil(
+    'the workers to subscribe',
+    async () =>
+      (await queueStats(bus.vhost.managementUrl, bus.vhost.vhost, 'metrics.updates')).consumers >= 1,
+    60_000,
+    { intervalMs: 200, ignoreErrors: true },
+  );
+}
+
+/** A name unique to one scenario run: correlation ids and model ids start with it. */
+export function scenarioPrefix(scenario: number): string {
+  return `fm${scenario}-${randomUUID().slice(0, 8)}`;
+}
