@@ -131,7 +131,9 @@ function startLoad(workload: RegistryWorkload, onResult?: (result: LoadResult) =
 }
 
 async function systemWithLoad(t: TestContext, n: number, options: SystemOptions = {}) {
+  const starting = Date.now();
   const system = await startSystem(t, options);
+  t.diagnostic(`system started in ${((Date.now() - starting) / 1000).toFixed(1)} s`);
   const workload = new RegistryWorkload(system.api.url, system.key, scenarioPrefix(n));
   await workload.seed(20);
   return { system, workload };
@@ -161,6 +163,7 @@ async function settleAndCheck(
     expectedLost: dropped,
   });
   const recoverySeconds = (settledAt - faultEndedAt) / 1000;
+  console.log(`settled ${recoverySeconds.toFixed(1)} s after the fault ended`);
   const detail = JSON.stringify(accounting);
   if (timedOut) {
     const outputs = system.workers.map(

@@ -40,7 +40,7 @@ export interface SystemUnderTest {
   restartApi(): Promise<void>;
   /** GET /health of the API. */
   health(): Promise<ApiHealth>;
-  /** Stops every process (SIGTERM, then SIGKILL after 10 s). */
+  /** Kills every process (the scenario's teardown, once everything is counted). */
   stop(): Promise<void>;
 }
 
@@ -83,19 +83,18 @@ export async function startSystem(teardown: Teardown, options: SystemOptions = {
     ...options.apiEnv,
   };
 
-  let api = await startApiProcess(apiEnv);
-  const key = api.adminKey;
-  if (key === undefined) throw new Error(`the first start printed no admin key:\n${api.output()}`);
   const workerBus = { ...bus, env: { ...bus.env, RABBITMQ_URL: rabbitmqUrl } };
   const workers: WorkerProcess[] = [];
   const startWorker = () => {
-    const worker = startWorkerProcess('all', databaseUrl, workerBus, {
-      ...options.workerEnv,
-    });
+    const worker = startWorkerProcess('all', databaseUrl, workerBus, { ...options.workerEnv });
     workers.push(worker);
     return worker;
   };
+  // The workers boot while the API does (the database is migrated already).
   for (let index = 0; index < (options.workers ?? 1); index++) startWorker();
+  let api = await startApiProcess(apiEnv);
+  const key = api.adminKey;
+  if (key === undefined) throw new Error(`the first start printed no admin key:\n${api.output()}`);
   // Every work queue has its consumer before the load starts.
   if (workers.length > 0) await waitForConsumers(bus);
 
@@ -125,16 +124,13 @@ export async function startSystem(teardown: Teardown, options: SystemOptions = {
       return stopped;
     },
   };
+  // kill -9: by teardown the scenario has counted everything, and a graceful stop only costs time.
   const stopAll = async () => {
     const children = [api.child, ...workers.map((worker) => worker.child)].filter(
       (child) => child.exitCode === null && child.signalCode === null,
     );
-    for (const child of children) child.kill('SIGTERM');
-    const killer = setTimeout(() => {
-      for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-    }, 10_000);
-    await Promise.all(children.map((child) => (child.exitCode === null ? once(child, 'exit') : null)));
-    clearTimeout(killer);
+    for (const child of children) child.kill('SIGKILL');
+    await Promise.all(children.map((child) => once(child, 'exit')));
   };
   removals.push(() => system.stop());
   return system;
