@@ -602,8 +602,8 @@ async function tableCounts(databaseUrl: string, name: BenchedConsumer): Promise<
           metrics_events: 'SELECT count(*) AS n FROM metrics_events',
           "requests (sum of metrics_rollup_totals.requests, '1m')":
             "SELECT coalesce(sum(requests), 0) AS n FROM metrics_rollup_totals WHERE granularity = '1m'",
-          "requests (sum of metrics_rollups.requests, '1d')":
-            "SELECT coalesce(sum(requests), 0) AS n FROM metrics_rollups WHERE granularity = '1d'",
+          "requests (sum of metrics_rollups.requests, '1m')":
+            "SELECT coalesce(sum(requests), 0) AS n FROM metrics_rollups WHERE granularity = '1m'",
         }
       : {}),
   };
@@ -752,7 +752,7 @@ function checkRun(result: Omit<RunResult, 'problems'>): string[] {
     expect('metrics_events', run.tables.metrics_events ?? null, events);
     for (const table of [
       "requests (sum of metrics_rollup_totals.requests, '1m')",
-      "requests (sum of metrics_rollups.requests, '1d')",
+      "requests (sum of metrics_rollups.requests, '1m')",
     ]) {
       expect(table, run.tables[table] ?? null, events);
     }

@@ -6,12 +6,15 @@ import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import type { Config, ConsumerName } from '../config.ts';
 import { buildConsumers } from './build-consumers.ts';
 import { ConsumerRuntime } from './consumer-runtime.ts';
+import { MetricsCompactor } from './metrics/metrics-compactor.ts';
 import { MetricsPruner } from './metrics/metrics-pruner.ts';
 
 export interface RunningConsumers {
   runtime: ConsumerRuntime;
   /** Prunes the metrics tables on a timer; present when the metrics consumer runs here. */
   pruner: MetricsPruner | undefined;
+  /** Adds closed minutes into the hour and day rollups on a timer; present when the metrics consumer runs here. */
+  compactor: MetricsCompactor | undefined;
   /** Stops taking deliveries, finishes the batches in hand within `timeoutMs`, closes. */
   stop(timeoutMs: number): Promise<void>;
 }
@@ -51,11 +54,18 @@ export async function runConsumers(
       })
     : undefined;
   pruner?.start();
+  // Compaction too: several processes compacting take turns on the watermark's row lock.
+  const compactor = names.includes('metrics')
+    ? new MetricsCompactor(pool, { logger: logger.child({ component: 'metrics-compactor' }) })
+    : undefined;
+  compactor?.start();
   return {
     runtime,
     pruner,
+    compactor,
     async stop(timeoutMs) {
       await pruner?.stop();
+      await compactor?.stop();
       await runtime.stop(timeoutMs);
       built.close();
     },

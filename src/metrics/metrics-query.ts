@@ -3,23 +3,37 @@
  * stored histograms), peaks and a time series over a range, optionally for one vendor, tier or route.
  * Knows nothing of HTTP.
  *
- * Every read of one request sees one REPEATABLE READ snapshot, shared by three connections that read side
- * by side, so its numbers agree with each other (the series adds up to the totals) even while the
- * consumer commits. A range is read as whole days,
- * whole hours and ragged-end minutes ({@link planSegments}); without a filter, the series, peaks and
- * processing latency come from the per-bucket totals table, a row per bucket.
+ * A request reads in one REPEATABLE READ snapshot, so its numbers agree with each other (the series adds
+ * up to the totals) even while the consumer and the compactor commit. The range is cut at the compaction
+ * watermark (migrations/1764460800000_metrics-compaction.sql):
+ *
+ * - before it, into whole days, whole hours and ragged-end minutes ({@link planSegments}), each a
+ *   {@link Partial} — taken from the cache (src/metrics/metrics-cache.ts) when it holds that bucket at
+ *   the revision the snapshot shows for its day, read (and cached) otherwise;
+ * - from it on, the minutes, read each time (they still change).
+ *
+ * Everything is then added up in memory: counts by key, histograms per route, peaks. The series takes a
+ * whole closed bucket's point (requests, errors, p95) from the cache or one row per bucket, and adds up
+ * the partials inside the others (the ragged ends, and the bucket holding the watermark).
  */
 import type pg from 'pg';
-import { bucketValue, HISTOGRAM_LAYOUT, percentileOfBuckets } from './log-linear-histogram.ts';
-import { GRANULARITY_INTERVAL, GRANULARITY_MS, type Granularity } from './metrics-granularity.ts';
-import { type MetricsRange, planSegments, type RangeSegment } from './metrics-range.ts';
+import { BucketSum, percentileOfSparse, type SparseBuckets } from './log-linear-histogram.ts';
+import { MetricsCache, type MetricsCacheOptions } from './metrics-cache.ts';
+import { GRANULARITY_MS, type Granularity } from './metrics-granularity.ts';
+import {
+  type CountRow,
+  emptyPartial,
+  loadPartials,
+  loadPoints,
+  type MetricsFilters,
+  type Partial,
+  type Peak,
+  type Point,
+  partialBytes,
+} from './metrics-partials.ts';
+import { type MetricsRange, planSegments } from './metrics-range.ts';
 
-export interface MetricsFilters {
-  vendorId?: string | undefined;
-  capabilityTier?: string | undefined;
-  /** A route template, e.g. `/models/:model_id` (every method). */
-  route?: string | undefined;
-}
+export type { MetricsFilters } from './metrics-partials.ts';
 
 export interface Percentiles {
   /** Milliseconds; null when nothing was measured. */
@@ -76,48 +90,14 @@ export interface MetricsReport {
   series: Array<{ start: string; requests: number; errors: number; p95_ms: number | null }>;
 }
 
-const COUNT_MASK = 2 ** HISTOGRAM_LAYOUT.countBits - 1;
-const SHIFT = HISTOGRAM_LAYOUT.countBits;
-
-/** Builds a query's bind values and the WHERE clause of a range and filters. */
-class Where {
-  readonly values: unknown[] = [];
-
-  param(value: unknown): string {
-    this.values.push(value);
-    return `$${this.values.length}`;
-  }
-
-  segments(segments: readonly RangeSegment[]): string {
-    return `(${segments
-      .map(
-        (segment) =>
-          `(granularity = ${this.param(segment.granularity)} AND bucket_start >= ${this.param(
-            new Date(segment.from).toISOString(),
-          )}::timestamptz AND bucket_start < ${this.param(new Date(segment.to).toISOString())}::timestamptz)`,
-      )
-      .join(' OR ')})`;
-  }
-
-  filters(filters: MetricsFilters): string {
-    const parts: string[] = [];
-    if (filters.vendorId !== undefined) parts.push(`vendor_id = ${this.param(filters.vendorId)}`);
-    if (filters.capabilityTier !== undefined) {
-      parts.push(`capability_tier = ${this.param(filters.capabilityTier)}`);
-    }
-    if (filters.route !== undefined) parts.push(`route = ${this.param(filters.route)}`);
-    return parts.length === 0 ? '' : ` AND ${parts.join(' AND ')}`;
-  }
-}
-
 const rate = (part: number, whole: number): number | null => (whole === 0 ? null : part / whole);
 const byCode = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-function percentiles(buckets: ReadonlyArray<{ index: number; count: number }>): Percentiles {
+function percentiles(buckets: SparseBuckets): Percentiles {
   return {
-    p50: percentileOfBuckets(buckets, 50),
-    p95: percentileOfBuckets(buckets, 95),
-    p99: percentileOfBuckets(buckets, 99),
+    p50: percentileOfSparse(buckets, 50),
+    p95: percentileOfSparse(buckets, 95),
+    p99: percentileOfSparse(buckets, 99),
   };
 }
 
@@ -131,156 +111,147 @@ function ranked<T extends { requests: number }>(items: T[], name: (item: T) => s
   return items.sort((a, b) => b.requests - a.requests || byCode(name(a), name(b)));
 }
 
+/** The larger peak; the earlier on a tie; null never wins, nor a peak without requests. */
+function busier(a: Peak | null, b: Peak | null): Peak | null {
+  if (b === null || b.requests <= 0) return a;
+  if (a === null || b.requests > a.requests || (b.requests === a.requests && b.start < a.start)) return b;
+  return a;
+}
+
+const DAY_MS = GRANULARITY_MS['1d'];
+const HOUR_MS = GRANULARITY_MS['1h'];
+const floorTo = (ms: number, size: number) => ms - (((ms % size) + size) % size);
+
+export interface MetricsQueryOptions {
+  /** The cache of closed periods. */
+  cache?: MetricsCacheOptions;
+}
+
+/** What the snapshot says of compaction: the watermark, and the revision of each day that has one. */
+interface CompactionState {
+  watermark: number;
+  revisions: Map<number, number>;
+}
+
 export class MetricsQuery {
-  constructor(private readonly pool: pg.Pool) {}
+  readonly #pool: pg.Pool;
+  readonly #partials: MetricsCache<Partial>;
+  readonly #points: MetricsCache<Point>;
+
+  constructor(pool: pg.Pool, options: MetricsQueryOptions = {}) {
+    this.#pool = pool;
+    // Points are small: a tenth of the budget for them, the rest for the partials.
+    const maxBytes = options.cache?.maxBytes;
+    this.#partials = new MetricsCache({ maxBytes: maxBytes === undefined ? undefined : (maxBytes * 9) / 10 });
+    this.#points = new MetricsCache({ maxBytes: maxBytes === undefined ? undefined : maxBytes / 10 });
+  }
+
+  /** Entries, estimated bytes, hits and misses of the caches (for tests and benchmarks). */
+  cacheStats() {
+    return { partials: this.#partials.stats(), points: this.#points.stats() };
+  }
 
   async report(range: MetricsRange, filters: MetricsFilters = {}): Promise<MetricsReport> {
-    return this.#inOneSnapshot(3, (clients) => this.#report(clients, range, filters));
-  }
-
-  /**
-   * Runs `work` on `count` connections that share one REPEATABLE READ snapshot (the first exports it,
-   * the others import it): the reads run side by side, and still agree with each other.
-   */
-  async #inOneSnapshot<T>(count: number, work: (clients: pg.PoolClient[]) => Promise<T>): Promise<T> {
-    const clients: pg.PoolClient[] = [];
-    const broken = new Set<pg.PoolClient>();
-    const begun: pg.PoolClient[] = [];
+    const client = await this.#pool.connect();
+    let broken: unknown;
     try {
-      const leader = await this.pool.connect();
-      clients.push(leader);
-      await leader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      begun.push(leader);
-      const { rows } = await leader.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot');
-      const snapshot = (rows[0] as { snapshot: string }).snapshot;
-      await Promise.all(
-        Array.from({ length: count - 1 }, async () => {
-          const client = await this.pool.connect();
-          clients.push(client);
-          await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-          begun.push(client);
-          await client.query(`SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}`);
-        }),
-      );
-      const result = await work(clients);
-      await Promise.all(begun.map((client) => client.query('COMMIT')));
-      begun.length = 0;
-      return result;
+      // No JIT: these reads are short, and compiling would cost more than it saves (measured 250 ms).
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off');
+      try {
+        const report = await this.#report(client, range, filters);
+        await client.query('COMMIT');
+        return report;
+      } catch (error) {
+        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+          broken = rollbackError;
+        });
+        throw error;
+      }
     } finally {
       // A connection that cannot even roll back is not given back to the pool.
-      await Promise.all(
-        begun.map((client) =>
-          client.query('ROLLBACK').catch(() => {
-            broken.add(client);
-          }),
-        ),
-      );
-      for (const client of clients) client.release(broken.has(client) ? true : undefined);
+      client.release(broken instanceof Error ? broken : undefined);
     }
   }
 
-  async #report(
-    clients: pg.PoolClient[],
-    range: MetricsRange,
-    filters: MetricsFilters,
-  ): Promise<MetricsReport> {
-    const [client, second, third] = clients as [pg.PoolClient, pg.PoolClient, pg.PoolClient];
+  async #report(client: pg.PoolClient, range: MetricsRange, filters: MetricsFilters): Promise<MetricsReport> {
     const from = range.from.getTime();
     const to = range.to.getTime();
-    const filtered =
-      filters.vendorId !== undefined || filters.capabilityTier !== undefined || filters.route !== undefined;
-    const whole = planSegments(from, to, '1d');
+    const state = await compactionState(client, from, to);
+    const closedEnd = Math.min(Math.max(state.watermark, from), to);
+    const filterKey = JSON.stringify([
+      filters.vendorId ?? null,
+      filters.capabilityTier ?? null,
+      filters.route ?? null,
+    ]);
+    const revisionOf = (start: number) => state.revisions.get(floorTo(start, DAY_MS)) ?? 0;
 
-    // 1. The registry now: models ever registered (models are never deleted) and active, by vendor and tier.
-    const registryWhere = new Where();
-    const registryParts: string[] = [];
-    if (filters.vendorId !== undefined)
-      registryParts.push(`vendor_id = ${registryWhere.param(filters.vendorId)}`);
-    if (filters.capabilityTier !== undefined) {
-      registryParts.push(`capability_tier = ${registryWhere.param(filters.capabilityTier)}`);
+    // 1. The partials: closed buckets (cached or read), then the open minutes.
+    const closed = planSegments(from, closedEnd, '1d').flatMap((segment) => {
+      const size = GRANULARITY_MS[segment.granularity];
+      const starts: number[] = [];
+      for (let start = segment.from; start < segment.to; start += size) starts.push(start);
+      return starts.map((start) => ({ granularity: segment.granularity, start }));
+    });
+    const found = new Map<string, Partial>();
+    const missing = new Map<Granularity, number[]>();
+    for (const { granularity, start } of closed) {
+      const key = `${filterKey}|${granularity}|${start}`;
+      const cached = this.#partials.get(key, revisionOf(start));
+      if (cached !== undefined) found.set(key, cached);
+      else {
+        const starts = missing.get(granularity);
+        if (starts === undefined) missing.set(granularity, [start]);
+        else starts.push(start);
+      }
     }
-    const registryRead = () =>
-      client.query<{
-        vendor_id: string;
-        capability_tier: string;
-        total: string;
-        active: string;
-      }>(
-        `SELECT vendor_id, capability_tier, count(*) AS total, count(*) FILTER (WHERE is_active) AS active
-       FROM models ${registryParts.length === 0 ? '' : `WHERE ${registryParts.join(' AND ')}`}
-       GROUP BY vendor_id, capability_tier`,
-        registryWhere.values,
-      );
+    for (const [granularity, starts] of missing) {
+      const loaded = await loadPartials(client, { granularity, starts }, filters);
+      for (const start of starts) {
+        const partial = loaded.get(start) ?? emptyPartial(granularity, start);
+        const key = `${filterKey}|${granularity}|${start}`;
+        found.set(key, partial);
+        this.#partials.set(key, revisionOf(start), partial, partialBytes(partial));
+      }
+    }
+    const open =
+      closedEnd < to
+        ? [...(await loadPartials(client, { granularity: '1m', from: closedEnd, to }, filters)).values()]
+        : [];
+    const partials = [
+      ...closed.map(({ granularity, start }) => found.get(`${filterKey}|${granularity}|${start}`) as Partial),
+      ...open,
+    ];
 
-    // 2. Every count of the range, by every key; folded into the breakdowns below.
-    const countsWhere = new Where();
-    const countsRead = () =>
-      client.query<{
-        event_type: string;
-        method: string;
-        route: string;
-        vendor_id: string;
-        capability_tier: string;
-        status_class: number;
-        error_type: string;
-        requests: string;
-        cache_hits: string;
-        cache_misses: string;
-      }>(
-        `SELECT event_type, method, route, vendor_id, capability_tier, status_class, error_type,
-              sum(requests) AS requests, sum(cache_hits) AS cache_hits, sum(cache_misses) AS cache_misses
-       FROM metrics_rollups
-       WHERE ${countsWhere.segments(whole)}${countsWhere.filters(filters)}
-       GROUP BY event_type, method, route, vendor_id, capability_tier, status_class, error_type`,
-        countsWhere.values,
-      );
+    // 2. The registry now: models ever registered (models are never deleted) and active, by vendor and tier.
+    const registry = await registryCounts(client, filters);
 
-    // 3. Request latency per route, merged over the range; the overall figure merges the routes.
-    const latencyWhere = new Where();
-    const latencyRead = () =>
-      second.query<{ method: string; route: string; k: number; c: string }>(
-        `SELECT method, route, (e >> ${SHIFT})::int AS k, sum(e & ${COUNT_MASK}) AS c
-       FROM metrics_rollups, unnest(request_latency) AS e
-       WHERE ${latencyWhere.segments(whole)}${latencyWhere.filters(filters)}
-       GROUP BY method, route, k
-       ORDER BY k`,
-        latencyWhere.values,
-      );
+    // 3. The series: a whole closed bucket is a point of its own; the others add up their partials.
+    const series = await this.#series(client, range, filters, filterKey, state, partials, revisionOf);
 
-    // 4. Processing latency, merged over the range.
-    const processingWhere = new Where();
-    const processingRead = () =>
-      client.query<{ k: number; c: string }>(
-        `SELECT (e >> ${SHIFT})::int AS k, sum(e & ${COUNT_MASK}) AS c
-       FROM ${filtered ? 'metrics_rollups' : 'metrics_rollup_totals'}, unnest(processing_latency) AS e
-       WHERE ${processingWhere.segments(whole)}${filtered ? processingWhere.filters(filters) : ''}
-       GROUP BY k
-       ORDER BY k`,
-        processingWhere.values,
-      );
-
-    // 5. The series: requests, errors and p95 per bucket (p95 computed in SQL: a point per bucket
-    // comes back, not its histogram). 6. Peaks: the busiest minute and clock hour; a series of that
-    // bucket already has them.
-    const seriesAndPeakMinute = (async () => {
-      const points = await this.#series(third, range, filters, filtered);
-      const minute =
-        range.bucket === '1m' ? busiest(points) : await this.#busiest(third, range, '1m', filters, filtered);
-      return { points, minute };
-    })();
-    // One query at a time per connection: the first runs the small reads, the second the per-route
-    // latency merge (the largest), the third the series and the busiest minute.
-    const firstConnection = (async () => {
-      const registry = await registryRead();
-      const counts = await countsRead();
-      const processing = await processingRead();
-      const hour =
-        range.bucket === '1h' ? undefined : await this.#busiest(client, range, '1h', filters, filtered);
-      return { registry, counts, processing, hour };
-    })();
-    const [{ registry, counts, processing, hour }, latency, { points: series, minute: peakMinute }] =
-      await Promise.all([firstConnection, latencyRead(), seriesAndPeakMinute]);
-    const peakHour = hour === undefined ? busiest(series) : hour;
+    // 4. Everything else, added up over the partials.
+    const counts = addCounts(partials);
+    const processing = BucketSum.borrow();
+    let peakMinute: Peak | null = null;
+    let peakHour: Peak | null = null;
+    const partHours = new Map<number, number>();
+    for (const partial of partials) {
+      processing.addSparse(partial.processing);
+      peakMinute = busier(peakMinute, partial.busiestMinute);
+      if (partial.granularity === '1m') add(partHours, floorTo(partial.start, HOUR_MS), partial.requests);
+      else peakHour = busier(peakHour, partial.busiestHour);
+    }
+    // Minutes of a clock hour not wholly read as an hour or a day: they count together, as their hour.
+    for (const [start, requests] of partHours) peakHour = busier(peakHour, { start, requests });
+    const seriesStart = floorTo(from, GRANULARITY_MS[range.bucket]);
+    if (range.bucket === '1m') peakMinute = busiestPoint(series, seriesStart, GRANULARITY_MS['1m']);
+    if (range.bucket === '1h') peakHour = busiestPoint(series, seriesStart, GRANULARITY_MS['1h']);
+    const routes = byRoute(counts, partials);
+    const overall = BucketSum.borrow();
+    for (const route of routes.latency.values()) overall.addSparse(route);
+    const latency = percentiles(overall.take());
+    const processingLatency = percentiles(processing.take());
+    overall.release();
+    processing.release();
 
     return {
       from: range.from.toISOString(),
@@ -291,17 +262,15 @@ export class MetricsQuery {
         capability_tier: filters.capabilityTier ?? null,
         route: filters.route ?? null,
       },
-      ...summarise(registry.rows, counts.rows),
-      latency_ms: percentiles(mergeBuckets(latency.rows)),
+      ...summarise(registry, counts),
+      latency_ms: latency,
       requests: {
-        ...summariseRequests(counts.rows, range),
-        by_route: byRoute(counts.rows, latency.rows),
-        ...vendorTierRequests(counts.rows),
+        ...summariseRequests(counts, range),
+        by_route: routes.byRoute,
+        ...vendorTierRequests(counts),
       },
-      processing_latency_ms: percentiles(
-        processing.rows.map((row) => ({ index: row.k, count: Number(row.c) })),
-      ),
-      peak: { minute: peakMinute, hour: peakHour },
+      processing_latency_ms: processingLatency,
+      peak: { minute: asPeak(peakMinute), hour: asPeak(peakHour) },
       series,
     };
   }
@@ -310,111 +279,176 @@ export class MetricsQuery {
     client: pg.PoolClient,
     range: MetricsRange,
     filters: MetricsFilters,
-    filtered: boolean,
+    filterKey: string,
+    state: CompactionState,
+    partials: readonly Partial[],
+    revisionOf: (start: number) => number,
   ): Promise<MetricsReport['series']> {
-    const where = new Where();
-    const segments = where.segments(planSegments(range.from.getTime(), range.to.getTime(), range.bucket));
-    const interval = where.param(GRANULARITY_INTERVAL[range.bucket]);
-    const source = filtered
-      ? `SELECT date_bin(${interval}::interval, bucket_start, timestamptz 'epoch') AS bin, requests,
-                CASE WHEN status_class >= 4 THEN requests ELSE 0 END AS errors, request_latency
-         FROM metrics_rollups WHERE ${segments}${where.filters(filters)}`
-      : `SELECT date_bin(${interval}::interval, bucket_start, timestamptz 'epoch') AS bin, requests, errors,
-                request_latency
-         FROM metrics_rollup_totals WHERE ${segments}`;
-    const { rows } = await client.query<{ bin: Date; requests: string; errors: string; k: number | null }>(
-      `WITH source AS MATERIALIZED (${source}),
-       counts AS (SELECT bin, sum(requests) AS requests, sum(errors) AS errors FROM source GROUP BY bin),
-       buckets AS (
-         SELECT bin, e >> ${SHIFT} AS k, sum(e & ${COUNT_MASK}) AS c
-         FROM source, unnest(request_latency) AS e GROUP BY bin, k
-       ),
-       running AS (SELECT bin, k, sum(c) OVER (PARTITION BY bin ORDER BY k) AS running FROM buckets),
-       p95 AS (
-         SELECT running.bin, min(running.k) AS k
-         FROM running JOIN counts USING (bin)
-         WHERE running.running >= ceil(counts.requests * 95 / 100.0)
-         GROUP BY running.bin
-       )
-       SELECT counts.bin, counts.requests, counts.errors, p95.k::int AS k
-       FROM counts LEFT JOIN p95 USING (bin)`,
-      where.values,
-    );
-    const found = new Map(rows.map((row) => [row.bin.getTime(), row]));
+    const from = range.from.getTime();
+    const to = range.to.getTime();
     const size = GRANULARITY_MS[range.bucket];
-    const first = range.from.getTime() - (range.from.getTime() % size);
-    const points: MetricsReport['series'] = [];
-    for (let start = first; start < range.to.getTime(); start += size) {
-      const row = found.get(start);
-      points.push({
+    const points = new Map<number, Point>();
+    const missing: number[] = [];
+    // A closed partial of the bucket's own size is the point already; one larger holds whole closed
+    // points; the partials of a bucket not whole or not closed are all smaller (or open minutes).
+    const same = new Map(partials.filter((p) => p.granularity === range.bucket).map((p) => [p.start, p]));
+    const inside = new Map<number, Partial[]>();
+    for (const partial of partials) {
+      if (GRANULARITY_MS[partial.granularity] <= size) {
+        const start = floorTo(partial.start, size);
+        const list = inside.get(start);
+        if (list === undefined) inside.set(start, [partial]);
+        else list.push(partial);
+      }
+    }
+    const first = floorTo(from, size);
+    for (let start = first; start < to; start += size) {
+      const whole = start >= from && start + size <= to && start + size <= state.watermark;
+      if (!whole) {
+        points.set(start, pointOf(inside.get(start) ?? []));
+        continue;
+      }
+      const own = same.get(start);
+      if (own !== undefined) {
+        points.set(start, pointOf([own]));
+        continue;
+      }
+      const cached = this.#points.get(`${filterKey}|${range.bucket}|${start}`, revisionOf(start));
+      if (cached !== undefined) points.set(start, cached);
+      else missing.push(start);
+    }
+    if (missing.length > 0) {
+      const loaded = await loadPoints(client, range.bucket, missing, filters);
+      for (const start of missing) {
+        const point = loaded.get(start) ?? { requests: 0, errors: 0, p95: null };
+        points.set(start, point);
+        this.#points.set(`${filterKey}|${range.bucket}|${start}`, revisionOf(start), point, 100);
+      }
+    }
+    const series: MetricsReport['series'] = [];
+    for (let start = first; start < to; start += size) {
+      const point = points.get(start) as Point;
+      series.push({
         start: new Date(start).toISOString(),
-        requests: Number(row?.requests ?? 0),
-        errors: Number(row?.errors ?? 0),
-        p95_ms: row?.k === null || row?.k === undefined ? null : bucketValue(row.k),
+        requests: point.requests,
+        errors: point.errors,
+        p95_ms: point.p95,
       });
     }
-    return points;
-  }
-
-  async #busiest(
-    client: pg.PoolClient,
-    range: MetricsRange,
-    granularity: '1m' | '1h',
-    filters: MetricsFilters,
-    filtered: boolean,
-  ): Promise<{ start: string; requests: number } | null> {
-    if (granularity === '1m' && !filtered) {
-      // The totals' minute rows are the minutes: the busiest is one row, no grouping.
-      const { rows } = await client.query<{ bin: Date; requests: string }>(
-        `SELECT bucket_start AS bin, requests FROM metrics_rollup_totals
-         WHERE granularity = '1m' AND bucket_start >= $1 AND bucket_start < $2
-         ORDER BY requests DESC, bucket_start
-         LIMIT 1`,
-        [range.from.toISOString(), range.to.toISOString()],
-      );
-      const row = rows[0];
-      return row === undefined ? null : { start: row.bin.toISOString(), requests: Number(row.requests) };
-    }
-    const where = new Where();
-    const segments = where.segments(planSegments(range.from.getTime(), range.to.getTime(), granularity));
-    const interval = where.param(GRANULARITY_INTERVAL[granularity]);
-    const { rows } = await client.query<{ bin: Date; requests: string }>(
-      `SELECT date_bin(${interval}::interval, bucket_start, timestamptz 'epoch') AS bin, sum(requests) AS requests
-       FROM ${filtered ? 'metrics_rollups' : 'metrics_rollup_totals'}
-       WHERE ${segments}${filtered ? where.filters(filters) : ''}
-       GROUP BY bin
-       ORDER BY sum(requests) DESC, bin
-       LIMIT 1`,
-      where.values,
-    );
-    const row = rows[0];
-    return row === undefined ? null : { start: row.bin.toISOString(), requests: Number(row.requests) };
+    return series;
   }
 }
 
+/** The watermark and the revisions of the days of [from, to), in the request's snapshot. */
+async function compactionState(client: pg.PoolClient, from: number, to: number): Promise<CompactionState> {
+  const { rows } = await client.query<{ watermark: Date; days: number[] | null; revisions: string[] | null }>(
+    `SELECT c.watermark, r.days, r.revisions
+     FROM metrics_compaction AS c,
+          LATERAL (SELECT array_agg((extract(epoch FROM day) * 1000)::float8) AS days,
+                          array_agg(revision) AS revisions
+                   FROM metrics_revisions WHERE day >= $1 AND day < $2) AS r`,
+    [new Date(floorTo(from, DAY_MS)).toISOString(), new Date(to).toISOString()],
+  );
+  const row = rows[0];
+  if (row === undefined) throw new Error('metrics_compaction has no row: is the database migrated?');
+  const revisions = new Map<number, number>();
+  (row.days ?? []).forEach((day, i) => {
+    revisions.set(Number(day), Number(row.revisions?.[i]));
+  });
+  return { watermark: row.watermark.getTime(), revisions };
+}
+
+async function registryCounts(client: pg.PoolClient, filters: MetricsFilters): Promise<RegistryRow[]> {
+  const values: string[] = [];
+  const parts: string[] = [];
+  if (filters.vendorId !== undefined) {
+    values.push(filters.vendorId);
+    parts.push(`vendor_id = $${values.length}`);
+  }
+  if (filters.capabilityTier !== undefined) {
+    values.push(filters.capabilityTier);
+    parts.push(`capability_tier = $${values.length}`);
+  }
+  const { rows } = await client.query<RegistryRow>(
+    `SELECT vendor_id, capability_tier, count(*) AS total, count(*) FILTER (WHERE is_active) AS active
+     FROM models ${parts.length === 0 ? '' : `WHERE ${parts.join(' AND ')}`}
+     GROUP BY vendor_id, capability_tier`,
+    values,
+  );
+  return rows;
+}
+
+interface RegistryRow {
+  vendor_id: string;
+  capability_tier: string;
+  total: string;
+  active: string;
+}
+
+/** The counts of every key over the partials. */
+function addCounts(partials: readonly Partial[]): CountRow[] {
+  const byKey = new Map<string, CountRow>();
+  for (const partial of partials) {
+    for (const row of partial.counts) {
+      const sum = byKey.get(row.key);
+      if (sum === undefined) byKey.set(row.key, { ...row });
+      else {
+        sum.requests += row.requests;
+        sum.cache_hits += row.cache_hits;
+        sum.cache_misses += row.cache_misses;
+      }
+    }
+  }
+  return [...byKey.values()];
+}
+
+/** A point from the partials inside its bucket. */
+function pointOf(partials: readonly Partial[]): Point {
+  if (partials.length === 1) {
+    const [partial] = partials as [Partial];
+    return {
+      requests: partial.requests,
+      errors: partial.errors,
+      p95: percentileOfSparse(overallOf(partial), 95),
+    };
+  }
+  const sum = BucketSum.borrow();
+  let requests = 0;
+  let errors = 0;
+  for (const partial of partials) {
+    requests += partial.requests;
+    errors += partial.errors;
+    sum.addSparse(overallOf(partial));
+  }
+  const p95 = percentileOfSparse(sum.take(), 95);
+  sum.release();
+  return { requests, errors, p95 };
+}
+
+/** A partial's request durations over every route, added up once (a cached partial keeps them). */
+function overallOf(partial: Partial): SparseBuckets {
+  if (partial.overall === undefined) {
+    const sum = BucketSum.borrow();
+    for (const route of partial.routes) sum.addSparse(route.buckets);
+    partial.overall = sum.take();
+    sum.release();
+  }
+  return partial.overall;
+}
+
 /** The busiest point of a series (earliest on a tie); null when it has no requests. */
-function busiest(series: MetricsReport['series']): { start: string; requests: number } | null {
-  let best: { start: string; requests: number } | null = null;
-  for (const point of series) {
+function busiestPoint(series: MetricsReport['series'], first: number, size: number): Peak | null {
+  let best: Peak | null = null;
+  for (const [i, point] of series.entries()) {
     if (point.requests > 0 && (best === null || point.requests > best.requests)) {
-      best = { start: point.start, requests: point.requests };
+      best = { start: first + i * size, requests: point.requests };
     }
   }
   return best;
 }
 
-interface CountRow {
-  event_type: string;
-  method: string;
-  route: string;
-  vendor_id: string;
-  capability_tier: string;
-  status_class: number;
-  error_type: string;
-  requests: string;
-  cache_hits: string;
-  cache_misses: string;
-}
+const asPeak = (peak: Peak | null) =>
+  peak === null ? null : { start: new Date(peak.start).toISOString(), requests: peak.requests };
 
 const LIFECYCLE: Record<string, 'registered_in_range' | 'updated_in_range' | 'deactivated_in_range'> = {
   'model.registered': 'registered_in_range',
@@ -431,7 +465,7 @@ const emptyLifecycle = (): LifecycleCounts => ({
 });
 
 function summarise(
-  registry: ReadonlyArray<{ vendor_id: string; capability_tier: string; total: string; active: string }>,
+  registry: readonly RegistryRow[],
   counts: readonly CountRow[],
 ): Pick<MetricsReport, 'models' | 'errors' | 'cache'> {
   const models = emptyLifecycle();
@@ -547,53 +581,46 @@ function vendorTierRequests(
   };
 }
 
-/** Merges rows of (k, c) sorted by k into buckets sorted by index. */
-function mergeBuckets(
-  rows: ReadonlyArray<{ k: number; c: string }>,
-): Array<{ index: number; count: number }> {
-  const merged = new Map<number, number>();
-  for (const row of rows) add(merged, row.k, Number(row.c));
-  return [...merged.entries()].sort(([a], [b]) => a - b).map(([index, count]) => ({ index, count }));
-}
-
 function byRoute(
   counts: readonly CountRow[],
-  latency: ReadonlyArray<{ method: string; route: string; k: number; c: string }>,
-): MetricsReport['requests']['by_route'] {
-  const routes = new Map<
-    string,
-    {
-      method: string;
-      route: string;
-      requests: number;
-      errors: number;
-      buckets: Array<{ index: number; count: number }>;
-    }
-  >();
-  const of = (method: string, route: string) => {
-    const key = `${method} ${route}`;
+  partials: readonly Partial[],
+): { byRoute: MetricsReport['requests']['by_route']; latency: Map<string, SparseBuckets> } {
+  const routes = new Map<string, { method: string; route: string; requests: number; errors: number }>();
+  for (const row of counts) {
+    const key = `${row.method} ${row.route}`;
     let entry = routes.get(key);
     if (entry === undefined) {
-      entry = { method, route, requests: 0, errors: 0, buckets: [] };
+      entry = { method: row.method, route: row.route, requests: 0, errors: 0 };
       routes.set(key, entry);
     }
-    return entry;
-  };
-  for (const row of counts) {
-    const entry = of(row.method, row.route);
-    entry.requests += Number(row.requests);
-    if (row.status_class >= 4) entry.errors += Number(row.requests);
+    entry.requests += row.requests;
+    if (row.status_class >= 4) entry.errors += row.requests;
   }
-  // Rows come sorted by k, so each route's buckets are too.
-  for (const row of latency) of(row.method, row.route).buckets.push({ index: row.k, count: Number(row.c) });
-  return [...routes.values()]
-    .sort((a, b) => b.requests - a.requests || byCode(a.route, b.route) || byCode(a.method, b.method))
-    .map((entry) => ({
+  const sums = new Map<string, BucketSum>();
+  for (const partial of partials) {
+    for (const route of partial.routes) {
+      let sum = sums.get(route.key);
+      if (sum === undefined) {
+        sum = BucketSum.borrow();
+        sums.set(route.key, sum);
+      }
+      sum.addSparse(route.buckets);
+    }
+  }
+  const latency = new Map<string, SparseBuckets>();
+  for (const [key, sum] of sums) {
+    latency.set(key, sum.take());
+    sum.release();
+  }
+  const byRoute = [...routes.entries()]
+    .sort(([, a], [, b]) => b.requests - a.requests || byCode(a.route, b.route) || byCode(a.method, b.method))
+    .map(([key, entry]) => ({
       method: entry.method,
       route: entry.route === '' ? null : entry.route,
       requests: entry.requests,
       errors: entry.errors,
       error_rate: entry.requests === 0 ? 0 : entry.errors / entry.requests,
-      latency_ms: percentiles(entry.buckets),
+      latency_ms: percentiles(latency.get(key) ?? { index: new Uint16Array(0), count: new Float64Array(0) }),
     }));
+  return { byRoute, latency };
 }

@@ -3,7 +3,10 @@
  * known fields — published with 600 duplicates, one event dead-lettered and replayed from the DLQ, and
  * 1,000 already applied events published again — give exactly the counts computed here from the
  * workload, and percentiles within 1% of the exact ones; over ranges crossing an hour and a day boundary,
- * at every bucket size, and with every filter.
+ * at every bucket size, and with every filter. Then compaction: with the watermark in the middle of the
+ * workload and past it, every answer is the same as from the minutes alone, also when read a second
+ * time (from GET /metrics's cache); and a late event (behind the watermark) is counted exactly, its
+ * day's cached partials read again.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -16,10 +19,12 @@ import type { Consumer } from '../../src/consumers/consumer.ts';
 import { dlqConsumer } from '../../src/consumers/dlq/dlq-consumer.ts';
 import { DlqService } from '../../src/consumers/dlq/dlq-service.ts';
 import type { RequestEvent } from '../../src/consumers/metrics/metrics-aggregation.ts';
+import { MetricsCompactor } from '../../src/consumers/metrics/metrics-compactor.ts';
 import { metricsConsumer } from '../../src/consumers/metrics/metrics-consumer.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { percentileRank } from '../../src/metrics/log-linear-histogram.ts';
-import type { MetricsReport } from '../../src/metrics/metrics-query.ts';
+import { type MetricsFilters, MetricsQuery, type MetricsReport } from '../../src/metrics/metrics-query.ts';
+import { resolveMetricsRange } from '../../src/metrics/metrics-range.ts';
 import { createServices } from '../../src/services.ts';
 import { modelBody } from '../helper.ts';
 import { consumerHarness } from '../support/consumer-harness.ts';
@@ -631,5 +636,170 @@ describe('filters', () => {
     const tier = await getMetrics({ capability_tier: 'Tier_4' });
     assert.equal(tier.models.registered_total, 1);
     assert.equal(tier.models.active_now, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Compaction: last, since the late event adds to the workload.
+
+describe('compaction', () => {
+  const shapes: Array<Record<string, string>> = [
+    { from: iso(WINDOW.from - HOUR), to: iso(WINDOW.to + HOUR), bucket: '1h' },
+    { from: iso(MIDNIGHT - 30 * MINUTE), to: iso(MIDNIGHT + 30 * MINUTE), bucket: '1m' },
+    ...(['1m', '1h', '1d'] as const).map((bucket) => ({
+      from: iso(MIDNIGHT - 97 * MINUTE + 20_500),
+      to: iso(MIDNIGHT + 83 * MINUTE + 10_000),
+      bucket,
+    })),
+    { from: iso(MIDNIGHT - DAY), to: iso(MIDNIGHT + DAY), bucket: '1d' },
+    { from: iso(MIDNIGHT - DAY), to: iso(MIDNIGHT + DAY), bucket: '1h' },
+    { from: iso(WINDOW.from), to: iso(WINDOW.to), bucket: '1h', vendor_id: 'Anthropic' },
+    { from: iso(WINDOW.from), to: iso(WINDOW.to), bucket: '1d', capability_tier: 'Tier_2' },
+    { from: iso(WINDOW.from), to: iso(WINDOW.to), bucket: '1m', route: '/models/:model_id' },
+    {
+      from: iso(WINDOW.from),
+      to: iso(WINDOW.to),
+      bucket: '1h',
+      vendor_id: 'OpenAI',
+      capability_tier: 'Tier_1',
+    },
+  ];
+  const filtersOf = (shape: Record<string, string>): MetricsFilters => ({
+    vendorId: shape.vendor_id,
+    capabilityTier: shape.capability_tier,
+    route: shape.route,
+  });
+  /** Through a MetricsQuery of its own, with no cache: what the rows say now. */
+  const uncached = (shape: Record<string, string>) =>
+    new MetricsQuery(harness.pool, { cache: { maxBytes: 0 } }).report(
+      resolveMetricsRange(shape, { retentionDays: 400 }),
+      filtersOf(shape),
+    );
+  const fromMinutes: MetricsReport[] = [];
+  const watermark = async () =>
+    (
+      await harness.pool.query<{ w: Date }>('SELECT watermark AS w FROM metrics_compaction')
+    ).rows[0]?.w.getTime();
+
+  /** Every hour and day row (and totals row) holds exactly what its minutes before the watermark hold. */
+  async function assertHoursAndDaysAreTheirMinutes() {
+    for (const table of ['metrics_rollups', 'metrics_rollup_totals']) {
+      const keys =
+        table === 'metrics_rollups'
+          ? "concat_ws('|', event_type, method, route, vendor_id, capability_tier, status_class, error_type)"
+          : "''";
+      for (const [granularity, interval] of [
+        ['1h', '1 hour'],
+        ['1d', '1 day'],
+      ]) {
+        const bin = `date_bin('${interval}', bucket_start, timestamptz 'epoch')`;
+        const behind = "granularity = '1m' AND bucket_start < (SELECT watermark FROM metrics_compaction)";
+        // Histograms compared as sorted arrays of bucket × 10^9 + count.
+        const { rows } = await harness.pool.query<{ mismatched: string }>(
+          `WITH elements AS (
+             SELECT ${bin} AS b, ${keys} AS k, e >> 40 AS i, sum(e & 1099511627775) AS c
+             FROM ${table}, unnest(request_latency) AS e WHERE ${behind} GROUP BY 1, 2, 3
+           ),
+           histograms AS (SELECT b, k, array_agg(i * 1000000000 + c ORDER BY i) AS h FROM elements GROUP BY 1, 2),
+           requests AS (SELECT ${bin} AS b, ${keys} AS k, sum(requests) AS requests FROM ${table} WHERE ${behind} GROUP BY 1, 2),
+           from_minutes AS (SELECT * FROM requests JOIN histograms USING (b, k)),
+           coarse AS (
+             SELECT bucket_start AS b, ${keys} AS k, requests,
+                    (SELECT array_agg((e >> 40) * 1000000000 + (e & 1099511627775) ORDER BY e)
+                     FROM unnest(request_latency) AS e) AS h
+             FROM ${table} WHERE granularity = '${granularity}'
+           )
+           SELECT count(*) AS mismatched FROM from_minutes AS m FULL JOIN coarse AS c USING (b, k)
+           WHERE m.requests IS DISTINCT FROM c.requests OR m.h::numeric[] IS DISTINCT FROM c.h::numeric[]`,
+        );
+        assert.equal(
+          Number(rows[0]?.mismatched),
+          0,
+          `${table} ${granularity}: rows that are not their minutes`,
+        );
+      }
+      // An hour row's requests per minute are its minutes' requests.
+      const slots = await harness.pool.query<{ mismatched: string }>(
+        `WITH minutes AS (
+           SELECT date_bin('1 hour', bucket_start, timestamptz 'epoch') AS b, ${keys} AS k,
+                  (extract(epoch FROM bucket_start)::bigint % 3600) / 60 + 1 AS i, requests
+           FROM ${table} WHERE granularity = '1m' AND bucket_start < (SELECT watermark FROM metrics_compaction)
+         ),
+         hours AS (
+           SELECT bucket_start AS b, ${keys} AS k, i, r AS requests
+           FROM ${table}, unnest(minute_requests) WITH ORDINALITY AS u(r, i)
+           WHERE granularity = '1h' AND r > 0
+         )
+         SELECT count(*) AS mismatched FROM minutes AS m FULL JOIN hours AS h USING (b, k, i)
+         WHERE m.requests IS DISTINCT FROM h.requests`,
+      );
+      assert.equal(
+        Number(slots.rows[0]?.mismatched),
+        0,
+        `${table}: minute_requests that are not the minutes`,
+      );
+    }
+  }
+
+  test('with the watermark mid-workload and past it: the same answers as from the minutes, twice', async () => {
+    assert.equal(await watermark(), 0, 'a new database starts with nothing compacted');
+    for (const shape of shapes) fromMinutes.push(await getMetrics(shape));
+    const compactor = new MetricsCompactor(harness.pool, { lagMs: 0, stepMinutes: 7 });
+    // Mid-workload: ragged minutes, whole hours and the minutes after the watermark in one answer.
+    const middle = await compactor.compact(new Date(MIDNIGHT - 17 * MINUTE + 30_000));
+    assert.equal(middle.watermark.getTime(), MIDNIGHT - 17 * MINUTE);
+    assert.ok(middle.steps > 10, `stepped (${middle.steps} steps)`);
+    await assertHoursAndDaysAreTheirMinutes();
+    for (const [i, shape] of shapes.entries()) {
+      assert.deepEqual(await getMetrics(shape), fromMinutes[i], `mid-way: ${JSON.stringify(shape)}`);
+      assert.deepEqual(await getMetrics(shape), fromMinutes[i], `mid-way, again: ${JSON.stringify(shape)}`);
+      assert.deepEqual(await uncached(shape), fromMinutes[i], `mid-way, uncached: ${JSON.stringify(shape)}`);
+    }
+    const all = await compactor.compact();
+    assert.equal(all.watermark.getTime(), Math.floor(Date.now() / MINUTE) * MINUTE);
+    await assertHoursAndDaysAreTheirMinutes();
+    for (const [i, shape] of shapes.entries()) {
+      assert.deepEqual(await getMetrics(shape), fromMinutes[i], `compacted: ${JSON.stringify(shape)}`);
+      assert.deepEqual(await getMetrics(shape), fromMinutes[i], `compacted, again: ${JSON.stringify(shape)}`);
+    }
+    assert.equal((await compactor.compact()).minuteRows, 0, 'nothing left to compact');
+  });
+
+  test('a late event (behind the watermark) is counted exactly, in minutes, hours, days and the cache', async () => {
+    const late = generate(EVENTS);
+    late.timestamp = iso(MIDNIGHT - 40 * MINUTE + 1234);
+    workload.push(late);
+    const applied = counters().applied;
+    await harness.publish([late]);
+    await harness.waitUntil('the late event applied', () => counters().applied === applied + 1, 30_000);
+    const revision = await harness.pool.query<{ revision: string }>(
+      'SELECT revision FROM metrics_revisions WHERE day = $1',
+      [iso(MIDNIGHT - DAY)],
+    );
+    assert.equal(Number(revision.rows[0]?.revision), 1, "the late event's day has a new revision");
+    await assertHoursAndDaysAreTheirMinutes();
+    for (const shape of shapes) {
+      const report = await getMetrics(shape);
+      assert.deepEqual(report, await uncached(shape), `cached and uncached agree: ${JSON.stringify(shape)}`);
+    }
+    const from = WINDOW.from - HOUR;
+    const to = WINDOW.to + HOUR;
+    for (const bucket of ['1m', '1h', '1d']) {
+      const report = await getMetrics({ from: iso(from), to: iso(to), bucket });
+      const truth = truthOf(from, to);
+      assert.equal(truth.total, EVENTS + 1);
+      assertCounts(report, truth, `with the late event, bucket ${bucket}`);
+      assertSeries(report, from, to);
+    }
+    const keep = (event: RequestEvent) => vendorTierOf(event).vendor === vendorTierOf(late).vendor;
+    const report = await getMetrics({
+      from: iso(WINDOW.from),
+      to: iso(WINDOW.to),
+      bucket: '1h',
+      ...(vendorTierOf(late).vendor === undefined ? {} : { vendor_id: vendorTierOf(late).vendor as string }),
+    });
+    if (vendorTierOf(late).vendor !== undefined) {
+      assertCounts(report, truthOf(WINDOW.from, WINDOW.to, keep), 'filtered, with the late event');
+    }
   });
 });

@@ -1,8 +1,10 @@
 /**
  * A batch of events as the rollup rows it adds, as pure logic: the metrics consumer folds a whole batch in
  * memory first, so each table gets one set-based statement per batch whatever its size. Every event
- * counts once at each granularity (minute, hour, day). Rows come out sorted by key, so two transactions
- * upserting overlapping keys lock them in the same order and cannot deadlock each other.
+ * counts once in its minute; an event for a minute already compacted (before the compaction watermark,
+ * see migrations/1764460800000_metrics-compaction.sql) also counts once in its hour and its day, which
+ * the compactor will not add again. Rows come out sorted by key, so two transactions upserting
+ * overlapping keys lock them in the same order and cannot deadlock each other.
  */
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
 import { LogLinearHistogram } from '../../metrics/log-linear-histogram.ts';
@@ -46,6 +48,8 @@ export interface RollupRow {
   cacheMisses: number;
   requestLatency: LogLinearHistogram;
   processingLatency: LogLinearHistogram;
+  /** An hour row's requests per minute of the hour (60, minute 0 first); null in other rows. */
+  minuteRequests: number[] | null;
 }
 
 export interface TotalsRow {
@@ -55,13 +59,25 @@ export interface TotalsRow {
   errors: number;
   requestLatency: LogLinearHistogram;
   processingLatency: LogLinearHistogram;
+  /** As {@link RollupRow.minuteRequests}. */
+  minuteRequests: number[] | null;
 }
+
+/** The minute of the hour (0–59) of a time in ms. */
+export const minuteOfHour = (ms: number): number =>
+  (bucketStartOf(ms, '1m') - bucketStartOf(ms, '1h')) / 60_000;
+
+/** A new row's `minuteRequests`: 60 zeros for an hour row, null otherwise. */
+export const newMinuteRequests = (granularity: Granularity): number[] | null =>
+  granularity === '1h' ? new Array<number>(60).fill(0) : null;
 
 /** What a batch adds: raw facts in batch order, rollup and totals rows sorted by key. */
 export interface MetricsAggregate {
   facts: MetricsFact[];
   rollups: RollupRow[];
   totals: TotalsRow[];
+  /** The UTC days (ISO-8601, sorted) whose hour or day rows the batch changes behind the watermark. */
+  lateDays: string[];
 }
 
 /** The start of the bucket of `ms` at a granularity (UTC, aligned on the epoch). */
@@ -118,7 +134,7 @@ export function toFact(event: RequestEvent, appliedAt: number): MetricsFact {
 }
 
 /** Rows keyed by their natural key; NUL cannot occur in any key part, so it separates them. */
-class Rows<T> {
+export class Rows<T> {
   readonly #rows = new Map<string, T>();
 
   get(key: readonly (string | number)[], create: () => T): T {
@@ -137,60 +153,95 @@ class Rows<T> {
   }
 }
 
-/** Folds facts into rollup and totals rows at every granularity. */
-export function aggregateFacts(facts: MetricsFact[]): MetricsAggregate {
+/**
+ * Folds facts into rollup and totals rows: each in its minute, and also in its hour and day when its
+ * minute starts before `compactedBefore` (ms; the compaction watermark). The default, +∞, counts every
+ * fact at every granularity.
+ */
+export function aggregateFacts(
+  facts: MetricsFact[],
+  compactedBefore: number = Number.POSITIVE_INFINITY,
+): MetricsAggregate {
   const rollups = new Rows<RollupRow>();
   const totals = new Rows<TotalsRow>();
+  const lateDays = new Set<number>();
   for (const fact of facts) {
     const statusClass = Math.floor(fact.responseCode / 100);
-    for (const granularity of GRANULARITIES) {
-      const bucketStart = new Date(bucketStartOf(fact.occurredAt, granularity)).toISOString();
-      const key = [
-        granularity,
-        bucketStart,
-        fact.eventType,
-        fact.method,
-        fact.route,
-        fact.vendorId,
-        fact.capabilityTier,
-        statusClass,
-        fact.errorType,
-      ];
-      const row = rollups.get(key, () => ({
-        granularity,
-        bucketStart,
-        eventType: fact.eventType,
-        method: fact.method,
-        route: fact.route,
-        vendorId: fact.vendorId,
-        capabilityTier: fact.capabilityTier,
-        statusClass,
-        errorType: fact.errorType,
-        requests: 0,
-        cacheHits: 0,
-        cacheMisses: 0,
-        requestLatency: new LogLinearHistogram(),
-        processingLatency: new LogLinearHistogram(),
-      }));
-      row.requests++;
-      if (fact.cacheHit === true) row.cacheHits++;
-      else if (fact.cacheHit === false) row.cacheMisses++;
-      row.requestLatency.record(fact.requestDurationMs);
-      row.processingLatency.record(fact.processingMs);
-
-      const total = totals.get([granularity, bucketStart], () => ({
-        granularity,
-        bucketStart,
-        requests: 0,
-        errors: 0,
-        requestLatency: new LogLinearHistogram(),
-        processingLatency: new LogLinearHistogram(),
-      }));
-      total.requests++;
-      if (statusClass >= 4) total.errors++;
-      total.requestLatency.record(fact.requestDurationMs);
-      total.processingLatency.record(fact.processingMs);
+    const minute = bucketStartOf(fact.occurredAt, '1m');
+    const late = minute < compactedBefore;
+    if (late) lateDays.add(bucketStartOf(fact.occurredAt, '1d'));
+    for (const granularity of late ? GRANULARITIES : MINUTE_ONLY) {
+      const start = granularity === '1m' ? minute : bucketStartOf(fact.occurredAt, granularity);
+      addFact(rollups, totals, fact, granularity, start, statusClass);
     }
   }
-  return { facts, rollups: rollups.sorted(), totals: totals.sorted() };
+  return {
+    facts,
+    rollups: rollups.sorted(),
+    totals: totals.sorted(),
+    lateDays: [...lateDays].sort((a, b) => a - b).map((day) => new Date(day).toISOString()),
+  };
+}
+
+const MINUTE_ONLY = ['1m'] as const;
+
+function addFact(
+  rollups: Rows<RollupRow>,
+  totals: Rows<TotalsRow>,
+  fact: MetricsFact,
+  granularity: Granularity,
+  start: number,
+  statusClass: number,
+): void {
+  const key = [
+    granularity,
+    start,
+    fact.eventType,
+    fact.method,
+    fact.route,
+    fact.vendorId,
+    fact.capabilityTier,
+    statusClass,
+    fact.errorType,
+  ];
+  const row = rollups.get(key, () => ({
+    granularity,
+    bucketStart: new Date(start).toISOString(),
+    eventType: fact.eventType,
+    method: fact.method,
+    route: fact.route,
+    vendorId: fact.vendorId,
+    capabilityTier: fact.capabilityTier,
+    statusClass,
+    errorType: fact.errorType,
+    requests: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+    requestLatency: new LogLinearHistogram(),
+    processingLatency: new LogLinearHistogram(),
+    minuteRequests: newMinuteRequests(granularity),
+  }));
+  row.requests++;
+  if (fact.cacheHit === true) row.cacheHits++;
+  else if (fact.cacheHit === false) row.cacheMisses++;
+  row.requestLatency.record(fact.requestDurationMs);
+  row.processingLatency.record(fact.processingMs);
+  const minute = granularity === '1h' ? minuteOfHour(fact.occurredAt) : -1;
+  if (row.minuteRequests !== null) row.minuteRequests[minute] = (row.minuteRequests[minute] as number) + 1;
+
+  const total = totals.get([granularity, start], () => ({
+    granularity,
+    bucketStart: new Date(start).toISOString(),
+    requests: 0,
+    errors: 0,
+    requestLatency: new LogLinearHistogram(),
+    processingLatency: new LogLinearHistogram(),
+    minuteRequests: newMinuteRequests(granularity),
+  }));
+  total.requests++;
+  if (statusClass >= 4) total.errors++;
+  total.requestLatency.record(fact.requestDurationMs);
+  total.processingLatency.record(fact.processingMs);
+  if (total.minuteRequests !== null)
+    total.minuteRequests[minute] = (total.minuteRequests[minute] as number) + 1;
 }

@@ -99,6 +99,10 @@ export class MetricsPruner {
       result.rollups += await this.#deleteInChunks('metrics_rollups', where, [lastStart, granularity]);
       result.totals += await this.#deleteInChunks('metrics_rollup_totals', where, [lastStart, granularity]);
     }
+    // The revisions of days no longer kept: nothing can read those days any more.
+    await this.#deleteInChunks('metrics_revisions', 'day <= $1', [
+      new Date(rollupCutoff.getTime() - GRANULARITY_MS['1d']),
+    ]);
     return result;
   }
 

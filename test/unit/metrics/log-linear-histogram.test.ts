@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  BucketSum,
   bucketBounds,
   bucketIndex,
   bucketValue,
@@ -15,6 +16,7 @@ import {
   MAX_BUCKET_INDEX,
   MAX_RELATIVE_ERROR,
   packBucket,
+  percentileOfSparse,
   percentileRank,
   unpackBucket,
 } from '../../../src/metrics/log-linear-histogram.ts';
@@ -152,3 +154,39 @@ test('percentiles: nearest rank, empty histogram, zero durations', () => {
   assert.equal(zeros.percentile(50), 0);
   assert.ok(Math.abs((zeros.percentile(99) as number) - 10) / 10 <= MAX_RELATIVE_ERROR);
 });
+
+test('BucketSum adds packed text (as PostgreSQL sends a bigint[]) and sparse buckets exactly', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(fc.double({ min: 0, max: 1e6, noNaN: true }), { maxLength: 50 }), { maxLength: 8 }),
+      (parts) => {
+        const expected = new LogLinearHistogram();
+        const sum = BucketSum.borrow();
+        for (const [i, values] of parts.entries()) {
+          const histogram = new LogLinearHistogram();
+          for (const value of values) histogram.record(value);
+          expected.merge(histogram);
+          if (i % 2 === 0) sum.addPackedText(`{${histogram.toPacked().join(',')}}`);
+          else sum.addSparse(toSparse(histogram));
+        }
+        const sparse = sum.take();
+        sum.release();
+        assert.deepEqual(
+          [...sparse.index].map((index, i) => ({ index, count: sparse.count[i] })),
+          expected.buckets(),
+        );
+        for (const percent of [50, 95, 99]) {
+          assert.equal(percentileOfSparse(sparse, percent), expected.percentile(percent));
+        }
+      },
+    ),
+  );
+});
+
+function toSparse(histogram: LogLinearHistogram) {
+  const buckets = histogram.buckets();
+  return {
+    index: Uint16Array.from(buckets.map((bucket) => bucket.index)),
+    count: Float64Array.from(buckets.map((bucket) => bucket.count)),
+  };
+}

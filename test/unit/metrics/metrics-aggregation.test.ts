@@ -61,3 +61,33 @@ test('a clock behind the event gives 0, not a negative latency; buckets align on
   );
   assert.equal(bucketStartOf(-1, '1m'), -60_000);
 });
+
+test('behind the compaction watermark an event also counts in its hour and day, and names its day', () => {
+  const watermark = Date.parse('2026-11-28T10:00:00Z');
+  const early = exampleEvent('model.queried', { timestamp: '2026-11-28T09:59:59.000Z' });
+  const onTime = exampleEvent('model.queried', { timestamp: '2026-11-28T10:00:00.000Z' });
+  const { rollups, totals, lateDays } = aggregateFacts(
+    [early, onTime].map((event) => toFact(event, 0)),
+    watermark,
+  );
+  assert.deepEqual(
+    rollups.map((row) => [row.granularity, row.bucketStart, row.requests]),
+    [
+      ['1d', '2026-11-28T00:00:00.000Z', 1],
+      ['1h', '2026-11-28T09:00:00.000Z', 1],
+      ['1m', '2026-11-28T09:59:00.000Z', 1],
+      ['1m', '2026-11-28T10:00:00.000Z', 1],
+    ],
+  );
+  assert.deepEqual(lateDays, ['2026-11-28T00:00:00.000Z']);
+  // An hour row counts its requests per minute of the hour; other rows do not.
+  const hour = totals.find((row) => row.granularity === '1h');
+  assert.equal(hour?.minuteRequests?.length, 60);
+  assert.equal(hour?.minuteRequests?.[59], 1);
+  assert.equal(
+    hour?.minuteRequests?.reduce((a, b) => a + b, 0),
+    1,
+  );
+  assert.equal(totals.find((row) => row.granularity === '1m')?.minuteRequests, null);
+  assert.deepEqual(aggregateFacts([toFact(onTime, 0)], watermark).lateDays, []);
+});
