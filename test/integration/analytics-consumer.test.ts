@@ -1,7 +1,8 @@
 /**
  * The analytics consumer on the real broker and database: a known workload, published in small batches
  * and then published again, gives exactly the counts it should (duplicates applied once, an hour boundary
- * split at the millisecond), and the query module reads them back as the API serves them.
+ * split at the millisecond) and each model's "last seen" state, and the query module reads them back as
+ * the API serves them. Out-of-order delivery of one model's events: analytics-model-activity.test.ts.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -252,6 +253,47 @@ describe('the analytics consumer', () => {
     );
   });
 
+  test('"last seen" per model: the newest version, the newest read, whatever order the batches took', async () => {
+    assert.deepEqual(
+      await rows(
+        `SELECT model_id, last_sequence, last_event_type, is_active,
+                to_char(last_queried_at AT TIME ZONE 'UTC', 'HH24:MI:SS.MS') AS last_queried_at
+         FROM analytics_model_activity ORDER BY model_id`,
+      ),
+      [
+        {
+          model_id: 'cold/c',
+          last_sequence: 1,
+          last_event_type: 'model.queried',
+          is_active: true,
+          last_queried_at: '11:30:49.000',
+        },
+        {
+          model_id: 'hot/a',
+          last_sequence: 1,
+          last_event_type: 'model.queried',
+          is_active: true,
+          last_queried_at: '11:59:01.000',
+        },
+        // Registered (1), updated (2), deactivated (3): the deactivation, with no read.
+        {
+          model_id: 'openai/gpt-4-turbo',
+          last_sequence: 3,
+          last_event_type: 'model.deactivated',
+          is_active: false,
+          last_queried_at: null,
+        },
+        {
+          model_id: 'warm/b',
+          last_sequence: 1,
+          last_event_type: 'model.queried',
+          is_active: true,
+          last_queried_at: '10:59:30.000',
+        },
+      ],
+    );
+  });
+
   test('popular models: ranked by reads over the hours that overlap the range, with the filters', async () => {
     const both = resolveTimeRange({ from: H10, to: '2025-01-15T12:00:00Z' });
     const all = await analytics.popularModels({ range: both });
@@ -403,5 +445,9 @@ describe('the analytics consumer', () => {
        FROM analytics_model_queries WHERE model_id LIKE 'burst/%'`,
     );
     assert.deepEqual(total, { models: 3000, queries: 3000 * 24, hits: 1500 * 24 });
+    const [activity] = await rows<{ models: number }>(
+      `SELECT count(*)::int AS models FROM analytics_model_activity WHERE model_id LIKE 'burst/%'`,
+    );
+    assert.deepEqual(activity, { models: 3000 });
   });
 });

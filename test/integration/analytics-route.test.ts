@@ -314,7 +314,14 @@ test('in the real app: readers may, anonymous may not, and the routes are in the
     const response = await real.inject({ method: 'GET', url, headers: { 'x-api-key': keys.reader } });
     assert.equal(response.statusCode, 200, `${url} with a reader key`);
   }
+  // A model analytics has not seen: the reader gets as far as the 404.
+  const one = '/analytics/models/openai%2Fnever-read';
+  assert.equal((await real.inject({ method: 'GET', url: one })).statusCode, 401, `${one} without a key`);
+  const unseen = await real.inject({ method: 'GET', url: one, headers: { 'x-api-key': keys.reader } });
+  assert.equal(unseen.statusCode, 404, `${one} with a reader key`);
+  assert.equal(unseen.json().error.code, 'MODEL_NOT_FOUND');
   const openapi = real.swagger() as { paths?: Record<string, { get?: { tags?: string[] } }> };
   assert.deepEqual(openapi.paths?.['/analytics/models/popular']?.get?.tags, ['analytics']);
+  assert.deepEqual(openapi.paths?.['/analytics/models/{model_id}']?.get?.tags, ['analytics']);
   assert.deepEqual(openapi.paths?.['/analytics/filters']?.get?.tags, ['analytics']);
 });

@@ -332,6 +332,7 @@ describe('health and docs', () => {
     assert.deepEqual(Object.keys(document.paths).sort(), [
       '/analytics/filters',
       '/analytics/models/popular',
+      '/analytics/models/{model_id}',
       '/audit',
       '/dashboard',
       '/dashboard/stream',

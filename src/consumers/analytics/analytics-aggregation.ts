@@ -1,8 +1,8 @@
 /**
- * A batch of events as the hourly counts they add, as pure logic: the analytics consumer folds a whole
- * batch in memory first so that each table gets one set-based upsert per batch, whatever its size. Rows
- * come out sorted by key, so two transactions upserting overlapping keys lock them in the same order and
- * cannot deadlock each other.
+ * A batch of events as the hourly counts they add, and each model's newest state, as pure logic: the
+ * analytics consumer folds a whole batch in memory first so that each table gets one set-based upsert per
+ * batch, whatever its size. Rows come out sorted by key, so two transactions upserting overlapping keys
+ * lock them in the same order and cannot deadlock each other.
  */
 import type { EventOf, TelemetryEvent } from '../../bus/event-schemas.ts';
 
@@ -58,6 +58,29 @@ export interface LifecycleRow {
   changes: number;
 }
 
+export type ModelEventType = LifecycleEventType | 'model.queried';
+
+/**
+ * A model's newest state in a batch, for `analytics_model_activity`: the state fields come from the
+ * batch's newest model event by {@link isNewer}; `lastQueriedAt` is the newest read.
+ */
+export interface ModelActivityRow {
+  modelId: string;
+  /** `sequence` of the event the state comes from: the model's version. */
+  sequence: number;
+  /** That event's timestamp, ISO-8601. */
+  eventAt: string;
+  eventType: ModelEventType;
+  eventId: string;
+  /** `data.updated_at` of that event: when the registry committed that version, ISO-8601. */
+  changedAt: string;
+  vendorId: string;
+  capabilityTier: string;
+  isActive: boolean;
+  /** The newest `model.queried` timestamp of the batch, ISO-8601; null without reads. */
+  lastQueriedAt: string | null;
+}
+
 /** What a batch adds to each table, one row per key, sorted by key. */
 export interface AnalyticsAggregate {
   modelQueries: ModelQueryRow[];
@@ -65,6 +88,32 @@ export interface AnalyticsAggregate {
   filterParameters: FilterParameterRow[];
   filterValues: FilterValueRow[];
   lifecycle: LifecycleRow[];
+  /** One row per model with a model event in the batch, sorted by model_id. */
+  modelActivity: ModelActivityRow[];
+}
+
+/** Where a model event stands in its model's history, for {@link isNewer}. */
+export interface EventPosition {
+  sequence: number;
+  /** ISO-8601. */
+  eventAt: string;
+  /** A UUID, lower case. */
+  eventId: string;
+}
+
+/**
+ * The one total order a model's "last seen" state moves forward in: by `sequence` (the model's version:
+ * a retried or replayed older change, or a stale cached read, never wins over a newer version), then by
+ * timestamp (at one version — reads, no-op updates — the newest event), then by event_id (only so that
+ * the order is total). The state is the greatest event applied so far, so it never goes backwards, and
+ * it is the same whatever order, batches and duplicates the events arrive in; the upsert's guard compares
+ * the same three columns (`(last_sequence, last_event_at, last_event_id) <` …).
+ */
+export function isNewer(a: EventPosition, b: EventPosition): boolean {
+  if (a.sequence !== b.sequence) return a.sequence > b.sequence;
+  const at = Date.parse(a.eventAt) - Date.parse(b.eventAt);
+  if (at !== 0) return at > 0;
+  return a.eventId > b.eventId;
 }
 
 /** The start of the UTC hour of an ISO-8601 timestamp, as ISO-8601 (`2025-01-15T10:00:00.000Z`). */
@@ -101,9 +150,20 @@ export function aggregateEvents(events: Iterable<TelemetryEvent>): AnalyticsAggr
   const filterParameters = new Rows<FilterParameterRow>();
   const filterValues = new Rows<FilterValueRow>();
   const lifecycle = new Rows<LifecycleRow>();
+  const activity = new Map<string, ModelActivityRow>();
 
   for (const event of events) {
     const hour = hourOf(event.timestamp);
+    switch (event.event_type) {
+      case 'model.queried':
+      case 'model.registered':
+      case 'model.updated':
+      case 'model.deactivated':
+        addActivity(event, activity);
+        break;
+      default:
+        break;
+    }
     switch (event.event_type) {
       case 'model.queried': {
         const { model_id: modelId, vendor_id: vendorId, capability_tier: capabilityTier } = event.data;
@@ -147,6 +207,9 @@ export function aggregateEvents(events: Iterable<TelemetryEvent>): AnalyticsAggr
     filterParameters: filterParameters.sorted(),
     filterValues: filterValues.sorted(),
     lifecycle: lifecycle.sorted(),
+    modelActivity: [...activity.values()].sort((a, b) =>
+      a.modelId < b.modelId ? -1 : a.modelId > b.modelId ? 1 : 0,
+    ),
   };
 }
 
@@ -189,5 +252,45 @@ function addFilter(
         },
       );
     }
+  }
+}
+
+/** Folds one model event into its model's row: the state if the event is newer, the newest read. */
+function addActivity(event: EventOf<ModelEventType>, activity: Map<string, ModelActivityRow>): void {
+  const { data } = event;
+  const position: EventPosition = {
+    sequence: event.sequence,
+    eventAt: event.timestamp,
+    eventId: event.event_id.toLowerCase(),
+  };
+  const queriedAt = event.event_type === 'model.queried' ? event.timestamp : null;
+  let row = activity.get(data.model_id);
+  if (row === undefined) {
+    row = {
+      modelId: data.model_id,
+      ...position,
+      eventType: event.event_type,
+      changedAt: data.updated_at,
+      vendorId: data.vendor_id,
+      capabilityTier: data.capability_tier,
+      isActive: data.is_active,
+      lastQueriedAt: queriedAt,
+    };
+    activity.set(data.model_id, row);
+    return;
+  }
+  if (isNewer(position, row)) {
+    Object.assign(row, position);
+    row.eventType = event.event_type;
+    row.changedAt = data.updated_at;
+    row.vendorId = data.vendor_id;
+    row.capabilityTier = data.capability_tier;
+    row.isActive = data.is_active;
+  }
+  if (
+    queriedAt !== null &&
+    (row.lastQueriedAt === null || Date.parse(queriedAt) > Date.parse(row.lastQueriedAt))
+  ) {
+    row.lastQueriedAt = queriedAt;
   }
 }

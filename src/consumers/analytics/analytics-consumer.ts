@@ -1,14 +1,51 @@
 /**
- * The analytics consumer: `analytics.events` (model and filter events) into hourly counts. A batch is
- * folded in memory ({@link aggregateEvents}) and added with one set-based upsert per table, in the
- * runtime's transaction — which also records the batch's event ids, so a redelivered or replayed event
- * is never counted twice.
+ * The analytics consumer: `analytics.events` (model and filter events) into hourly counts and each
+ * model's "last seen" state. A batch is folded in memory ({@link aggregateEvents}) and written with one
+ * set-based upsert per table, in the runtime's transaction — which also records the batch's event ids, so
+ * a redelivered or replayed event is never counted twice. The "last seen" state is not a count: it only
+ * moves forward, so an older event applied late (a retry, a replay) leaves it as it is.
  */
 import type pg from 'pg';
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
 import { QUEUES } from '../../bus/topology.ts';
 import type { Consumer } from '../consumer.ts';
 import { type AnalyticsAggregate, aggregateEvents } from './analytics-aggregation.ts';
+
+/** The state columns of `analytics_model_activity`: they move together, from the newest event. */
+const STATE_COLUMNS = [
+  'last_sequence',
+  'last_event_at',
+  'last_event_type',
+  'last_event_id',
+  'last_changed_at',
+  'vendor_id',
+  'capability_tier',
+  'is_active',
+] as const;
+
+/** The batch's event is newer than the stored one: isNewer()'s order, as a row comparison. */
+const NEWER = `(EXCLUDED.last_sequence, EXCLUDED.last_event_at, EXCLUDED.last_event_id)
+                 > (t.last_sequence, t.last_event_at, t.last_event_id)`;
+
+/**
+ * Each model's "last seen" state. The state columns move only to a newer event and last_queried_at only
+ * to a later read (GREATEST ignores NULL), so an older event applied late — a retry, a replayed dead
+ * letter, a stale cached read — changes nothing; a row that neither would move is not even updated.
+ */
+const MODEL_ACTIVITY_UPSERT = `INSERT INTO analytics_model_activity AS t
+    (model_id, ${STATE_COLUMNS.join(', ')}, last_queried_at, updated_at)
+  SELECT model_id, ${STATE_COLUMNS.join(', ')}, last_queried_at, now()
+  FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::text[], $5::uuid[], $6::timestamptz[],
+              $7::text[], $8::text[], $9::bool[], $10::timestamptz[])
+       WITH ORDINALITY AS r(model_id, ${STATE_COLUMNS.join(', ')}, last_queried_at, n)
+  ORDER BY n
+  ON CONFLICT (model_id) DO UPDATE
+  SET ${STATE_COLUMNS.map((column) => `${column} = CASE WHEN ${NEWER} THEN EXCLUDED.${column} ELSE t.${column} END`).join(',\n      ')},
+      last_queried_at = GREATEST(t.last_queried_at, EXCLUDED.last_queried_at),
+      updated_at = EXCLUDED.updated_at
+  WHERE ${NEWER}
+     OR EXCLUDED.last_queried_at > t.last_queried_at
+     OR (t.last_queried_at IS NULL AND EXCLUDED.last_queried_at IS NOT NULL)`;
 
 export function analyticsConsumer(): Consumer {
   return {
@@ -29,7 +66,8 @@ export function analyticsConsumer(): Consumer {
  * making that order explicit, so concurrent writers take row locks in the same order.
  */
 export async function writeAggregate(client: pg.ClientBase, aggregate: AnalyticsAggregate): Promise<void> {
-  const { modelQueries, filterExecutions, filterParameters, filterValues, lifecycle } = aggregate;
+  const { modelQueries, filterExecutions, filterParameters, filterValues, lifecycle, modelActivity } =
+    aggregate;
   if (modelQueries.length > 0) {
     await client.query({
       name: 'analytics.model-queries',
@@ -128,6 +166,24 @@ export async function writeAggregate(client: pg.ClientBase, aggregate: Analytics
         lifecycle.map((row) => row.capabilityTier),
         lifecycle.map((row) => row.events),
         lifecycle.map((row) => row.changes),
+      ],
+    });
+  }
+  if (modelActivity.length > 0) {
+    await client.query({
+      name: 'analytics.model-activity',
+      text: MODEL_ACTIVITY_UPSERT,
+      values: [
+        modelActivity.map((row) => row.modelId),
+        modelActivity.map((row) => row.sequence),
+        modelActivity.map((row) => row.eventAt),
+        modelActivity.map((row) => row.eventType),
+        modelActivity.map((row) => row.eventId),
+        modelActivity.map((row) => row.changedAt),
+        modelActivity.map((row) => row.vendorId),
+        modelActivity.map((row) => row.capabilityTier),
+        modelActivity.map((row) => row.isActive),
+        modelActivity.map((row) => row.lastQueriedAt),
       ],
     });
   }

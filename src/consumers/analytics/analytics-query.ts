@@ -1,12 +1,13 @@
 /**
- * Reads of the hourly analytics tables: the most queried models, and how the filter is used, over a time
- * range. Shared by `GET /analytics/*` and the recommendation work; knows nothing of HTTP. The counts are
- * hourly, so a range takes every hour that overlaps it: `from` 10:30 includes the 10:00–11:00 hour.
+ * Reads of the analytics tables: the most queried models, how the filter is used, and one model's "last
+ * seen" state with its reads, over a time range. Shared by `GET /analytics/*` and the recommendation
+ * work; knows nothing of HTTP. The counts are hourly, so a range takes every hour that overlaps it:
+ * `from` 10:30 includes the 10:00–11:00 hour.
  */
 import type pg from 'pg';
-import { ValidationError } from '../../errors.ts';
+import { AppError, ValidationError } from '../../errors.ts';
 import { ModelFilterQuery } from '../../registry/model-schemas.ts';
-import { COUNTED_FILTER_VALUES } from './analytics-aggregation.ts';
+import { COUNTED_FILTER_VALUES, type ModelEventType } from './analytics-aggregation.ts';
 
 export const ANALYTICS_LIMITS = {
   /** Range when neither end is given, ending now. */
@@ -151,6 +152,34 @@ export interface FilterUsage {
   top_values: Record<(typeof COUNTED_FILTER_VALUES)[number], ValueUsage[]>;
 }
 
+/** One model as analytics last saw it (`analytics_model_activity`), and its reads in a range. */
+export interface ModelActivity {
+  model_id: string;
+  /** The model's version in its newest event applied: never goes backwards. */
+  last_sequence: number;
+  last_event_type: ModelEventType;
+  last_event_id: string;
+  /** The newest event's timestamp, ISO-8601. */
+  last_event_at: string;
+  /** When the registry committed version last_sequence: the model's newest change, ISO-8601. */
+  last_changed_at: string;
+  vendor_id: string;
+  capability_tier: string;
+  is_active: boolean;
+  /** The newest read's timestamp; null if none was seen. */
+  last_queried_at: string | null;
+  /** When the consumer last moved the row. */
+  updated_at: string;
+  /** The range the counts cover. */
+  from: string;
+  to: string;
+  /** Reads in the range, under any vendor and tier. */
+  queries: number;
+  cache_hits: number;
+  /** cache_hits / queries; null without reads. */
+  cache_hit_rate: number | null;
+}
+
 /** Every parameter of `GET /models`, as the filter.executed event names them. */
 export const FILTER_PARAMETERS: readonly string[] = [...Object.keys(ModelFilterQuery.properties), 'cursor'];
 
@@ -213,6 +242,69 @@ export class AnalyticsQuery {
           cache_hit_rate: cacheHits / queries,
         };
       }),
+    };
+  }
+
+  /**
+   * A model's "last seen" state and its reads in `range`, in one statement (one snapshot). Throws a
+   * MODEL_NOT_FOUND error when analytics has no event of the model: its registration may predate the
+   * table, or the consumer may not have reached it yet.
+   */
+  async modelActivity(modelId: string, range: TimeRange): Promise<ModelActivity> {
+    const { rows } = await this.pool.query<{
+      model_id: string;
+      last_sequence: number;
+      last_event_type: ModelEventType;
+      last_event_id: string;
+      last_event_at: Date;
+      last_changed_at: Date;
+      vendor_id: string;
+      capability_tier: string;
+      is_active: boolean;
+      last_queried_at: Date | null;
+      updated_at: Date;
+      queries: string;
+      cache_hits: string;
+    }>({
+      name: 'analytics.model-activity.read',
+      text: `SELECT a.model_id, a.last_sequence, a.last_event_type, a.last_event_id::text AS last_event_id,
+                    a.last_event_at, a.last_changed_at, a.vendor_id, a.capability_tier, a.is_active,
+                    a.last_queried_at, a.updated_at,
+                    coalesce(q.queries, 0) AS queries, coalesce(q.cache_hits, 0) AS cache_hits
+             FROM analytics_model_activity AS a
+             CROSS JOIN LATERAL (
+               SELECT sum(queries) AS queries, sum(cache_hits) AS cache_hits
+               FROM analytics_model_queries
+               WHERE model_id = a.model_id AND ${IN_RANGE}
+             ) AS q
+             WHERE a.model_id = $3`,
+      values: [range.from.toISOString(), range.to.toISOString(), modelId],
+    });
+    const row = rows[0];
+    if (row === undefined) {
+      throw new AppError('MODEL_NOT_FOUND', `analytics has seen no event of model '${modelId}'`, {
+        field: 'model_id',
+      });
+    }
+    const queries = Number(row.queries);
+    const cacheHits = Number(row.cache_hits);
+    return {
+      model_id: row.model_id,
+      last_sequence: row.last_sequence,
+      last_event_type: row.last_event_type,
+      last_event_id: row.last_event_id,
+      last_event_at: row.last_event_at.toISOString(),
+      last_changed_at: row.last_changed_at.toISOString(),
+      vendor_id: row.vendor_id,
+      capability_tier: row.capability_tier,
+      is_active: row.is_active,
+      last_queried_at: row.last_queried_at === null ? null : row.last_queried_at.toISOString(),
+      updated_at: row.updated_at.toISOString(),
+      from: range.from.toISOString(),
+      to: range.to.toISOString(),
+      queries,
+      cache_hits: cacheHits,
+      cache_hit_rate: rate(cacheHits, queries),
     };
   }
 

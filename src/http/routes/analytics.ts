@@ -1,6 +1,7 @@
 /**
- * `GET /analytics/models/popular` and `GET /analytics/filters`: thin wiring from HTTP to
- * {@link AnalyticsQuery}, over the hourly counts the analytics consumer keeps.
+ * `GET /analytics/models/popular`, `GET /analytics/models/:model_id` and `GET /analytics/filters`: thin
+ * wiring from HTTP to {@link AnalyticsQuery}, over the hourly counts and the per-model "last seen" state
+ * the analytics consumer keeps.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
@@ -10,7 +11,7 @@ import {
   type AnalyticsQuery,
   resolveTimeRange,
 } from '../../consumers/analytics/analytics-query.ts';
-import { CapabilityTierSchema, VendorId } from '../../registry/model-schemas.ts';
+import { CapabilityTierSchema, ModelIdParams, VendorId } from '../../registry/model-schemas.ts';
 import { errorResponses } from '../error-response.ts';
 import { rangeFields } from '../time-range-query.ts';
 
@@ -60,6 +61,40 @@ const PopularModelsResponse = Type.Object({
     }),
     { description: 'Most read first; ties by model_id' },
   ),
+});
+
+const ModelActivityQuery = Type.Object(rangeFields('hour'), { additionalProperties: false });
+
+const Timestamp = (description: string) => Type.String({ format: 'date-time', description });
+
+const ModelActivityResponse = Type.Object({
+  model_id: Type.String(),
+  last_sequence: Type.Integer({
+    minimum: 1,
+    description:
+      "The model's version (event sequence) in the newest of its events analytics applied. Never goes " +
+      'backwards: an older event applied late (a retry, a replayed dead letter, a stale cached read) ' +
+      'changes none of the last_* fields, vendor_id, capability_tier or is_active',
+  }),
+  last_event_type: Type.Enum(['model.registered', 'model.updated', 'model.deactivated', 'model.queried'], {
+    description: 'The newest event: highest sequence, then latest timestamp (reads repeat a version)',
+  }),
+  last_event_id: Type.String({ format: 'uuid' }),
+  last_event_at: Timestamp("The newest event's timestamp"),
+  last_changed_at: Timestamp(
+    "When the registry committed version last_sequence: the model's newest registration, update or deactivation",
+  ),
+  vendor_id: Type.String({ description: 'As of version last_sequence' }),
+  capability_tier: Type.String({ description: 'As of version last_sequence' }),
+  is_active: Type.Boolean({ description: 'As of version last_sequence' }),
+  last_queried_at: Type.Union([Timestamp('The newest read (GET /models/:model_id) seen'), Type.Null()], {
+    description: 'The newest read (GET /models/:model_id) seen; null if none',
+  }),
+  updated_at: Timestamp('When the analytics consumer last moved this state'),
+  ...Range,
+  queries: Type.Integer({ minimum: 0, description: 'Reads in the range, under any vendor and tier' }),
+  cache_hits: Type.Integer({ minimum: 0, description: "Reads in the range served from the API's cache" }),
+  cache_hit_rate: Rate('cache_hits / queries; null without reads'),
 });
 
 const FilterQuery = Type.Object(rangeFields('hour'), { additionalProperties: false });
@@ -131,6 +166,24 @@ const analyticsRoutes: FastifyPluginAsyncTypebox<AnalyticsRoutesOptions> = async
         capabilityTier,
       });
     },
+  );
+
+  // A model named 'popular' is shadowed by the route above (static segments win); its state is still
+  // readable by the recommendation work through AnalyticsQuery.
+  app.get(
+    '/analytics/models/:model_id',
+    {
+      config: { role: 'reader' },
+      schema: {
+        tags: ['analytics'],
+        summary: 'What analytics last saw of a model, and its reads in a time range',
+        security,
+        params: ModelIdParams,
+        querystring: ModelActivityQuery,
+        response: { 200: ModelActivityResponse, ...errorResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request) => analytics.modelActivity(request.params.model_id, resolveTimeRange(request.query)),
   );
 
   app.get(

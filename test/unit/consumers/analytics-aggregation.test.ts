@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import type { EventOf, TelemetryEvent } from '../../../src/bus/event-schemas.ts';
-import { aggregateEvents, hourOf } from '../../../src/consumers/analytics/analytics-aggregation.ts';
+import {
+  aggregateEvents,
+  hourOf,
+  isNewer,
+  type ModelActivityRow,
+} from '../../../src/consumers/analytics/analytics-aggregation.ts';
 import { exampleEvent } from '../../support/event-examples.ts';
 
 const base = exampleEvent('model.queried');
@@ -188,6 +193,7 @@ describe('aggregateEvents', () => {
       filterParameters: [],
       filterValues: [],
       lifecycle: [],
+      modelActivity: [],
     });
   });
 
@@ -242,5 +248,168 @@ describe('aggregateEvents', () => {
       aggregate.modelQueries.map((row) => `${row.hour} ${row.modelId}`),
       ['2025-01-15T09:00:00.000Z m', '2025-01-15T12:00:00.000Z a', '2025-01-15T12:00:00.000Z z'],
     );
+  });
+});
+
+describe('model activity ("last seen")', () => {
+  const MODEL = 'acme/model';
+  const model = { ...exampleEvent('model.registered').data, model_id: MODEL };
+  const at = (minute: number) => new Date(Date.UTC(2025, 0, 15, 10, minute)).toISOString();
+  const version = (sequence: number, changes: Partial<typeof model> = {}) => ({
+    ...model,
+    ...changes,
+    version: sequence,
+    updated_at: at(sequence * 10),
+  });
+
+  // One model's history: every change at minute 10 × version, reads in between.
+  const registered = exampleEvent('model.registered', {
+    event_id: randomUUID(),
+    timestamp: at(10),
+    sequence: 1,
+    data: version(1),
+  });
+  const readV1 = exampleEvent('model.queried', {
+    event_id: randomUUID(),
+    timestamp: at(12),
+    sequence: 1,
+    data: version(1),
+  });
+  const tierChanged = exampleEvent('model.updated', {
+    event_id: randomUUID(),
+    timestamp: at(20),
+    sequence: 2,
+    data: { ...version(2, { capability_tier: 'Tier_2' }), changed: true },
+  });
+  const readV2 = exampleEvent('model.queried', {
+    event_id: randomUUID(),
+    timestamp: at(25),
+    sequence: 2,
+    data: version(2, { capability_tier: 'Tier_2' }),
+  });
+  const deactivated = exampleEvent('model.deactivated', {
+    event_id: randomUUID(),
+    timestamp: at(30),
+    sequence: 3,
+    data: { ...version(3, { capability_tier: 'Tier_2', is_active: false }), changed: true },
+  });
+  // A no-op update after the deactivation: it repeats version 3.
+  const noOp = exampleEvent('model.updated', {
+    event_id: randomUUID(),
+    timestamp: at(33),
+    sequence: 3,
+    data: { ...version(3, { capability_tier: 'Tier_2', is_active: false }), changed: false },
+  });
+  // A read served from a stale cache after the deactivation: newest read, old version.
+  const staleRead = exampleEvent('model.queried', {
+    event_id: randomUUID(),
+    timestamp: at(40),
+    sequence: 2,
+    data: version(2, { capability_tier: 'Tier_2' }),
+  });
+  const history: TelemetryEvent[] = [registered, readV1, tierChanged, readV2, deactivated, noOp, staleRead];
+
+  const expected: ModelActivityRow = {
+    modelId: MODEL,
+    sequence: 3,
+    eventAt: at(33),
+    eventType: 'model.updated',
+    eventId: noOp.event_id,
+    changedAt: at(30),
+    vendorId: 'OpenAI',
+    capabilityTier: 'Tier_2',
+    isActive: false,
+    lastQueriedAt: at(40),
+  };
+
+  test('the newest version wins; at one version the newest event; the newest read apart', () => {
+    assert.deepEqual(aggregateEvents(history).modelActivity, [expected]);
+  });
+
+  test('the same row whatever the order: reversed, and every rotation of the history', () => {
+    assert.deepEqual(aggregateEvents([...history].reverse()).modelActivity, [expected]);
+    for (let shift = 1; shift < history.length; shift++) {
+      const rotated = [...history.slice(shift), ...history.slice(0, shift)];
+      assert.deepEqual(aggregateEvents(rotated).modelActivity, [expected], `rotation ${shift}`);
+    }
+  });
+
+  test('an older change or a stale read after a newer one changes nothing but the read time', () => {
+    const [row] = aggregateEvents([deactivated, tierChanged, registered, readV1]).modelActivity;
+    assert.deepEqual(row, {
+      modelId: MODEL,
+      sequence: 3,
+      eventAt: at(30),
+      eventType: 'model.deactivated',
+      eventId: deactivated.event_id,
+      changedAt: at(30),
+      vendorId: 'OpenAI',
+      capabilityTier: 'Tier_2',
+      isActive: false,
+      lastQueriedAt: at(12),
+    });
+  });
+
+  test('a duplicate (same event_id) is the same position: not newer than itself', () => {
+    const position = { sequence: 3, eventAt: at(30), eventId: deactivated.event_id };
+    assert.equal(isNewer(position, { ...position }), false);
+    assert.deepEqual(
+      aggregateEvents([deactivated, deactivated]).modelActivity,
+      aggregateEvents([deactivated]).modelActivity,
+    );
+  });
+
+  test('isNewer: sequence first, then timestamp (any offset), then event_id', () => {
+    const a = {
+      sequence: 2,
+      eventAt: '2025-01-15T10:00:00.000Z',
+      eventId: '00000000-0000-4000-8000-000000000002',
+    };
+    assert.equal(isNewer({ ...a, sequence: 3, eventAt: '2025-01-15T09:00:00.000Z' }, a), true);
+    assert.equal(isNewer({ ...a, sequence: 1, eventAt: '2025-01-15T11:00:00.000Z' }, a), false);
+    assert.equal(isNewer({ ...a, eventAt: '2025-01-15T10:00:00.001Z' }, a), true);
+    // 11:00:00+02:00 is 09:00Z: earlier, whatever the text says.
+    assert.equal(isNewer({ ...a, eventAt: '2025-01-15T11:00:00.000+02:00' }, a), false);
+    assert.equal(isNewer({ ...a, eventId: '00000000-0000-4000-8000-000000000003' }, a), true);
+    assert.equal(isNewer({ ...a, eventId: '00000000-0000-4000-8000-000000000001' }, a), false);
+  });
+
+  test('one row per model, sorted by model_id; filters and errors add none', () => {
+    const other = (modelId: string) =>
+      exampleEvent('model.queried', {
+        event_id: randomUUID(),
+        data: { ...exampleEvent('model.queried').data, model_id: modelId },
+      });
+    const aggregate = aggregateEvents([
+      other('z'),
+      exampleEvent('filter.executed'),
+      other('a'),
+      exampleEvent('api.error'),
+      other('m'),
+      other('a'),
+    ]);
+    assert.deepEqual(
+      aggregate.modelActivity.map((row) => row.modelId),
+      ['a', 'm', 'z'],
+    );
+  });
+
+  test('a batch split in two, folded by isNewer and the later read, gives the whole batch', () => {
+    const merge = (stored: ModelActivityRow, next: ModelActivityRow): ModelActivityRow => {
+      const state = isNewer(next, stored) ? next : stored;
+      const reads = [stored.lastQueriedAt, next.lastQueriedAt].filter(
+        (time): time is string => time !== null,
+      );
+      const lastQueriedAt =
+        reads.length === 0 ? null : reads.reduce((x, y) => (Date.parse(y) > Date.parse(x) ? y : x));
+      return { ...state, lastQueriedAt };
+    };
+    for (let cut = 1; cut < history.length; cut++) {
+      const [first] = aggregateEvents(history.slice(0, cut)).modelActivity;
+      const [second] = aggregateEvents(history.slice(cut)).modelActivity;
+      assert.ok(first && second);
+      assert.deepEqual(merge(first, second), expected, `cut at ${cut}`);
+      assert.deepEqual(merge(second, first), expected, `cut at ${cut}, applied the other way round`);
+    }
   });
 });
