@@ -84,11 +84,17 @@ export interface ConsumerStatus {
   counters: ConsumerCounters;
 }
 
+/** A delivery as it arrived: validated (and prepared by its consumer) at once, or found poison. */
+interface Received {
+  message: ConsumeMessage;
+  delivery: Delivery | PoisonMessageError;
+}
+
 interface Worker {
   consumer: Consumer;
   channel: Channel | undefined;
   consumerTag: string | undefined;
-  pending: ConsumeMessage[];
+  pending: Received[];
   /** Messages of the batch being applied (delivered, not yet acknowledged). */
   processing: number;
   timer: NodeJS.Timeout | undefined;
@@ -302,7 +308,17 @@ export class ConsumerRuntime {
   }
 
   #receive(worker: Worker, message: ConsumeMessage): void {
-    worker.pending.push(message);
+    // Validated and prepared now rather than when its batch starts: while a batch's transaction runs,
+    // node would otherwise wait for PostgreSQL with the next batch's deliveries in hand.
+    const delivery = this.#toDelivery(worker.consumer, message);
+    if (!(delivery instanceof PoisonMessageError) && worker.consumer.prepare !== undefined) {
+      try {
+        delivery.prepared = worker.consumer.prepare(delivery);
+      } catch {
+        // Left to apply(), which meets the same error and fails the message as usual.
+      }
+    }
+    worker.pending.push({ message, delivery });
     if (worker.pending.length >= this.#options.batchSize) {
       clearTimeout(worker.timer);
       worker.timer = undefined;
@@ -351,7 +367,7 @@ export class ConsumerRuntime {
       worker.processing = 0;
       if (worker.channel === channel) {
         try {
-          channel.ack(batch[batch.length - 1] as ConsumeMessage, true);
+          channel.ack((batch[batch.length - 1] as Received).message, true);
         } catch {
           // The channel is gone: its deliveries are redelivered, and applied ones de-duplicated.
         }
@@ -364,10 +380,9 @@ export class ConsumerRuntime {
     }
   }
 
-  async #process(worker: Worker, batch: ConsumeMessage[]): Promise<void> {
+  async #process(worker: Worker, batch: Received[]): Promise<void> {
     const valid: Array<{ message: ConsumeMessage; delivery: Delivery }> = [];
-    for (const message of batch) {
-      const delivery = this.#toDelivery(worker.consumer, message);
+    for (const { message, delivery } of batch) {
       if (delivery instanceof PoisonMessageError) {
         worker.counters.poison++;
         await this.#fail(worker, message, delivery, true);
@@ -443,18 +458,9 @@ export class ConsumerRuntime {
     let committed: Delivery[] = [];
     try {
       await client.query('BEGIN');
-      const { rows } = await client.query<{ event_id: string }>(
-        `INSERT INTO consumer_applied_events (consumer, event_id)
-         SELECT $1, id FROM unnest($2::text[]) AS id
-         ON CONFLICT DO NOTHING RETURNING event_id`,
-        [worker.consumer.name, deliveries.map((delivery) => delivery.id)],
-      );
-      const fresh = new Set(rows.map((row) => row.event_id));
-      // Set.delete: an event delivered twice in one batch is applied once.
-      const todo = deliveries.filter((delivery) => fresh.delete(delivery.id));
-      // Self-test events are recorded as applied (and counted in the ledger) with no effect.
-      const effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
-      if (effective.length > 0) await worker.consumer.apply(effective, client);
+      const { todo, effective } = worker.consumer.deduplicates
+        ? await this.#applyDeduplicating(worker.consumer, deliveries, client)
+        : await this.#applyRecorded(worker.consumer, deliveries, client);
       if (todo.length > 0) {
         await addLedgerRows(
           client,
@@ -486,6 +492,59 @@ export class ConsumerRuntime {
         this.#logger.error({ consumer: worker.consumer.name, err: describe(error) }, 'afterCommit failed');
       }
     }
+  }
+
+  /**
+   * The runtime de-duplicates: each id goes into `consumer_applied_events` (`ON CONFLICT DO NOTHING`), and
+   * the consumer applies those that were new. Returns what was applied (`todo`, self-test events included)
+   * and what had an effect.
+   */
+  async #applyRecorded(
+    consumer: Consumer,
+    deliveries: Delivery[],
+    client: pg.PoolClient,
+  ): Promise<{ todo: Delivery[]; effective: Delivery[] }> {
+    const fresh = await recordApplied(client, consumer.name, deliveries);
+    // Set.delete: an event delivered twice in one batch is applied once.
+    const todo = deliveries.filter((delivery) => fresh.delete(delivery.id));
+    // Self-test events are recorded as applied (and counted in the ledger) with no effect.
+    const effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
+    if (effective.length > 0) await consumer.apply(effective, client);
+    return { todo, effective };
+  }
+
+  /**
+   * The consumer de-duplicates in its own table (`deduplicates`): it gets each id of the batch once and
+   * says which it applied. Self-test events, which have no effect to de-duplicate by, are still recorded in
+   * `consumer_applied_events` (where the self-test looks for them).
+   */
+  async #applyDeduplicating(
+    consumer: Consumer,
+    deliveries: Delivery[],
+    client: pg.PoolClient,
+  ): Promise<{ todo: Delivery[]; effective: Delivery[] }> {
+    const ids = new Set<string>();
+    const selfTest: Delivery[] = [];
+    const candidates: Delivery[] = [];
+    for (const delivery of deliveries) {
+      if (ids.has(delivery.id)) continue;
+      ids.add(delivery.id);
+      (delivery.event?.source === 'selftest' ? selfTest : candidates).push(delivery);
+    }
+    let todo: Delivery[] = [];
+    if (selfTest.length > 0) {
+      const fresh = await recordApplied(client, consumer.name, selfTest);
+      todo = selfTest.filter((delivery) => fresh.has(delivery.id));
+    }
+    let effective: Delivery[] = [];
+    if (candidates.length > 0) {
+      const applied = await consumer.apply(candidates, client);
+      if (!Array.isArray(applied)) {
+        throw new TypeError(`consumer ${consumer.name} de-duplicates but did not say what it applied`);
+      }
+      effective = applied;
+    }
+    return { todo: todo.length === 0 ? effective : [...todo, ...effective], effective };
   }
 
   #toDelivery(consumer: Consumer, message: ConsumeMessage): Delivery | PoisonMessageError {
@@ -635,4 +694,19 @@ export class ConsumerRuntime {
 function describe(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.replace(/\/\/([^:/@\s]+):([^@\s]+)@/g, '//$1:***@');
+}
+
+/** Records `deliveries` as applied by `consumer`; returns the ids that were not recorded before. */
+async function recordApplied(
+  client: pg.PoolClient,
+  consumer: string,
+  deliveries: Delivery[],
+): Promise<Set<string>> {
+  const { rows } = await client.query<{ event_id: string }>(
+    `INSERT INTO consumer_applied_events (consumer, event_id)
+     SELECT $1, id FROM unnest($2::text[]) AS id
+     ON CONFLICT DO NOTHING RETURNING event_id`,
+    [consumer, deliveries.map((delivery) => delivery.id)],
+  );
+  return new Set(rows.map((row) => row.event_id));
 }
