@@ -13,8 +13,6 @@ export interface Delivery {
   /** The id the runtime de-duplicates on: the event_id (or, for raw messages, the consumer's `idOf`). */
   id: string;
   content: Buffer;
-  /** What the consumer's `prepare` returned for this delivery (undefined without one). */
-  prepared?: unknown;
   exchange: string;
   routingKey: string;
   redelivered: boolean;
@@ -47,13 +45,6 @@ export interface Consumer {
    * once), and `apply` returns those it applied; the others count as duplicates. @default false
    */
   deduplicates?: boolean;
-  /**
-   * Called for each valid delivery as it arrives, before its batch; what it returns is handed to `apply`
-   * as the delivery's `prepared`. Work that needs no database (nor any other delivery) done here overlaps
-   * the previous batch's transaction. An error it throws is left for `apply` to meet (`prepared` stays
-   * undefined).
-   */
-  prepare?(delivery: Delivery): unknown;
   /**
    * Applies the deliveries not applied before (with `deduplicates`: not known to the runtime as applied),
    * in queue order, in the runtime's transaction (`client`). With `deduplicates` it returns the deliveries

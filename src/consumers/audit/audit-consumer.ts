@@ -17,8 +17,7 @@
  * events are recorded, and chains the others again. An appender of the same event (same model, same
  * chain) holds its head until it commits, so the second one sees its record.
  * Everything a record takes from its event alone (the canonical document but for its place in the chain
- * and its recording time) is worked out as the delivery arrives ({@link prepareAuditRecord}), while the
- * previous batch's transaction runs.
+ * and its recording time) is written once, before the heads are locked.
  * Records of one model are appended in the order their events were consumed: the queue's order, which is
  * the order they were published in (see docs/guides/ordering.md).
  */
@@ -95,7 +94,7 @@ function eventFields(delivery: Delivery): EventFields {
   };
 }
 
-/** What a record takes from its event, worked out once per delivery, before its batch's transaction. */
+/** What a record takes from its event alone. */
 interface PreparedRecord {
   eventId: string;
   chainKey: string;
@@ -103,18 +102,9 @@ interface PreparedRecord {
   open: OpenDocument;
 }
 
-/**
- * Works out what a record takes from its event: the runtime's `prepare`, called as a delivery arrives, so
- * that this work (most of the consumer's CPU time) overlaps the previous batch's transaction.
- */
-export function prepareAuditRecord(delivery: Delivery): PreparedRecord {
-  const fields = eventFields(delivery);
-  const open = openDocument(fields);
-  return { eventId: fields.event_id, chainKey: chainKeyOf(fields.model_id), open };
-}
-
 function preparedRecord(delivery: Delivery): PreparedRecord {
-  return (delivery.prepared as PreparedRecord | undefined) ?? prepareAuditRecord(delivery);
+  const fields = eventFields(delivery);
+  return { eventId: fields.event_id, chainKey: chainKeyOf(fields.model_id), open: openDocument(fields) };
 }
 
 interface ChainState {
@@ -282,7 +272,6 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
     name: 'audit',
     queue: options.queue ?? QUEUES.audit,
     deduplicates: true,
-    prepare: prepareAuditRecord,
     apply: (deliveries, client) => appendAuditRecords(deliveries, client, knownChains),
   };
 }
