@@ -21,11 +21,12 @@
  * and at the maximum `max-connections` connections give. After every bus-on phase the benchmark waits (for
  * `settle-timeout` s at most) until the loss ledger says every event is confirmed and applied by every
  * consumer, then reads from PostgreSQL, for the events emitted in the phase (by their timestamps):
- *   - end-to-end latency per consumer: `consumer_applied_events.applied_at` − the event's timestamp
- *     (`audit_records.occurred_at`, every event of the mix is audited). applied_at is `now()` in the
- *     consumer's transaction, i.e. when the transaction that applied the event began: the commit follows
- *     by that batch's apply time, so these are lower bounds by that much; the event's timestamp is whole
- *     milliseconds (truncated), which adds up to 1 ms;
+ *   - end-to-end latency per consumer: `applied_events.applied_at` (a view: consumer_applied_events, and
+ *     for the audit consumer, which de-duplicates in its own table, audit_records.recorded_at) − the
+ *     event's timestamp (`audit_records.occurred_at`, every event of the mix is audited). applied_at is
+ *     `now()` in the consumer's transaction, i.e. when the transaction that applied the event began: the
+ *     commit follows by that batch's apply time, so these are lower bounds by that much; the event's
+ *     timestamp is whole milliseconds (truncated), which adds up to 1 ms;
  *   - "e2e" latency: per event, the slowest of the consumers it is routed to;
  *   - events/s applied end to end: the phase's events ÷ (the last commit of any of them − phase start), so
  *     a backlog that drains after the load stops counts against it.
@@ -458,7 +459,7 @@ async function phaseLatency(
             max(${latency}) AS max,
             extract(epoch FROM max(c.applied_at)) * 1000 AS last_applied_ms,
             count(*) FILTER (WHERE c.applied_at < $3)::int AS during_load
-       FROM audit_records a JOIN consumer_applied_events c USING (event_id)
+       FROM audit_records a JOIN applied_events c USING (event_id)
       WHERE a.occurred_at >= $1 AND a.occurred_at < $2
       GROUP BY c.consumer ORDER BY c.consumer`,
     [from, to, loadEnd],
@@ -470,7 +471,7 @@ async function phaseLatency(
             percentile_cont(0.99) WITHIN GROUP (ORDER BY l) AS p99,
             max(l) AS max, max(last_ms) AS last_applied_ms, 0 AS during_load
        FROM (SELECT max(${latency}) AS l, extract(epoch FROM max(c.applied_at)) * 1000 AS last_ms
-               FROM audit_records a JOIN consumer_applied_events c USING (event_id)
+               FROM audit_records a JOIN applied_events c USING (event_id)
               WHERE a.occurred_at >= $1 AND a.occurred_at < $2
               GROUP BY a.event_id) per_event`,
     [from, to],
@@ -504,7 +505,7 @@ interface TableChecks {
 
 async function tableChecks(pool: pg.Pool): Promise<TableChecks> {
   const applied = await pool.query<{ consumer: string; n: number }>(
-    'SELECT consumer, count(*)::int AS n FROM consumer_applied_events GROUP BY consumer',
+    'SELECT consumer, count(*)::int AS n FROM applied_events GROUP BY consumer',
   );
   const audit = await pool.query<{ n: number; d: number; q: number }>(
     `SELECT count(*)::int AS n, count(DISTINCT event_id)::int AS d,
@@ -1104,7 +1105,7 @@ async function main(): Promise<number> {
         ],
         ['ledger dropped, unconfirmed', `${ledgerNow.dropped}, ${ledgerNow.unconfirmed}`],
         ...followedLedger.map((c) => [
-          `${c.consumer}: expected / applied / missing; rows in consumer_applied_events`,
+          `${c.consumer}: expected / applied / missing; rows in applied_events`,
           `${formatNumber(c.expected)} / ${formatNumber(c.applied)} / ${c.missing}; ${formatNumber(tablesNow.appliedRows[c.consumer] ?? 0)}`,
         ]),
         [
@@ -1144,7 +1145,7 @@ async function main(): Promise<number> {
     `${settings.quick ? 'QUICK smoke run: ' : ''}${settings.durationS} s per phase; fixed rates ${settings.rates.map((r) => formatNumber(r)).join(', ')} req/s over max(10, rate/100) connections (autocannon overallRate: a per-connection quota per second, so requests come in bursts); max phase ${settings.maxConnections} connections; ${settings.warmupS} s warm-up per API; ${settings.models} seeded models`,
     mixText,
     `system: API = \`telemetry-bus start\` (CONSUMERS=none, RATE_LIMIT_PER_MINUTE=0, LOG_LEVEL=warn), worker = \`telemetry-bus worker --consumers ${consumers.join(',')}\`, separate processes on one database and one RabbitMQ vhost made for the run; bus-off API the same start with TELEMETRY_ENABLED=false on its own database (stopped after its phase)${hasMetrics ? '' : '; this build has no metrics consumer, so metrics.updates was purged after each phase and the metrics queue is not in the raw ceiling'}`,
-    "e2e latency: consumer_applied_events.applied_at − audit_records.occurred_at for the events stamped in the phase; applied_at is now() in the consumer's transaction (its start: the commit follows by the batch's apply time, so these are lower bounds by that much); occurred_at is whole ms, truncated (up to +1 ms)",
+    "e2e latency: applied_events.applied_at (audit: audit_records.recorded_at) − audit_records.occurred_at for the events stamped in the phase; applied_at is now() in the consumer's transaction (its start: the commit follows by the batch's apply time, so these are lower bounds by that much); occurred_at is whole ms, truncated (up to +1 ms)",
     'e2e events/s: the phase\'s events ÷ (last commit of any of them − phase start): a backlog drained after the load stopped counts against it; "drained after" is that last commit − the end of the load',
     `raw ceiling: ${raw === undefined ? 'n/a' : `${formatNumber(raw.published)} messages of the same event types in the same proportions, published for ${settings.rawDurationS} s with confirms through the real topology (quorum queues, persistent), consumed with acks every 100 (multiple) from ${Object.keys(raw.received).join(', ')}; rate = messages ÷ (first publish → last queue fully acknowledged)`}`,
     'CPU: /proc ticks of each process over the load (not the drain); PostgreSQL = backends of the bench database / the whole server (other databases of this shared machine included); "others" = the machine\'s busy cores minus all of these',

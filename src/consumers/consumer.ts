@@ -39,10 +39,20 @@ export interface Consumer {
   /** The de-duplication id of a raw message (with `validate: false`). */
   idOf?: (delivery: Omit<Delivery, 'id' | 'event'>) => string;
   /**
-   * Applies the deliveries not applied before, in queue order, in the runtime's transaction (`client`).
-   * Throw to fail the batch; the runtime then finds the failing message(s) and retries only those.
+   * The consumer de-duplicates by event id in its own effect table (a unique event id written in the same
+   * transaction as the effect): the runtime then records nothing in `consumer_applied_events` for it
+   * (self-test events aside, which have no effect), hands `apply` every delivery of the batch (each id
+   * once), and `apply` returns those it applied; the others count as duplicates. @default false
    */
-  apply(deliveries: Delivery[], client: pg.PoolClient): Promise<void>;
+  deduplicates?: boolean;
+  /**
+   * Applies the deliveries not applied before (with `deduplicates`: not known to the runtime as applied),
+   * in queue order, in the runtime's transaction (`client`). With `deduplicates` it returns the deliveries
+   * it applied. Throw to fail the batch; the runtime then finds the failing message(s) and retries only
+   * those.
+   */
+  // biome-ignore lint/suspicious/noConfusingVoidType: the consumers that do not de-duplicate return nothing.
+  apply(deliveries: Delivery[], client: pg.PoolClient): Promise<void | Delivery[]>;
   /** Called after the transaction committed (side effects that must not run twice, e.g. log lines). */
   afterCommit?(deliveries: Delivery[]): void;
 }

@@ -228,29 +228,86 @@ describe('appending', () => {
     );
   });
 
-  test('duplicates are applied once: redelivered, replayed, or past the de-duplication table', async () => {
+  test('duplicates are applied once: redelivered, replayed, twice in a batch, or already recorded', async () => {
     const events = [updated('dup/model', 1), updated('dup/model', 2), filtered()];
+    const ids = events.map((event) => event.event_id);
+    const before = harness.runtime.status()[0]?.counters.duplicates ?? 0;
     await harness.publish(events);
     await harness.publish(events);
-    await waitForRecords('event_id = ANY($1)', [events.map((event) => event.event_id)], 3);
+    await waitForRecords('event_id = ANY($1)', [ids], 3);
     await harness.waitUntil(
       'duplicates seen',
-      () => (harness.runtime.status()[0]?.counters.duplicates ?? 0) >= 3,
+      () => (harness.runtime.status()[0]?.counters.duplicates ?? 0) >= before + 3,
     );
-    assert.equal(await count('event_id = ANY($1)', [events.map((event) => event.event_id)]), 3);
+    assert.equal(await count('event_id = ANY($1)', [ids]), 3);
 
-    // The runtime's de-duplication table pruned: the consumer itself still refuses to record twice.
-    await pool.query('DELETE FROM consumer_applied_events WHERE event_id = ANY($1)', [
-      events.map((event) => event.event_id),
-    ]);
-    const next = updated('dup/model', 3);
-    await appendDirectly([...events, next]);
-    assert.equal(await count('event_id = ANY($1)', [[...events, next].map((event) => event.event_id)]), 4);
+    // The consumer de-duplicates in audit_records itself: nothing in the runtime's table, and the view of
+    // applied events shows each event once, at its recording time.
+    const runtimeRows = await pool.query(
+      'SELECT count(*)::int AS n FROM consumer_applied_events WHERE event_id = ANY($1)',
+      [ids],
+    );
+    assert.equal(runtimeRows.rows[0].n, 0);
+    const applied = await pool.query(
+      `SELECT v.consumer, v.applied_at = r.recorded_at AS same FROM applied_events v
+         JOIN audit_records r USING (event_id) WHERE v.event_id = ANY($1)`,
+      [ids],
+    );
     assert.deepEqual(
-      (await chain('dup/model')).map((row) => row.sequence),
-      [1, 2, 3],
+      applied.rows,
+      ids.map(() => ({ consumer: 'audit', same: true })),
+    );
+
+    // A batch of recorded events, a second copy of one, and a new one: only the new one is appended, at
+    // the next position of its chain.
+    const next = updated('dup/model', 3);
+    let appended: Delivery[] = [];
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      appended = await appendAuditRecords(
+        [...events, next, events[0] as TelemetryEvent, next].map(deliveryOf),
+        client,
+      );
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    assert.deepEqual(
+      appended.map((delivery) => delivery.id),
+      [next.event_id],
+    );
+    assert.equal(await count('event_id = ANY($1)', [[...ids, next.event_id]]), 4);
+    assert.deepEqual(
+      (await chain('dup/model')).map((row) => [row.chain_position, row.sequence]),
+      [
+        [1, 1],
+        [2, 2],
+        [3, 3],
+      ],
     );
     assert.equal((await verifyAuditTrail(pool)).ok, true);
+  });
+
+  test('self-test events: recorded as applied by the runtime and counted, with no audit record', async () => {
+    const probe = exampleEvent('model.queried', {
+      event_id: randomUUID(),
+      correlation_id: `selftest-${randomUUID()}`,
+      source: 'selftest',
+    });
+    await harness.publish([probe, probe]);
+    await harness.waitUntil('self-test event applied', async () => {
+      const { rows } = await pool.query(
+        "SELECT count(*)::int AS n FROM consumer_applied_events WHERE consumer = 'audit' AND event_id = $1",
+        [probe.event_id],
+      );
+      return rows[0].n === 1;
+    });
+    assert.equal(await count('event_id = $1', [probe.event_id]), 0);
+    const { rows } = await pool.query('SELECT consumer FROM applied_events WHERE event_id = $1', [
+      probe.event_id,
+    ]);
+    assert.deepEqual(rows, [{ consumer: 'audit' }]);
   });
 
   test('concurrent appenders of the same chains never fork them nor deadlock', async () => {

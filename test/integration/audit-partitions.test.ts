@@ -60,7 +60,8 @@ function auditConsumers(): Consumer[] {
             throw new Error(`refused: ${delivery.id}`);
           }
         }
-        await consumer.apply(deliveries, client);
+        // The audit consumer de-duplicates itself: it says which deliveries it applied.
+        return consumer.apply(deliveries, client);
       },
     };
   });

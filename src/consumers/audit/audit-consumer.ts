@@ -4,13 +4,20 @@
  * (the canonical form a hash covers is documented in ./audit-hash.ts; `telemetry-bus audit verify`
  * recomputes it).
  *
- * A batch costs four statements whatever its size, so that the consumer keeps up with the API:
- * 1. skip events already recorded (the runtime's de-duplication normally catches them; this guards the
- *    chain if its table was pruned);
- * 2. lock the head of every chain the batch touches (creating missing ones) in chain-key order, so two
- *    consumers appending at once wait for each other per chain and cannot deadlock (two statements);
+ * A batch costs three statements whatever its size (four when it opens chains not seen before), so that
+ * the consumer keeps up with the API:
+ * 1. lock the head of every chain the batch touches, in chain-key order, so that two consumers appending
+ *    at once wait for each other per chain and cannot deadlock (creating missing heads first);
+ * 2. a savepoint;
  * 3. hash the records in batch order in memory, then insert them all and move the heads in one statement
- *    (`jsonb_to_recordset`).
+ *    (`jsonb_to_recordset` of the records' canonical documents: the text hashed is the text inserted).
+ * The consumer de-duplicates in its own table (`audit_records.event_id` is unique), in the transaction
+ * that appends, so the runtime records nothing in `consumer_applied_events` for it: when the insert meets
+ * an event recorded already (a redelivery, a replay), the batch rolls back to the savepoint, reads which
+ * events are recorded, and chains the others again. An appender of the same event (same model, same
+ * chain) holds its head until it commits, so the second one sees its record.
+ * Everything a record takes from its event alone (the canonical document but for its place in the chain
+ * and its recording time) is written once, before the heads are locked.
  * Records of one model are appended in the order their events were consumed: the queue's order, which is
  * the order they were published in (see docs/guides/ordering.md).
  */
@@ -23,7 +30,10 @@ import {
   canonicalEventTimestamp,
   canonicalTimestamp,
   chainKeyOf,
-  recordHash,
+  documentHash,
+  documentText,
+  type OpenDocument,
+  openDocument,
 } from './audit-hash.ts';
 
 /** The fields of a record that come from its event alone. */
@@ -84,42 +94,71 @@ function eventFields(delivery: Delivery): EventFields {
   };
 }
 
+/** What a record takes from its event alone. */
+interface PreparedRecord {
+  eventId: string;
+  chainKey: string;
+  /** The canonical document but for chain_position and recorded_at: hashed, and inserted as it is. */
+  open: OpenDocument;
+}
+
+function preparedRecord(delivery: Delivery): PreparedRecord {
+  const fields = eventFields(delivery);
+  return { eventId: fields.event_id, chainKey: chainKeyOf(fields.model_id), open: openDocument(fields) };
+}
+
 interface ChainState {
   position: number;
   hash: Buffer;
 }
 
-/** Locks (creating if missing) the heads of `chainKeys`; returns them and the transaction's time. */
+/**
+ * Locks the heads of `chainKeys` (creating missing ones), in chain-key order, so that consumers appending
+ * at once wait for each other per chain and cannot deadlock; returns them and the transaction's time.
+ * `existing` holds keys whose head was seen before: when every key is in it, the creating INSERT is left
+ * out (heads are never deleted; a stale entry — a head whose creation was rolled back, another database —
+ * only costs a second try).
+ */
 async function lockHeads(
   client: pg.PoolClient,
   chainKeys: string[],
+  existing: Set<string>,
 ): Promise<{ heads: Map<string, ChainState>; now: Date }> {
-  // Both statements go in chain-key order, so consumers appending at once cannot deadlock. The INSERT
-  // writes nothing for heads that exist (it waits only for another transaction creating the same one);
-  // the SELECT, a statement of its own so that it sees heads created meanwhile, locks them all without
-  // writing a new row version (DO UPDATE would, doubling the heads' churn).
-  await client.query(
-    `INSERT INTO audit_chain_heads (chain_key)
-     SELECT key FROM unnest($1::text[]) AS key ORDER BY key COLLATE "C"
-     ON CONFLICT (chain_key) DO NOTHING`,
-    [chainKeys],
-  );
-  const { rows } = await client.query<{
-    chain_key: string;
-    last_position: string | number;
-    last_hash: Buffer;
-    now: Date;
-  }>(
-    `SELECT chain_key, last_position, last_hash, now() AS now FROM audit_chain_heads
-      WHERE chain_key = ANY($1::text[]) ORDER BY chain_key FOR UPDATE`,
-    [chainKeys],
-  );
+  const lock = async (create: boolean) => {
+    // The INSERT writes nothing for heads that exist (it waits only for another transaction creating the
+    // same one); the SELECT, a statement of its own so that it sees heads created meanwhile, locks them all
+    // without writing a new row version (DO UPDATE would, doubling the heads' churn).
+    if (create) {
+      await client.query({
+        name: 'audit.create-heads',
+        text: `INSERT INTO audit_chain_heads (chain_key)
+               SELECT key FROM unnest($1::text[]) AS key ORDER BY key COLLATE "C"
+               ON CONFLICT (chain_key) DO NOTHING`,
+        values: [chainKeys],
+      });
+    }
+    return client.query<{ chain_key: string; last_position: string | number; last_hash: Buffer; now: Date }>({
+      name: 'audit.lock-heads',
+      text: `SELECT chain_key, last_position, last_hash, now() AS now FROM audit_chain_heads
+              WHERE chain_key = ANY($1::text[]) ORDER BY chain_key FOR UPDATE`,
+      values: [chainKeys],
+    });
+  };
+  let { rows } = await lock(chainKeys.some((key) => !existing.has(key)));
+  if (rows.length < chainKeys.length) ({ rows } = await lock(true));
+  if (rows.length < chainKeys.length) throw new Error('audit chain heads missing after creating them');
+  for (const row of rows) existing.add(row.chain_key);
   const heads = new Map(
     rows.map((row) => [row.chain_key, { position: Number(row.last_position), hash: row.last_hash }]),
   );
   return { heads, now: (rows[0] as { now: Date }).now };
 }
 
+/**
+ * One statement inserts the records and moves the heads. The records come as one JSON array whose
+ * objects are the records' canonical documents (the text their hash covers) with `n`, `prev_hash` and
+ * `hash` added: node serialises nothing twice.
+ */
 const INSERT_RECORDS = `
   WITH inserted AS (
     INSERT INTO audit_records (event_id, event_type, model_id, chain_position, correlation_id, user_id,
@@ -139,34 +178,82 @@ const INSERT_RECORDS = `
             FROM inserted ORDER BY chain_key, chain_position DESC) l
    WHERE h.chain_key = l.chain_key`;
 
-/** Appends a batch of events to the audit trail, inside the runtime's transaction. */
-export async function appendAuditRecords(deliveries: Delivery[], client: pg.PoolClient): Promise<void> {
-  const candidates = deliveries.map(eventFields);
+/** A unique violation of `audit_records.event_id`: an event of the batch is in the trail already. */
+function isRecordedAlready(error: unknown): boolean {
+  const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };
+  return code === '23505' && constraint === 'audit_records_event_id_key';
+}
+
+/**
+ * Chains the records onto the heads (in batch order, skipping `recorded` events and second copies) and
+ * inserts them; returns the deliveries inserted. `heads` is left as it was.
+ */
+async function insertRecords(
+  client: pg.PoolClient,
+  deliveries: Delivery[],
+  records: PreparedRecord[],
+  lockedHeads: Map<string, ChainState>,
+  recordedAt: string,
+  recorded: Set<string>,
+): Promise<Delivery[]> {
+  const heads = new Map([...lockedHeads].map(([key, head]) => [key, { ...head }]));
+  const seen = new Set(recorded);
+  const appended: Delivery[] = [];
+  const parts: string[] = [];
+  for (let index = 0; index < records.length; index++) {
+    const record = records[index] as PreparedRecord;
+    if (seen.has(record.eventId)) continue;
+    seen.add(record.eventId);
+    const head = heads.get(record.chainKey) as ChainState;
+    const position = head.position + 1;
+    const document = documentText(record.open, position, recordedAt);
+    const hash = documentHash(head.hash, document);
+    // The document without its opening brace: `"chain_position":…}`.
+    parts.push(
+      `{"n":${index},"prev_hash":"${head.hash.toString('hex')}","hash":"${hash.toString('hex')}",${document.slice(1)}`,
+    );
+    head.position = position;
+    head.hash = hash;
+    appended.push(deliveries[index] as Delivery);
+  }
+  if (appended.length > 0) {
+    await client.query({ name: 'audit.insert', text: INSERT_RECORDS, values: [`[${parts.join(',')}]`] });
+  }
+  return appended;
+}
+
+/**
+ * Appends the deliveries' events to the audit trail, inside the caller's transaction, and returns those
+ * it appended: an event already in the trail (a redelivery, a replay, the same event twice in the batch)
+ * is skipped. The trail's unique `event_id` finds those: the records are inserted within a savepoint,
+ * and only when that meets an event recorded already (rare) does the batch read which ones, roll back to
+ * the savepoint and chain the others again — rather than every batch probing the index for every event.
+ * Safe against a concurrent appender of the same events: both hold the heads of the event's chain in
+ * turn, so the second sees the first's record (committed) or none.
+ */
+export async function appendAuditRecords(
+  deliveries: Delivery[],
+  client: pg.PoolClient,
+  knownChains: Set<string> = new Set(),
+): Promise<Delivery[]> {
+  if (deliveries.length === 0) return [];
+  const records = deliveries.map(preparedRecord);
+  const chainKeys = [...new Set(records.map((record) => record.chainKey))];
+  const { heads, now } = await lockHeads(client, chainKeys, knownChains);
+  const recordedAt = canonicalTimestamp(now);
+  await client.query('SAVEPOINT audit_append');
+  try {
+    return await insertRecords(client, deliveries, records, heads, recordedAt, new Set());
+  } catch (error) {
+    if (!isRecordedAlready(error)) throw error;
+  }
+  await client.query('ROLLBACK TO SAVEPOINT audit_append');
   const { rows: known } = await client.query<{ event_id: string }>(
     'SELECT event_id FROM audit_records WHERE event_id = ANY($1::text[])',
-    [candidates.map((fields) => fields.event_id)],
+    [records.map((record) => record.eventId)],
   );
   const recorded = new Set(known.map((row) => row.event_id));
-  const fresh = candidates.filter((fields) => !recorded.has(fields.event_id));
-  if (fresh.length === 0) return;
-
-  const chainKeys = [...new Set(fresh.map((fields) => chainKeyOf(fields.model_id)))];
-  const { heads, now } = await lockHeads(client, chainKeys);
-  const recordedAt = canonicalTimestamp(now);
-  const rows = fresh.map((fields, index) => {
-    const head = heads.get(chainKeyOf(fields.model_id)) as ChainState;
-    const record: AuditRecordFields = {
-      ...fields,
-      chain_position: head.position + 1,
-      recorded_at: recordedAt,
-    };
-    const hash = recordHash(head.hash, record);
-    const row = { ...record, n: index, prev_hash: head.hash.toString('hex'), hash: hash.toString('hex') };
-    head.position = record.chain_position;
-    head.hash = hash;
-    return row;
-  });
-  await client.query(INSERT_RECORDS, [JSON.stringify(rows)]);
+  return insertRecords(client, deliveries, records, heads, recordedAt, recorded);
 }
 
 export interface AuditConsumerOptions {
@@ -174,11 +261,17 @@ export interface AuditConsumerOptions {
   queue?: string;
 }
 
-/** The audit consumer of `audit.trail` (or of one of its partitions). */
+/**
+ * The audit consumer of `audit.trail` (or of one of its partitions). It de-duplicates in its own table
+ * (`audit_records.event_id` is unique), so the runtime records nothing in `consumer_applied_events` for it.
+ */
 export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
+  // Chains whose head this consumer has seen: their creating INSERT is left out.
+  const knownChains = new Set<string>();
   return {
     name: 'audit',
     queue: options.queue ?? QUEUES.audit,
-    apply: appendAuditRecords,
+    deduplicates: true,
+    apply: (deliveries, client) => appendAuditRecords(deliveries, client, knownChains),
   };
 }

@@ -114,6 +114,60 @@ export function hashedDocument(fields: AuditRecordFields): AuditRecordFields {
   };
 }
 
+/**
+ * A record's canonical document with its two per-transaction members left open: everything but
+ * `chain_position` and `recorded_at`, written once per event (it can be, before its batch's transaction
+ * knows where in the chain the record goes and when it is recorded). {@link documentText} completes it;
+ * the result is exactly `canonicalJson(hashedDocument(fields))`.
+ */
+export interface OpenDocument {
+  /** From the member after `chain_position` to the opening quote of `recorded_at`'s value. */
+  readonly middle: string;
+  /** From the closing quote of `recorded_at`'s value to the end. */
+  readonly tail: string;
+}
+
+/** `,"key":value` in canonical form, or nothing for an undefined value (as canonicalJson leaves it out). */
+function member(key: string, value: unknown): string {
+  return value === undefined ? '' : `,"${key}":${canonicalJson(value)}`;
+}
+
+/**
+ * The document of `fields` with `chain_position` and `recorded_at` open. The members are written in
+ * the canonical (sorted) order by hand: chain_position, correlation_id, envelope, event_id, event_type,
+ * model_id, occurred_at, recorded_at, sequence, user_id — the unit tests hold it to canonicalJson.
+ */
+export function openDocument(
+  fields: Omit<AuditRecordFields, 'chain_position' | 'recorded_at'>,
+): OpenDocument {
+  return {
+    middle:
+      member('correlation_id', fields.correlation_id) +
+      member('envelope', fields.envelope) +
+      member('event_id', fields.event_id) +
+      member('event_type', fields.event_type) +
+      member('model_id', fields.model_id) +
+      member('occurred_at', fields.occurred_at) +
+      ',"recorded_at":"',
+    tail: `"${member('sequence', fields.sequence)}${member('user_id', fields.user_id)}}`,
+  };
+}
+
+/**
+ * The canonical document of a record from its open document, its place in the chain and its canonical
+ * `recorded_at` (which, as canonicalTimestamp writes it, needs no escaping).
+ */
+export function documentText(open: OpenDocument, chainPosition: number, recordedAt: string): string {
+  if (!Number.isSafeInteger(chainPosition)) throw new RangeError('chain_position must be an integer');
+  return `{"chain_position":${chainPosition}${open.middle}${recordedAt}${open.tail}`;
+}
+
+/** SHA-256 over the previous record's hash and a canonical document (as {@link documentText} writes it). */
+export function documentHash(prevHash: Buffer, document: string): Buffer {
+  if (prevHash.length !== 32) throw new RangeError('prev_hash must be 32 bytes');
+  return createHash('sha256').update(prevHash).update(document, 'utf8').digest();
+}
+
 /** SHA-256 over the previous record's hash and this record's canonical document. */
 export function recordHash(prevHash: Buffer, fields: AuditRecordFields): Buffer {
   if (prevHash.length !== 32) throw new RangeError('prev_hash must be 32 bytes');

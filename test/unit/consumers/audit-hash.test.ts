@@ -12,9 +12,12 @@ import {
   canonicalJson,
   canonicalTimestamp,
   chainKeyOf,
+  documentHash,
+  documentText,
   GENESIS_HASH,
   GLOBAL_CHAIN_KEY,
   hashedDocument,
+  openDocument,
   recordHash,
 } from '../../../src/consumers/audit/audit-hash.ts';
 import { MODEL_ID_PATTERN } from '../../../src/registry/model-schemas.ts';
@@ -141,6 +144,61 @@ describe('recordHash', () => {
 
   test('refuses a previous hash that is not 32 bytes', () => {
     assert.throws(() => recordHash(Buffer.alloc(31), fields()), RangeError);
+  });
+});
+
+describe('openDocument and documentText: the document written once per event, completed per record', () => {
+  const cases: Array<[string, AuditRecordFields]> = [
+    ['a model event', fields()],
+    ['no model, no user, no sequence', fields({ model_id: null, user_id: null, sequence: null })],
+    [
+      'strings that need escaping, and keys that sort by code unit',
+      fields({
+        correlation_id: 'req-"quoted"\\\n',
+        envelope: { é: 1, B: [true, null, 1.5e-7], a: { '\u2028': 'x\u0001', b: '' } },
+      }),
+    ],
+    ['a large chain position', fields({ chain_position: 9_007_199_254_740_991 })],
+    ...(['model.queried', 'filter.executed', 'api.error', 'dlq.replayed'] as const).map(
+      (type): [string, AuditRecordFields] => {
+        const event = exampleEvent(type);
+        return [
+          type,
+          fields({
+            event_id: event.event_id,
+            event_type: event.event_type,
+            model_id: ((event.data as { model_id?: string }).model_id ?? null) as string | null,
+            correlation_id: event.correlation_id,
+            user_id: event.user_id,
+            envelope: event as unknown as Record<string, unknown>,
+          }),
+        ];
+      },
+    ),
+  ];
+  for (const [name, record] of cases) {
+    test(`is exactly the canonical document: ${name}`, () => {
+      const { chain_position, recorded_at, ...rest } = record;
+      const text = documentText(openDocument(rest), chain_position, recorded_at);
+      assert.equal(text, canonicalJson(hashedDocument(record)));
+      assert.deepEqual(documentHash(GENESIS_HASH, text), recordHash(GENESIS_HASH, record));
+    });
+  }
+
+  test('leaves out an undefined member, as canonicalJson does', () => {
+    const record = { ...fields(), user_id: undefined } as unknown as AuditRecordFields;
+    const { chain_position, recorded_at, ...rest } = record;
+    assert.equal(
+      documentText(openDocument(rest), chain_position, recorded_at),
+      canonicalJson(hashedDocument(record)),
+    );
+  });
+
+  test('refuses a chain position that is not an integer, and a previous hash that is not 32 bytes', () => {
+    const { chain_position, recorded_at, ...rest } = fields();
+    void chain_position;
+    assert.throws(() => documentText(openDocument(rest), 1.5, recorded_at), RangeError);
+    assert.throws(() => documentHash(Buffer.alloc(31), '{}'), RangeError);
   });
 });
 
