@@ -72,11 +72,11 @@ const SIZE = {
   cutEveryS: 5,
   alarmS: FULL ? 60 : 8,
   apiLoadBeforeKillS: FULL ? 10 : 4,
-  postgresDownS: FULL ? 60 : 8,
+  postgresDownS: FULL ? 60 : 30,
   spoolRequests: FULL ? 6000 : 2500,
   floodEvents: FULL ? 20_000 : 3000,
   orderingModels: 100,
-  orderingUpdates: FULL ? 600 : 20,
+  orderingUpdates: FULL ? 600 : 50,
   /** Deadline for every event to be applied once the fault is over, in s. */
   settleS: FULL ? 300 : 120,
 };
@@ -382,7 +382,7 @@ scenario(5, `memory alarm (publishing blocked) for ${SIZE.alarmS} s`, async (t) 
       },
     );
     system.startWorker();
-    await waitForConsumers(system.bus);
+    await waitForConsumers(system.workers);
     await sleep(SIZE.alarmS * 1000);
     drained = Number(
       (await system.pool.query<{ n: string }>('SELECT count(*) AS n FROM audit_records')).rows[0]?.n,

@@ -9,7 +9,6 @@ import { once } from 'node:events';
 import pg from 'pg';
 import { type BusEnvironment, createBusEnvironment, createTestDatabase } from '../../helper.ts';
 import { type ApiProcess, startApiProcess } from '../api-process.ts';
-import { queueStats } from '../rabbitmq-vhost.ts';
 import { startTcpProxy, type TcpProxy } from '../tcp-proxy.ts';
 import { waitUntil } from '../wait-until.ts';
 import { startWorkerProcess, type WorkerProcess } from '../worker-process.ts';
@@ -96,7 +95,7 @@ export async function startSystem(teardown: Teardown, options: SystemOptions = {
   const key = api.adminKey;
   if (key === undefined) throw new Error(`the first start printed no admin key:\n${api.output()}`);
   // Every work queue has its consumer before the load starts.
-  if (workers.length > 0) await waitForConsumers(bus);
+  await waitForConsumers(workers);
 
   let stopped: Promise<void> | undefined;
   const system: SystemUnderTest = {
@@ -136,14 +135,16 @@ export async function startSystem(teardown: Teardown, options: SystemOptions = {
   return system;
 }
 
-/** Resolves once a worker consumes (every worker subscribes to every queue at once). */
-export async function waitForConsumers(bus: BusEnvironment): Promise<void> {
+/**
+ * Resolves once every worker started so far says it is consuming (subscribed to every queue). Its log
+ * line, not the management API's consumer count, which lags by up to its 5 s statistics interval.
+ */
+export async function waitForConsumers(workers: readonly WorkerProcess[]): Promise<void> {
   await waitUntil(
     'the workers to subscribe',
-    async () =>
-      (await queueStats(bus.vhost.managementUrl, bus.vhost.vhost, 'metrics.updates')).consumers >= 1,
+    () => workers.every((worker) => worker.output().includes('telemetry-bus worker consuming')),
     60_000,
-    { intervalMs: 200, ignoreErrors: true },
+    { intervalMs: 50 },
   );
 }
 
