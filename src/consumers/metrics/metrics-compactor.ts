@@ -16,6 +16,7 @@ import type pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
 import { LogLinearHistogram } from '../../metrics/log-linear-histogram.ts';
 import { GRANULARITY_MS, type Granularity } from '../../metrics/metrics-granularity.ts';
+import { PeriodicTask } from '../periodic-task.ts';
 import {
   bucketStartOf,
   minuteOfHour,
@@ -89,9 +90,7 @@ export class MetricsCompactor {
   readonly #pool: pg.Pool;
   readonly #options: Required<Omit<MetricsCompactionOptions, 'logger'>>;
   readonly #logger: PublisherLogger | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<unknown> | undefined;
-  #stopped = false;
+  readonly #schedule: PeriodicTask;
 
   constructor(pool: pg.Pool, options: MetricsCompactionOptions = {}) {
     this.#pool = pool;
@@ -101,34 +100,25 @@ export class MetricsCompactor {
       ...METRICS_COMPACTION_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     };
+    this.#schedule = new PeriodicTask(async () => {
+      try {
+        await this.compact();
+      } catch (error) {
+        this.#logger?.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'compacting the metrics failed; trying again at the next interval',
+        );
+      }
+    }, this.#options.intervalMs);
   }
 
   /** Compacts now and then every `intervalMs`, until {@link stop}. A failed run is logged and retried next time. */
   start(): void {
-    if (this.#timer !== undefined || this.#stopped) return;
-    const run = () => {
-      if (this.#running !== undefined) return;
-      this.#running = this.compact()
-        .catch((error: unknown) => {
-          this.#logger?.warn(
-            { err: error instanceof Error ? error.message : String(error) },
-            'compacting the metrics failed; trying again at the next interval',
-          );
-        })
-        .finally(() => {
-          this.#running = undefined;
-        });
-    };
-    run();
-    this.#timer = setInterval(run, this.#options.intervalMs);
-    this.#timer.unref();
+    this.#schedule.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+    await this.#schedule.stop();
   }
 
   /** Compacts every minute that ended `lagMs` or more before `now`. */
@@ -141,7 +131,7 @@ export class MetricsCompactor {
       if (step.minuteRows === undefined) return result;
       result.minuteRows += step.minuteRows;
       result.steps++;
-      if (step.watermark >= target || this.#stopped) return result;
+      if (step.watermark >= target || this.#schedule.stopped) return result;
     }
   }
 

@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
 import { GRANULARITIES, GRANULARITY_MS } from '../../metrics/metrics-granularity.ts';
+import { PeriodicTask } from '../periodic-task.ts';
 
 export interface MetricsRetentionOptions {
   /** Raw events (`metrics_events`) are kept this many days after their timestamp. @default 7 */
@@ -39,9 +40,7 @@ export class MetricsPruner {
   readonly #pool: pg.Pool;
   readonly #options: Required<Omit<MetricsRetentionOptions, 'logger'>>;
   readonly #logger: PublisherLogger | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<unknown> | undefined;
-  #stopped = false;
+  readonly #schedule: PeriodicTask;
 
   constructor(pool: pg.Pool, options: MetricsRetentionOptions = {}) {
     this.#pool = pool;
@@ -51,35 +50,28 @@ export class MetricsPruner {
       ...METRICS_RETENTION_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     };
+    this.#schedule = new PeriodicTask(async () => {
+      try {
+        const result = await this.prune();
+        if (result.rawEvents + result.rollups + result.totals > 0) {
+          this.#logger?.info({ pruned: result }, 'pruned metrics past their retention');
+        }
+      } catch (error) {
+        this.#logger?.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'pruning the metrics failed; trying again at the next interval',
+        );
+      }
+    }, this.#options.intervalMs);
   }
 
   /** Prunes now and then every `intervalMs`, until {@link stop}. A failed run is logged and retried next time. */
   start(): void {
-    if (this.#timer !== undefined || this.#stopped) return;
-    const run = () => {
-      this.#running = this.prune()
-        .then((result) => {
-          if (result.rawEvents + result.rollups + result.totals > 0) {
-            this.#logger?.info({ pruned: result }, 'pruned metrics past their retention');
-          }
-        })
-        .catch((error: unknown) => {
-          this.#logger?.warn(
-            { err: error instanceof Error ? error.message : String(error) },
-            'pruning the metrics failed; trying again at the next interval',
-          );
-        });
-    };
-    run();
-    this.#timer = setInterval(run, this.#options.intervalMs);
-    this.#timer.unref();
+    this.#schedule.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+    await this.#schedule.stop();
   }
 
   /** Deletes what is past its retention, as of `now`. */
@@ -113,7 +105,7 @@ export class MetricsPruner {
   ): Promise<number> {
     let deleted = 0;
     for (;;) {
-      if (this.#stopped && deleted > 0) return deleted;
+      if (this.#schedule.stopped && deleted > 0) return deleted;
       const result = await this.#pool.query(
         `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${where} LIMIT $2))`,
         [cutoff.toISOString(), this.#options.chunkRows, ...rest],

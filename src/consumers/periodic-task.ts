@@ -1,0 +1,50 @@
+/**
+ * A background job on a timer — the metrics pruner and compactor — run in the process that runs the
+ * consumers: at start, then every interval, never two runs at once (a run longer than the interval makes
+ * the next tick a no-op), and stop() waits for the run in progress.
+ */
+export class PeriodicTask {
+  readonly #task: () => Promise<void>;
+  readonly #intervalMs: number;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = false;
+
+  /**
+   * @param task one run; it reports its own failures (a rejection is swallowed: the next tick retries).
+   * @param intervalMs time between two runs, in ms.
+   */
+  constructor(task: () => Promise<void>, intervalMs: number) {
+    this.#task = task;
+    this.#intervalMs = intervalMs;
+  }
+
+  /** Whether stop() was called: a long run checks it between steps, to end early. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /** Runs now and then every interval, until {@link stop}. */
+  start(): void {
+    if (this.#timer !== undefined || this.#stopped) return;
+    const run = () => {
+      if (this.#running !== undefined) return;
+      this.#running = this.#task()
+        .catch(() => {})
+        .finally(() => {
+          this.#running = undefined;
+        });
+    };
+    run();
+    this.#timer = setInterval(run, this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Stops the timer and waits for the run in progress. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+}
