@@ -16,11 +16,11 @@ import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
 import { connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
-import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, QUEUES } from '../../src/bus/topology.ts';
 import { MetricsCompactor } from '../../src/consumers/metrics/metrics-compactor.ts';
 import { createBusEnvironment, createTestDatabase } from '../helper.ts';
 import { exampleEvent } from '../support/event-examples.ts';
+import { publishEvents } from '../support/publish-events.ts';
 import { queueStats } from '../support/rabbitmq-vhost.ts';
 import { waitUntil } from '../support/wait-until.ts';
 import { startWorkerProcess } from '../support/worker-process.ts';
@@ -40,25 +40,7 @@ after(() => publisher.close().catch(() => {}));
 await applyTopology(publisher, buildTopology());
 const channel = await publisher.createConfirmChannel();
 
-async function publish(events: TelemetryEvent[]): Promise<void> {
-  for (const event of events) {
-    const record = encodeRecord(
-      {
-        eventType: event.event_type,
-        eventId: event.event_id,
-        correlationId: event.correlation_id,
-        timestampMs: Date.parse(event.timestamp),
-        source: event.source,
-        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-        modelId: (event.data as { model_id?: string }).model_id ?? '',
-      },
-      JSON.stringify(event),
-    );
-    const message = toOutboundMessage(Buffer.from(record));
-    channel.publish(message.exchange, message.routingKey, message.body, message.options);
-  }
-  await channel.waitForConfirms();
-}
+const publish = (events: TelemetryEvent[]) => publishEvents(channel, events);
 
 /** 20,000 events over the last hour: reads, errors and other requests, each type's count known. */
 function workload(): { events: TelemetryEvent[]; byType: Map<string, number>; errors: number } {

@@ -3,12 +3,10 @@
  * restart on the same data directory — with its output kept for assertions, and killed after the test
  * file if still running.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { after } from 'node:test';
+import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { spawnCli } from './cli-process.ts';
 
-const CLI = fileURLToPath(new URL('../../bin/telemetry-bus.js', import.meta.url));
 /** How the first start of a database prints the admin key it made (indented on a line of its own). */
 const ADMIN_KEY_LINE = /^ {4}(tb_[A-Za-z0-9_-]{43})$/m;
 
@@ -32,28 +30,16 @@ export async function startApiProcess(
   env: Record<string, string>,
   options: ApiProcessOptions = {},
 ): Promise<ApiProcess> {
-  const child = spawn(process.execPath, [CLI, 'start'], {
-    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output += chunk;
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
+  const { child, output } = spawnCli(['start'], { PORT: '0', ...env });
   const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
   for (;;) {
-    const url = /"url":"(http:[^"]+)"/.exec(output)?.[1];
+    const url = /"url":"(http:[^"]+)"/.exec(output())?.[1];
     if (url !== undefined) {
-      return { child, url, adminKey: ADMIN_KEY_LINE.exec(output)?.[1], output: () => output };
+      return { child, url, adminKey: ADMIN_KEY_LINE.exec(output())?.[1], output };
     }
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`the API did not start:\n${output}`);
+      throw new Error(`the API did not start:\n${output()}`);
     }
     await sleep(50);
   }
