@@ -64,19 +64,19 @@ const SIZE = {
   /** Requests per second of the background load. */
   rate: FULL ? 300 : 150,
   /** Load before a fault is injected, in s. */
-  warmupS: 3,
-  brokerKilledS: FULL ? 20 : 5,
-  brokerStoppedS: FULL ? 60 : 8,
+  warmupS: 2,
+  brokerKilledS: FULL ? 20 : 3,
+  brokerStoppedS: FULL ? 60 : 5,
   blackholeS: FULL ? 30 : 16,
-  cutsForS: FULL ? 120 : 20,
+  cutsForS: FULL ? 120 : 15,
   cutEveryS: 5,
-  alarmS: FULL ? 60 : 8,
+  alarmS: FULL ? 60 : 6,
   apiLoadBeforeKillS: FULL ? 10 : 4,
-  postgresDownS: FULL ? 60 : 30,
+  postgresDownS: FULL ? 60 : 10,
   spoolRequests: FULL ? 6000 : 2500,
   floodEvents: FULL ? 20_000 : 3000,
   orderingModels: 100,
-  orderingUpdates: FULL ? 600 : 50,
+  orderingUpdates: FULL ? 600 : 25,
   /** Deadline for every event to be applied once the fault is over, in s. */
   settleS: FULL ? 300 : 120,
 };
