@@ -71,6 +71,17 @@ export const minuteOfHour = (ms: number): number =>
 export const newMinuteRequests = (granularity: Granularity): number[] | null =>
   granularity === '1h' ? new Array<number>(60).fill(0) : null;
 
+/** An empty totals row of one bucket, to add events (the consumer) or minutes (the compactor) to. */
+export const newTotalsRow = (granularity: Granularity, start: number): TotalsRow => ({
+  granularity,
+  bucketStart: new Date(start).toISOString(),
+  requests: 0,
+  errors: 0,
+  requestLatency: new LogLinearHistogram(),
+  processingLatency: new LogLinearHistogram(),
+  minuteRequests: newMinuteRequests(granularity),
+});
+
 /** What a batch adds: raw facts in batch order, rollup and totals rows sorted by key. */
 export interface MetricsAggregate {
   facts: MetricsFact[];
@@ -229,15 +240,7 @@ function addFact(
   const minute = granularity === '1h' ? minuteOfHour(fact.occurredAt) : -1;
   if (row.minuteRequests !== null) row.minuteRequests[minute] = (row.minuteRequests[minute] as number) + 1;
 
-  const total = totals.get([granularity, start], () => ({
-    granularity,
-    bucketStart: new Date(start).toISOString(),
-    requests: 0,
-    errors: 0,
-    requestLatency: new LogLinearHistogram(),
-    processingLatency: new LogLinearHistogram(),
-    minuteRequests: newMinuteRequests(granularity),
-  }));
+  const total = totals.get([granularity, start], () => newTotalsRow(granularity, start));
   total.requests++;
   if (statusClass >= 4) total.errors++;
   total.requestLatency.record(fact.requestDurationMs);

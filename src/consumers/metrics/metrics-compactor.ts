@@ -21,6 +21,7 @@ import {
   bucketStartOf,
   minuteOfHour,
   newMinuteRequests,
+  newTotalsRow,
   type RollupRow,
   Rows,
   type TotalsRow,
@@ -243,15 +244,7 @@ export function foldTotals(minutes: readonly MinuteTotalsRow[]): TotalsRow[] {
     const processingLatency = LogLinearHistogram.fromPacked(minute.processing_latency);
     for (const granularity of COARSER) {
       const start = bucketStartOf(minute.bucket_start.getTime(), granularity);
-      const row = rows.get([granularity, start], () => ({
-        granularity,
-        bucketStart: new Date(start).toISOString(),
-        requests: 0,
-        errors: 0,
-        requestLatency: new LogLinearHistogram(),
-        processingLatency: new LogLinearHistogram(),
-        minuteRequests: newMinuteRequests(granularity),
-      }));
+      const row = rows.get([granularity, start], () => newTotalsRow(granularity, start));
       addMinute(row, minute.bucket_start, Number(minute.requests));
       row.requests += Number(minute.requests);
       row.errors += Number(minute.errors);
