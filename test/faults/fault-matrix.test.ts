@@ -79,6 +79,8 @@ const SIZE = {
   orderingUpdates: FULL ? 600 : 25,
   /** Deadline for every event to be applied once the fault is over, in s. */
   settleS: FULL ? 300 : 120,
+  /** Deadline for a whole scenario, teardown included, in s: a hang fails it instead of stalling the run. */
+  scenarioS: FULL ? 1200 : 300,
 };
 
 const report = new MatrixReport(MODE);
@@ -92,7 +94,10 @@ type Outcome = Omit<MatrixRow, 'number' | 'scenario' | 'passed'>;
 
 /** Runs scenario `n` unless filtered out, records its row (also when it fails), and asserts it. */
 function scenario(n: number, title: string, body: (t: TestContext) => Promise<Outcome>): void {
-  test(`${n}. ${title}`, { skip: ONLY.size > 0 && !ONLY.has(n) }, async (t) => {
+  test(`${n}. ${title}`, {
+    skip: ONLY.size > 0 && !ONLY.has(n),
+    timeout: SIZE.scenarioS * 1000,
+  }, async (t) => {
     let outcome: Outcome | undefined;
     try {
       outcome = await body(t);

@@ -18,7 +18,7 @@ import {
   type Teardown,
   waitForQueueStats,
 } from '../support/rabbitmq-vhost.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { resetSocket, startTcpProxy } from '../support/tcp-proxy.ts';
 
 const BROKER = new URL(TEST_RABBITMQ_URL);
 const BROKER_PORT = Number(BROKER.port || 5672);
@@ -361,4 +361,24 @@ test('tcp-proxy blackhole stops traffic without closing, and heartbeats notice',
     }),
     /ECONNREFUSED/,
   );
+});
+
+test('resetSocket closes a socket whose FIN is still being sent (resetAndDestroy would never emit close)', async (t) => {
+  const server = net.createServer((peer) => {
+    peer.on('error', () => {});
+    peer.resume();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const socket = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1' });
+  socket.on('error', () => {});
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  const closed = new Promise<'closed'>((resolve) => socket.once('close', () => resolve('closed')));
+  socket.end();
+  assert.ok(socket.writableEnded && !socket.writableFinished, 'the shutdown is in flight');
+  resetSocket(socket);
+  const timedOut = new Promise<'timed out'>((resolve) =>
+    setTimeout(() => resolve('timed out'), 2000).unref(),
+  );
+  assert.equal(await Promise.race([closed, timedOut]), 'closed');
 });

@@ -73,8 +73,8 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     if (pair.done) return;
     pair.done = true;
     pairs.delete(pair);
-    reset(pair.client);
-    reset(pair.upstream);
+    resetSocket(pair.client);
+    resetSocket(pair.upstream);
   }
 
   // Forwards by hand rather than with pipe(), which could not drop bytes or hold back an end on demand.
@@ -165,7 +165,7 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const pair of [...pairs]) tearDown(pair);
-        for (const socket of sockets) reset(socket);
+        for (const socket of sockets) resetSocket(socket);
         await Promise.all([stopped, ...socketsClosed]);
       })();
       return closing;
@@ -173,9 +173,18 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
   };
 }
 
-/** Closes with an RST rather than a FIN, so the peer sees ECONNRESET as after a real network failure. */
-function reset(socket: net.Socket): void {
+/**
+ * Closes with an RST rather than a FIN, so the peer sees ECONNRESET as after a real network failure.
+ * A socket still sending its FIN (end() called, the shutdown not finished) is destroyed instead: libuv
+ * refuses to reset a socket that is shutting down (EINVAL), and Node then never emits 'close' for it, so
+ * close() would wait for ever (its peer has the FIN already).
+ */
+export function resetSocket(socket: net.Socket): void {
   if (socket.destroyed) return;
+  if (socket.writableEnded && !socket.writableFinished) {
+    socket.destroy();
+    return;
+  }
   try {
     socket.resetAndDestroy();
   } catch {

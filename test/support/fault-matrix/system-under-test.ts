@@ -61,18 +61,26 @@ const API_ENV = { CONSUMERS: 'none', LEDGER_FLUSH_INTERVAL_MS: '200', RATE_LIMIT
  * order, whatever order the test runner runs hooks in).
  */
 export async function startSystem(teardown: Teardown, options: SystemOptions = {}): Promise<SystemUnderTest> {
-  const removals: Array<() => unknown> = [];
+  const removals: Array<{ what: string; run: () => unknown }> = [];
   teardown.after(async () => {
-    for (const removal of removals.reverse()) await removal();
+    // Every step is attempted even if one fails: a pool or a database left behind outlives the scenario.
+    const failures: unknown[] = [];
+    for (const removal of removals.reverse()) {
+      await withDeadline(removal.what, removal.run).catch((error: unknown) => failures.push(error));
+    }
+    if (failures.length > 0)
+      throw new AggregateError(failures, `teardown: ${failures.map(String).join('; ')}`);
   });
-  const databaseUrl = await createTestDatabase({ after: (fn) => removals.push(fn) });
+  const databaseUrl = await createTestDatabase({
+    after: (fn) => removals.push({ what: 'drop the database', run: fn }),
+  });
   const bus = await createBusEnvironment();
-  removals.push(() => bus.remove());
+  removals.push({ what: 'remove the vhost and data directory', run: () => bus.remove() });
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 3 });
   pool.on('error', () => {});
-  removals.push(() => pool.end());
+  removals.push({ what: 'end the pool', run: () => pool.end() });
   const proxy = options.proxy ? await startTcpProxy({ targetPort: 5672 }) : undefined;
-  if (proxy !== undefined) removals.push(() => proxy.close());
+  if (proxy !== undefined) removals.push({ what: 'close the TCP proxy', run: () => proxy.close() });
   const rabbitmqUrl = proxy === undefined ? bus.env.RABBITMQ_URL : proxy.url(bus.env.RABBITMQ_URL);
   const apiEnv = {
     DATABASE_URL: databaseUrl,
@@ -131,8 +139,31 @@ export async function startSystem(teardown: Teardown, options: SystemOptions = {
     for (const child of children) child.kill('SIGKILL');
     await Promise.all(children.map((child) => once(child, 'exit')));
   };
-  removals.push(() => system.stop());
+  removals.push({ what: 'kill the processes', run: () => system.stop() });
   return system;
+}
+
+/** How long one teardown step may take, in ms. */
+const TEARDOWN_STEP_MS = 60_000;
+
+/**
+ * Runs one teardown step, failing with its name if it takes longer than {@link TEARDOWN_STEP_MS}. The
+ * timer also keeps the event loop alive: a step awaiting something that holds no handle would otherwise
+ * let the test runner see an empty loop and cancel every scenario still to come.
+ */
+async function withDeadline(what: string, run: () => unknown): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`"${what}" took over ${TEARDOWN_STEP_MS / 1000} s`)),
+      TEARDOWN_STEP_MS,
+    );
+  });
+  try {
+    await Promise.race([Promise.resolve().then(run), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
