@@ -329,8 +329,16 @@ scenario(4, `connections cut every ${SIZE.cutEveryS} s for ${SIZE.cutsForS} s`, 
   const load = startLoad(workload);
   // Long enough for the processes' heaps to warm up, so that growth means a leak.
   await sleep(2 * SIZE.warmupS * 1000);
-  const connectionsBefore = (await vhostConnections(managementUrl, vhost)).sort();
+  // The management API lists a connection only once its first statistics arrive, late under load: wait
+  // until it lists every connection the proxy carries (all of them go through it).
   const proxiedBefore = proxy.connections();
+  await waitUntil(
+    'the broker to list every proxied connection',
+    async () => (await vhostConnections(managementUrl, vhost)).length === proxiedBefore,
+    30_000,
+    { intervalMs: 250 },
+  );
+  const connectionsBefore = (await vhostConnections(managementUrl, vhost)).sort();
   const rssBefore = { api: rssMiB(system.api.child.pid), worker: rssMiB(worker?.child.pid) };
   const cuts = Math.floor(SIZE.cutsForS / SIZE.cutEveryS);
   for (let cut = 0; cut < cuts; cut++) {
