@@ -30,11 +30,10 @@ import {
   canonicalEventTimestamp,
   canonicalTimestamp,
   chainKeyOf,
-  documentHash,
-  documentText,
   type OpenDocument,
   openDocument,
 } from './audit-hash.ts';
+import { RecordBatchWriter } from './record-batch-writer.ts';
 
 /** The fields of a record that come from its event alone. */
 type EventFields = Omit<AuditRecordFields, 'chain_position' | 'recorded_at'>;
@@ -156,8 +155,8 @@ async function lockHeads(
 
 /**
  * One statement inserts the records and moves the heads. The records come as one JSON array whose
- * objects are the records' canonical documents (the text their hash covers) with `n`, `prev_hash` and
- * `hash` added: node serialises nothing twice.
+ * objects are the records' canonical documents (the bytes their hash covers) with `n`, `prev_hash` and
+ * `hash` added, sent as binary jsonb (./record-batch-writer.ts): node serialises nothing twice.
  */
 const INSERT_RECORDS = `
   WITH inserted AS (
@@ -199,25 +198,19 @@ async function insertRecords(
   const heads = new Map([...lockedHeads].map(([key, head]) => [key, { ...head }]));
   const seen = new Set(recorded);
   const appended: Delivery[] = [];
-  const parts: string[] = [];
+  const batch = new RecordBatchWriter(recordedAt);
   for (let index = 0; index < records.length; index++) {
     const record = records[index] as PreparedRecord;
     if (seen.has(record.eventId)) continue;
     seen.add(record.eventId);
     const head = heads.get(record.chainKey) as ChainState;
     const position = head.position + 1;
-    const document = documentText(record.open, position, recordedAt);
-    const hash = documentHash(head.hash, document);
-    // The document without its opening brace: `"chain_position":…}`.
-    parts.push(
-      `{"n":${index},"prev_hash":"${head.hash.toString('hex')}","hash":"${hash.toString('hex')}",${document.slice(1)}`,
-    );
+    head.hash = batch.add(index, record.open, position, head.hash);
     head.position = position;
-    head.hash = hash;
     appended.push(deliveries[index] as Delivery);
   }
   if (appended.length > 0) {
-    await client.query({ name: 'audit.insert', text: INSERT_RECORDS, values: [`[${parts.join(',')}]`] });
+    await client.query({ name: 'audit.insert', text: INSERT_RECORDS, values: [batch.finish()] });
   }
   return appended;
 }
