@@ -17,7 +17,7 @@
  * same chain) holds its head until it commits; the second one then fails on the unique event_id and its
  * events are applied again one by one (see appendAuditRecords).
  * Everything a record takes from its event alone (the canonical document but for its place in the chain
- * and its recording time) is written once, before the heads are locked.
+ * and its recording time) is written once, while the statement that locks the heads runs.
  * Records of one model are appended in the order their events were consumed: the queue's order, which is
  * the order they were published in (see docs/guides/ordering.md).
  */
@@ -74,11 +74,23 @@ function storableEnvelope(delivery: Delivery, event: TelemetryEvent): Record<str
   return storableValue(event) as Record<string, unknown>;
 }
 
-/** The columns a record takes from its event. */
-function eventFields(delivery: Delivery): EventFields {
+/** Where a record goes, known before its document is written: its event id, chain and stored envelope. */
+interface RecordKey {
+  eventId: string;
+  chainKey: string;
+  envelope: Record<string, unknown>;
+}
+
+function recordKey(delivery: Delivery): RecordKey {
   const event = delivery.event;
   if (event === undefined) throw new TypeError('the audit consumer needs validated events');
   const envelope = storableEnvelope(delivery, event);
+  const stored = envelope as unknown as TelemetryEvent;
+  return { eventId: stored.event_id, chainKey: chainKeyOf(modelIdOf(stored)), envelope };
+}
+
+/** The columns a record takes from its (stored) event. */
+function eventFields(envelope: Record<string, unknown>): EventFields {
   const stored = envelope as unknown as TelemetryEvent;
   const sequence = (stored as { sequence?: unknown }).sequence;
   return {
@@ -101,9 +113,8 @@ interface PreparedRecord {
   open: OpenDocument;
 }
 
-function preparedRecord(delivery: Delivery): PreparedRecord {
-  const fields = eventFields(delivery);
-  return { eventId: fields.event_id, chainKey: chainKeyOf(fields.model_id), open: openDocument(fields) };
+function preparedRecord(key: RecordKey): PreparedRecord {
+  return { eventId: key.eventId, chainKey: key.chainKey, open: openDocument(eventFields(key.envelope)) };
 }
 
 interface ChainState {
@@ -233,10 +244,19 @@ export async function appendAuditRecords(
   knownChains: Set<string> = new Set(),
 ): Promise<Delivery[]> {
   if (deliveries.length === 0) return [];
-  const records = deliveries.map(preparedRecord);
-  const chainKeys = [...new Set(records.map((record) => record.chainKey))];
-  const eventIds = records.map((record) => record.eventId);
-  const { heads, now, recorded } = await lockHeads(client, chainKeys, eventIds, knownChains);
+  const keys = deliveries.map(recordKey);
+  const chainKeys = [...new Set(keys.map((key) => key.chainKey))];
+  const locking = lockHeads(
+    client,
+    chainKeys,
+    keys.map((key) => key.eventId),
+    knownChains,
+  );
+  // Awaited below; this only keeps a rejection from going unhandled should writing the documents throw.
+  locking.catch(() => {});
+  // The documents are written while PostgreSQL locks the heads (node would wait for it otherwise).
+  const records = keys.map(preparedRecord);
+  const { heads, now, recorded } = await locking;
   return insertRecords(client, deliveries, records, heads, canonicalTimestamp(now), recorded);
 }
 
