@@ -330,6 +330,24 @@ describe('appending', () => {
     assert.equal((await verifyAuditTrail(pool)).ok, true);
   });
 
+  test('two appenders of the same events at once: one records them, the other fails and finds them recorded after', async () => {
+    const events = [updated('race/same', 1), filtered(), updated('race/same', 2)];
+    const results = await Promise.allSettled([appendDirectly(events), appendDirectly(events)]);
+    // The second waited for the first's heads; its probe predates that commit, so the unique event_id stops
+    // it (the runtime then applies its deliveries one transaction each), or it saw the records already.
+    for (const result of results) {
+      if (result.status === 'rejected') assert.equal((result.reason as { code?: string }).code, '23505');
+    }
+    assert.ok(results.some((result) => result.status === 'fulfilled'));
+    await appendDirectly(events);
+    assert.equal(await count('event_id = ANY($1)', [events.map((event) => event.event_id)]), 3);
+    assert.deepEqual(
+      (await chain('race/same')).map((row) => row.chain_position),
+      [1, 2],
+    );
+    assert.equal((await verifyAuditTrail(pool)).ok, true);
+  });
+
   test('characters PostgreSQL cannot store (U+0000, lone surrogates) become U+FFFD; the record is kept', async () => {
     const event = failed(null, 'x\u0000y\ud800');
     await harness.publish([event]);

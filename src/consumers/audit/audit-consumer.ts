@@ -4,20 +4,20 @@
  * (the canonical form a hash covers is documented in ./audit-hash.ts; `telemetry-bus audit verify`
  * recomputes it).
  *
- * A batch costs three statements whatever its size (four when it opens chains not seen before), so that
+ * A batch costs two statements whatever its size (three when it opens chains not seen before), so that
  * the consumer keeps up with the API:
  * 1. lock the head of every chain the batch touches, in chain-key order, so that two consumers appending
- *    at once wait for each other per chain and cannot deadlock (creating missing heads first);
- * 2. a savepoint;
- * 3. hash the records in batch order in memory, then insert them all and move the heads in one statement
- *    (`jsonb_to_recordset` of the records' canonical documents: the text hashed is the text inserted).
+ *    at once wait for each other per chain and cannot deadlock (creating missing heads first), and read
+ *    which of the batch's events the trail holds already;
+ * 2. hash the records in batch order in memory, then insert them all and move the heads in one statement
+ *    (`jsonb_to_recordset` of the records' canonical documents: the bytes hashed are the bytes inserted).
  * The consumer de-duplicates in its own table (`audit_records.event_id` is unique), in the transaction
- * that appends, so the runtime records nothing in `consumer_applied_events` for it: when the insert meets
- * an event recorded already (a redelivery, a replay), the batch rolls back to the savepoint, reads which
- * events are recorded, and chains the others again. An appender of the same event (same model, same
- * chain) holds its head until it commits, so the second one sees its record.
+ * that appends, so the runtime records nothing in `consumer_applied_events` for it: an event recorded
+ * already (a redelivery, a replay) is left out of the chain. An appender of the same event (same model,
+ * same chain) holds its head until it commits; the second one then fails on the unique event_id and its
+ * events are applied again one by one (see appendAuditRecords).
  * Everything a record takes from its event alone (the canonical document but for its place in the chain
- * and its recording time) is written once, before the heads are locked.
+ * and its recording time) is written once, while the statement that locks the heads runs.
  * Records of one model are appended in the order their events were consumed: the queue's order, which is
  * the order they were published in (see docs/guides/ordering.md).
  */
@@ -30,11 +30,10 @@ import {
   canonicalEventTimestamp,
   canonicalTimestamp,
   chainKeyOf,
-  documentHash,
-  documentText,
   type OpenDocument,
   openDocument,
 } from './audit-hash.ts';
+import { RecordBatchWriter } from './record-batch-writer.ts';
 
 /** The fields of a record that come from its event alone. */
 type EventFields = Omit<AuditRecordFields, 'chain_position' | 'recorded_at'>;
@@ -75,11 +74,23 @@ function storableEnvelope(delivery: Delivery, event: TelemetryEvent): Record<str
   return storableValue(event) as Record<string, unknown>;
 }
 
-/** The columns a record takes from its event. */
-function eventFields(delivery: Delivery): EventFields {
+/** Where a record goes, known before its document is written: its event id, chain and stored envelope. */
+interface RecordKey {
+  eventId: string;
+  chainKey: string;
+  envelope: Record<string, unknown>;
+}
+
+function recordKey(delivery: Delivery): RecordKey {
   const event = delivery.event;
   if (event === undefined) throw new TypeError('the audit consumer needs validated events');
   const envelope = storableEnvelope(delivery, event);
+  const stored = envelope as unknown as TelemetryEvent;
+  return { eventId: stored.event_id, chainKey: chainKeyOf(modelIdOf(stored)), envelope };
+}
+
+/** The columns a record takes from its (stored) event. */
+function eventFields(envelope: Record<string, unknown>): EventFields {
   const stored = envelope as unknown as TelemetryEvent;
   const sequence = (stored as { sequence?: unknown }).sequence;
   return {
@@ -102,9 +113,8 @@ interface PreparedRecord {
   open: OpenDocument;
 }
 
-function preparedRecord(delivery: Delivery): PreparedRecord {
-  const fields = eventFields(delivery);
-  return { eventId: fields.event_id, chainKey: chainKeyOf(fields.model_id), open: openDocument(fields) };
+function preparedRecord(key: RecordKey): PreparedRecord {
+  return { eventId: key.eventId, chainKey: key.chainKey, open: openDocument(eventFields(key.envelope)) };
 }
 
 interface ChainState {
@@ -122,8 +132,9 @@ interface ChainState {
 async function lockHeads(
   client: pg.PoolClient,
   chainKeys: string[],
+  eventIds: string[],
   existing: Set<string>,
-): Promise<{ heads: Map<string, ChainState>; now: Date }> {
+): Promise<{ heads: Map<string, ChainState>; now: Date; recorded: Set<string> }> {
   const lock = async (create: boolean) => {
     // The INSERT writes nothing for heads that exist (it waits only for another transaction creating the
     // same one); the SELECT, a statement of its own so that it sees heads created meanwhile, locks them all
@@ -137,11 +148,19 @@ async function lockHeads(
         values: [chainKeys],
       });
     }
-    return client.query<{ chain_key: string; last_position: string | number; last_hash: Buffer; now: Date }>({
+    return client.query<{
+      chain_key: string;
+      last_position: string | number;
+      last_hash: Buffer;
+      now: Date;
+      recorded: string[] | null;
+    }>({
       name: 'audit.lock-heads',
-      text: `SELECT chain_key, last_position, last_hash, now() AS now FROM audit_chain_heads
+      text: `SELECT chain_key, last_position, last_hash, now() AS now,
+                    (SELECT array_agg(event_id) FROM audit_records WHERE event_id = ANY($2::text[])) AS recorded
+               FROM audit_chain_heads
               WHERE chain_key = ANY($1::text[]) ORDER BY chain_key FOR UPDATE`,
-      values: [chainKeys],
+      values: [chainKeys, eventIds],
     });
   };
   let { rows } = await lock(chainKeys.some((key) => !existing.has(key)));
@@ -151,13 +170,14 @@ async function lockHeads(
   const heads = new Map(
     rows.map((row) => [row.chain_key, { position: Number(row.last_position), hash: row.last_hash }]),
   );
-  return { heads, now: (rows[0] as { now: Date }).now };
+  const first = rows[0] as { now: Date; recorded: string[] | null };
+  return { heads, now: first.now, recorded: new Set(first.recorded ?? []) };
 }
 
 /**
  * One statement inserts the records and moves the heads. The records come as one JSON array whose
- * objects are the records' canonical documents (the text their hash covers) with `n`, `prev_hash` and
- * `hash` added: node serialises nothing twice.
+ * objects are the records' canonical documents (the bytes their hash covers) with `n`, `prev_hash` and
+ * `hash` added, sent as binary jsonb (./record-batch-writer.ts): node serialises nothing twice.
  */
 const INSERT_RECORDS = `
   WITH inserted AS (
@@ -178,46 +198,32 @@ const INSERT_RECORDS = `
             FROM inserted ORDER BY chain_key, chain_position DESC) l
    WHERE h.chain_key = l.chain_key`;
 
-/** A unique violation of `audit_records.event_id`: an event of the batch is in the trail already. */
-function isRecordedAlready(error: unknown): boolean {
-  const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };
-  return code === '23505' && constraint === 'audit_records_event_id_key';
-}
-
 /**
  * Chains the records onto the heads (in batch order, skipping `recorded` events and second copies) and
- * inserts them; returns the deliveries inserted. `heads` is left as it was.
+ * inserts them; returns the deliveries inserted.
  */
 async function insertRecords(
   client: pg.PoolClient,
   deliveries: Delivery[],
   records: PreparedRecord[],
-  lockedHeads: Map<string, ChainState>,
+  heads: Map<string, ChainState>,
   recordedAt: string,
-  recorded: Set<string>,
+  seen: Set<string>,
 ): Promise<Delivery[]> {
-  const heads = new Map([...lockedHeads].map(([key, head]) => [key, { ...head }]));
-  const seen = new Set(recorded);
   const appended: Delivery[] = [];
-  const parts: string[] = [];
+  const batch = new RecordBatchWriter(recordedAt);
   for (let index = 0; index < records.length; index++) {
     const record = records[index] as PreparedRecord;
     if (seen.has(record.eventId)) continue;
     seen.add(record.eventId);
     const head = heads.get(record.chainKey) as ChainState;
     const position = head.position + 1;
-    const document = documentText(record.open, position, recordedAt);
-    const hash = documentHash(head.hash, document);
-    // The document without its opening brace: `"chain_position":…}`.
-    parts.push(
-      `{"n":${index},"prev_hash":"${head.hash.toString('hex')}","hash":"${hash.toString('hex')}",${document.slice(1)}`,
-    );
+    head.hash = batch.add(index, record.open, position, head.hash);
     head.position = position;
-    head.hash = hash;
     appended.push(deliveries[index] as Delivery);
   }
   if (appended.length > 0) {
-    await client.query({ name: 'audit.insert', text: INSERT_RECORDS, values: [`[${parts.join(',')}]`] });
+    await client.query({ name: 'audit.insert', text: INSERT_RECORDS, values: [batch.finish()] });
   }
   return appended;
 }
@@ -225,11 +231,12 @@ async function insertRecords(
 /**
  * Appends the deliveries' events to the audit trail, inside the caller's transaction, and returns those
  * it appended: an event already in the trail (a redelivery, a replay, the same event twice in the batch)
- * is skipped. The trail's unique `event_id` finds those: the records are inserted within a savepoint,
- * and only when that meets an event recorded already (rare) does the batch read which ones, roll back to
- * the savepoint and chain the others again — rather than every batch probing the index for every event.
- * Safe against a concurrent appender of the same events: both hold the heads of the event's chain in
- * turn, so the second sees the first's record (committed) or none.
+ * is skipped. The statement that locks the heads also reads which of the batch's events the trail holds
+ * (250 probes of its unique `event_id` cost less than a savepoint's round trip and subtransaction).
+ * Against a concurrent appender of the same event: both hold the heads of the event's chain in turn, so
+ * the second waits for the first's commit — but its probe ran on a snapshot from before it waited, and
+ * the insert then meets the unique `event_id`: the batch fails, and the runtime applies its deliveries
+ * one transaction each, whose probes see the other's record.
  */
 export async function appendAuditRecords(
   deliveries: Delivery[],
@@ -237,23 +244,20 @@ export async function appendAuditRecords(
   knownChains: Set<string> = new Set(),
 ): Promise<Delivery[]> {
   if (deliveries.length === 0) return [];
-  const records = deliveries.map(preparedRecord);
-  const chainKeys = [...new Set(records.map((record) => record.chainKey))];
-  const { heads, now } = await lockHeads(client, chainKeys, knownChains);
-  const recordedAt = canonicalTimestamp(now);
-  await client.query('SAVEPOINT audit_append');
-  try {
-    return await insertRecords(client, deliveries, records, heads, recordedAt, new Set());
-  } catch (error) {
-    if (!isRecordedAlready(error)) throw error;
-  }
-  await client.query('ROLLBACK TO SAVEPOINT audit_append');
-  const { rows: known } = await client.query<{ event_id: string }>(
-    'SELECT event_id FROM audit_records WHERE event_id = ANY($1::text[])',
-    [records.map((record) => record.eventId)],
+  const keys = deliveries.map(recordKey);
+  const chainKeys = [...new Set(keys.map((key) => key.chainKey))];
+  const locking = lockHeads(
+    client,
+    chainKeys,
+    keys.map((key) => key.eventId),
+    knownChains,
   );
-  const recorded = new Set(known.map((row) => row.event_id));
-  return insertRecords(client, deliveries, records, heads, recordedAt, recorded);
+  // Awaited below; this only keeps a rejection from going unhandled should writing the documents throw.
+  locking.catch(() => {});
+  // The documents are written while PostgreSQL locks the heads (node would wait for it otherwise).
+  const records = keys.map(preparedRecord);
+  const { heads, now, recorded } = await locking;
+  return insertRecords(client, deliveries, records, heads, canonicalTimestamp(now), recorded);
 }
 
 export interface AuditConsumerOptions {

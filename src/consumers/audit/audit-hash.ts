@@ -180,7 +180,8 @@ export function recordHash(prevHash: Buffer, fields: AuditRecordFields): Buffer 
 /** A JavaScript Date as a canonical timestamp (PostgreSQL keeps microseconds; a Date has milliseconds). */
 export function canonicalTimestamp(date: Date): string {
   if (Number.isNaN(date.getTime())) throw new RangeError('invalid date');
-  return date.toISOString().replace(/Z$/, '000Z');
+  // toISOString always ends in Z.
+  return `${date.toISOString().slice(0, -1)}000Z`;
 }
 
 /**
