@@ -55,7 +55,14 @@ const ErrorInfo = Type.Object(
 function commonProperties<T extends EventType>(eventType: T) {
   return {
     schema_version: Type.Literal(SCHEMA_VERSION),
-    event_id: Type.String({ format: 'uuid' }),
+    // Only the canonical lower-case form: ajv's uuid format also takes `urn:uuid:…`, which the uuid
+    // columns refuse (a retried failure rather than a poison message), and an id spelt in two cases would
+    // be two ids to the text columns that de-duplicate.
+    event_id: Type.String({
+      format: 'uuid',
+      pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+      description: 'A UUID, lower case, without a urn:uuid: prefix',
+    }),
     event_type: Type.Literal(eventType),
     timestamp: Type.String({
       format: 'date-time',

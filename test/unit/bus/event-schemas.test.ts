@@ -128,6 +128,18 @@ for (const type of EVENT_TYPES) {
           '/event_id',
         );
       }
+      // ajv's uuid format takes these; the uuid columns (urn) and the text ones (case) would not agree.
+      for (const id of [
+        'urn:uuid:0b3f6a1c-7d2e-4c5b-9a8f-000000000001',
+        '0B3F6A1C-7D2E-4C5B-9A8F-000000000001',
+      ]) {
+        assertInvalid(
+          type,
+          broken(type, (event) => (event.event_id = id)),
+          'pattern',
+          '/event_id',
+        );
+      }
     });
 
     test('user_id is 64 lower-case hex digits, or null', () => {
