@@ -5,6 +5,7 @@
  * callers share one lookup, so a health probe storm costs the broker nothing.
  */
 import type { Channel, ChannelModel } from 'amqplib';
+import { withTimeout } from '../with-timeout.ts';
 import { connectToBroker, destroyConnection } from './broker-connection.ts';
 
 export interface QueueDepth {
@@ -164,17 +165,5 @@ export class QueueInspector {
     }
     await channel?.close().catch(() => {});
     return depths;
-  }
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

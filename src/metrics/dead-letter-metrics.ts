@@ -5,6 +5,7 @@
  * archived are the `dlq.dead_letters` queue depth (`telemetry_queue_messages_ready`).
  */
 import { Gauge, type Registry } from 'prom-client';
+import { withTimeout } from '../with-timeout.ts';
 
 export const DEAD_LETTER_STATES = ['dead', 'replayed'] as const;
 export type DeadLetterCountState = (typeof DEAD_LETTER_STATES)[number];
@@ -25,21 +26,12 @@ export function registerDeadLetterMetrics(registry: Registry, options: DeadLette
   let pending: Promise<Record<DeadLetterCountState, number> | undefined> | undefined;
 
   const lookup = async (): Promise<Record<DeadLetterCountState, number> | undefined> => {
-    let timer: NodeJS.Timeout | undefined;
     try {
       const counts = Promise.all(DEAD_LETTER_STATES.map((state) => options.count(state)));
-      const timeout = new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), timeoutMs);
-      });
-      counts.catch(() => {});
-      const result = await Promise.race([counts, timeout]);
-      if (result === undefined) return undefined;
-      const [dead = 0, replayed = 0] = result;
+      const [dead = 0, replayed = 0] = await withTimeout(counts, timeoutMs);
       return { dead, replayed };
     } catch {
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   };
 

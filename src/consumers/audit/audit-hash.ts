@@ -154,12 +154,18 @@ export function openDocument(
 }
 
 /**
- * The canonical document of a record from its open document, its place in the chain and its canonical
- * `recorded_at` (which, as canonicalTimestamp writes it, needs no escaping).
+ * The canonical document of a record, in the pieces it is made of: its open document, its place in the
+ * chain and its canonical `recorded_at` (which, as canonicalTimestamp writes it, needs no escaping).
+ * documentText joins them; the audit consumer's batch writer encodes them straight into its buffer.
  */
-export function documentText(open: OpenDocument, chainPosition: number, recordedAt: string): string {
+export function documentPieces(open: OpenDocument, chainPosition: number, recordedAt: string): string[] {
   if (!Number.isSafeInteger(chainPosition)) throw new RangeError('chain_position must be an integer');
-  return `{"chain_position":${chainPosition}${open.middle}${recordedAt}${open.tail}`;
+  return [`{"chain_position":${chainPosition}`, open.middle, recordedAt, open.tail];
+}
+
+/** The canonical document of a record (see {@link documentPieces}). */
+export function documentText(open: OpenDocument, chainPosition: number, recordedAt: string): string {
+  return documentPieces(open, chainPosition, recordedAt).join('');
 }
 
 /** SHA-256 over the previous record's hash and a canonical document (as {@link documentText} writes it). */

@@ -13,7 +13,7 @@
  * prefix is written over the gap and the brace.
  */
 import { hash as oneShotHash } from 'node:crypto';
-import type { OpenDocument } from './audit-hash.ts';
+import { documentPieces, type OpenDocument } from './audit-hash.ts';
 
 /** jsonb's binary format version. */
 const JSONB_VERSION = 1;
@@ -38,20 +38,20 @@ export class RecordBatchWriter {
 
   /** Appends record `n` (its document completed with `chainPosition`); returns its hash. */
   add(n: number, open: OpenDocument, chainPosition: number, prevHash: Buffer): Buffer {
-    if (!Number.isSafeInteger(chainPosition)) throw new RangeError('chain_position must be an integer');
+    const pieces = documentPieces(open, chainPosition, this.#recordedAt);
     if (prevHash.length !== 32) throw new RangeError('prev_hash must be 32 bytes');
     const gap = prefixLength(n);
     // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-    this.#reserve(1 + gap + 40 + this.#recordedAt.length + 3 * (open.middle.length + open.tail.length) + 1);
+    let documentLength = 0;
+    for (const piece of pieces) documentLength += piece.length;
+    this.#reserve(1 + gap + 3 * documentLength + 1);
     const buffer = this.#buffer;
     const start = this.#length + (this.#length > 2 ? 1 : 0);
     if (start > this.#length) buffer[this.#length] = 0x2c; // ,
     // The document starts with the prefix's last byte (its brace, where the prefix will have a comma).
     const documentStart = start + gap - 1;
-    let end = documentStart + buffer.write(`{"chain_position":${chainPosition}`, documentStart, 'latin1');
-    end += buffer.write(open.middle, end, 'utf8');
-    end += buffer.write(this.#recordedAt, end, 'latin1');
-    end += buffer.write(open.tail, end, 'utf8');
+    let end = documentStart;
+    for (const piece of pieces) end += buffer.write(piece, end, 'utf8');
     prevHash.copy(buffer, documentStart - 32);
     const hash = oneShotHash(
       'sha256',

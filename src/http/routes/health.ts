@@ -5,6 +5,7 @@ import { type TSchema, Type } from 'typebox';
 import type { EventBus } from '../../bus/event-bus.ts';
 import type { QueueInspector } from '../../bus/queue-inspector.ts';
 import { LedgerQuery } from '../../metrics/ledger/ledger-query.ts';
+import { withTimeout } from '../../with-timeout.ts';
 import { LedgerResponse } from './ledger.ts';
 
 export interface HealthRoutesOptions {
@@ -102,16 +103,8 @@ function brokerState(bus: EventBus | undefined): 'up' | 'down' | 'blocked' | 'of
 }
 
 /** `promise`'s value, or `fallback` if it fails or takes longer than `timeoutMs`. */
-async function within<T, F>(promise: Promise<T>, timeoutMs: number, fallback: F): Promise<T | F> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<F>((resolve) => {
-    timer = setTimeout(() => resolve(fallback), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise.catch(() => fallback), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function within<T, F>(promise: Promise<T>, timeoutMs: number, fallback: F): Promise<T | F> {
+  return withTimeout(promise, timeoutMs).catch(() => fallback);
 }
 
 function postgresUp(pool: pg.Pool, timeoutMs: number): Promise<boolean> {

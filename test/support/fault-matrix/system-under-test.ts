@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import pg from 'pg';
+import { withTimeout } from '../../../src/with-timeout.ts';
 import { type BusEnvironment, createBusEnvironment, createTestDatabase } from '../../helper.ts';
 import { type ApiProcess, startApiProcess } from '../api-process.ts';
 import { startTcpProxy, type TcpProxy } from '../tcp-proxy.ts';
@@ -151,19 +152,12 @@ const TEARDOWN_STEP_MS = 60_000;
  * timer also keeps the event loop alive: a step awaiting something that holds no handle would otherwise
  * let the test runner see an empty loop and cancel every scenario still to come.
  */
-async function withDeadline(what: string, run: () => unknown): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`"${what}" took over ${TEARDOWN_STEP_MS / 1000} s`)),
-      TEARDOWN_STEP_MS,
-    );
-  });
-  try {
-    await Promise.race([Promise.resolve().then(run), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
+function withDeadline(what: string, run: () => unknown): Promise<unknown> {
+  return withTimeout(
+    Promise.resolve().then(run),
+    TEARDOWN_STEP_MS,
+    `"${what}" took over ${TEARDOWN_STEP_MS / 1000} s`,
+  );
 }
 
 /**
