@@ -211,18 +211,32 @@ function outcome(
 }
 
 /**
- * API p99 before a fault and while it lasted: the fault must not slow the API (the spool absorbs it).
- * Loose bound — twice the p99 before, plus 10 ms — as the load generator shares two cores with everything.
+ * An API that waits for the broker in the request path would hold requests for seconds during these
+ * faults (the outage lasts ≥ 5 s, reconnects back off for seconds); the spool keeps them at their usual
+ * latency. Two checks, robust to the neighbours sharing these two cores:
+ * - the bulk is unchanged: p95 during the fault at most twice p95 before it, plus 10 ms;
+ * - no tail of waiting requests: p99 during the fault under {@link WAITING_ON_BROKER_MS}.
+ * p99 is not compared with "before": over a 5 s window at 150 requests/s it is the 8th-slowest request,
+ * so a single 100 ms CPU stall of the machine (the broker recovering from the previous scenario) moves it.
  */
-function latencyP99(latencies: ReadonlyArray<{ at: number; ms: number }>, from: number, to: number) {
+const WAITING_ON_BROKER_MS = 500;
+
+function latencyDuringFault(latencies: ReadonlyArray<{ at: number; ms: number }>, from: number, to: number) {
   const before = latencies.filter((entry) => entry.at < from).map((entry) => entry.ms);
   const during = latencies.filter((entry) => entry.at >= from && entry.at < to).map((entry) => entry.ms);
+  const p95 = { before: percentile(before, 95), during: percentile(during, 95) };
   const p99 = { before: percentile(before, 99), during: percentile(during, 99) };
   assert.ok(
-    p99.during <= 2 * p99.before + 10,
-    `API p99 during the fault (${p99.during.toFixed(1)} ms) near before it (${p99.before.toFixed(1)} ms)`,
+    p95.during <= 2 * p95.before + 10,
+    `API p95 during the fault (${p95.during.toFixed(1)} ms) near before it (${p95.before.toFixed(1)} ms)`,
   );
-  return p99;
+  assert.ok(
+    p99.during < WAITING_ON_BROKER_MS,
+    `API p99 during the fault (${p99.during.toFixed(1)} ms) under ${WAITING_ON_BROKER_MS} ms: no request waits for the broker`,
+  );
+  const shown = (stat: { before: number; during: number }) =>
+    `${stat.before.toFixed(1)} → ${stat.during.toFixed(1)} ms`;
+  return `API p95 ${shown(p95)}, p99 ${shown(p99)}`;
 }
 
 function rssMiB(pid: number | undefined): number {
@@ -255,11 +269,14 @@ scenario(2, `rabbitmqctl stop_app for ${SIZE.brokerStoppedS} s`, async (t) => {
   const { system, workload } = await systemWithLoad(t, 2);
   const latencies: Array<{ at: number; ms: number }> = [];
   const load = startLoad(workload, (result) => latencies.push({ at: Date.now(), ms: result.latencyMs }));
+  let faultFrom = 0;
   let stoppedFrom = 0;
   let stoppedTo = 0;
   let faultEndedAt: number;
   try {
     await sleep(SIZE.warmupS * 1000);
+    // The broker closes connections while stop_app runs: the fault starts with the command.
+    faultFrom = Date.now();
     await stopBrokerApp();
     stoppedFrom = Date.now();
     await waitUntil(
@@ -282,13 +299,9 @@ scenario(2, `rabbitmqctl stop_app for ${SIZE.brokerStoppedS} s`, async (t) => {
   }
   const failed = [...workload.answered.values()].filter((status) => status >= 500).length;
   assert.equal(failed, 0, 'no request fails while the broker is down');
-  const p99 = latencyP99(latencies, stoppedFrom, stoppedTo);
+  const latency = latencyDuringFault(latencies, faultFrom, stoppedTo);
   const { accounting, recoverySeconds } = await settleAndCheck(system, requestsOf(workload), faultEndedAt);
-  return outcome(
-    accounting,
-    recoverySeconds,
-    `no request failed; API p99 ${p99.before.toFixed(1)} ms before, ${p99.during.toFixed(1)} ms while down`,
-  );
+  return outcome(accounting, recoverySeconds, `no request failed; ${latency} (before → while down)`);
 });
 
 scenario(3, `TCP black hole (no reset) for ${SIZE.blackholeS} s`, async (t) => {
@@ -384,8 +397,8 @@ scenario(5, `memory alarm (publishing blocked) for ${SIZE.alarmS} s`, async (t) 
     await sleep(SIZE.warmupS * 1000 + 1000);
     const unpublished = (await system.health()).events.unpublished;
     backlog = workload.answered.size - unpublished;
-    await setMemoryAlarm(true);
     alarmFrom = Date.now();
+    await setMemoryAlarm(true);
     await waitUntil(
       'the API to see publishing blocked',
       async () => (await system.health()).checks.broker === 'blocked',
@@ -406,7 +419,7 @@ scenario(5, `memory alarm (publishing blocked) for ${SIZE.alarmS} s`, async (t) 
     await load.stop();
   }
   const faultEndedAt = Date.now();
-  const p99 = latencyP99(latencies, alarmFrom, alarmTo);
+  const latency = latencyDuringFault(latencies, alarmFrom, alarmTo);
   assert.ok(
     drained >= backlog,
     `consumers drained the ${backlog} events confirmed before the alarm while it lasted (${drained})`,
@@ -415,7 +428,7 @@ scenario(5, `memory alarm (publishing blocked) for ${SIZE.alarmS} s`, async (t) 
   return outcome(
     accounting,
     recoverySeconds,
-    `API p99 ${p99.before.toFixed(1)} ms before, ${p99.during.toFixed(1)} ms during; ${drained} applied during the alarm`,
+    `${latency} (before → during); ${drained} applied during the alarm`,
   );
 });
 
