@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os';
 import amqp, { type ChannelModel } from 'amqplib';
+import { withTimeout } from '../with-timeout.ts';
 
 export interface BrokerConnectionOptions {
   /** AMQP heartbeat interval, in seconds. @default 5 */
@@ -27,6 +28,18 @@ export function withHeartbeat(url: string, heartbeatSeconds: number): string {
 export function destroyConnection(connection: ChannelModel): void {
   const internal = connection as unknown as { connection?: { stream?: { destroy(error?: Error): void } } };
   internal.connection?.stream?.destroy();
+}
+
+/**
+ * Closes gracefully (Connection.Close, then its CloseOk) within `timeoutMs` in ms (default 2000), then
+ * destroys the socket whatever happened; never rejects. amqplib's close() never settles when the socket
+ * dies mid-close (the broker stopped, the network cut): it waits for a CloseOk that cannot come, so the
+ * connection's own 'close' ends the wait too.
+ */
+export async function closeConnection(connection: ChannelModel, timeoutMs = 2000): Promise<void> {
+  const closed = new Promise<void>((resolve) => connection.once('close', () => resolve()));
+  await withTimeout(Promise.race([connection.close(), closed]), timeoutMs).catch(() => {});
+  destroyConnection(connection);
 }
 
 export async function connectToBroker(url: string, options: BrokerConnectionOptions): Promise<ChannelModel> {

@@ -6,7 +6,7 @@
  */
 import type { Channel, ChannelModel } from 'amqplib';
 import { withTimeout } from '../with-timeout.ts';
-import { connectToBroker, destroyConnection } from './broker-connection.ts';
+import { closeConnection, connectToBroker } from './broker-connection.ts';
 
 export interface QueueDepth {
   name: string;
@@ -64,7 +64,7 @@ export class QueueInspector {
   async close(): Promise<void> {
     const connection = this.#connection;
     this.#connection = undefined;
-    if (connection !== undefined) await connection.close().catch(() => destroyConnection(connection));
+    if (connection !== undefined) await closeConnection(connection);
   }
 
   async #lookup(): Promise<QueueReport> {

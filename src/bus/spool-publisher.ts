@@ -12,7 +12,7 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
 import { applyTopology } from './apply-topology.ts';
-import { connectToBroker, destroyConnection } from './broker-connection.ts';
+import { closeConnection, connectToBroker, destroyConnection } from './broker-connection.ts';
 import { InflightWindow, type Label } from './inflight-window.ts';
 import { toOutboundMessage } from './outbound-message.ts';
 import type { Spool, SpoolRecord } from './spool/spool.ts';
@@ -429,14 +429,10 @@ export class SpoolPublisher {
     if (!session.closed) {
       session.closed = true;
       session.closeReason ??= reason;
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 2000);
-      });
-      await Promise.race([session.connection.close().catch(() => {}), timeout]);
-      clearTimeout(timer);
+      await closeConnection(session.connection);
+    } else {
+      destroyConnection(session.connection);
     }
-    destroyConnection(session.connection);
     this.#wake();
   }
 

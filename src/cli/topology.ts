@@ -1,6 +1,6 @@
 /** `telemetry-bus topology show|apply`: print the topology the bus declares, or declare it now. */
 import { applyTopology } from '../bus/apply-topology.ts';
-import { connectToBroker } from '../bus/broker-connection.ts';
+import { closeConnection, connectToBroker } from '../bus/broker-connection.ts';
 import type { Topology } from '../bus/topology.ts';
 import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import { type Config, redactUrl } from '../config.ts';
@@ -74,6 +74,6 @@ export async function applyTopologyNow(config: Config): Promise<void> {
       `declared ${topology.exchanges.length} exchanges, ${topology.queues.length} queues and ${topology.bindings.length + topology.exchangeBindings.length} bindings on ${redactUrl(config.rabbitmqUrl)}\n`,
     );
   } finally {
-    await connection.close().catch(() => {});
+    await closeConnection(connection);
   }
 }

@@ -21,7 +21,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqp
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { applyTopology } from '../bus/apply-topology.ts';
-import { connectToBroker, destroyConnection } from '../bus/broker-connection.ts';
+import { closeConnection, connectToBroker } from '../bus/broker-connection.ts';
 import { validateEvent } from '../bus/event-validator.ts';
 import type { PublisherLogger } from '../bus/spool-publisher.ts';
 import { EXCHANGES, type Topology } from '../bus/topology.ts';
@@ -646,15 +646,7 @@ export class ConsumerRuntime {
     this.#confirm = undefined;
     for (const connection of [this.#consuming, this.#publishing]) {
       if (connection === undefined) continue;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        connection.close().catch(() => {}),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, 2000);
-        }),
-      ]);
-      clearTimeout(timer);
-      destroyConnection(connection);
+      await closeConnection(connection);
     }
     this.#consuming = undefined;
     this.#publishing = undefined;

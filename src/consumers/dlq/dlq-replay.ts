@@ -17,6 +17,7 @@
  */
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
+import { closeConnection } from '../../bus/broker-connection.ts';
 import { DLQ_REPLAYED_MAX_DEAD_LETTERS, type TelemetryEvent } from '../../bus/event-schemas.ts';
 import { encodeRecord, toOutboundMessage } from '../../bus/outbound-message.ts';
 import {
@@ -239,7 +240,7 @@ export class DlqReplayer {
       // A replay that republished nothing is recorded too: who tried, and what they asked for.
       if (audit.parts === 0) await this.#record(audit, [], session);
     } finally {
-      await session?.connection.close().catch(() => {});
+      if (session !== undefined) await closeConnection(session.connection);
     }
     if (request.ids !== undefined) {
       // Dead when counted, yet neither replayed nor skipped: a concurrent replay had them locked.
@@ -462,7 +463,7 @@ export class DlqReplayer {
       if (this.#emit === undefined) await channel.checkExchange(exchangeFor('dlq.replayed'));
       return { connection, channel, returned };
     } catch (error) {
-      await connection.close().catch(() => {});
+      await closeConnection(connection);
       throw new DependencyUnavailableError('RabbitMQ', error);
     }
   }

@@ -1,0 +1,65 @@
+/**
+ * closeConnection through a TCP proxy this file controls: a close whose CloseOk can never come (the
+ * socket reset mid-close, or a partition) still ends, and the socket is gone afterwards. amqplib's own
+ * close() stays pending for ever in the first case, which once hung a whole test run.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ChannelModel } from 'amqplib';
+import { closeConnection, connectToBroker } from '../../src/bus/broker-connection.ts';
+import { createTestVhost } from '../support/rabbitmq-vhost.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { waitUntil } from '../support/wait-until.ts';
+
+async function proxiedConnection(t: {
+  after(fn: () => unknown): void;
+}): Promise<{ proxy: TcpProxy; connection: ChannelModel }> {
+  const vhost = await createTestVhost(t);
+  const broker = new URL(vhost.url);
+  const proxy = await startTcpProxy({ targetPort: Number(broker.port || 5672) });
+  const connection = await connectToBroker(proxy.url(vhost.url), { name: 'closeConnection test' });
+  connection.on('error', () => {});
+  // Resets the connection too if a test failed before closing it.
+  t.after(() => proxy.close());
+  return { proxy, connection };
+}
+
+function socketOf(connection: ChannelModel): { destroyed: boolean } {
+  return (connection as unknown as { connection: { stream: { destroyed: boolean } } }).connection.stream;
+}
+
+test('closeConnection closes gracefully when the broker answers', async (t) => {
+  const { proxy, connection } = await proxiedConnection(t);
+  const started = Date.now();
+  await closeConnection(connection, 30_000);
+  assert.ok(Date.now() - started < 5_000, 'a CloseOk arrives well within the time-out');
+  assert.equal(socketOf(connection).destroyed, true);
+  await assert.rejects(connection.createChannel(), /closed/i);
+  await waitUntil('the proxy to see both ends closed', () => proxy.connections() === 0, 5_000);
+});
+
+test('closeConnection ends when the socket is reset before the CloseOk arrives', async (t) => {
+  const { proxy, connection } = await proxiedConnection(t);
+  // The Close frame disappears into the partition, then the connection is reset: no CloseOk, ever.
+  proxy.blackhole(true);
+  const closing = closeConnection(connection, 30_000);
+  const started = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  proxy.cut();
+  await closing;
+  assert.ok(
+    Date.now() - started < 5_000,
+    `ended ${Date.now() - started} ms after the reset, not at the time-out`,
+  );
+  assert.equal(socketOf(connection).destroyed, true);
+});
+
+test('closeConnection gives up after its time-out when nothing answers, and destroys the socket', async (t) => {
+  const { proxy, connection } = await proxiedConnection(t);
+  proxy.blackhole(true);
+  const started = Date.now();
+  await closeConnection(connection, 300);
+  const took = Date.now() - started;
+  assert.ok(took >= 290 && took < 3_000, `gave up after ${took} ms`);
+  assert.equal(socketOf(connection).destroyed, true);
+});
