@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
 import {
   brokerAlarms,
   brokerRunning,
@@ -102,7 +103,7 @@ test('stop_app closes connections and refuses new ones; a queue-reader counts ev
     assert.deepEqual([report.missing, report.republished], [[], []], formatIdReport(report));
   } finally {
     await reader.close();
-    await publisher.close().catch(() => {});
+    await closeConnection(publisher);
     await restoreBroker();
   }
 });
@@ -131,7 +132,7 @@ test('a memory alarm sends connection.blocked to a publishing connection, and cl
     }
     assert.equal((await check.checkQueue('held')).messageCount, 1);
   } finally {
-    await publisher.close().catch(() => {});
+    await closeConnection(publisher);
     await restoreBroker();
   }
 });

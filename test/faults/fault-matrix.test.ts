@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { after, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { seedModel } from '../../bench/support/seed-models.ts';
-import { connectToBroker } from '../../src/bus/broker-connection.ts';
+import { closeConnection, connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import type { EventType } from '../../src/bus/event-types.ts';
 import { verifyAuditTrail } from '../../src/consumers/audit/audit-verify.ts';
@@ -562,7 +562,7 @@ scenario(9, 'duplicate flood: every event published 3 times, 4 workers', async (
       await publishEvents(channel, [...chunk, ...chunk, ...chunk]);
     }
   } finally {
-    await connection.close().catch(() => {});
+    await closeConnection(connection);
   }
   const faultEndedAt = Date.now();
   const truth: GroundTruth = {

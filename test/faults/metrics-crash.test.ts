@@ -14,7 +14,7 @@ import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
-import { connectToBroker } from '../../src/bus/broker-connection.ts';
+import { closeConnection, connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { buildTopology, QUEUES } from '../../src/bus/topology.ts';
 import { MetricsCompactor } from '../../src/consumers/metrics/metrics-compactor.ts';
@@ -36,7 +36,7 @@ after(() => pool.end());
 
 const publisher = await connectToBroker(bus.env.RABBITMQ_URL, { name: 'test publisher' });
 publisher.on('error', () => {});
-after(() => publisher.close().catch(() => {}));
+after(() => closeConnection(publisher));
 await applyTopology(publisher, buildTopology());
 const channel = await publisher.createConfirmChannel();
 

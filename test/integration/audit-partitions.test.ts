@@ -11,6 +11,7 @@ import { after, test } from 'node:test';
 import amqp from 'amqplib';
 import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, consumedQueues, QUEUES } from '../../src/bus/topology.ts';
@@ -81,7 +82,7 @@ const workers = [1, 2].map(
 );
 after(async () => {
   for (const worker of workers) await worker.stop(5000);
-  await connection.close().catch(() => {});
+  await closeConnection(connection);
   await pool.end();
   await bus.remove();
 });

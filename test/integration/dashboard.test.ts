@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
 import amqp from 'amqplib';
 import type { Page } from 'playwright-core';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
 import { buildTopology, EXCHANGES } from '../../src/bus/topology.ts';
 import { auditConsumer } from '../../src/consumers/audit/audit-consumer.ts';
 import { ConsumerRuntime } from '../../src/consumers/consumer-runtime.ts';
@@ -185,7 +186,7 @@ test('a dead letter is replayed from the page with an admin key', async () => {
 
   // A poison message (not JSON) on the models exchange: the audit consumer dead-letters it at once.
   const connection = await amqp.connect(system.vhost.url);
-  after(() => connection.close().catch(() => {}));
+  after(() => closeConnection(connection));
   const channel = await connection.createConfirmChannel();
   channel.publish(EXCHANGES.models, 'model.queried', Buffer.from('{not json'), {
     persistent: true,

@@ -16,6 +16,7 @@ import { hashApiKey } from '../../src/auth/api-key.ts';
 import { ApiKeyStore } from '../../src/auth/api-key-store.ts';
 import type { Role } from '../../src/auth/roles.ts';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
 import { validateEvent } from '../../src/bus/event-validator.ts';
 import { buildTopology, EXCHANGES, QUEUES, WORK_QUEUES } from '../../src/bus/topology.ts';
 import type { Delivery } from '../../src/consumers/consumer.ts';
@@ -60,7 +61,7 @@ await app.ready();
 
 after(async () => {
   await app.close();
-  await connection.close().catch(() => {});
+  await closeConnection(connection);
   await pool.end();
   await bus.remove();
 });

@@ -10,6 +10,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
 import amqp from 'amqplib';
 import type pg from 'pg';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
 import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { EXCHANGES, QUEUES } from '../../src/bus/topology.ts';
 import type { Consumer, Delivery } from '../../src/consumers/consumer.ts';
@@ -134,7 +135,7 @@ test('poison is archived byte for byte, with the reason', async () => {
 
 test('odd messages are archived whole: no headers, a binary body, a 4 MiB body, odd header values; a redelivered copy once', async () => {
   const connection = await amqp.connect(harness.url);
-  after(() => connection.close().catch(() => {}));
+  after(() => closeConnection(connection));
   const channel = await connection.createConfirmChannel();
   const binary = Buffer.concat([Buffer.from([0, 0, 255, 254]), randomBytes(1024)]);
   const huge = randomBytes(4 * 1024 * 1024);
@@ -183,7 +184,7 @@ test('odd messages are archived whole: no headers, a binary body, a 4 MiB body, 
 
 test('a dead letter made by RabbitMQ (delivery limit) is archived from x-death, and is not replayable elsewhere', async () => {
   const connection = await amqp.connect(harness.url);
-  after(() => connection.close().catch(() => {}));
+  after(() => closeConnection(connection));
   const channel = await connection.createConfirmChannel();
   const queue = `limit.${randomUUID()}`;
   await channel.assertQueue(queue, {

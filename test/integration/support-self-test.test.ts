@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
 import { drainCount, formatIdReport, hasIds, readQueues, reportIds } from '../support/queue-reader.ts';
 import {
   amqpUrlForVhost,
@@ -32,7 +33,7 @@ async function connect(
   const model = await amqp.connect(url, socketOptions);
   // Tests break connections on purpose; an 'error' without a listener would crash the test process.
   model.on('error', () => {});
-  t.after(() => model.close().catch(() => {}));
+  t.after(() => closeConnection(model));
   return model;
 }
 

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, type Topology } from '../../src/bus/topology.ts';
@@ -71,7 +72,7 @@ export async function consumerHarness(
   });
   teardown.after(async () => {
     await runtime.stop(5000);
-    await connection.close().catch(() => {});
+    await closeConnection(connection);
     await pool.end();
     await bus.remove();
   });

@@ -5,6 +5,7 @@
  * outlives broker restarts: fault tests start it, stop the broker, and count ids once the broker is back.
  */
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
 
 export interface CollectedMessage {
   queue: string;
@@ -183,7 +184,7 @@ export async function readQueues(
       // A channel closed by the broker (e.g. a 404 on consume) leaves the connection up: close it too, so
       // that all losses take the one reconnect path.
       channel.on('close', () => {
-        void candidate.close().catch(() => {});
+        void closeConnection(candidate);
       });
       await channel.prefetch(prefetch);
       for (const queue of queues) {
@@ -192,18 +193,18 @@ export async function readQueues(
           // The broker cancelled the consumer (queue deleted, or its node going down): start over, which
           // keeps retrying until the queue is back.
           lastError = `consumer of queue ${queue} was cancelled by the broker`;
-          void candidate.close().catch(() => {});
+          void closeConnection(candidate);
         };
         await channel.consume(queue, onMessage, { noAck: false });
       }
       if (lost) throw new Error(lastError ?? 'connection closed while subscribing');
     } catch (err) {
-      await candidate.close().catch(() => {});
+      await closeConnection(candidate);
       throw err;
     }
     sessions = session;
     if (closed) {
-      await candidate.close().catch(() => {});
+      await closeConnection(candidate);
       return;
     }
     subscribed = true;
@@ -301,7 +302,7 @@ export async function readQueues(
       await connecting;
       const current = model;
       model = undefined;
-      await current?.close().catch(() => {});
+      if (current !== undefined) await closeConnection(current);
     },
   };
   return reader;
