@@ -84,6 +84,11 @@ export interface Config {
   metricsRollupRetentionDays: number;
   /** Time between two prunings of the metrics tables, in milliseconds. @default 3600000 (1 h) */
   metricsPruneIntervalMs: number;
+  /**
+   * Days a consumer keeps the ids of the events it applied (`consumer_applied_events`), to refuse a second
+   * copy; ids with a dead copy in the dead-letter archive stay until it is replayed or deleted. @default 30
+   */
+  appliedEventsRetentionDays: number;
 }
 
 /** The consumers a process can run, by name. */
@@ -402,6 +407,14 @@ export const CONFIG_VARIABLES = {
     description:
       'Time between two prunings of the metrics tables by the process running the metrics consumer, in ms.',
     parse: integer(1000, 86_400_000),
+  },
+  APPLIED_EVENTS_RETENTION_DAYS: {
+    key: 'appliedEventsRetentionDays',
+    default: '30',
+    form: 'an integer number of days, 1–3650',
+    description:
+      'Days the consumers keep the ids of the events they applied (`consumer_applied_events`), to refuse a second copy; an id whose event has a dead letter in the archive stays until that is replayed or deleted.',
+    parse: integer(1, 3650),
   },
 } satisfies { [name: string]: VariableSpec<keyof Config> };
 

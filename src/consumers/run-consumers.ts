@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import type { Config, ConsumerName } from '../config.ts';
+import { AppliedEventsPruner } from './applied-events-pruner.ts';
 import { buildConsumers } from './build-consumers.ts';
 import { ConsumerRuntime } from './consumer-runtime.ts';
 import { MetricsCompactor } from './metrics/metrics-compactor.ts';
@@ -13,6 +14,8 @@ export interface RunningConsumers {
   runtime: ConsumerRuntime;
   /** Prunes the metrics tables on a timer; present when the metrics consumer runs here. */
   pruner: MetricsPruner | undefined;
+  /** Prunes `consumer_applied_events` on a timer; present when a consumer that records there runs here. */
+  appliedPruner: AppliedEventsPruner | undefined;
   /** Adds closed minutes into the hour and day rollups on a timer; present when the metrics consumer runs here. */
   compactor: MetricsCompactor | undefined;
   /** Stops taking deliveries, finishes the batches in hand within `timeoutMs`, closes. */
@@ -54,6 +57,14 @@ export async function runConsumers(
       })
     : undefined;
   pruner?.start();
+  // The audit trail de-duplicates in its own (append-only, never pruned) table.
+  const appliedPruner = names.some((name) => name !== 'audit')
+    ? new AppliedEventsPruner(pool, {
+        retentionDays: config.appliedEventsRetentionDays,
+        logger: logger.child({ component: 'applied-events-pruner' }),
+      })
+    : undefined;
+  appliedPruner?.start();
   // Compaction too: several processes compacting take turns on the watermark's row lock.
   const compactor = names.includes('metrics')
     ? new MetricsCompactor(pool, { logger: logger.child({ component: 'metrics-compactor' }) })
@@ -62,9 +73,11 @@ export async function runConsumers(
   return {
     runtime,
     pruner,
+    appliedPruner,
     compactor,
     async stop(timeoutMs) {
       await pruner?.stop();
+      await appliedPruner?.stop();
       await compactor?.stop();
       await runtime.stop(timeoutMs);
       built.close();

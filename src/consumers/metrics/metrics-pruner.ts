@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
+import { deleteInChunks } from '../../db/delete-in-chunks.ts';
 import { GRANULARITIES, GRANULARITY_MS } from '../../metrics/metrics-granularity.ts';
 import { PeriodicTask } from '../periodic-task.ts';
 
@@ -98,20 +99,13 @@ export class MetricsPruner {
     return result;
   }
 
-  async #deleteInChunks(
-    table: string,
-    where: string,
-    [cutoff, ...rest]: [Date, ...string[]],
-  ): Promise<number> {
-    let deleted = 0;
-    for (;;) {
-      if (this.#schedule.stopped && deleted > 0) return deleted;
-      const result = await this.#pool.query(
-        `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE ${where} LIMIT $2))`,
-        [cutoff.toISOString(), this.#options.chunkRows, ...rest],
-      );
-      deleted += result.rowCount ?? 0;
-      if ((result.rowCount ?? 0) < this.#options.chunkRows) return deleted;
-    }
+  #deleteInChunks(table: string, where: string, [cutoff, ...rest]: [Date, ...string[]]): Promise<number> {
+    return deleteInChunks(this.#pool, {
+      table,
+      where,
+      params: [cutoff.toISOString(), ...rest],
+      chunkRows: this.#options.chunkRows,
+      stopped: () => this.#schedule.stopped,
+    });
   }
 }
