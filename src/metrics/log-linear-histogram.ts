@@ -15,9 +15,9 @@
  *
  * Compact form for storage ({@link LogLinearHistogram.toPacked}): the non-empty buckets only, in index
  * order, each as one integer `index × 2^40 + count` (a PostgreSQL `bigint[]`). Why packed pairs in one
- * array: a row holds one column per histogram, merging two is one `unnest` + `GROUP BY` (SQL function
- * `metrics_histogram_add` in the migration), and merging a range is `unnest` + `sum` grouped by
- * `element >> 40` — the same arithmetic in SQL and here. Every value stays below 2^53, so JavaScript
+ * array: a row holds one column per histogram, merging two is one walk of both sorted arrays (SQL
+ * function `metrics_histogram_add`, migrations/1764691200000_histogram-merge-walk.sql), and merging a
+ * range is `unnest` + `sum` grouped by `element >> 40` — the same arithmetic in SQL and here. Every value stays below 2^53, so JavaScript
  * numbers hold it exactly. A minute of one route typically fills a few dozen buckets: 8 bytes each.
  */
 
