@@ -49,17 +49,14 @@ export class AppliedEventsPruner {
       ...APPLIED_EVENTS_RETENTION_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     };
-    this.#schedule = new PeriodicTask(async () => {
-      try {
+    this.#schedule = new PeriodicTask(
+      async () => {
         const pruned = await this.prune();
         if (pruned > 0) logger?.info({ pruned }, 'pruned applied event ids past their retention');
-      } catch (error) {
-        logger?.warn(
-          { err: error instanceof Error ? error.message : String(error) },
-          'pruning the applied event ids failed; trying again at the next interval',
-        );
-      }
-    }, this.#options.intervalMs);
+      },
+      this.#options.intervalMs,
+      { logger, what: 'pruning the applied event ids' },
+    );
   }
 
   /** Prunes now and then every `intervalMs`, until {@link stop}. A failed run is logged and retried next time. */

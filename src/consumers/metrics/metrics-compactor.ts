@@ -90,27 +90,22 @@ interface MinuteTotalsRow {
 export class MetricsCompactor {
   readonly #pool: pg.Pool;
   readonly #options: Required<Omit<MetricsCompactionOptions, 'logger'>>;
-  readonly #logger: PublisherLogger | undefined;
   readonly #schedule: PeriodicTask;
 
   constructor(pool: pg.Pool, options: MetricsCompactionOptions = {}) {
     this.#pool = pool;
     const { logger, ...rest } = options;
-    this.#logger = logger;
     this.#options = {
       ...METRICS_COMPACTION_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     };
-    this.#schedule = new PeriodicTask(async () => {
-      try {
+    this.#schedule = new PeriodicTask(
+      async () => {
         await this.compact();
-      } catch (error) {
-        this.#logger?.warn(
-          { err: error instanceof Error ? error.message : String(error) },
-          'compacting the metrics failed; trying again at the next interval',
-        );
-      }
-    }, this.#options.intervalMs);
+      },
+      this.#options.intervalMs,
+      { logger, what: 'compacting the metrics' },
+    );
   }
 
   /** Compacts now and then every `intervalMs`, until {@link stop}. A failed run is logged and retried next time. */

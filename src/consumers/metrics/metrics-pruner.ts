@@ -51,19 +51,16 @@ export class MetricsPruner {
       ...METRICS_RETENTION_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     };
-    this.#schedule = new PeriodicTask(async () => {
-      try {
+    this.#schedule = new PeriodicTask(
+      async () => {
         const result = await this.prune();
         if (result.rawEvents + result.rollups + result.totals > 0) {
           this.#logger?.info({ pruned: result }, 'pruned metrics past their retention');
         }
-      } catch (error) {
-        this.#logger?.warn(
-          { err: error instanceof Error ? error.message : String(error) },
-          'pruning the metrics failed; trying again at the next interval',
-        );
-      }
-    }, this.#options.intervalMs);
+      },
+      this.#options.intervalMs,
+      { logger, what: 'pruning the metrics' },
+    );
   }
 
   /** Prunes now and then every `intervalMs`, until {@link stop}. A failed run is logged and retried next time. */
