@@ -27,9 +27,16 @@ export const LedgerResponse = Type.Object({
       queue: Type.String(),
       expected: Count('Spooled events of the types routed to its queue'),
       applied: Count('Events it applied (each once, whatever was redelivered)'),
-      missing: Count(
-        'expected − applied: in transit, in its queue, or dead-lettered (see GET /dlq). Zero once settled',
-      ),
+      missing: Type.Integer({
+        minimum: 0,
+        description:
+          'Spooled events (as the API has counted them so far) not applied: in transit, in its queue, or dead-lettered (see GET /dlq). Never negative; zero once settled',
+      }),
+      applied_unflushed: Type.Integer({
+        minimum: 0,
+        description:
+          'Events applied whose count the API has not written yet (every LEDGER_FLUSH_INTERVAL_MS), per minute and type: in flight in the ledger, left out of missing',
+      }),
     }),
   ),
 });

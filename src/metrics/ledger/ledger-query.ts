@@ -16,12 +16,19 @@ export class LedgerQuery {
   }
 
   async summary(range: TimeRange): Promise<LedgerWindow> {
+    // `ahead`: per minute and type, what a consumer applied beyond the spooled count (the key of the table
+    // finds the one spooled row of the same minute and type).
     const { rows } = await this.#pool.query<LedgerCountRow>({
       name: 'ledger.window',
-      text: `SELECT stage, consumer, event_type, sum(events)::float8 AS events
-             FROM telemetry_ledger
-             WHERE minute >= date_trunc('minute', $1::timestamptz) AND minute < $2::timestamptz
-             GROUP BY stage, consumer, event_type`,
+      text: `SELECT l.stage, l.consumer, l.event_type, sum(l.events)::float8 AS events,
+                    coalesce(sum(greatest(l.events - coalesce(s.events, 0), 0))
+                             FILTER (WHERE l.stage = 'applied'), 0)::float8 AS ahead
+             FROM telemetry_ledger l
+             LEFT JOIN telemetry_ledger s
+               ON l.stage = 'applied' AND s.minute = l.minute AND s.stage = 'spooled' AND s.consumer = ''
+                  AND s.event_type = l.event_type
+             WHERE l.minute >= date_trunc('minute', $1::timestamptz) AND l.minute < $2::timestamptz
+             GROUP BY l.stage, l.consumer, l.event_type`,
       values: [range.from.toISOString(), range.to.toISOString()],
     });
     return { from: range.from.toISOString(), to: range.to.toISOString(), ...summarizeLedger(rows) };

@@ -5,6 +5,12 @@
  * Counts are per minute of the events' own timestamps, so every stage is compared over the same events,
  * however late they were published or applied. A gap in the last seconds is events still in transit;
  * a gap that stays is events missing.
+ *
+ * A consumer commits its count with its batch, while the API writes its counts every
+ * `LEDGER_FLUSH_INTERVAL_MS`: a consumer can have applied events the API has not counted yet. `missing`
+ * compares only what the API has counted — per minute and event type, applied events beyond the spooled
+ * count are left out of it and shown apart as `applied_unflushed` — so it is never negative, and a
+ * consumer ahead in one minute cannot hide a gap in another.
  */
 import type { EventType } from '../../bus/event-types.ts';
 import { EVENT_TYPES } from '../../bus/event-types.ts';
@@ -26,6 +32,11 @@ export interface LedgerCountRow {
   consumer: string;
   event_type: string;
   events: number;
+  /**
+   * `applied` rows: the events applied beyond the spooled count of their minute and type, summed over
+   * the minutes (the API has not flushed their count yet); 0 for the other stages.
+   */
+  ahead: number;
 }
 
 export interface ConsumerLedger {
@@ -34,8 +45,13 @@ export interface ConsumerLedger {
   /** Spooled events of the types routed to the consumer's queue. */
   expected: number;
   applied: number;
-  /** expected − applied: in transit, waiting in a queue or the dead-letter queue, or lost. */
+  /**
+   * Spooled events, counted by the API, that the consumer has not applied: in transit, waiting in a
+   * queue or the dead-letter queue, or lost. Never negative.
+   */
   missing: number;
+  /** Events applied whose count the API has not written yet (left out of `missing`). */
+  applied_unflushed: number;
 }
 
 export interface LedgerSummary {
@@ -76,11 +92,27 @@ export function summarizeLedger(rows: readonly LedgerCountRow[]): LedgerSummary 
     const routed = ROUTED[consumer];
     let expected = 0;
     let applied = 0;
+    let appliedRouted = 0;
+    let ahead = 0;
     for (const row of rows) {
       if (row.stage === 'spooled' && routed.has(row.event_type)) expected += row.events;
-      if (row.stage === 'applied' && row.consumer === consumer) applied += row.events;
+      if (row.stage === 'applied' && row.consumer === consumer) {
+        applied += row.events;
+        if (routed.has(row.event_type)) {
+          appliedRouted += row.events;
+          ahead += row.ahead;
+        }
+      }
     }
-    return { consumer, queue: LEDGER_CONSUMERS[consumer], expected, applied, missing: expected - applied };
+    // Σ over minutes of max(0, spooled − applied) = spooled − applied + Σ max(0, applied − spooled).
+    return {
+      consumer,
+      queue: LEDGER_CONSUMERS[consumer],
+      expected,
+      applied,
+      missing: expected - appliedRouted + ahead,
+      applied_unflushed: ahead,
+    };
   });
   return {
     emitted,

@@ -61,18 +61,19 @@ test('each consumer expects the spooled events of the types its queue is bound t
     consumer: '',
     event_type,
     events,
+    ahead: 0,
   });
   const rows: LedgerCountRow[] = [
-    { stage: 'emitted', consumer: '', event_type: 'api.request', events: 101 },
-    { stage: 'emitted', consumer: '', event_type: 'model.registered', events: 10 },
-    { stage: 'emitted', consumer: '', event_type: 'api.error', events: 5 },
+    { stage: 'emitted', consumer: '', event_type: 'api.request', events: 101, ahead: 0 },
+    { stage: 'emitted', consumer: '', event_type: 'model.registered', events: 10, ahead: 0 },
+    { stage: 'emitted', consumer: '', event_type: 'api.error', events: 5, ahead: 0 },
     spooled('api.request', 100),
     spooled('model.registered', 10),
     spooled('api.error', 5),
-    { stage: 'confirmed', consumer: '', event_type: 'api.request', events: 90 },
-    { stage: 'applied', consumer: 'audit', event_type: 'model.registered', events: 10 },
-    { stage: 'applied', consumer: 'audit', event_type: 'api.error', events: 4 },
-    { stage: 'applied', consumer: 'logging', event_type: 'api.error', events: 5 },
+    { stage: 'confirmed', consumer: '', event_type: 'api.request', events: 90, ahead: 0 },
+    { stage: 'applied', consumer: 'audit', event_type: 'model.registered', events: 10, ahead: 0 },
+    { stage: 'applied', consumer: 'audit', event_type: 'api.error', events: 4, ahead: 0 },
+    { stage: 'applied', consumer: 'logging', event_type: 'api.error', events: 5, ahead: 0 },
   ];
   const summary = summarizeLedger(rows);
   assert.equal(summary.emitted, 116);
@@ -89,6 +90,7 @@ test('each consumer expects the spooled events of the types its queue is bound t
     expected: 15,
     applied: 14,
     missing: 1,
+    applied_unflushed: 0,
   });
   assert.deepEqual(of('analytics'), {
     consumer: 'analytics',
@@ -96,6 +98,7 @@ test('each consumer expects the spooled events of the types its queue is bound t
     expected: 10,
     applied: 0,
     missing: 10,
+    applied_unflushed: 0,
   });
   assert.deepEqual(of('logging'), {
     consumer: 'logging',
@@ -103,6 +106,7 @@ test('each consumer expects the spooled events of the types its queue is bound t
     expected: 5,
     applied: 5,
     missing: 0,
+    applied_unflushed: 0,
   });
   assert.deepEqual(of('metrics'), {
     consumer: 'metrics',
@@ -110,5 +114,37 @@ test('each consumer expects the spooled events of the types its queue is bound t
     expected: 115,
     applied: 0,
     missing: 115,
+    applied_unflushed: 0,
   });
+});
+
+test('a consumer ahead of the API’s flushed count: never a negative gap, and one minute cannot hide another', () => {
+  const row = (
+    stage: LedgerCountRow['stage'],
+    consumer: string,
+    events: number,
+    ahead = 0,
+  ): LedgerCountRow => ({
+    stage,
+    consumer,
+    event_type: 'model.updated',
+    events,
+    ahead,
+  });
+  // Minute 1: 100 spooled and flushed, 100 applied. Minute 2: 30 spooled so far (the API's next flush
+  // has 20 more), 50 applied — 20 ahead. Audit alone: 130 expected, 150 applied.
+  const ahead = summarizeLedger([row('spooled', '', 130), row('applied', 'audit', 150, 20)]);
+  const audit = ahead.consumers.find((c) => c.consumer === 'audit');
+  assert.deepEqual(
+    { missing: audit?.missing, applied_unflushed: audit?.applied_unflushed },
+    { missing: 0, applied_unflushed: 20 },
+  );
+  // Minute 1: 100 spooled, 90 applied (10 missing). Minute 2: 30 spooled, 50 applied (20 ahead). The
+  // plain difference, 130 − 140 = −10, would hide the 10 missing of minute 1.
+  const hidden = summarizeLedger([row('spooled', '', 130), row('applied', 'audit', 140, 20)]);
+  const audit2 = hidden.consumers.find((c) => c.consumer === 'audit');
+  assert.deepEqual(
+    { missing: audit2?.missing, applied_unflushed: audit2?.applied_unflushed },
+    { missing: 10, applied_unflushed: 20 },
+  );
 });
