@@ -637,7 +637,7 @@ async function consume(
   const statements = new StatementTimes();
   statements.instrument(pool);
   const runtime = new ConsumerRuntime({
-    url: env.env.RABBITMQ_URL,
+    urls: [env.env.RABBITMQ_URL],
     pool,
     topology: buildTopology(),
     consumers: [consumer],

@@ -314,7 +314,7 @@ async function main(): Promise<number> {
     );
     const bus = EventBus.open({
       dataDir: busEnv.env.DATA_DIR,
-      rabbitmqUrl: busEnv.env.RABBITMQ_URL,
+      rabbitmqUrls: [busEnv.env.RABBITMQ_URL],
       topology: buildTopology(),
       spoolMaxBytes,
     });
@@ -454,7 +454,7 @@ async function main(): Promise<number> {
     scratchDirs.push(idleDir);
     const idleBus = EventBus.open({
       dataDir: idleDir,
-      rabbitmqUrl: UNREACHABLE_BROKER,
+      rabbitmqUrls: [UNREACHABLE_BROKER],
       topology: buildTopology(),
       spoolMaxBytes: Math.max(1024 ** 3, Math.ceil((split * 2 * (recordBytes + 20)) / 2 ** 20) * 2 ** 20),
     });

@@ -321,7 +321,7 @@ async function runOurs(
       if (spool.append(record) < 0) throw new Error(`spool append failed: ${JSON.stringify(spool.stats())}`);
     }
     publisher = new SpoolPublisher(spool, {
-      url: env.env.RABBITMQ_URL,
+      urls: [env.env.RABBITMQ_URL],
       topology: buildTopology(),
       window: settings.window,
     });
@@ -372,7 +372,7 @@ async function runConcurrent(
   const durationMs = settings.concurrentDurationS * 1000;
   const bus = EventBus.open({
     dataDir: env.env.DATA_DIR,
-    rabbitmqUrl: env.env.RABBITMQ_URL,
+    rabbitmqUrls: [env.env.RABBITMQ_URL],
     topology: buildTopology(),
     publishWindow: settings.window,
     spoolMaxBytes: Math.max(

@@ -6,6 +6,7 @@
  * configuration reference in the README (a test keeps them in step).
  */
 import { ConfigError } from './errors.ts';
+import { redactCredentials } from './redact-credentials.ts';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -13,8 +14,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Config {
   /** PostgreSQL connection URL. The database is created at start if it does not exist. */
   databaseUrl: string;
-  /** RabbitMQ connection URL (used by the telemetry bus). */
-  rabbitmqUrl: string;
+  /** AMQP URLs of the RabbitMQ nodes, tried in this order; one node, or every node of a cluster. */
+  rabbitmqUrls: string[];
   /** Interface the HTTP server binds to. @default '127.0.0.1' */
   host: string;
   /** TCP port of the HTTP server; 0 picks a free port. @default 8080 */
@@ -51,8 +52,22 @@ export interface Config {
   ledgerFlushIntervalMs: number;
   /** AMQP heartbeat interval, in seconds: a dead broker connection is detected within about twice this. @default 5 */
   rabbitmqHeartbeatSeconds: number;
-  /** RabbitMQ management API, for queue statistics in GET /health; empty uses AMQP passive declares. */
-  rabbitmqManagementUrl: string;
+  /**
+   * RabbitMQ management API URLs, for queue statistics in GET /health and the queues' leaders in `topology
+   * show`, tried in this order; empty (`off`) uses AMQP passive declares.
+   */
+  rabbitmqManagementUrls: string[];
+  /**
+   * Members a quorum queue gets when it is created (`x-quorum-initial-group-size`); null (`broker`) leaves
+   * it to the broker, which puts every queue on every node of the cluster. @default null
+   */
+  quorumInitialGroupSize: number | null;
+  /**
+   * Where a new quorum queue's leader goes (`x-queue-leader-locator`): `balanced` spreads the leaders over
+   * the nodes, `client-local` puts them on the node the declaring client is connected to, null (`broker`)
+   * leaves it to the broker's `queue_leader_locator`. @default 'balanced'
+   */
+  queueLeaderLocator: QueueLeaderLocator | null;
   /** Events published but not yet confirmed by the broker, at most. @default 1000 */
   publishWindow: number;
   /** Time to wait for a broker confirm before reconnecting and resending, in milliseconds. @default 15000 */
@@ -90,6 +105,10 @@ export interface Config {
    */
   appliedEventsRetentionDays: number;
 }
+
+/** The leader locators of RabbitMQ 3.10 quorum queues. */
+export const QUEUE_LEADER_LOCATORS = ['balanced', 'client-local'] as const;
+export type QueueLeaderLocator = (typeof QUEUE_LEADER_LOCATORS)[number];
 
 /** The consumers a process can run, by name. */
 export const CONSUMER_NAMES = ['audit', 'logging', 'analytics', 'metrics', 'dlq'] as const;
@@ -142,6 +161,25 @@ function url(protocols: string[]) {
   };
 }
 
+/**
+ * A comma-separated list of URLs of the given protocols (spaces around the commas allowed), each parsed
+ * as {@link url} does; undefined if any entry is not one, or the list is empty or repeats a URL.
+ */
+function urlList(protocols: string[]) {
+  const one = url(protocols);
+  return (raw: string): string[] | undefined => {
+    const entries = raw.split(',').map((entry) => entry.trim());
+    if (entries.some((entry) => one(entry) === undefined)) return undefined;
+    return new Set(entries).size === entries.length ? entries : undefined;
+  };
+}
+
+/** The vhost an AMQP URL names ('/' when none). */
+function vhostOf(amqpUrl: string): string {
+  const path = new URL(amqpUrl).pathname;
+  return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
+}
+
 /** Every variable the service reads, in the order the reference lists them. */
 export const CONFIG_VARIABLES = {
   DATABASE_URL: {
@@ -151,15 +189,21 @@ export const CONFIG_VARIABLES = {
     description: 'PostgreSQL connection; the database is created at start if missing.',
     parse: (raw) => {
       const value = url(['postgres:', 'postgresql:'])(raw);
-      return value !== undefined && new URL(value).pathname.length > 1 ? value : undefined;
+      // One database name: a path with `/`, `,`, `:` or `@` in it is a list or a typo, not a name.
+      return value !== undefined && /^\/[^/,:@]+$/.test(new URL(value).pathname) ? value : undefined;
     },
   },
   RABBITMQ_URL: {
-    key: 'rabbitmqUrl',
+    key: 'rabbitmqUrls',
     default: 'amqp://guest:guest@127.0.0.1:5672',
-    form: 'a URL amqp[s]://user:password@host[:port][/vhost]',
-    description: 'RabbitMQ connection for the telemetry bus.',
-    parse: url(['amqp:', 'amqps:']),
+    form: 'a URL amqp[s]://user:password@host[:port][/vhost]; several: comma-separated',
+    description:
+      'RabbitMQ for the telemetry bus, one URL per node: every connection takes the first node that answers and fails over to the next.',
+    parse: (raw) => {
+      const urls = urlList(['amqp:', 'amqps:'])(raw);
+      // One deployment, one vhost: nodes of a cluster share their vhosts.
+      return urls !== undefined && new Set(urls.map(vhostOf)).size === 1 ? urls : undefined;
+    },
   },
   HOST: {
     key: 'host',
@@ -290,11 +334,32 @@ export const CONFIG_VARIABLES = {
     parse: integer(1, 60),
   },
   RABBITMQ_MANAGEMENT_URL: {
-    key: 'rabbitmqManagementUrl',
+    key: 'rabbitmqManagementUrls',
     default: 'http://guest:guest@127.0.0.1:15672',
-    form: 'a URL http[s]://user:password@host[:port], or off',
-    description: 'RabbitMQ management API, for queue statistics in `GET /health`; `off` uses AMQP.',
-    parse: (raw) => (raw.trim() === 'off' ? '' : url(['http:', 'https:'])(raw)),
+    form: 'a URL http[s]://user:password@host[:port] (several: comma-separated), or off',
+    description:
+      'RabbitMQ management API (one URL per node, tried in order), for queue statistics in `GET /health` and leaders in `topology show`; when none answers, or `off`: AMQP passive declares.',
+    parse: (raw) => (raw.trim() === 'off' ? [] : urlList(['http:', 'https:'])(raw)),
+  },
+  QUORUM_INITIAL_GROUP_SIZE: {
+    key: 'quorumInitialGroupSize',
+    default: 'broker',
+    form: 'broker, or an integer 1–99',
+    description:
+      "Members of a new quorum queue (`x-quorum-initial-group-size`); `broker`: the broker's default (every node).",
+    parse: (raw) => (raw.trim() === 'broker' ? null : integer(1, 99)(raw)),
+  },
+  QUEUE_LEADER_LOCATOR: {
+    key: 'queueLeaderLocator',
+    default: 'balanced',
+    form: `${QUEUE_LEADER_LOCATORS.join(', ')} or broker`,
+    description:
+      "Node of a new quorum queue's leader (`x-queue-leader-locator`): `balanced` spreads leaders over the nodes; `client-local`: the declaring client's; `broker`: the broker's setting.",
+    parse: (raw) => {
+      const value = raw.trim();
+      if (value === 'broker') return null;
+      return QUEUE_LEADER_LOCATORS.find((locator) => locator === value);
+    },
   },
   PUBLISH_WINDOW: {
     key: 'publishWindow',
@@ -433,21 +498,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (value === undefined) {
       throw new ConfigError(
         name,
-        `invalid ${name}: expected ${spec.form}, got ${JSON.stringify(redactUrl(source))}`,
+        `invalid ${name}: expected ${spec.form}, got ${JSON.stringify(redactCredentials(source))}`,
       );
     }
     config[spec.key] = value;
   }
   return config as Config;
-}
-
-/** Hides the password of a URL-shaped value, so a bad configuration never prints a credential. */
-export function redactUrl(value: string): string {
-  try {
-    const parsed = new URL(value);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return value.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
-  }
 }

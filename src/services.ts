@@ -60,7 +60,7 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
   const bus = config.telemetryEnabled
     ? EventBus.open({
         dataDir: config.dataDir,
-        rabbitmqUrl: config.rabbitmqUrl,
+        rabbitmqUrls: config.rabbitmqUrls,
         topology,
         spoolMaxBytes: config.spoolMaxBytes,
         spoolSegmentBytes: config.spoolSegmentBytes,
@@ -77,13 +77,13 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
     bus === undefined
       ? undefined
       : new QueueInspector({
-          amqpUrl: config.rabbitmqUrl,
-          managementUrl: config.rabbitmqManagementUrl,
+          amqpUrls: config.rabbitmqUrls,
+          managementUrls: config.rabbitmqManagementUrls,
           queues: topology.queues.map((queue) => queue.name),
         });
   const dlq = new DlqService({
     pool,
-    amqpUrl: config.rabbitmqUrl,
+    amqpUrls: config.rabbitmqUrls,
     heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
     topology,
     // Replays are recorded in the audit trail through the spool, like every other event of the API.

@@ -17,8 +17,8 @@ import type { Topology } from './topology.ts';
 export interface EventBusOptions {
   /** This process's data directory; the spool lives in `<dataDir>/spool`. */
   dataDir: string;
-  /** AMQP URL of the broker. */
-  rabbitmqUrl: string;
+  /** AMQP URLs of the broker's nodes, tried in order. */
+  rabbitmqUrls: readonly string[];
   topology: Topology;
   /** Spool size above which events are dropped, in bytes. @default 1 GiB */
   spoolMaxBytes?: number;
@@ -76,7 +76,7 @@ export class EventBus {
       fsyncIntervalMs: options.spoolFsyncIntervalMs,
     });
     const publisher = new SpoolPublisher(spool, {
-      url: options.rabbitmqUrl,
+      urls: options.rabbitmqUrls,
       topology: options.topology,
       window: options.publishWindow,
       confirmTimeoutMs: options.publishConfirmTimeoutMs,

@@ -1,12 +1,18 @@
 /**
  * Depths and consumer counts of the topology's queues, for `GET /health`. The management API gives all
- * of them (unacknowledged included) in one request; without it, AMQP passive declares on a connection of
- * the inspector's own give ready messages and consumers. Results are kept for a second and concurrent
+ * of them (unacknowledged included) in one request; without it — `off`, or a stock broker without the
+ * plugin, or no node's API answering — AMQP passive declares on a connection of the inspector's own give
+ * ready messages and consumers, and the report says which source answered and why. After the management
+ * API failed, AMQP answers alone for `managementRetryMs`, so a broker without the plugin costs one
+ * refused request per half minute, not one per probe. Results are kept for a second and concurrent
  * callers share one lookup, so a health probe storm costs the broker nothing.
  */
 import type { Channel, ChannelModel } from 'amqplib';
+import { redactedMessage } from '../redact-credentials.ts';
 import { withTimeout } from '../with-timeout.ts';
-import { closeConnection, connectToBroker } from './broker-connection.ts';
+import { closeConnection } from './broker-connection.ts';
+import { BrokerSession } from './broker-session.ts';
+import { ManagementApi, type ManagementQueue } from './management-api.ts';
 
 export interface QueueDepth {
   name: string;
@@ -19,22 +25,29 @@ export interface QueueDepth {
 }
 
 export interface QueueReport {
+  /** Which source answered (the last one asked, when none did). */
   source: 'management' | 'amqp';
+  /** The node that answered (`host:port`), null when none did. */
+  node: string | null;
   queues: QueueDepth[];
   /** Why the figures are missing, when the broker could not be asked. */
   error: string | null;
+  /** Why AMQP answered in place of the management API (its error), null when it did not have to. */
+  fallbackReason: string | null;
 }
 
 export interface QueueInspectorOptions {
-  /** AMQP URL (its path names the vhost). */
-  amqpUrl: string;
-  /** Management API base URL with credentials, or '' to use AMQP. */
-  managementUrl: string;
+  /** AMQP URLs of the nodes (their path names the vhost), tried in order. */
+  amqpUrls: readonly string[];
+  /** Management API base URLs with credentials, tried in order; empty to use AMQP only. */
+  managementUrls: readonly string[];
   queues: readonly string[];
   /** How long a report is reused, in ms. @default 1000 */
   cacheMs?: number;
-  /** Time allowed for one lookup, in ms. @default 2000 */
+  /** Time allowed to each source (the management API, then AMQP) per lookup, in ms. @default 2000 */
   timeoutMs?: number;
+  /** After the management API failed, how long AMQP answers alone before it is asked again, in ms. @default 30000 */
+  managementRetryMs?: number;
 }
 
 export function vhostOf(amqpUrl: string): string {
@@ -44,12 +57,25 @@ export function vhostOf(amqpUrl: string): string {
 
 export class QueueInspector {
   readonly #options: Required<QueueInspectorOptions>;
+  readonly #management: ManagementApi | undefined;
+  readonly #broker: BrokerSession;
   #cached: { at: number; report: QueueReport } | undefined;
   #pending: Promise<QueueReport> | undefined;
-  #connection: ChannelModel | undefined;
+  #connection: { connection: ChannelModel; node: string } | undefined;
+  /** The management API's last failure: AMQP answers alone until `managementRetryMs` after it. */
+  #managementFailed: { at: number; reason: string } | undefined;
 
   constructor(options: QueueInspectorOptions) {
-    this.#options = { cacheMs: 1000, timeoutMs: 2000, ...options };
+    this.#options = { cacheMs: 1000, timeoutMs: 2000, managementRetryMs: 30_000, ...options };
+    this.#management =
+      options.managementUrls.length === 0
+        ? undefined
+        : new ManagementApi({ urls: options.managementUrls, timeoutMs: this.#options.timeoutMs });
+    this.#broker = new BrokerSession({
+      urls: options.amqpUrls,
+      name: 'telemetry-bus inspector',
+      connectTimeoutMs: this.#options.timeoutMs,
+    });
   }
 
   async report(): Promise<QueueReport> {
@@ -62,24 +88,49 @@ export class QueueInspector {
   }
 
   async close(): Promise<void> {
-    const connection = this.#connection;
+    const open = this.#connection;
     this.#connection = undefined;
-    if (connection !== undefined) await closeConnection(connection);
+    if (open !== undefined) await closeConnection(open.connection);
   }
 
   async #lookup(): Promise<QueueReport> {
-    const source = this.#options.managementUrl === '' ? 'amqp' : 'management';
-    let report: QueueReport;
+    const report = (await this.#fromManagement()) ?? (await this.#fromAmqp());
+    this.#cached = { at: Date.now(), report };
+    return report;
+  }
+
+  /** The management API's report; undefined when it is off, failed a moment ago, or fails now. */
+  async #fromManagement(): Promise<QueueReport | undefined> {
+    const failed = this.#managementFailed;
+    if (
+      this.#management === undefined ||
+      (failed !== undefined && Date.now() - failed.at < this.#options.managementRetryMs)
+    ) {
+      return undefined;
+    }
     try {
-      const queues = await withTimeout(
-        source === 'management' ? this.#viaManagement() : this.#viaAmqp(),
-        this.#options.timeoutMs,
+      const { value: rows, node } = await this.#management.queues(
+        vhostOf(this.#options.amqpUrls[0] as string),
+        ['name', 'messages_ready', 'messages_unacknowledged', 'consumers'],
       );
-      report = { source, queues, error: null };
+      this.#managementFailed = undefined;
+      return { source: 'management', node, queues: this.#depths(rows), error: null, fallbackReason: null };
     } catch (error) {
-      if (source === 'amqp') await this.close();
-      report = {
-        source,
+      this.#managementFailed = { at: Date.now(), reason: redactedMessage(error) };
+      return undefined;
+    }
+  }
+
+  async #fromAmqp(): Promise<QueueReport> {
+    const fallbackReason = this.#managementFailed?.reason ?? null;
+    try {
+      const { queues, node } = await withTimeout(this.#viaAmqp(), this.#options.timeoutMs);
+      return { source: 'amqp', node, queues, error: null, fallbackReason };
+    } catch (error) {
+      await this.close();
+      return {
+        source: 'amqp',
+        node: null,
         queues: this.#options.queues.map((name) => ({
           name,
           exists: false,
@@ -87,33 +138,16 @@ export class QueueInspector {
           messages_unacknowledged: null,
           consumers: null,
         })),
-        error: error instanceof Error ? error.message : String(error),
+        error:
+          fallbackReason === null
+            ? redactedMessage(error)
+            : `${fallbackReason}; AMQP: ${redactedMessage(error)}`,
+        fallbackReason,
       };
     }
-    this.#cached = { at: Date.now(), report };
-    return report;
   }
 
-  async #viaManagement(): Promise<QueueDepth[]> {
-    const base = new URL(this.#options.managementUrl);
-    const authorization = `Basic ${Buffer.from(
-      `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`,
-    ).toString('base64')}`;
-    base.username = '';
-    base.password = '';
-    const vhost = encodeURIComponent(vhostOf(this.#options.amqpUrl));
-    const url = new URL(
-      `api/queues/${vhost}?columns=name,messages_ready,messages_unacknowledged,consumers`,
-      base.href.endsWith('/') ? base.href : `${base.href}/`,
-    );
-    const response = await fetch(url, { headers: { authorization } });
-    if (!response.ok) throw new Error(`management API answered ${response.status}`);
-    const rows = (await response.json()) as Array<{
-      name: string;
-      messages_ready?: number;
-      messages_unacknowledged?: number;
-      consumers?: number;
-    }>;
+  #depths(rows: ReadonlyArray<ManagementQueue>): QueueDepth[] {
     const byName = new Map(rows.map((row) => [row.name, row]));
     return this.#options.queues.map((name) => {
       const row = byName.get(name);
@@ -127,16 +161,16 @@ export class QueueInspector {
     });
   }
 
-  async #viaAmqp(): Promise<QueueDepth[]> {
+  async #viaAmqp(): Promise<{ queues: QueueDepth[]; node: string }> {
     if (this.#connection === undefined) {
-      const connection = await connectToBroker(this.#options.amqpUrl, { name: 'telemetry-bus inspector' });
-      connection.on('error', () => {});
-      connection.on('close', () => {
-        if (this.#connection === connection) this.#connection = undefined;
+      const opened = await this.#broker.connect();
+      opened.connection.on('error', () => {});
+      opened.connection.on('close', () => {
+        if (this.#connection === opened) this.#connection = undefined;
       });
-      this.#connection = connection;
+      this.#connection = opened;
     }
-    const connection = this.#connection;
+    const { connection, node } = this.#connection;
     const depths: QueueDepth[] = [];
     let channel: Channel | undefined;
     for (const name of this.#options.queues) {
@@ -164,6 +198,6 @@ export class QueueInspector {
       }
     }
     await channel?.close().catch(() => {});
-    return depths;
+    return { queues: depths, node };
   }
 }

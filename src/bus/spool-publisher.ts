@@ -11,8 +11,10 @@
  */
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
+import { redactedMessage } from '../redact-credentials.ts';
 import { applyTopology } from './apply-topology.ts';
-import { closeConnection, connectToBroker, destroyConnection } from './broker-connection.ts';
+import { closeConnection, destroyConnection } from './broker-connection.ts';
+import { BrokerSession } from './broker-session.ts';
 import { InflightWindow, type Label } from './inflight-window.ts';
 import { toOutboundMessage } from './outbound-message.ts';
 import type { Spool, SpoolRecord } from './spool/spool.ts';
@@ -27,8 +29,8 @@ export interface PublisherLogger {
 }
 
 export interface SpoolPublisherOptions {
-  /** AMQP URL of the broker. */
-  url: string;
+  /** AMQP URLs of the broker's nodes, tried in order (./broker-session.ts). */
+  urls: readonly string[];
   /** The topology declared at every connect before publishing. */
   topology: Topology;
   /** Messages published and not yet confirmed, at most. @default 1000 */
@@ -39,7 +41,7 @@ export interface SpoolPublisherOptions {
   heartbeatSeconds?: number;
   /** Time allowed for connecting and the AMQP handshake, in ms. @default 5000 */
   connectTimeoutMs?: number;
-  /** First reconnect delay, in ms; it doubles per failed attempt up to the maximum. @default 100 */
+  /** Upper bound of the first reconnect delay, in ms; it doubles per failed round. @default 100 */
   reconnectMinDelayMs?: number;
   /** Longest reconnect delay, in ms. @default 5000 */
   reconnectMaxDelayMs?: number;
@@ -69,6 +71,8 @@ export interface PublisherCounters {
 
 export interface PublisherStatus {
   state: BrokerState;
+  /** The node of the current connection (`host:port`), or null when there is none. */
+  node: string | null;
   /** Since when the state holds, ISO-8601. */
   since: string;
   /** The last connection error, without credentials. */
@@ -88,14 +92,9 @@ const DEFAULTS = {
   readBatch: 100,
 } as const;
 
-/** Delay before reconnect attempt `attempt` (0-based): exponential with full jitter between half and all of it. */
-export function reconnectDelay(attempt: number, minMs: number, maxMs: number, random = Math.random): number {
-  const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
-}
-
 interface Session {
   connection: ChannelModel;
+  node: string;
   channel: ConfirmChannel;
   closed: boolean;
   closeReason: string | null;
@@ -108,6 +107,7 @@ export class SpoolPublisher {
   #countConfirmed: ((label: Label) => void) | undefined;
   readonly #options: Required<Omit<SpoolPublisherOptions, 'logger' | 'ledger'>>;
   readonly #logger: PublisherLogger;
+  readonly #broker: BrokerSession;
   readonly counters: PublisherCounters = {
     confirmed: 0,
     returned: 0,
@@ -149,6 +149,14 @@ export class SpoolPublisher {
     >;
     if (ledger !== undefined)
       this.#countConfirmed = (label) => ledger.add('confirmed', label.eventType, label.timestampMs);
+    this.#broker = new BrokerSession({
+      urls: this.#options.urls,
+      name: 'telemetry-bus publisher',
+      heartbeatSeconds: this.#options.heartbeatSeconds,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      reconnectMinDelayMs: this.#options.reconnectMinDelayMs,
+      reconnectMaxDelayMs: this.#options.reconnectMaxDelayMs,
+    });
   }
 
   /** Starts sending in the background; it never rejects, and retries the broker until stopped. */
@@ -189,6 +197,7 @@ export class SpoolPublisher {
   status(): PublisherStatus {
     return {
       state: this.#state,
+      node: this.#session?.node ?? null,
       since: new Date(this.#since).toISOString(),
       lastError: this.#lastError,
       unconfirmed: this.#inflight.size,
@@ -198,13 +207,11 @@ export class SpoolPublisher {
   }
 
   async #run(): Promise<void> {
-    let attempt = 0;
     while (!this.#stopping) {
       this.#setState('connecting');
       let session: Session | undefined;
       try {
         session = await this.#openSession();
-        attempt = 0;
         await this.#publishUntilClosed(session);
       } catch (error) {
         if (!this.#stopping) {
@@ -223,22 +230,13 @@ export class SpoolPublisher {
       }
       if (this.#stopping) break;
       this.#setState('disconnected');
-      const delay = reconnectDelay(
-        attempt++,
-        this.#options.reconnectMinDelayMs,
-        this.#options.reconnectMaxDelayMs,
-      );
-      await this.#sleep(delay);
+      await this.#sleep(this.#broker.retryDelay());
     }
   }
 
   async #openSession(): Promise<Session> {
-    const connection = await connectToBroker(this.#options.url, {
-      name: 'telemetry-bus publisher',
-      heartbeatSeconds: this.#options.heartbeatSeconds,
-      connectTimeoutMs: this.#options.connectTimeoutMs,
-    });
-    const session = { connection, closed: false, closeReason: null } as unknown as Session;
+    const { connection, node } = await this.#broker.connect();
+    const session = { connection, node, closed: false, closeReason: null } as unknown as Session;
     connection.on('error', (error: unknown) => {
       this.#lastError = describe(error);
     });
@@ -291,7 +289,8 @@ export class SpoolPublisher {
     });
     this.counters.connects++;
     this.#session = session;
-    if (this.#lastError !== null) this.#logger.info({}, 'RabbitMQ connected; sending the spool');
+    if (this.#lastError !== null)
+      this.#logger.info({ node: session.node }, 'RabbitMQ connected; sending the spool');
     this.#lastError = null;
     this.#setState('connected');
     return session;
@@ -511,8 +510,4 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** An error's message with any credentials in URLs masked. */
-function describe(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/\/\/([^:/@\s]+):([^@\s]+)@/g, '//$1:***@');
-}
+const describe = redactedMessage;

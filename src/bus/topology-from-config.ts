@@ -1,13 +1,20 @@
 /**
- * The topology of a deployment, from its configuration: the retry ladder and the partitions. Every
- * process (API, worker, CLI) builds it here, so they all declare, consume and replay into the same queues.
+ * The topology of a deployment, from its configuration: the retry ladder, the partitions and where new
+ * queues go in a cluster. Every process (API, worker, CLI) builds it here, so they all declare, consume
+ * and replay into the same queues.
  */
 import type { Config } from '../config.ts';
 import { buildTopology, QUEUES, type Topology } from './topology.ts';
 
-export function topologyFromConfig(config: Pick<Config, 'retryDelaysMs' | 'auditPartitions'>): Topology {
+export function topologyFromConfig(
+  config: Pick<Config, 'retryDelaysMs' | 'auditPartitions' | 'quorumInitialGroupSize' | 'queueLeaderLocator'>,
+): Topology {
   return buildTopology({
     retryDelaysMs: config.retryDelaysMs,
     partitions: { [QUEUES.audit]: config.auditPartitions },
+    placement: {
+      initialGroupSize: config.quorumInitialGroupSize ?? undefined,
+      leaderLocator: config.queueLeaderLocator ?? undefined,
+    },
   });
 }

@@ -37,7 +37,27 @@ export interface QueueSpec {
   description: string;
   /** Queue arguments (`x-queue-type`, `x-delivery-limit`, …), exactly as declared. */
   arguments: Record<string, QueueArgument>;
+  /**
+   * Arguments that only say where a new queue is placed in a cluster (`x-quorum-initial-group-size`,
+   * `x-queue-leader-locator`): declared with the others, but a queue that exists keeps the placement it
+   * was created with (see apply-topology.ts). Absent: the broker decides.
+   */
+  placement?: Record<string, QueueArgument>;
 }
+
+/** Where new quorum queues go in a cluster. */
+export interface QueuePlacement {
+  /** Members of a new quorum queue; absent: the broker's default (every node). */
+  initialGroupSize?: number;
+  /** `balanced` spreads new queues' leaders over the nodes; `client-local` puts them on the declaring client's node; absent: the broker's `queue_leader_locator`. */
+  leaderLocator?: 'balanced' | 'client-local';
+}
+
+/** The queue arguments a {@link QueuePlacement} sets. */
+export const PLACEMENT_ARGUMENTS = {
+  initialGroupSize: 'x-quorum-initial-group-size',
+  leaderLocator: 'x-queue-leader-locator',
+} as const;
 
 export interface BindingSpec {
   exchange: string;
@@ -75,6 +95,8 @@ export interface TopologyOptions {
    * not named, or given 1, is one queue as usual. At most {@link MAX_PARTITIONS}. @default {}
    */
   partitions?: Readonly<Partial<Record<WorkQueue, number>>>;
+  /** Where new queues go in a cluster. @default {} (the broker decides) */
+  placement?: QueuePlacement;
 }
 
 /** Partitions of one queue, at most: beyond that, a worker per partition is more than one machine runs. */
@@ -175,6 +197,7 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     }
   }
   const partitionsOf = (queue: WorkQueue): number => partitions[queue] ?? 1;
+  const placement = placementArguments(options.placement ?? {});
 
   // Single active consumer: however many workers subscribe, one consumes a queue at a time (the others
   // wait to take over), so the queue's order is the order of processing.
@@ -301,7 +324,23 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     .filter((feed) => partitionsOf(feed.queue) > 1)
     .map((feed) => ({ source: feed.exchange, destination: partitionExchangeName(feed.queue), pattern: '#' }));
 
-  return { exchanges, queues, bindings, exchangeBindings };
+  return {
+    exchanges,
+    queues: placement === undefined ? queues : queues.map((queue) => ({ ...queue, placement })),
+    bindings,
+    exchangeBindings,
+  };
+}
+
+function placementArguments(placement: QueuePlacement): Record<string, QueueArgument> | undefined {
+  const { initialGroupSize, leaderLocator } = placement;
+  if (initialGroupSize !== undefined && (!Number.isInteger(initialGroupSize) || initialGroupSize < 1)) {
+    throw new RangeError('placement.initialGroupSize must be a positive integer');
+  }
+  const args: Record<string, QueueArgument> = {};
+  if (initialGroupSize !== undefined) args[PLACEMENT_ARGUMENTS.initialGroupSize] = initialGroupSize;
+  if (leaderLocator !== undefined) args[PLACEMENT_ARGUMENTS.leaderLocator] = leaderLocator;
+  return Object.keys(args).length === 0 ? undefined : args;
 }
 
 /**

@@ -98,7 +98,7 @@ async function withService<T>(config: Config, use: (service: DlqService) => Prom
     return await use(
       new DlqService({
         pool,
-        amqpUrl: config.rabbitmqUrl,
+        amqpUrls: config.rabbitmqUrls,
         heartbeatSeconds: config.rabbitmqHeartbeatSeconds,
         // The partitions of this deployment are queues a dead letter can be replayed into.
         topology: topologyFromConfig(config),

@@ -5,6 +5,7 @@
 import { Command } from 'commander';
 import { CONSUMER_NAMES, loadConfig } from '../config.ts';
 import { ConfigError } from '../errors.ts';
+import { redactCredentials } from '../redact-credentials.ts';
 import { auditVerify } from './audit.ts';
 import { bench } from './bench.ts';
 import { CliError } from './cli-error.ts';
@@ -15,18 +16,18 @@ import { start } from './start.ts';
 import { applyTopologyNow, showTopology } from './topology.ts';
 import { worker } from './worker.ts';
 
+/** Every last word goes through redactCredentials: a stack or a driver's message may quote a URL. */
 function fail(error: unknown): never {
+  const say = (text: string) => process.stderr.write(`telemetry-bus: ${redactCredentials(text)}\n`);
   if (error instanceof ConfigError) {
-    process.stderr.write(`telemetry-bus: configuration error: ${error.message}\n`);
+    say(`configuration error: ${error.message}`);
     process.exit(2);
   }
   if (error instanceof CliError) {
-    process.stderr.write(`telemetry-bus: ${error.message}\n`);
+    say(error.message);
     process.exit(error.exitCode);
   }
-  process.stderr.write(
-    `telemetry-bus: unexpected failure: ${error instanceof Error ? error.stack : String(error)}\n`,
-  );
+  say(`unexpected failure: ${error instanceof Error ? error.stack : String(error)}`);
   process.exit(1);
 }
 

@@ -1,6 +1,6 @@
-import { redactUrl } from '../config.ts';
 import { ensureDatabase } from '../db/ensure-database.ts';
 import { migrate } from '../db/migrate.ts';
+import { redactCredentials } from '../redact-credentials.ts';
 import { CliError } from './cli-error.ts';
 
 /** Creates the database if missing and applies pending migrations; a failure says where and why. */
@@ -10,9 +10,12 @@ export async function prepareDatabase(databaseUrl: string, log: (message: string
     const applied = await migrate(databaseUrl, () => {});
     if (applied.length > 0) log(`applied migrations: ${applied.join(', ')}`);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new CliError(`cannot prepare PostgreSQL at ${redactUrl(databaseUrl)} (DATABASE_URL): ${reason}`, {
-      cause: error,
-    });
+    const reason = redactCredentials(error instanceof Error ? error.message : String(error));
+    throw new CliError(
+      `cannot prepare PostgreSQL at ${redactCredentials(databaseUrl)} (DATABASE_URL): ${reason}`,
+      {
+        cause: error,
+      },
+    );
   }
 }

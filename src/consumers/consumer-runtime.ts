@@ -2,8 +2,9 @@
  * The one consumer runtime every consumer runs on.
  *
  * - A connection of its own for consuming, and another for publishing retries and dead letters (never
- *   the API's publisher), both with heartbeats; reconnects and resubscribes (also after a consumer
- *   cancel) until stopped.
+ *   the API's publisher), both with heartbeats, both on the same node; when either goes, both are
+ *   reopened on the next node that answers (../bus/broker-session.ts) and every consumer resubscribes
+ *   (also after a consumer cancel), until stopped.
  * - Per consumer: a channel with a prefetch; deliveries are gathered into batches (up to `batchSize`, or
  *   what arrived within `batchWaitMs`), applied in one PostgreSQL transaction that also records each
  *   event id as applied (`INSERT … ON CONFLICT DO NOTHING`: a redelivered or replayed duplicate changes
@@ -21,21 +22,23 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqp
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { applyTopology } from '../bus/apply-topology.ts';
-import { closeConnection, connectToBroker } from '../bus/broker-connection.ts';
+import { closeConnection } from '../bus/broker-connection.ts';
+import { BrokerSession } from '../bus/broker-session.ts';
 import { validateEvent } from '../bus/event-validator.ts';
 import type { PublisherLogger } from '../bus/spool-publisher.ts';
 import { EXCHANGES, type Topology } from '../bus/topology.ts';
 import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
 import { appliedRows } from '../metrics/ledger/applied-rows.ts';
 import { addLedgerRows } from '../metrics/ledger/ledger-store.ts';
+import { redactedMessage } from '../redact-credentials.ts';
 import type { Consumer, Delivery } from './consumer.ts';
 import { ConsumerMetrics } from './consumer-metrics.ts';
 import { decideFailure, FAILURE_HEADERS } from './failure-policy.ts';
 import { PoisonMessageError } from './poison-message-error.ts';
 
 export interface ConsumerRuntimeOptions {
-  /** AMQP URL of the broker. */
-  url: string;
+  /** AMQP URLs of the broker's nodes, tried in order. */
+  urls: readonly string[];
   pool: pg.Pool;
   topology: Topology;
   consumers: Consumer[];
@@ -51,7 +54,7 @@ export interface ConsumerRuntimeOptions {
   heartbeatSeconds?: number;
   /** Wait between attempts while PostgreSQL is unreachable, in ms. @default 1000 */
   databaseRetryMs?: number;
-  /** First reconnect delay, in ms (doubles up to 5 s). @default 100 */
+  /** Upper bound of the first reconnect delay, in ms (doubles per failed round, up to 5 s). @default 100 */
   reconnectMinDelayMs?: number;
   logger?: PublisherLogger;
   /**
@@ -117,6 +120,7 @@ export class ConsumerRuntime {
   readonly #logger: PublisherLogger;
   readonly #metrics: ConsumerMetrics | undefined;
   readonly #workers: Worker[];
+  readonly #broker: BrokerSession;
   #consuming: ChannelModel | undefined;
   #publishing: ChannelModel | undefined;
   #confirm: ConfirmChannel | undefined;
@@ -142,6 +146,12 @@ export class ConsumerRuntime {
       reconnectMinDelayMs: 100,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     } as Required<Omit<ConsumerRuntimeOptions, 'logger' | 'metrics'>>;
+    this.#broker = new BrokerSession({
+      urls: this.#options.urls,
+      name: 'telemetry-bus worker',
+      heartbeatSeconds: this.#options.heartbeatSeconds,
+      reconnectMinDelayMs: this.#options.reconnectMinDelayMs,
+    });
     this.#workers = options.consumers.map((consumer) => ({
       consumer,
       channel: undefined,
@@ -215,11 +225,9 @@ export class ConsumerRuntime {
   }
 
   async #run(): Promise<void> {
-    let attempt = 0;
     while (!this.#stopping) {
       try {
         const { lost } = await this.#connect();
-        attempt = 0;
         this.#connected?.();
         await Promise.race([lost, this.#stopped]);
       } catch (error) {
@@ -229,25 +237,22 @@ export class ConsumerRuntime {
       }
       if (this.#stopping) break;
       await this.#closeConnections();
-      const delay = Math.min(5000, this.#options.reconnectMinDelayMs * 2 ** Math.min(attempt++, 10));
+      const delay = this.#broker.retryDelay();
       await Promise.race([new Promise((resolve) => setTimeout(resolve, delay)), this.#stopped]);
     }
   }
 
   /** Opens both connections and subscribes every consumer; `lost` resolves when either connection goes. */
   async #connect(): Promise<{ lost: Promise<void> }> {
-    const options = { heartbeatSeconds: this.#options.heartbeatSeconds };
     const lost = new Promise<void>((resolve) => {
       this.#connectionLost = resolve;
     });
-    const consuming = await connectToBroker(this.#options.url, { ...options, name: 'telemetry-bus worker' });
+    const { connection: consuming, node } = await this.#broker.connect();
     this.#consuming = consuming;
     consuming.on('error', () => {});
     consuming.on('close', () => this.#connectionLost?.());
-    const publishing = await connectToBroker(this.#options.url, {
-      ...options,
-      name: 'telemetry-bus worker publisher',
-    });
+    // The same node first: the session prefers the node of its last connection.
+    const { connection: publishing } = await this.#broker.connect('telemetry-bus worker publisher');
     this.#publishing = publishing;
     publishing.on('error', () => {});
     publishing.on('close', () => this.#connectionLost?.());
@@ -255,6 +260,10 @@ export class ConsumerRuntime {
     this.#confirm = await publishing.createConfirmChannel();
     this.#confirm.on('error', () => {});
     for (const worker of this.#workers) await this.#subscribe(worker, consuming);
+    this.#logger.info(
+      { node, consumers: this.#workers.map((worker) => worker.consumer.name) },
+      'consumers connected to RabbitMQ',
+    );
     // Wrapped: an async function returning a promise would wait for it.
     return { lost };
   }
@@ -671,10 +680,7 @@ export class ConsumerRuntime {
   }
 }
 
-function describe(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/\/\/([^:/@\s]+):([^@\s]+)@/g, '//$1:***@');
-}
+const describe = redactedMessage;
 
 /** Records `deliveries` as applied by `consumer`; returns the ids that were not recorded before. */
 async function recordApplied(

@@ -33,7 +33,7 @@ export async function runConsumers(
   const topology = topologyFromConfig(config);
   const built = buildConsumers(names, config, logger, topology);
   const runtime = new ConsumerRuntime({
-    url: config.rabbitmqUrl,
+    urls: config.rabbitmqUrls,
     pool,
     topology,
     consumers: built.consumers,

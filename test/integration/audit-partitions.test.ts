@@ -71,7 +71,7 @@ function auditConsumers(): Consumer[] {
 const workers = [1, 2].map(
   () =>
     new ConsumerRuntime({
-      url: bus.env.RABBITMQ_URL,
+      urls: [bus.env.RABBITMQ_URL],
       pool,
       topology,
       consumers: auditConsumers(),

@@ -34,7 +34,7 @@ const base = await system.app.listen({ host: '127.0.0.1', port: 0 });
 // Consumers beside the API, on its database and (directly, not through the proxy) its vhost.
 const retryDelaysMs = [200, 400];
 const runtime = new ConsumerRuntime({
-  url: system.vhost.url,
+  urls: [system.vhost.url],
   pool: system.services.pool,
   topology: buildTopology({ retryDelaysMs }),
   consumers: [auditConsumer(), dlqConsumer({ error() {} })],

@@ -31,7 +31,7 @@ const MODEL = 'replay-audit/model';
 const system = await build({ after });
 const { pool } = system.services;
 const runtime = new ConsumerRuntime({
-  url: system.config.rabbitmqUrl,
+  urls: system.config.rabbitmqUrls,
   pool,
   topology: buildTopology({ retryDelaysMs: system.config.retryDelaysMs }),
   consumers: [auditConsumer(), dlqConsumer({ error() {} })],
@@ -149,7 +149,7 @@ test('telemetry-bus dlq replay: a dry run, then the replay, each in the audit tr
       env: {
         PATH: process.env.PATH ?? '',
         DATABASE_URL: system.databaseUrl,
-        RABBITMQ_URL: system.config.rabbitmqUrl,
+        RABBITMQ_URL: system.config.rabbitmqUrls.join(','),
         DATA_DIR: system.config.dataDir,
         LOG_LEVEL: 'silent',
       },

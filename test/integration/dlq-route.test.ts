@@ -56,7 +56,7 @@ const app = Fastify({ logger: false });
 app.setValidatorCompiler(schemaCompilers());
 await app.register(errorHandler);
 await app.register(authentication, { apiKeys });
-await app.register(dlqRoutes, { dlq: new DlqService({ pool, amqpUrl: url, topology }) });
+await app.register(dlqRoutes, { dlq: new DlqService({ pool, amqpUrls: [url], topology }) });
 await app.ready();
 
 after(async () => {

@@ -56,7 +56,7 @@ const harness = await consumerHarness({ after }, () => [sinkConsumer(), dlqConsu
 await harness.pool.query('CREATE TABLE test_sink (event_id text NOT NULL, model_id text NOT NULL)');
 await harness.pool.query('CREATE TABLE test_replay_records (event jsonb NOT NULL)');
 await harness.runtime.start();
-const dlq = new DlqService({ pool: harness.pool, amqpUrl: harness.url, topology: harness.topology });
+const dlq = new DlqService({ pool: harness.pool, amqpUrls: [harness.url], topology: harness.topology });
 const actor = { label: 'cli:test@host', keyId: null };
 
 function queried(modelId: string) {

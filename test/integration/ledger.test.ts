@@ -25,7 +25,7 @@ assert.ok(bus !== undefined);
 const topology = buildTopology({ retryDelaysMs: config.retryDelaysMs });
 const built = buildConsumers(['audit', 'analytics', 'logging'], config, pino({ level: 'silent' }));
 const runtime = new ConsumerRuntime({
-  url: config.rabbitmqUrl,
+  urls: config.rabbitmqUrls,
   pool: services.pool,
   topology,
   consumers: built.consumers,
@@ -121,7 +121,7 @@ test('every stage counts every event once: emitted = spooled = confirmed, each c
   const audited = await services.pool.query<{ envelope: TelemetryEvent }>(
     'SELECT envelope FROM audit_records',
   );
-  const connection = await amqp.connect(config.rabbitmqUrl);
+  const connection = await amqp.connect(config.rabbitmqUrls[0] as string);
   try {
     const channel = await connection.createConfirmChannel();
     for (const { envelope } of audited.rows) {

@@ -71,7 +71,7 @@ after(async () => {
 });
 const readerKey = (await services.apiKeys.create('metrics-reader', 'reader')).key;
 const writerKey = (await services.apiKeys.create('metrics-writer', 'writer')).key;
-const dlq = new DlqService({ pool: harness.pool, amqpUrl: harness.url, topology: harness.topology });
+const dlq = new DlqService({ pool: harness.pool, amqpUrls: [harness.url], topology: harness.topology });
 
 async function getMetrics(query: Record<string, string>): Promise<MetricsReport> {
   const response = await app.inject({

@@ -28,7 +28,7 @@ const worker = spawn(process.execPath, [CLI, 'worker', '--consumers', 'metrics']
     PATH: process.env.PATH ?? '',
     LOG_LEVEL: 'fatal',
     DATABASE_URL: databaseUrl,
-    RABBITMQ_URL: config.rabbitmqUrl,
+    RABBITMQ_URL: config.rabbitmqUrls.join(','),
     DATA_DIR: workerDataDir,
   },
   stdio: 'ignore',

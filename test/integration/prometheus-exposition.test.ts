@@ -474,9 +474,40 @@ describe('METRICS_SCRAPE_TOKEN', () => {
 });
 
 describe('the management API unreachable', () => {
-  test('the scrape still answers: telemetry_queue_stats_up 0 and no queue samples rather than zeros', async () => {
-    // Nothing listens on port 1.
+  test('AMQP passive declares answer in its place: ready messages and consumers, no unacknowledged', async () => {
+    // Nothing listens on port 1: a broker without the management plugin.
     const blind = await build(teardown, { RABBITMQ_MANAGEMENT_URL: 'http://guest:guest@127.0.0.1:1' });
+    let exposition: Exposition | undefined;
+    // The queues exist once the app's publisher has connected and declared the topology.
+    await waitUntil(
+      'every queue of the topology in the scrape',
+      async () => {
+        const response = await blind.app.inject({ method: 'GET', url: '/metrics/prometheus' });
+        exposition = parseExposition(response.body);
+        const found = exposition;
+        return [...WORK_QUEUES, QUEUES.deadLetters].every(
+          (queue) =>
+            found.value('telemetry_queue_messages_ready', { queue }) !== undefined &&
+            found.value('telemetry_queue_consumers', { queue }) !== undefined,
+        );
+      },
+      15_000,
+      { intervalMs: 200 },
+    );
+    assert.equal(exposition?.value('telemetry_queue_stats_up'), 1);
+    assert.equal(
+      exposition?.samples.filter((sample) => sample.name === 'telemetry_queue_messages_unacknowledged')
+        .length,
+      0,
+    );
+  });
+
+  test('the broker unreachable too: the scrape still answers, telemetry_queue_stats_up 0 and no queue samples rather than zeros', async () => {
+    const blind = await build(
+      teardown,
+      { RABBITMQ_MANAGEMENT_URL: 'http://guest:guest@127.0.0.1:1' },
+      { rabbitmqUrl: (url) => Object.assign(new URL(url), { port: '1' }).toString() },
+    );
     const response = await blind.app.inject({ method: 'GET', url: '/metrics/prometheus' });
     assert.equal(response.statusCode, 200);
     const exposition = parseExposition(response.body);

@@ -41,7 +41,7 @@ export interface ConsumerHarness {
 }
 
 export interface HarnessOptions
-  extends Partial<Omit<ConsumerRuntimeOptions, 'url' | 'pool' | 'topology' | 'consumers'>> {
+  extends Partial<Omit<ConsumerRuntimeOptions, 'urls' | 'pool' | 'topology' | 'consumers'>> {
   /** Start the runtime at once. @default true */
   start?: boolean;
 }
@@ -64,7 +64,7 @@ export async function consumerHarness(
   const channel: ConfirmChannel = await connection.createConfirmChannel();
   const runtime = new ConsumerRuntime({
     ...options,
-    url,
+    urls: [url],
     pool,
     topology,
     consumers: consumers(pool),

@@ -169,7 +169,7 @@ describe('docker-compose.yml', () => {
   test('DATABASE_URL and RABBITMQ_URL point at the compose services with their credentials', () => {
     const config = loadConfig(apiEnv);
     const database = new URL(config.databaseUrl);
-    const broker = new URL(config.rabbitmqUrl);
+    const broker = new URL(config.rabbitmqUrls[0] as string);
     assert.equal(database.hostname, 'postgres');
     assert.equal(broker.hostname, 'rabbitmq');
     for (const url of [database, broker]) {
@@ -242,7 +242,7 @@ describe('monitoring: the worker, Prometheus and Grafana', () => {
     assert.equal(config.host, '0.0.0.0');
     assert.ok(config.workerMetricsPort !== null && config.workerMetricsPort > 0);
     assert.equal(new URL(config.databaseUrl).hostname, 'postgres');
-    assert.equal(new URL(config.rabbitmqUrl).hostname, 'rabbitmq');
+    assert.equal(new URL(config.rabbitmqUrls[0] as string).hostname, 'rabbitmq');
     // One process consumes: the API is told not to.
     assert.deepEqual(loadConfig(apiEnv).consumers, []);
     assert.ok(config.consumers.length > 0);

@@ -5,7 +5,7 @@
  */
 import type { ChannelModel } from 'amqplib';
 import type pg from 'pg';
-import { connectToBroker } from '../../bus/broker-connection.ts';
+import { BrokerSession } from '../../bus/broker-session.ts';
 import type { Topology } from '../../bus/topology.ts';
 import { DlqReplayer } from './dlq-replay.ts';
 import {
@@ -23,11 +23,11 @@ import type { EmitEvent } from './replay-audit.ts';
 
 export interface DlqServiceOptions {
   pool: pg.Pool;
-  /** AMQP URL of the broker replays publish to. */
-  amqpUrl: string;
+  /** AMQP URLs of the broker's nodes replays publish to, tried in order. */
+  amqpUrls: readonly string[];
   /** AMQP heartbeat of the replay connection, in seconds. @default 5 */
   heartbeatSeconds?: number;
-  /** Opens the replay connection; by default {@link connectToBroker} on `amqpUrl`. */
+  /** Opens the replay connection; by default a {@link BrokerSession} on `amqpUrls`. */
   connect?: () => Promise<ChannelModel>;
   /** The topology whose `retry.requeue` bindings say which queues can be replayed into. @default buildTopology() */
   topology?: Topology;
@@ -56,15 +56,15 @@ export class DlqService {
 
   constructor(options: DlqServiceOptions) {
     this.#store = new DlqStore(options.pool);
+    // One session for every replay of this process: a replay after a node failed starts on the next.
+    const broker = new BrokerSession({
+      urls: options.amqpUrls,
+      name: 'telemetry-bus dlq replay',
+      heartbeatSeconds: options.heartbeatSeconds,
+    });
     this.#replayer = new DlqReplayer({
       pool: options.pool,
-      connect:
-        options.connect ??
-        (() =>
-          connectToBroker(options.amqpUrl, {
-            name: 'telemetry-bus dlq replay',
-            heartbeatSeconds: options.heartbeatSeconds ?? 5,
-          })),
+      connect: options.connect ?? (async () => (await broker.connect()).connection),
       topology: options.topology,
       chunkSize: options.replayChunkSize,
       emit: options.emit,

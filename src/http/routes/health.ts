@@ -40,6 +40,9 @@ const Health = Type.Object({
   publisher: Type.Union([
     Type.Object({
       state: Type.Enum(['connecting', 'connected', 'blocked', 'disconnected', 'stopped']),
+      node: Type.Union([Type.String(), Type.Null()], {
+        description: 'The RabbitMQ node (host:port) the publisher is connected to; null when none',
+      }),
       since: Type.String({ format: 'date-time' }),
       last_error: Type.Union([Type.String(), Type.Null()]),
       unconfirmed: Count,
@@ -75,8 +78,15 @@ const Health = Type.Object({
   ]),
   queues: Type.Union([
     Type.Object({
-      source: Type.Enum(['management', 'amqp']),
+      source: Type.Enum(['management', 'amqp'], {
+        description:
+          'Which source answered: the management API, or AMQP passive declares (no unacknowledged counts)',
+      }),
+      node: Type.Union([Type.String(), Type.Null()], { description: 'The node (host:port) that answered' }),
       error: Type.Union([Type.String(), Type.Null()]),
+      fallback_reason: Type.Union([Type.String(), Type.Null()], {
+        description: 'Why AMQP answered in place of the management API: its error',
+      }),
       items: Type.Array(
         Type.Object({
           name: Type.String(),
@@ -188,6 +198,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
             ? null
             : {
                 state: publisher.state,
+                node: publisher.node,
                 since: publisher.since,
                 last_error: publisher.lastError,
                 unconfirmed: publisher.unconfirmed,
@@ -216,7 +227,15 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
                 corrupt_records: status.spool.corruptRecords,
               },
         queues:
-          report === undefined ? null : { source: report.source, error: report.error, items: report.queues },
+          report === undefined
+            ? null
+            : {
+                source: report.source,
+                node: report.node,
+                error: report.error,
+                fallback_reason: report.fallbackReason,
+                items: report.queues,
+              },
         ledger: ledgerWindow,
       };
     },

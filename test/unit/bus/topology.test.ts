@@ -299,3 +299,27 @@ describe('partitions of audit.trail by model_id', () => {
     assert.equal(replayTarget(partitioned, null), undefined);
   });
 });
+
+describe('placement of new queues in a cluster', () => {
+  test('by default the broker decides: no placement arguments', () => {
+    for (const spec of topology.queues) assert.equal(spec.placement, undefined, spec.name);
+  });
+
+  test('every queue gets the initial group size and the leader locator, apart from its arguments', () => {
+    const placed = buildTopology({ placement: { initialGroupSize: 3, leaderLocator: 'balanced' } });
+    assert.equal(placed.queues.length, topology.queues.length);
+    for (const spec of placed.queues) {
+      assert.deepEqual(spec.placement, {
+        'x-quorum-initial-group-size': 3,
+        'x-queue-leader-locator': 'balanced',
+      });
+      assert.deepEqual(spec.arguments, queue(topology, spec.name).arguments, spec.name);
+    }
+    const located = buildTopology({ placement: { leaderLocator: 'client-local' } });
+    assert.deepEqual(queue(located, QUEUES.metrics).placement, { 'x-queue-leader-locator': 'client-local' });
+  });
+
+  test('an initial group size below 1 is refused', () => {
+    assert.throws(() => buildTopology({ placement: { initialGroupSize: 0 } }), RangeError);
+  });
+});
