@@ -14,7 +14,7 @@ import { ensureDatabase } from '../src/db/ensure-database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { buildApp } from '../src/http/app.ts';
 import { createServices, type Services } from '../src/services.ts';
-import { createTestVhost, type TestVhost } from './support/rabbitmq-vhost.ts';
+import { createTestVhost, type TestBroker, type TestVhost } from './support/rabbitmq-vhost.ts';
 
 /** The server tests create their databases on; override with TEST_DATABASE_SERVER. */
 export const TEST_DATABASE_SERVER = process.env.TEST_DATABASE_SERVER ?? 'postgres://root@127.0.0.1:5432';
@@ -78,9 +78,9 @@ export interface BusEnvironment {
  * running side by side never see each other's events. The caller removes them once it has closed what
  * uses them (a vhost deleted under a running publisher would only make it reconnect in a loop).
  */
-export async function createBusEnvironment(): Promise<BusEnvironment> {
+export async function createBusEnvironment(broker?: TestBroker): Promise<BusEnvironment> {
   const removals: Array<() => unknown> = [];
-  const vhost = await createTestVhost({ after: (fn) => removals.push(fn) });
+  const vhost = await createTestVhost({ after: (fn) => removals.push(fn) }, broker);
   const dataDir = mkdtempSync(join(tmpdir(), 'tb-test-'));
   return {
     env: { RABBITMQ_URL: vhost.url, DATA_DIR: dataDir },

@@ -227,9 +227,11 @@ export class ConsumerRuntime {
   async #run(): Promise<void> {
     while (!this.#stopping) {
       try {
-        const { lost } = await this.#connect();
+        const { lost, node } = await this.#connect();
         this.#connected?.();
         await Promise.race([lost, this.#stopped]);
+        if (!this.#stopping)
+          this.#logger.warn({ node }, 'consumers lost their RabbitMQ connection; reconnecting');
       } catch (error) {
         if (!this.#stopping) {
           this.#throttledLog('broker', { err: describe(error) }, 'consumers cannot reach RabbitMQ; retrying');
@@ -243,7 +245,7 @@ export class ConsumerRuntime {
   }
 
   /** Opens both connections and subscribes every consumer; `lost` resolves when either connection goes. */
-  async #connect(): Promise<{ lost: Promise<void> }> {
+  async #connect(): Promise<{ lost: Promise<void>; node: string }> {
     const lost = new Promise<void>((resolve) => {
       this.#connectionLost = resolve;
     });
@@ -265,7 +267,7 @@ export class ConsumerRuntime {
       'consumers connected to RabbitMQ',
     );
     // Wrapped: an async function returning a promise would wait for it.
-    return { lost };
+    return { lost, node };
   }
 
   async #subscribe(worker: Worker, connection: ChannelModel): Promise<void> {

@@ -63,3 +63,24 @@ test('closeConnection gives up after its time-out when nothing answers, and dest
   assert.ok(took >= 290 && took < 3_000, `gave up after ${took} ms`);
   assert.equal(socketOf(connection).destroyed, true);
 });
+
+test('a black-holed connection is dropped within two heartbeats', async (t) => {
+  const vhost = await createTestVhost(t);
+  const broker = new URL(vhost.url);
+  const proxy = await startTcpProxy({ targetPort: Number(broker.port || 5672) });
+  t.after(() => proxy.close());
+  const connection = await connectToBroker(proxy.url(vhost.url), {
+    name: 'heartbeat test',
+    heartbeatSeconds: 1,
+  });
+  connection.on('error', () => {});
+  const closed = new Promise<unknown>((resolve) => connection.once('close', resolve));
+  // The broker's last heartbeat came at most half an interval before the partition.
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  proxy.blackhole(true);
+  const started = Date.now();
+  const reason = await closed;
+  const took = Date.now() - started;
+  assert.ok(took >= 1200 && took <= 2300, `dropped ${took} ms after the partition (heartbeat 1 s)`);
+  assert.match(String(reason), /nothing from RabbitMQ for \d+ ms/);
+});

@@ -81,14 +81,25 @@ export interface DeleteStaleTestVhostsOptions extends ManagementRequestOptions {
 
 const CREATED_AT_PATTERN = /created_at=(\S+)/;
 
+/** A broker to make test vhosts on: the local one by default, or a test cluster's node. */
+export interface TestBroker {
+  /** AMQP URL without a vhost. */
+  amqpUrl: string;
+  /** Management API base URL, credentials included. */
+  managementUrl: string;
+}
+
 /**
  * Creates a vhost of its own for the caller, grants guest everything in it, and registers its deletion on
  * `teardown`. Deleting a vhost also closes every connection still open in it, so nothing leaks even when a test
  * forgets to close a connection.
  */
-export async function createTestVhost(teardown: Teardown): Promise<TestVhost> {
+export async function createTestVhost(
+  teardown: Teardown,
+  broker: TestBroker = { amqpUrl: TEST_RABBITMQ_URL, managementUrl: TEST_RABBITMQ_MANAGEMENT_URL },
+): Promise<TestVhost> {
   const vhost = `${TEST_VHOST_PREFIX}${randomUUID().replaceAll('-', '')}`;
-  const managementUrl = TEST_RABBITMQ_MANAGEMENT_URL;
+  const managementUrl = broker.managementUrl;
   // Vhosts have no creation time of their own; the description carries one so deleteStaleTestVhosts can tell
   // a leftover from a vhost of a run still in progress.
   await managementRequest(managementUrl, 'PUT', `/vhosts/${encodeURIComponent(vhost)}`, {
@@ -96,14 +107,14 @@ export async function createTestVhost(teardown: Teardown): Promise<TestVhost> {
   });
   // Registered before the permissions are set, so a failure there still leaves no vhost behind.
   teardown.after(() => deleteVhost(managementUrl, vhost));
-  const amqpUser = decodeURIComponent(new URL(TEST_RABBITMQ_URL).username) || 'guest';
+  const amqpUser = decodeURIComponent(new URL(broker.amqpUrl).username) || 'guest';
   await managementRequest(
     managementUrl,
     'PUT',
     `/permissions/${encodeURIComponent(vhost)}/${encodeURIComponent(amqpUser)}`,
     { body: { configure: '.*', write: '.*', read: '.*' } },
   );
-  return { vhost, url: amqpUrlForVhost(TEST_RABBITMQ_URL, vhost), managementUrl };
+  return { vhost, url: amqpUrlForVhost(broker.amqpUrl, vhost), managementUrl };
 }
 
 /** The AMQP URL `base` pointed at `vhost`; the vhost is percent-encoded because `/` is a legal vhost character. */

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { withTimeout } from '../../../src/with-timeout.ts';
 import { type BusEnvironment, createBusEnvironment, createTestDatabase } from '../../helper.ts';
 import { type ApiProcess, startApiProcess } from '../api-process.ts';
+import type { TestBroker } from '../rabbitmq-vhost.ts';
 import { startTcpProxy, type TcpProxy } from '../tcp-proxy.ts';
 import { waitUntil } from '../wait-until.ts';
 import { startWorkerProcess, type WorkerProcess } from '../worker-process.ts';
@@ -23,6 +24,10 @@ export interface SystemOptions {
   apiEnv?: Record<string, string>;
   /** Extra environment of each worker process. */
   workerEnv?: Record<string, string>;
+  /** The broker the vhost is made on. @default the local one */
+  broker?: TestBroker;
+  /** RABBITMQ_URL of the API and the workers, from the vhost's AMQP URL (a cluster's node list). */
+  rabbitmqUrl?: (vhostUrl: string) => string;
 }
 
 export interface SystemUnderTest {
@@ -75,14 +80,15 @@ export async function startSystem(teardown: Teardown, options: SystemOptions = {
   const databaseUrl = await createTestDatabase({
     after: (fn) => removals.push({ what: 'drop the database', run: fn }),
   });
-  const bus = await createBusEnvironment();
+  const bus = await createBusEnvironment(options.broker);
   removals.push({ what: 'remove the vhost and data directory', run: () => bus.remove() });
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 3 });
   pool.on('error', () => {});
   removals.push({ what: 'end the pool', run: () => pool.end() });
   const proxy = options.proxy ? await startTcpProxy({ targetPort: 5672 }) : undefined;
   if (proxy !== undefined) removals.push({ what: 'close the TCP proxy', run: () => proxy.close() });
-  const rabbitmqUrl = proxy === undefined ? bus.env.RABBITMQ_URL : proxy.url(bus.env.RABBITMQ_URL);
+  const vhostUrl = proxy === undefined ? bus.env.RABBITMQ_URL : proxy.url(bus.env.RABBITMQ_URL);
+  const rabbitmqUrl = options.rabbitmqUrl?.(vhostUrl) ?? vhostUrl;
   const apiEnv = {
     DATABASE_URL: databaseUrl,
     ...bus.env,
