@@ -486,22 +486,27 @@ export const CONFIG_VARIABLES = {
 export type ConfigVariable = keyof typeof CONFIG_VARIABLES;
 
 /**
- * Reads and validates the configuration. Throws a {@link ConfigError} naming the first bad variable and
- * the form it expects; credentials in a bad URL are never echoed.
+ * Reads and validates the configuration. Throws a {@link ConfigError} with one line per bad variable,
+ * naming it and the form it expects (an operator fixes them all in one go); credentials in a bad value
+ * are never echoed.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config: Partial<Record<keyof Config, unknown>> = {};
+  const problems: Array<{ name: string; line: string }> = [];
   for (const [name, spec] of Object.entries(CONFIG_VARIABLES) as [string, VariableSpec<keyof Config>][]) {
     const raw = env[name];
     const source = raw === undefined || raw === '' ? spec.default : raw;
     const value = spec.parse(source);
     if (value === undefined) {
-      throw new ConfigError(
+      problems.push({
         name,
-        `invalid ${name}: expected ${spec.form}, got ${JSON.stringify(redactCredentials(source))}`,
-      );
+        line: `invalid ${name}: expected ${spec.form}, got ${JSON.stringify(redactCredentials(source))}`,
+      });
     }
     config[spec.key] = value;
   }
+  const [first] = problems;
+  if (first !== undefined)
+    throw new ConfigError(first.name, problems.map((problem) => problem.line).join('\n'));
   return config as Config;
 }

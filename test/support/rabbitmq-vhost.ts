@@ -325,3 +325,30 @@ export async function vhostConnections(
   const connections = (await response.json()) as Array<{ client_properties?: { connection_name?: string } }>;
   return connections.map((connection) => connection.client_properties?.connection_name ?? '(unnamed)');
 }
+
+/**
+ * A RabbitMQ user of its own, with a password nobody else uses and every permission in `vhost`, deleted
+ * on `teardown`: what a test that greps outputs for a password connects with.
+ */
+export async function createTestUser(
+  teardown: Teardown,
+  vhost: TestVhost,
+): Promise<{ username: string; password: string }> {
+  const username = `tb_test_user_${randomUUID().slice(0, 8)}`;
+  const password = `Pw-${randomUUID()}`;
+  await managementRequest(vhost.managementUrl, 'PUT', `/users/${encodeURIComponent(username)}`, {
+    body: { password, tags: 'monitoring' },
+  });
+  teardown.after(() =>
+    managementRequest(vhost.managementUrl, 'DELETE', `/users/${encodeURIComponent(username)}`, {
+      allowNotFound: true,
+    }),
+  );
+  await managementRequest(
+    vhost.managementUrl,
+    'PUT',
+    `/permissions/${encodeURIComponent(vhost.vhost)}/${encodeURIComponent(username)}`,
+    { body: { configure: '.*', write: '.*', read: '.*' } },
+  );
+  return { username, password };
+}

@@ -132,3 +132,18 @@ for (const [text, redacted] of redactions) {
     assert.equal(redactCredentials(text), redacted);
   });
 }
+
+test('every bad variable is reported at once, one line each, in the reference’s order', () => {
+  assert.throws(
+    () => loadConfig({ DB_POOL_MAX: '0', PORT: 'x', LOG_LEVEL: 'loud' }),
+    (error: Error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.variable, 'PORT');
+      assert.deepEqual(
+        error.message.split('\n').map((line) => line.split(':')[0]),
+        ['invalid PORT', 'invalid LOG_LEVEL', 'invalid DB_POOL_MAX'],
+      );
+      return true;
+    },
+  );
+});
