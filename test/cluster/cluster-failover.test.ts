@@ -13,10 +13,12 @@
  * It prints the table and writes it to test-results/cluster-failover.{md,json}. `npm run test:cluster`.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ManagementApi } from '../../src/bus/management-api.ts';
 import { verifyAuditTrail } from '../../src/consumers/audit/audit-verify.ts';
+import { spawnCli } from '../support/cli-process.ts';
 import { ClusterReport } from '../support/cluster/cluster-report.ts';
 import { type HealthSampler, sampleHealth } from '../support/cluster/health-sampler.ts';
 import { type OrderedUpdates, startOrderedUpdates } from '../support/cluster/ordered-updates.ts';
@@ -28,6 +30,7 @@ import {
   startSystem,
 } from '../support/fault-matrix/system-under-test.ts';
 import { type ClusterNode, type RabbitCluster, startCluster } from '../support/rabbitmq-cluster.ts';
+import { createTestVhost } from '../support/rabbitmq-vhost.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { waitUntil } from '../support/wait-until.ts';
 
@@ -216,6 +219,30 @@ async function settleAndCheck(setup: ClusterSystem): Promise<Accounting> {
 }
 
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
+
+test('new queues’ leaders are spread over the nodes, and topology show prints each queue’s leader and members', async (t) => {
+  const [first] = cluster.nodes as [ClusterNode];
+  const vhost = await createTestVhost(t, {
+    amqpUrl: cluster.amqpUrl(first),
+    managementUrl: cluster.managementUrl(first),
+  });
+  const env = {
+    RABBITMQ_URL: cluster.nodes.map((node) => cluster.amqpUrl(node, vhost.vhost)).join(','),
+    RABBITMQ_MANAGEMENT_URL: cluster.nodes.map((node) => cluster.managementUrl(node)).join(','),
+  };
+  const apply = spawnCli(['topology', 'apply'], env);
+  await once(apply.child, 'exit');
+  assert.equal(apply.child.exitCode, 0, apply.output());
+  const show = spawnCli(['topology', 'show'], env);
+  await once(show.child, 'exit');
+  const queues = await placement(vhost.vhost);
+  const leaders = new Set(queues.map((queue) => queue.leader));
+  assert.equal(leaders.size, cluster.nodes.length, `leaders on every node: ${JSON.stringify(queues)}`);
+  for (const queue of queues) {
+    assert.equal(queue.members?.length, cluster.nodes.length, `${queue.name} on every node`);
+    assert.match(show.output(), new RegExp(`leader ${queue.leader}; members ${queue.members?.join(', ')}`));
+  }
+});
 
 scenario('kill -9 the node the API and the worker are connected to, under load', async (t) => {
   const setup = await clusterSystem(t, 1);
