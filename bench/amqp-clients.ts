@@ -1,0 +1,182 @@
+/**
+ * Which AMQP client for the connection layer (issue 16): amqplib, which the bus uses, against
+ * rabbitmq-client, which takes a list of hosts and reconnects by itself. What the publisher needs of
+ * either is a confirm channel it drives itself — a window of unconfirmed messages, confirms in order,
+ * and a resend from the spool after any doubt — so both are measured that way: the same messages (the
+ * bus's own, from a spool-sized event), the same window, to the same quorum queue, rounds alternating
+ * between the clients in one run, throughput and this process's CPU per message.
+ *
+ * rabbitmq-client is not a dependency: `npm install --no-save rabbitmq-client@5` before running
+ * `node --import tsx bench/amqp-clients.ts [--messages 20000] [--window 1000] [--rounds 3]`.
+ */
+import { parseArgs } from 'node:util';
+import type { ConfirmChannel } from 'amqplib';
+import { closeConnection, connectToBroker } from '../src/bus/broker-connection.ts';
+import { toOutboundMessage } from '../src/bus/outbound-message.ts';
+import { Environments } from './support/broker.ts';
+import { buildEmitCalls, DEFAULT_MIX, mixSequence, recordBytes, recordOf } from './support/events.ts';
+import { formatNumber, markdownTable, progress } from './support/report.ts';
+
+const { values } = parseArgs({
+  options: {
+    messages: { type: 'string', default: '20000' },
+    window: { type: 'string', default: '1000' },
+    rounds: { type: 'string', default: '3' },
+  },
+});
+const MESSAGES = Number(values.messages);
+const WINDOW = Number(values.window);
+const ROUNDS = Number(values.rounds);
+const QUEUE = 'bench.clients';
+
+interface Client {
+  name: string;
+  /** Publishes MESSAGES with at most WINDOW unconfirmed; resolves once all are confirmed. */
+  publish(url: string, bodies: readonly Buffer[]): Promise<void>;
+}
+
+/** A window of unconfirmed sends: waits while it is full, resolves once everything sent is confirmed. */
+async function windowed(count: number, send: (index: number, done: (error?: unknown) => void) => void) {
+  let inFlight = 0;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const done = (error?: unknown) => {
+    if (error !== undefined && error !== null) failure ??= error;
+    inFlight--;
+    wake?.();
+  };
+  for (let index = 0; index < count; index++) {
+    while (inFlight >= WINDOW) await new Promise<void>((resolve) => (wake = resolve));
+    if (failure !== undefined) throw failure;
+    inFlight++;
+    send(index, done);
+  }
+  while (inFlight > 0) await new Promise<void>((resolve) => (wake = resolve));
+  if (failure !== undefined) throw failure;
+}
+
+const amqplib: Client = {
+  name: 'amqplib 2 (confirm channel)',
+  async publish(url, bodies) {
+    const connection = await connectToBroker(url, { name: 'bench amqplib' });
+    try {
+      const channel: ConfirmChannel = await connection.createConfirmChannel();
+      await channel.assertQueue(QUEUE, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await windowed(MESSAGES, (index, done) => {
+        channel.publish(
+          '',
+          QUEUE,
+          bodies[index % bodies.length] as Buffer,
+          { persistent: true, mandatory: true },
+          (error) => done(error),
+        );
+      });
+    } finally {
+      await closeConnection(connection);
+    }
+  },
+};
+
+/** The package's name in a variable: tsc does not resolve it, so the repository type-checks without it. */
+const RABBITMQ_CLIENT = 'rabbitmq-client';
+
+/** The part of rabbitmq-client 5 measured here. */
+interface RabbitmqClientModule {
+  Connection: new (options: {
+    url: string;
+    connectionName: string;
+  }) => {
+    acquire(): Promise<{
+      queueDeclare(options: {
+        queue: string;
+        durable: boolean;
+        arguments: Record<string, unknown>;
+      }): Promise<unknown>;
+      confirmSelect(): Promise<void>;
+      basicPublish(
+        envelope: { routingKey: string; durable: boolean; mandatory: boolean },
+        body: Buffer,
+      ): Promise<void>;
+      close(): Promise<void>;
+    }>;
+    close(): Promise<void>;
+  };
+}
+
+const rabbitmqClient: Client = {
+  name: 'rabbitmq-client 5 (acquired channel, confirmSelect)',
+  async publish(url, bodies) {
+    const { Connection } = (await import(RABBITMQ_CLIENT)) as RabbitmqClientModule;
+    const connection = new Connection({ url, connectionName: 'bench rabbitmq-client' });
+    try {
+      const channel = await connection.acquire();
+      await channel.queueDeclare({ queue: QUEUE, durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await channel.confirmSelect();
+      await windowed(MESSAGES, (index, done) => {
+        channel
+          .basicPublish(
+            { routingKey: QUEUE, durable: true, mandatory: true },
+            bodies[index % bodies.length] as Buffer,
+          )
+          .then(() => done(), done);
+      });
+      await channel.close();
+    } finally {
+      await connection.close();
+    }
+  },
+};
+
+interface Measure {
+  client: string;
+  round: number;
+  perSecond: number;
+  cpuMicrosPerMessage: number;
+}
+
+const environments = new Environments();
+const environment = await environments.create();
+try {
+  const url = environment.env.RABBITMQ_URL;
+  const bodies = buildEmitCalls(200, mixSequence(DEFAULT_MIX)).map(
+    (call) => toOutboundMessage(recordBytes(recordOf(call))).body,
+  );
+  const measures: Measure[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    // Alternating, and the other order every second round: neither client always runs on a warmer broker.
+    const order = round % 2 === 1 ? [amqplib, rabbitmqClient] : [rabbitmqClient, amqplib];
+    for (const client of order) {
+      const cpu = process.cpuUsage();
+      const started = performance.now();
+      await client.publish(url, bodies);
+      const seconds = (performance.now() - started) / 1000;
+      const used = process.cpuUsage(cpu);
+      measures.push({
+        client: client.name,
+        round,
+        perSecond: MESSAGES / seconds,
+        cpuMicrosPerMessage: (used.user + used.system) / MESSAGES,
+      });
+      progress(`round ${round}: ${client.name} ${formatNumber(MESSAGES / seconds)} msg/s`);
+    }
+  }
+  const median = (numbers: number[]) =>
+    [...numbers].sort((a, b) => a - b)[Math.floor(numbers.length / 2)] as number;
+  const rows = [amqplib, rabbitmqClient].map((client) => {
+    const mine = measures.filter((measure) => measure.client === client.name);
+    return [
+      client.name,
+      formatNumber(median(mine.map((measure) => measure.perSecond))),
+      mine.map((measure) => formatNumber(measure.perSecond)).join(', '),
+      median(mine.map((measure) => measure.cpuMicrosPerMessage)).toFixed(1),
+    ];
+  });
+  console.log(
+    `\n${MESSAGES} messages per round, window ${WINDOW}, ${ROUNDS} rounds alternating, one quorum queue, ${new Date().toISOString()}\n`,
+  );
+  console.log(
+    markdownTable(['client', 'msg/s (median)', 'msg/s per round', 'client CPU µs/msg (median)'], rows),
+  );
+} finally {
+  await environments.removeAll();
+}
