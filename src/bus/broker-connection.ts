@@ -38,11 +38,11 @@ export function destroyConnection(connection: ChannelModel): void {
 }
 
 /**
- * Drops the connection once nothing has come from the broker for two heartbeat intervals — between
- * 1.875 and 2 intervals after the last byte. The broker sends a heartbeat every half interval when it
- * has nothing else to send, so that is about four missed heartbeats. amqplib's own check runs once per
- * interval and notices only between two and three intervals after the last frame; a partitioned node
- * would cost a third more than it must.
+ * Drops the connection once nothing has come from the broker for two heartbeat intervals: at most two
+ * intervals after the last byte, checked every eighth of one (or 250 ms). The broker sends a heartbeat
+ * every half interval when it has nothing else to send, so that is about four missed heartbeats.
+ * amqplib's own check runs once per interval and notices only two to three intervals after the last
+ * frame: a partitioned node would cost up to half as much again.
  *
  * It reads the socket's byte count, adding no listener to the stream amqplib reads. A tick that comes
  * late (this process stalled, with bytes perhaps waiting unread in the socket) restarts the count
@@ -53,7 +53,8 @@ function dropWhenSilent(connection: ChannelModel): void {
   const socket = internals?.stream;
   const heartbeatSeconds = internals?.heartbeat ?? 0;
   if (socket === undefined || heartbeatSeconds <= 0) return;
-  const tickMs = (heartbeatSeconds * 1000) / 8;
+  // An eighth of an interval, but not so short that a busy process's timers count as stalls.
+  const tickMs = Math.max(250, (heartbeatSeconds * 1000) / 8);
   const limitMs = 2 * heartbeatSeconds * 1000 - tickMs;
   let bytes = socket.bytesRead;
   let heardAt = Date.now();

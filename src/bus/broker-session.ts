@@ -9,9 +9,11 @@
  *   dead node is not the first one tried again.
  * - **A bounded connect.** Each node gets `connectTimeoutMs` for the TCP connect and the AMQP handshake:
  *   a black-holed host costs that, not the kernel's minutes of SYN retries.
- * - **Jittered backoff.** When every node failed, the caller waits {@link reconnectDelay} before the next
- *   round: exponential, and random within its upper half, so that the many connections of a deployment
- *   that lost the same broker do not all come back in step.
+ * - **Jittered backoff.** When every node failed (or the owner could not use the connection it got), the
+ *   caller waits {@link reconnectDelay} before the next round: exponential, and random within its upper
+ *   half, so that the many connections of a deployment that lost the same broker do not all come back
+ *   in step. The owner says when a connection is in use ({@link BrokerSession.established}), which
+ *   makes the next retry after its loss a quick one again.
  *
  * A session holds no connection itself: its owner keeps the connections it opens and decides what to do
  * when one closes (resend, resubscribe); the session only remembers where to go next.
@@ -139,7 +141,6 @@ export class BrokerSession {
           connectTimeoutMs: this.#options.connectTimeoutMs,
         });
         this.#preferred = index;
-        this.#failedRounds = 0;
         // Every error ends in 'close', which the owner handles: an owner without an 'error' listener of
         // its own must not crash the process (an EventEmitter throws an unheard 'error').
         connection.on('error', () => {});
@@ -157,6 +158,15 @@ export class BrokerSession {
     // Every node failed: the next round starts after the one that was first this time.
     this.#preferred = (first + 1) % this.#urls.length;
     throw new BrokerUnreachableError(failures);
+  }
+
+  /**
+   * The owner's connection is up and in use (its topology applied, its consumers subscribed): after
+   * its loss the next round comes at once again. Until then every round counts as failed, so an owner
+   * whose setup keeps failing on a node that accepts connections backs off too.
+   */
+  established(): void {
+    this.#failedRounds = 0;
   }
 
   /** The pause before the next round, in ms: short after a lost connection, growing while rounds fail. */

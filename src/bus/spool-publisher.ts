@@ -11,7 +11,7 @@
  */
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
-import { redactedMessage } from '../redact-credentials.ts';
+import { redactedMessage as describe } from '../redact-credentials.ts';
 import { applyTopology } from './apply-topology.ts';
 import { closeConnection, destroyConnection } from './broker-connection.ts';
 import { BrokerSession } from './broker-session.ts';
@@ -212,6 +212,7 @@ export class SpoolPublisher {
       let session: Session | undefined;
       try {
         session = await this.#openSession();
+        this.#broker.established();
         await this.#publishUntilClosed(session);
       } catch (error) {
         if (!this.#stopping) {
@@ -509,5 +510,3 @@ export class SpoolPublisher {
 function stripUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
-
-const describe = redactedMessage;

@@ -30,7 +30,7 @@ import { EXCHANGES, type Topology } from '../bus/topology.ts';
 import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
 import { appliedRows } from '../metrics/ledger/applied-rows.ts';
 import { addLedgerRows } from '../metrics/ledger/ledger-store.ts';
-import { redactedMessage } from '../redact-credentials.ts';
+import { redactedMessage as describe } from '../redact-credentials.ts';
 import type { Consumer, Delivery } from './consumer.ts';
 import { ConsumerMetrics } from './consumer-metrics.ts';
 import { decideFailure, FAILURE_HEADERS } from './failure-policy.ts';
@@ -228,6 +228,7 @@ export class ConsumerRuntime {
     while (!this.#stopping) {
       try {
         const { lost, node } = await this.#connect();
+        this.#broker.established();
         this.#connected?.();
         await Promise.race([lost, this.#stopped]);
         if (!this.#stopping)
@@ -681,8 +682,6 @@ export class ConsumerRuntime {
     this.#logger.warn(object, message);
   }
 }
-
-const describe = redactedMessage;
 
 /** Records `deliveries` as applied by `consumer`; returns the ids that were not recorded before. */
 async function recordApplied(

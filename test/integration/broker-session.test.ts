@@ -109,13 +109,15 @@ test('no node answering: each node’s reason, no credentials, and a backoff tha
   assert.ok(delays[0] !== undefined && delays[0] <= 100, `first delay ${delays[0]}`);
   assert.ok(delays[3] !== undefined && delays[3] >= 400, `fourth delay ${delays[3]}`);
 
-  // A session whose nodes come back: the backoff starts over.
+  // A connection its owner could not use (its setup failed) keeps backing off; one in use starts over.
   const back = new BrokerSession({ urls: [urls[0] as string, vhost.url], name: 'test' });
   back.retryDelay();
   back.retryDelay();
   const { connection } = await back.connect();
   t.after(() => closeConnection(connection));
-  assert.ok(back.retryDelay() <= 100);
+  assert.ok(back.retryDelay() >= 200, 'connected, not yet in use: still backing off');
+  back.established();
+  assert.ok(back.retryDelay() <= 100, 'in use: the next loss retries at once');
 });
 
 test('the connect time-out bounds the whole handshake, not only the TCP connect', async (t) => {
