@@ -175,7 +175,7 @@ function urlList(protocols: string[]) {
 }
 
 /** The vhost an AMQP URL names ('/' when none). */
-function vhostOf(amqpUrl: string): string {
+export function vhostOf(amqpUrl: string): string {
   const path = new URL(amqpUrl).pathname;
   return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
 }

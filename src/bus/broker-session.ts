@@ -96,7 +96,7 @@ export class BrokerSession {
   readonly #options: Required<Omit<BrokerSessionOptions, 'urls'>>;
   /** Index of the node the next connect tries first. */
   #preferred = 0;
-  /** Rounds in a row in which no node answered. */
+  /** Rounds since the owner last had a connection in use (see {@link established}). */
   #failedRounds = 0;
 
   constructor(options: BrokerSessionOptions) {

@@ -8,6 +8,7 @@
  * callers share one lookup, so a health probe storm costs the broker nothing.
  */
 import type { Channel, ChannelModel } from 'amqplib';
+import { vhostOf } from '../config.ts';
 import { redactedMessage } from '../redact-credentials.ts';
 import { withTimeout } from '../with-timeout.ts';
 import { closeConnection } from './broker-connection.ts';
@@ -48,11 +49,6 @@ export interface QueueInspectorOptions {
   timeoutMs?: number;
   /** After the management API failed, how long AMQP answers alone before it is asked again, in ms. @default 30000 */
   managementRetryMs?: number;
-}
-
-export function vhostOf(amqpUrl: string): string {
-  const path = new URL(amqpUrl).pathname;
-  return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
 }
 
 export class QueueInspector {

@@ -6,10 +6,9 @@ import { applyTopology } from '../bus/apply-topology.ts';
 import { closeConnection } from '../bus/broker-connection.ts';
 import { BrokerSession } from '../bus/broker-session.ts';
 import { ManagementApi } from '../bus/management-api.ts';
-import { vhostOf } from '../bus/queue-inspector.ts';
 import type { Topology } from '../bus/topology.ts';
 import { topologyFromConfig } from '../bus/topology-from-config.ts';
-import type { Config } from '../config.ts';
+import { type Config, vhostOf } from '../config.ts';
 import { redactedMessage } from '../redact-credentials.ts';
 import { CliError } from './cli-error.ts';
 

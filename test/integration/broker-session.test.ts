@@ -9,18 +9,10 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { closeConnection } from '../../src/bus/broker-connection.ts';
 import { BrokerSession, BrokerUnreachableError } from '../../src/bus/broker-session.ts';
+import { freePort } from '../support/free-port.ts';
 import { createTestVhost } from '../support/rabbitmq-vhost.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 import { waitUntil } from '../support/wait-until.ts';
-
-/** A port nothing listens on (bound, then released). */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** `url` with its host's port replaced, credentials kept. */
 function atPort(url: string, port: number): string {
@@ -32,7 +24,7 @@ function atPort(url: string, port: number): string {
 test('a dead node is skipped at once, and its error is not the caller’s problem', async (t) => {
   const vhost = await createTestVhost(t);
   const session = new BrokerSession({
-    urls: [atPort(vhost.url, await deadPort()), vhost.url],
+    urls: [atPort(vhost.url, await freePort()), vhost.url],
     name: 'broker-session test',
   });
   const started = Date.now();
@@ -86,8 +78,8 @@ test('a connection ended by the network sends the next connect to the next node;
 test('no node answering: each node’s reason, no credentials, and a backoff that grows and then resets', async (t) => {
   const vhost = await createTestVhost(t);
   const urls = [
-    atPort('amqp://user:Secret-One@127.0.0.1/', await deadPort()),
-    atPort('amqp://user:Secret-Two@127.0.0.1/', await deadPort()),
+    atPort('amqp://user:Secret-One@127.0.0.1/', await freePort()),
+    atPort('amqp://user:Secret-Two@127.0.0.1/', await freePort()),
   ];
   const session = new BrokerSession({
     urls,

@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -18,6 +17,7 @@ import { CONFIG_VARIABLES } from '../../src/config.ts';
 import { createTestDatabase } from '../helper.ts';
 import { startApiProcess } from '../support/api-process.ts';
 import { spawnCli } from '../support/cli-process.ts';
+import { freePort } from '../support/free-port.ts';
 import { createTestUser, createTestVhost } from '../support/rabbitmq-vhost.ts';
 import { waitUntil } from '../support/wait-until.ts';
 
@@ -29,15 +29,6 @@ function secret(): string {
 }
 function leaked(text: string): string[] {
   return [...secrets].filter((value) => text.includes(value));
-}
-
-/** A port nothing listens on: a dead node. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Runs the CLI to its end; resolves with its exit code and everything it printed. */
@@ -112,8 +103,8 @@ test('valid lists with a dead node first: the API, a worker, /health and the CLI
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const env = {
     DATABASE_URL: databaseUrl.toString(),
-    RABBITMQ_URL: `amqp://user:${secret()}@127.0.0.1:${await deadPort()}${broker.pathname},${live}`,
-    RABBITMQ_MANAGEMENT_URL: `http://user:${secret()}@127.0.0.1:${await deadPort()},http://${user.username}:${user.password}@127.0.0.1:${new URL(vhost.managementUrl).port}`,
+    RABBITMQ_URL: `amqp://user:${secret()}@127.0.0.1:${await freePort()}${broker.pathname},${live}`,
+    RABBITMQ_MANAGEMENT_URL: `http://user:${secret()}@127.0.0.1:${await freePort()},http://${user.username}:${user.password}@127.0.0.1:${new URL(vhost.managementUrl).port}`,
     DATA_DIR: join(dataDir, 'api'),
     CONSUMERS: 'none',
   };
@@ -175,10 +166,10 @@ test('every node dead: the failures say where, never with a password', async (t)
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const databaseUrl = new URL(await createTestDatabase(t));
   databaseUrl.password = secret();
-  const deadAmqp = [await deadPort(), await deadPort()].map(
+  const deadAmqp = [await freePort(), await freePort()].map(
     (port) => `amqp://user:${secret()}@127.0.0.1:${port}/`,
   );
-  const deadHttp = [await deadPort(), await deadPort()].map(
+  const deadHttp = [await freePort(), await freePort()].map(
     (port) => `http://user:${secret()}@127.0.0.1:${port}`,
   );
   const env = {
@@ -205,7 +196,7 @@ test('every node dead: the failures say where, never with a password', async (t)
     { intervalMs: 200 },
   );
   const badDatabase = new URL(databaseUrl);
-  badDatabase.port = String(await deadPort());
+  badDatabase.port = String(await freePort());
   const [apply, show, replay, migrate] = await Promise.all([
     runCli(['topology', 'apply'], env),
     runCli(['topology', 'show'], env),

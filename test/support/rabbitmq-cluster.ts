@@ -17,11 +17,11 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { freePort } from './free-port.ts';
 import { waitUntil } from './wait-until.ts';
 
 const run = promisify(execFile);
@@ -77,15 +77,6 @@ export interface RabbitCluster {
   waitUntilFormed(timeoutMs?: number): Promise<void>;
   /** Kills every node still running and removes the directory. */
   close(): Promise<void>;
-}
-
-/** A free TCP port on loopback (bound, then released: the node binds it a moment later). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function alive(pid: number): boolean {

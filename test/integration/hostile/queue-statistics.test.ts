@@ -10,6 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { build } from '../../helper.ts';
+import { freePort } from '../../support/free-port.ts';
 import { waitUntil } from '../../support/wait-until.ts';
 
 /** Servers of this file (a non-RabbitMQ HTTP server, a silent port), closed after it. */
@@ -28,15 +29,6 @@ async function listening(server: http.Server | net.Server): Promise<number> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as net.AddressInfo).port;
-}
-
-/** Bound, then released: nothing listens there, as on a broker without the management plugin. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 const notRabbit = await listening(
@@ -63,7 +55,7 @@ interface Row {
 const rows: Row[] = [
   {
     name: 'a stock broker, no management plugin (nothing on its port): AMQP answers, and says why',
-    managementUrl: `http://guest:guest@127.0.0.1:${await deadPort()}`,
+    managementUrl: `http://guest:guest@127.0.0.1:${await freePort()}`,
     source: 'amqp',
     fallback: /ECONNREFUSED/,
   },
@@ -93,7 +85,7 @@ const rows: Row[] = [
   },
   {
     name: 'a list whose first node has no plugin: the next node’s management API answers',
-    managementUrl: `http://guest:guest@127.0.0.1:${await deadPort()},${management}`,
+    managementUrl: `http://guest:guest@127.0.0.1:${await freePort()},${management}`,
     source: 'management',
     node: management.host,
     fallback: null,
