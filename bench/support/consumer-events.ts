@@ -10,6 +10,7 @@
  * Timestamps go forward 20 ms per event, so a long backlog spans some hours (analytics counts by hour).
  */
 import { randomUUID } from 'node:crypto';
+import { newEventId } from '../../src/bus/event-id.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { validateEvent } from '../../src/bus/event-validator.ts';
 import { childTraceparent } from '../../src/bus/trace-context.ts';
@@ -135,7 +136,7 @@ function lifecycleEvent(
         ? ['PATCH', '/models/:model_id', 200]
         : ['POST', '/models/:model_id/deactivate', 200];
   const common = {
-    event_id: randomUUID(),
+    event_id: newEventId(),
     timestamp: new Date(nowMs).toISOString(),
     correlation_id: randomUUID(),
     user_id: userId(index),

@@ -6,6 +6,7 @@
  * per request are replaced. Every event built here is checked against its schema once, at build time.
  */
 import { randomUUID } from 'node:crypto';
+import { newEventId } from '../../src/bus/event-id.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { validateEvent } from '../../src/bus/event-validator.ts';
 import { encodeRecord } from '../../src/bus/outbound-message.ts';
@@ -36,7 +37,7 @@ export function apiEvent(type: MixType, index: number, nowMs: number): Telemetry
   const vendor = VENDORS[index % VENDORS.length] as string;
   const modelId = `${vendor.toLowerCase()}/bench-${String(index % 1000).padStart(5, '0')}`;
   const common = {
-    event_id: randomUUID(),
+    event_id: newEventId(),
     timestamp: new Date(nowMs).toISOString(),
     correlation_id: randomUUID(),
     user_id: userId(index),

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { LEDGER_CONSUMERS, type LedgerConsumer, routedTypes } from '../metrics/ledger/ledger-summary.ts';
 import type { EventBus } from './event-bus.ts';
+import { newEventId } from './event-id.ts';
 import type { TelemetryEvent } from './event-schemas.ts';
 import { SCHEMA_VERSION } from './event-types.ts';
 import { childTraceparent } from './trace-context.ts';
@@ -99,7 +100,7 @@ async function appliedSoFar(
   // the batch's few milliseconds, so this is the latency to within a batch.
   const { rows } = await pool.query<{ consumer: string; count: number; last_ms: number }>(
     `SELECT consumer, count(*)::int AS count, (extract(epoch FROM max(applied_at)) * 1000)::float8 AS last_ms
-     FROM consumer_applied_events WHERE event_id = ANY($1::text[]) GROUP BY consumer`,
+     FROM consumer_applied_events WHERE event_id = ANY($1::uuid[]) GROUP BY consumer`,
     [eventIds],
   );
   return new Map(rows.map((row) => [row.consumer, { count: row.count, lastMs: row.last_ms }]));
@@ -127,7 +128,7 @@ function syntheticEvents(correlationId: string, userId: string | null, nowMs: nu
   return [
     {
       ...common,
-      event_id: randomUUID(),
+      event_id: newEventId(),
       event_type: 'model.queried',
       sequence: 1,
       data: {
@@ -148,7 +149,7 @@ function syntheticEvents(correlationId: string, userId: string | null, nowMs: nu
     },
     {
       ...common,
-      event_id: randomUUID(),
+      event_id: newEventId(),
       event_type: 'api.error',
       data: { model_id: null, field: null },
       metadata: metadata('/telemetry/selftest', 599),
@@ -156,7 +157,7 @@ function syntheticEvents(correlationId: string, userId: string | null, nowMs: nu
     },
     {
       ...common,
-      event_id: randomUUID(),
+      event_id: newEventId(),
       event_type: 'api.request',
       data: {},
       metadata: metadata('/telemetry/selftest', 200),

@@ -35,7 +35,7 @@ const DAY_MS = 86_400_000;
 /** Past the retention, and no dead copy of the event waiting in the archive to be replayed. */
 const PRUNABLE = `applied_at < $1
   AND NOT EXISTS (SELECT 1 FROM dead_letters d
-                  WHERE d.event_id = consumer_applied_events.event_id AND d.state = 'dead')`;
+                  WHERE d.event_id = consumer_applied_events.event_id::text AND d.state = 'dead')`;
 
 export class AppliedEventsPruner {
   readonly #pool: pg.Pool;

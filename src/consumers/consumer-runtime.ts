@@ -691,7 +691,7 @@ async function recordApplied(
 ): Promise<Set<string>> {
   const { rows } = await client.query<{ event_id: string }>(
     `INSERT INTO consumer_applied_events (consumer, event_id)
-     SELECT $1, id FROM unnest($2::text[]) AS id
+     SELECT $1, id FROM unnest($2::uuid[]) AS id
      ON CONFLICT DO NOTHING RETURNING event_id`,
     [consumer, deliveries.map((delivery) => delivery.id)],
   );

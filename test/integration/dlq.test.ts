@@ -363,7 +363,7 @@ test('replaying 1,000 dead letters of which half were already applied applies ex
   const alreadyApplied = bulkEvents.filter((_, index) => index % 2 === 0).map((event) => event.event_id);
   const expected = new Set(bulkEvents.filter((_, index) => index % 2 === 1).map((event) => event.event_id));
   await harness.pool.query(
-    "INSERT INTO consumer_applied_events (consumer, event_id) SELECT 'test-sink', unnest($1::text[])",
+    "INSERT INTO consumer_applied_events (consumer, event_id) SELECT 'test-sink', unnest($1::uuid[])",
     [alreadyApplied],
   );
   const before = sinkCounters();

@@ -157,7 +157,7 @@ async function lockHeads(
     }>({
       name: 'audit.lock-heads',
       text: `SELECT chain_key, last_position, last_hash, now() AS now,
-                    (SELECT array_agg(event_id) FROM audit_records WHERE event_id = ANY($2::text[])) AS recorded
+                    (SELECT array_agg(event_id) FROM audit_records WHERE event_id = ANY($2::uuid[])) AS recorded
                FROM audit_chain_heads
               WHERE chain_key = ANY($1::text[]) ORDER BY chain_key FOR UPDATE`,
       values: [chainKeys, eventIds],
@@ -186,7 +186,7 @@ const INSERT_RECORDS = `
     SELECT event_id, event_type, model_id, chain_position, correlation_id, user_id,
            sequence, occurred_at, recorded_at, envelope, decode(prev_hash, 'hex'), decode(hash, 'hex')
       FROM jsonb_to_recordset($1::jsonb) AS r(
-             n integer, event_id text, event_type text, model_id text, chain_position bigint,
+             n integer, event_id uuid, event_type text, model_id text, chain_position bigint,
              correlation_id text, user_id text, sequence bigint, occurred_at timestamptz,
              recorded_at timestamptz, envelope jsonb, prev_hash text, hash text)
      ORDER BY n

@@ -10,6 +10,7 @@
  * when replayed again), and what the audit trail says was republished always was.
  */
 import { randomUUID } from 'node:crypto';
+import { newEventId } from '../../bus/event-id.ts';
 import type { DlqReplayedData, EventOf, TelemetryEvent } from '../../bus/event-schemas.ts';
 import { SCHEMA_VERSION } from '../../bus/event-types.ts';
 import { childTraceparent } from '../../bus/trace-context.ts';
@@ -62,7 +63,7 @@ export class ReplayAuditParts {
     this.#parts++;
     const event: EventOf<'dlq.replayed'> = {
       schema_version: SCHEMA_VERSION,
-      event_id: randomUUID(),
+      event_id: newEventId(),
       event_type: 'dlq.replayed',
       timestamp: new Date(nowMs).toISOString(),
       source: 'admin',

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { EventBus } from '../../bus/event-bus.ts';
+import { newEventId } from '../../bus/event-id.ts';
 import {
   CORRELATION_ID_PATTERN,
   type EventMetadata,
@@ -129,7 +130,7 @@ export function requestEvent(
 ): TelemetryEvent {
   const base = {
     schema_version: SCHEMA_VERSION,
-    event_id: randomUUID(),
+    event_id: newEventId(),
     timestamp: new Date(nowMs).toISOString(),
     source: 'api' as const,
     correlation_id: request.correlationId,
