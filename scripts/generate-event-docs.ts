@@ -14,6 +14,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import YAML from 'yaml';
 import { eventJsonSchemas } from '../src/bus/event-schemas.ts';
 import { EVENT_TYPES, type EventType, SCHEMA_VERSION } from '../src/bus/event-types.ts';
+import { PRODUCER_HEADERS } from '../src/bus/producer-sequence.ts';
 import {
   buildTopology,
   EXCHANGES,
@@ -308,11 +309,23 @@ const EVENT_HEADERS: JsonSchema = {
       description:
         'The data.model_id of the event, when it has one: what the consistent-hash exchange of a partitioned queue hashes (AUDIT_PARTITIONS)',
     },
+    [PRODUCER_HEADERS.producer]: {
+      type: 'string',
+      format: 'uuid',
+      description:
+        'The producer (one API process, from its start) that emitted the event; with x-sequence, how consumers de-duplicate copies without a row per event',
+    },
+    [PRODUCER_HEADERS.sequence]: {
+      type: 'integer',
+      minimum: 1,
+      description:
+        "The event's number in its producer's sequence of events of its type: 1, 2, 3, … with no gap; a resent copy carries the same",
+    },
   },
 };
 
 /** The example's headers, built from the example payload exactly as the header descriptions say. */
-function exampleHeaders(event: ReturnType<typeof exampleEvent>): Record<string, string> {
+function exampleHeaders(event: ReturnType<typeof exampleEvent>): Record<string, string | number> {
   const modelId = (event.data as { model_id?: unknown }).model_id;
   return {
     ...(typeof modelId === 'string' ? { [PARTITION_HASH_HEADER]: modelId } : {}),
@@ -322,6 +335,8 @@ function exampleHeaders(event: ReturnType<typeof exampleEvent>): Record<string, 
     'cloudEvents:source': `/telemetry-bus/${event.source}`,
     'cloudEvents:time': event.timestamp,
     traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    [PRODUCER_HEADERS.producer]: '019b0a6e-5a1c-7c3e-8f21-4d6b2a9c0e17',
+    [PRODUCER_HEADERS.sequence]: 1,
   };
 }
 

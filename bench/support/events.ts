@@ -10,6 +10,7 @@ import { newEventId } from '../../src/bus/event-id.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { validateEvent } from '../../src/bus/event-validator.ts';
 import { encodeRecord } from '../../src/bus/outbound-message.ts';
+import { ProducerSequences } from '../../src/bus/producer-sequence.ts';
 import { childTraceparent } from '../../src/bus/trace-context.ts';
 import { exampleEvent } from '../../test/support/event-examples.ts';
 
@@ -161,9 +162,12 @@ export function buildEmitCalls(
 /** What `encodeRecord()` returns, and `EventBus.emit()` hands to `Spool.append()`. */
 export type SpoolRecordText = ReturnType<typeof encodeRecord>;
 
+/** The producer the records below are stamped as, as one API process stamps what it emits. */
+const producer = new ProducerSequences();
+
 /**
  * The spool record `EventBus.emit()` writes for a call: the same `encodeRecord()` call with the same
- * header fields (src/bus/event-bus.ts), byte for byte.
+ * header fields (src/bus/event-bus.ts), byte for byte; each call takes the next number of its type.
  */
 export function recordOf(call: EmitCall): SpoolRecordText {
   const { event } = call;
@@ -177,6 +181,7 @@ export function recordOf(call: EmitCall): SpoolRecordText {
       source: event.source,
       traceparent: call.traceparent,
       modelId: typeof data.model_id === 'string' ? data.model_id : '',
+      stamp: { producer: producer.producer, sequence: producer.claim(event.event_type) },
     },
     JSON.stringify(event),
   );

@@ -10,6 +10,7 @@ import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
 import type { TelemetryEvent } from './event-schemas.ts';
 import { EVENT_TYPES, type EventType } from './event-types.ts';
 import { encodeRecord } from './outbound-message.ts';
+import { ProducerSequences } from './producer-sequence.ts';
 import { Spool, type SpoolStats } from './spool/spool.ts';
 import { type PublisherLogger, type PublisherStatus, SpoolPublisher } from './spool-publisher.ts';
 import type { Topology } from './topology.ts';
@@ -60,6 +61,8 @@ export class EventBus {
     number
   >;
   #invalid = 0;
+  /** This process as a producer: each event kept gets the next number of its type's stream. */
+  readonly #sequences = new ProducerSequences();
 
   private constructor(spool: Spool, publisher: SpoolPublisher, ledger: LedgerCounts | undefined) {
     this.#spool = spool;
@@ -97,6 +100,8 @@ export class EventBus {
     this.#ledger?.add('emitted', event.event_type, timestampMs);
     this.#emittedByType[event.event_type]++;
     let record: string;
+    const type = event.event_type;
+    const stamp = { producer: this.#sequences.producer, sequence: this.#sequences.claim(type) };
     try {
       record = encodeRecord(
         {
@@ -107,14 +112,20 @@ export class EventBus {
           source: event.source,
           traceparent,
           modelId: modelIdOf(event),
+          stamp,
         },
         JSON.stringify(event),
       );
     } catch {
+      this.#sequences.unclaim(type);
       this.#invalid++;
       return false;
     }
-    if (this.#spool.append(record) < 0) return false;
+    // An event not kept gives its number back: a stream's numbers have no gap but what consumers must wait for.
+    if (this.#spool.append(record) < 0) {
+      this.#sequences.unclaim(type);
+      return false;
+    }
     this.#ledger?.add('spooled', event.event_type, timestampMs);
     return true;
   }

@@ -7,6 +7,7 @@
  */
 import type { Options } from 'amqplib';
 import type { EventType } from './event-types.ts';
+import { PRODUCER_HEADERS, type ProducerStamp } from './producer-sequence.ts';
 import { exchangeFor } from './topology.ts';
 
 export interface OutboundHeader {
@@ -19,6 +20,8 @@ export interface OutboundHeader {
   traceparent: string;
   /** The model the event is about, or '' (a header consumers may partition on). */
   modelId: string;
+  /** Its place in its producer's stream (./producer-sequence.ts); absent in records of older releases. */
+  stamp?: ProducerStamp | undefined;
 }
 
 export interface OutboundMessage {
@@ -39,15 +42,15 @@ export const APP_ID = 'telemetry-bus';
  * correlation and model ids are validated to visible ASCII, and JSON text has no raw newline.
  */
 export function encodeRecord(header: OutboundHeader, json: string): string {
-  return `${header.eventType}\t${header.eventId}\t${header.correlationId}\t${header.timestampMs}\t${header.source}\t${header.traceparent}\t${header.modelId}\n${json}`;
+  const stamp = header.stamp === undefined ? '' : `\t${header.stamp.producer}\t${header.stamp.sequence}`;
+  return `${header.eventType}\t${header.eventId}\t${header.correlationId}\t${header.timestampMs}\t${header.source}\t${header.traceparent}\t${header.modelId}${stamp}\n${json}`;
 }
 
 export function decodeRecord(record: Buffer): { header: OutboundHeader; body: Buffer } {
   const end = record.indexOf(NEWLINE);
   if (end < 0) throw new Error('spool record has no header line');
-  const [eventType, eventId, correlationId, timestampMs, source, traceparent, modelId] = record
-    .toString('latin1', 0, end)
-    .split('\t');
+  const [eventType, eventId, correlationId, timestampMs, source, traceparent, modelId, producer, sequence] =
+    record.toString('latin1', 0, end).split('\t');
   if (modelId === undefined) throw new Error('spool record header is incomplete');
   return {
     header: {
@@ -58,6 +61,10 @@ export function decodeRecord(record: Buffer): { header: OutboundHeader; body: Bu
       source: source as string,
       traceparent: traceparent as string,
       modelId,
+      stamp:
+        producer === undefined || sequence === undefined
+          ? undefined
+          : { producer, sequence: Number(sequence) },
     },
     body: record.subarray(end + 1),
   };
@@ -66,7 +73,7 @@ export function decodeRecord(record: Buffer): { header: OutboundHeader; body: Bu
 /** The AMQP message of a record: properties for any AMQP client, CloudEvents attributes as headers. */
 export function toOutboundMessage(record: Buffer): OutboundMessage {
   const { header, body } = decodeRecord(record);
-  const headers: Record<string, string> = {
+  const headers: Record<string, string | number> = {
     'cloudEvents:specversion': '1.0',
     'cloudEvents:id': header.eventId,
     'cloudEvents:type': header.eventType,
@@ -75,6 +82,10 @@ export function toOutboundMessage(record: Buffer): OutboundMessage {
     traceparent: header.traceparent,
   };
   if (header.modelId !== '') headers.model_id = header.modelId;
+  if (header.stamp !== undefined) {
+    headers[PRODUCER_HEADERS.producer] = header.stamp.producer;
+    headers[PRODUCER_HEADERS.sequence] = header.stamp.sequence;
+  }
   return {
     exchange: exchangeFor(header.eventType),
     routingKey: header.eventType,

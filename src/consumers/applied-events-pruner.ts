@@ -1,15 +1,18 @@
 /**
- * Retention of `consumer_applied_events`, the de-duplication record of the consumers that keep theirs
- * there (metrics, analytics, logging, the dead-letter archive): every event id each applied, one row per
- * consumer and event, which would otherwise grow without end.
+ * Retention of the runtime's de-duplication records (src/consumers/deduplication/): each consumer's
+ * producer streams (`consumer_stream_marks` and their gaps) and the event ids it applied without a stream
+ * (`consumer_applied_events`), which would otherwise grow without end.
  *
- * An id is needed only while a second copy of its event can still arrive. Copies come from a publisher
+ * A record is needed only while a second copy of an event can still arrive. Copies come from a publisher
  * resending what the broker did not confirm, and from redeliveries and the retry ladder — all within
  * minutes — or from a dead-letter replay, at any time. So an id is deleted once it was recorded more than
- * `retentionDays` ago, unless the dead-letter archive still holds a dead (replayable) copy of that event:
- * those ids stay until the dead letter is replayed or deleted.
+ * `retentionDays` ago, and a stream once no event of it was applied for that long, unless the dead-letter
+ * archive still holds a dead (replayable) copy of that event, or of an event of that producer: those
+ * stay until the dead letter is replayed or deleted. A stream forgotten starts again at 0: a copy of its
+ * events arriving after that would be applied again, as an id forgotten would.
  */
 import type pg from 'pg';
+import { PRODUCER_HEADERS } from '../bus/producer-sequence.ts';
 import type { PublisherLogger } from '../bus/spool-publisher.ts';
 import { deleteInChunks } from '../db/delete-in-chunks.ts';
 import { PeriodicTask } from './periodic-task.ts';
@@ -68,15 +71,31 @@ export class AppliedEventsPruner {
     await this.#schedule.stop();
   }
 
-  /** Deletes the ids past their retention as of `now`; returns how many. */
-  prune(now: Date = new Date()): Promise<number> {
+  /** Deletes the streams and ids past their retention as of `now`; returns how many rows of either. */
+  async prune(now: Date = new Date()): Promise<number> {
     const cutoff = new Date(now.getTime() - this.#options.retentionDays * DAY_MS);
-    return deleteInChunks(this.#pool, {
+    // Few rows (one per consumer, producer and type): one statement, gaps with their stream.
+    const streams = await this.#pool.query<{ n: string }>(
+      `WITH gone AS (
+         DELETE FROM consumer_stream_marks m
+          WHERE updated_at < $1
+            AND NOT EXISTS (SELECT 1 FROM dead_letters d
+                             WHERE d.state = 'dead' AND d.headers->>'${PRODUCER_HEADERS.producer}' = m.producer::text)
+         RETURNING consumer, producer, event_type),
+       gaps AS (
+         DELETE FROM consumer_stream_gaps g USING gone
+          WHERE g.consumer = gone.consumer AND g.producer = gone.producer AND g.event_type = gone.event_type
+         RETURNING 1)
+       SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM gaps) AS n`,
+      [cutoff.toISOString()],
+    );
+    const ids = await deleteInChunks(this.#pool, {
       table: 'consumer_applied_events',
       where: PRUNABLE,
       params: [cutoff.toISOString()],
       chunkRows: this.#options.chunkRows,
       stopped: () => this.#schedule.stopped,
     });
+    return ids + Number(streams.rows[0]?.n ?? 0);
   }
 }

@@ -33,6 +33,7 @@ import { addLedgerRows } from '../metrics/ledger/ledger-store.ts';
 import { redactedMessage as describe } from '../redact-credentials.ts';
 import type { Consumer, Delivery } from './consumer.ts';
 import { ConsumerMetrics } from './consumer-metrics.ts';
+import { Deduplicator, recordApplied, type Selection } from './deduplication/deduplicator.ts';
 import { decideFailure, FAILURE_HEADERS } from './failure-policy.ts';
 import { PoisonMessageError } from './poison-message-error.ts';
 
@@ -89,6 +90,8 @@ export interface ConsumerStatus {
 
 interface Worker {
   consumer: Consumer;
+  /** Which deliveries are new, for a consumer that does not de-duplicate in its own table. */
+  deduplicator: Deduplicator;
   channel: Channel | undefined;
   consumerTag: string | undefined;
   pending: ConsumeMessage[];
@@ -154,6 +157,7 @@ export class ConsumerRuntime {
     });
     this.#workers = options.consumers.map((consumer) => ({
       consumer,
+      deduplicator: new Deduplicator(consumer.name),
       channel: undefined,
       consumerTag: undefined,
       pending: [],
@@ -458,9 +462,9 @@ export class ConsumerRuntime {
     let committed: Delivery[] = [];
     try {
       await client.query('BEGIN');
-      const { todo, effective } = worker.consumer.deduplicates
+      const { todo, effective, selection } = worker.consumer.deduplicates
         ? await this.#applyDeduplicating(worker.consumer, deliveries, client)
-        : await this.#applyRecorded(worker.consumer, deliveries, client);
+        : await this.#applyRecorded(worker, deliveries, client);
       if (todo.length > 0) {
         await addLedgerRows(
           client,
@@ -471,10 +475,13 @@ export class ConsumerRuntime {
         );
       }
       await client.query('COMMIT');
+      if (selection !== undefined) worker.deduplicator.committed(selection);
       worker.counters.applied += todo.length;
       worker.counters.duplicates += deliveries.length - todo.length;
       committed = effective;
     } catch (error) {
+      // Whether the commit happened or not, what the deduplicator cached may be stale: it reads again.
+      worker.deduplicator.forget();
       if (isDatabaseUnavailable(error)) broken = error;
       else
         await client.query('ROLLBACK').catch((rollbackError: unknown) => {
@@ -495,22 +502,22 @@ export class ConsumerRuntime {
   }
 
   /**
-   * The runtime de-duplicates: each id goes into `consumer_applied_events` (`ON CONFLICT DO NOTHING`), and
-   * the consumer applies those that were new. Returns what was applied (`todo`, self-test events included)
-   * and what had an effect.
+   * The runtime de-duplicates (./deduplication/deduplicator.ts: by producer stream, or by event id), and
+   * the consumer applies those that were new. Returns what was applied (`todo`, self-test events
+   * included), what had an effect, and what the deduplicator records once committed.
    */
   async #applyRecorded(
-    consumer: Consumer,
+    worker: Worker,
     deliveries: Delivery[],
     client: pg.PoolClient,
-  ): Promise<{ todo: Delivery[]; effective: Delivery[] }> {
-    const fresh = await recordApplied(client, consumer.name, deliveries);
-    // Set.delete: an event delivered twice in one batch is applied once.
-    const todo = deliveries.filter((delivery) => fresh.delete(delivery.id));
+  ): Promise<{ todo: Delivery[]; effective: Delivery[]; selection: Selection }> {
+    const selection = await worker.deduplicator.select(client, deliveries);
+    const todo = selection.fresh;
     // Self-test events are recorded as applied (and counted in the ledger) with no effect.
     const effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
-    if (effective.length > 0) await consumer.apply(effective, client);
-    return { todo, effective };
+    if (effective.length > 0) await worker.consumer.apply(effective, client);
+    await worker.deduplicator.record(client, selection);
+    return { todo, effective, selection };
   }
 
   /**
@@ -522,7 +529,7 @@ export class ConsumerRuntime {
     consumer: Consumer,
     deliveries: Delivery[],
     client: pg.PoolClient,
-  ): Promise<{ todo: Delivery[]; effective: Delivery[] }> {
+  ): Promise<{ todo: Delivery[]; effective: Delivery[]; selection?: undefined }> {
     const ids = new Set<string>();
     const selfTest: Delivery[] = [];
     const candidates: Delivery[] = [];
@@ -681,19 +688,4 @@ export class ConsumerRuntime {
     this.#lastLogAt.set(key, now);
     this.#logger.warn(object, message);
   }
-}
-
-/** Records `deliveries` as applied by `consumer`; returns the ids that were not recorded before. */
-async function recordApplied(
-  client: pg.PoolClient,
-  consumer: string,
-  deliveries: Delivery[],
-): Promise<Set<string>> {
-  const { rows } = await client.query<{ event_id: string }>(
-    `INSERT INTO consumer_applied_events (consumer, event_id)
-     SELECT $1, id FROM unnest($2::uuid[]) AS id
-     ON CONFLICT DO NOTHING RETURNING event_id`,
-    [consumer, deliveries.map((delivery) => delivery.id)],
-  );
-  return new Set(rows.map((row) => row.event_id));
 }

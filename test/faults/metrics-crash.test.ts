@@ -76,9 +76,10 @@ const startWorker = () => startWorkerProcess('metrics', databaseUrl, bus, { LOG_
 const consumers = async () =>
   (await queueStats(bus.vhost.managementUrl, bus.vhost.vhost, QUEUES.metrics)).consumers;
 
+/** Events the metrics consumer applied, by the ledger (written in the transaction that applies them). */
 async function applied(): Promise<number> {
   const { rows } = await pool.query<{ n: string }>(
-    "SELECT count(*) AS n FROM consumer_applied_events WHERE consumer = 'metrics'",
+    "SELECT coalesce(sum(events), 0) AS n FROM telemetry_ledger WHERE stage = 'applied' AND consumer = 'metrics'",
   );
   return Number(rows[0]?.n);
 }

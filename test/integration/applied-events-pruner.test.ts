@@ -1,7 +1,8 @@
 /**
- * Retention of consumer_applied_events on a real PostgreSQL: ids past the retention go, in chunks; recent
+ * Retention of the de-duplication records on a real PostgreSQL: ids past the retention go, in chunks; recent
  * ones stay, and so do old ones whose event still has a dead (replayable) copy in the dead-letter archive,
- * until that copy is replayed.
+ * until that copy is replayed. Producer streams idle past the retention go with their gaps, unless a dead
+ * letter of that producer waits.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -67,4 +68,50 @@ test('ids past the retention are deleted in chunks; recent ones and those with a
   await pool.query('DELETE FROM dead_letters WHERE event_id = $1', [kept.deadLettered]);
   assert.equal(await pruner.prune(now), 1);
   assert.deepEqual(await appliedIds(), [`metrics:${kept.recent}`]);
+});
+
+test('producer streams idle past the retention go with their gaps, unless a dead letter of the producer waits', async () => {
+  const now = new Date('2026-06-15T12:00:00Z');
+  const old = new Date(now.getTime() - 31 * DAY_MS);
+  const recent = new Date(now.getTime() - 29 * DAY_MS);
+  const producers = { idle: randomUUID(), active: randomUUID(), waiting: randomUUID() };
+  for (const [producer, at] of [
+    [producers.idle, old],
+    [producers.active, recent],
+    [producers.waiting, old],
+  ] as const) {
+    await pool.query(
+      `INSERT INTO consumer_stream_marks (consumer, producer, event_type, high, updated_at)
+       VALUES ('analytics', $1, 'model.queried', 10, $2), ('logging', $1, 'api.error', 4, $2)`,
+      [producer, at],
+    );
+    await pool.query(
+      `INSERT INTO consumer_stream_gaps (consumer, producer, event_type, first_sequence, last_sequence)
+       VALUES ('analytics', $1, 'model.queried', 3, 5)`,
+      [producer],
+    );
+  }
+  // A dead letter of the waiting producer's: a replay would bring its copy back to its stream.
+  await pool.query(
+    `INSERT INTO dead_letters (id, event_id, original_queue, reason, attempts, error_type, error_message,
+                               first_failure_at, last_failure_at, content, properties, headers, state)
+     VALUES ($1, $2, 'analytics.events', 'retries_exhausted', 4, 'Error', 'boom', now(), now(), '\\x7b7d',
+             '{}', jsonb_build_object('x-producer', $3::text, 'x-sequence', 4), 'dead')`,
+    [randomUUID(), randomUUID(), producers.waiting],
+  );
+
+  const pruned = await new AppliedEventsPruner(pool, { retentionDays: 30 }).prune(now);
+
+  assert.equal(pruned, 3, "the idle producer's two streams and its gap");
+  const { rows } = await pool.query<{ producer: string; gaps: number }>(
+    `SELECT m.producer, (SELECT count(*)::int FROM consumer_stream_gaps g WHERE g.producer = m.producer) AS gaps
+       FROM consumer_stream_marks m GROUP BY m.producer ORDER BY m.producer`,
+  );
+  assert.deepEqual(
+    rows,
+    [
+      { producer: producers.active, gaps: 1 },
+      { producer: producers.waiting, gaps: 1 },
+    ].sort((a, b) => (a.producer < b.producer ? -1 : 1)),
+  );
 });

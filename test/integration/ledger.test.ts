@@ -8,12 +8,13 @@ import { after, test } from 'node:test';
 import amqp from 'amqplib';
 import type { InjectOptions } from 'fastify';
 import pino from 'pino';
-import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
-import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
-import { buildTopology } from '../../src/bus/topology.ts';
+import { applyTopology } from '../../src/bus/apply-topology.ts';
+import { closeConnection } from '../../src/bus/broker-connection.ts';
+import { buildTopology, EXCHANGES } from '../../src/bus/topology.ts';
 import { buildConsumers } from '../../src/consumers/build-consumers.ts';
 import { ConsumerRuntime } from '../../src/consumers/consumer-runtime.ts';
 import { build, modelBody } from '../helper.ts';
+import { readQueues } from '../support/queue-reader.ts';
 import { waitUntil } from '../support/wait-until.ts';
 
 const system = await build({ after }, { LEDGER_FLUSH_INTERVAL_MS: '100' });
@@ -34,6 +35,20 @@ const runtime = new ConsumerRuntime({
 after(async () => {
   await runtime.stop(5000);
   built.close();
+});
+
+// A tap on what the API publishes, to send exact copies later: as the broker redelivers a message, with
+// its properties and headers (its producer stamp included).
+const TAP = 'ledger-test-tap';
+const tapConnection = await amqp.connect(config.rabbitmqUrls[0] as string);
+await applyTopology(tapConnection, topology);
+const tapChannel = await tapConnection.createChannel();
+await tapChannel.assertQueue(TAP, { durable: false });
+for (const exchange of [EXCHANGES.models, EXCHANGES.errors]) await tapChannel.bindQueue(TAP, exchange, '#');
+const tap = await readQueues(config.rabbitmqUrls[0] as string, [TAP]);
+after(async () => {
+  await tap.close();
+  await closeConnection(tapConnection);
 });
 
 let requests = 0;
@@ -117,44 +132,27 @@ test('every stage counts every event once: emitted = spooled = confirmed, each c
   assert.equal(byConsumer.metrics?.applied, 0);
   assert.equal(byConsumer.metrics?.missing, counted);
 
-  // Redelivered copies (the broker's at-least-once) change no count: publish every audit event again.
-  const audited = await services.pool.query<{ envelope: TelemetryEvent }>(
-    'SELECT envelope FROM audit_records',
-  );
-  const connection = await amqp.connect(config.rabbitmqUrls[0] as string);
-  try {
-    const channel = await connection.createConfirmChannel();
-    for (const { envelope } of audited.rows) {
-      const message = toOutboundMessage(
-        Buffer.from(
-          encodeRecord(
-            {
-              eventType: envelope.event_type,
-              eventId: envelope.event_id,
-              correlationId: envelope.correlation_id,
-              timestampMs: Date.parse(envelope.timestamp),
-              source: envelope.source,
-              traceparent: '',
-              modelId: '',
-            },
-            JSON.stringify(envelope),
-          ),
-        ),
-      );
-      channel.publish(message.exchange, message.routingKey, message.body, message.options);
-    }
-    await channel.waitForConfirms();
-  } finally {
-    await connection.close();
+  // Redelivered copies (the broker's at-least-once) change no count: every model and error event again,
+  // byte for byte with its properties and headers.
+  const audited = await services.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_records');
+  const copies = await tap.waitFor(audited.rows[0]?.n ?? 0);
+  assert.equal(copies.length, audited.rows[0]?.n, 'the tap saw every audited event once');
+  const channel = await tapConnection.createConfirmChannel();
+  for (const copy of copies) {
+    channel.publish(copy.fields.exchange, copy.fields.routingKey, copy.content, copy.properties);
   }
-  const auditStatus = () => runtime.status().find((status) => status.name === 'audit');
+  await channel.waitForConfirms();
   await waitUntil(
     'the copies to be skipped',
-    () => (auditStatus()?.counters.duplicates ?? 0) >= audited.rows.length,
+    () =>
+      runtime.status().reduce((sum, status) => sum + status.counters.duplicates, 0) >=
+      70 + 15 + copies.length,
     30_000,
   );
   const again = await ledger();
-  assert.equal(again.consumers.find((c) => c.consumer === 'audit')?.applied, byConsumer.audit?.applied);
+  for (const name of ['audit', 'analytics', 'logging']) {
+    assert.equal(again.consumers.find((c) => c.consumer === name)?.applied, byConsumer[name]?.applied, name);
+  }
   assert.equal(again.emitted, requests - 1, 'the copies were not emitted by the API');
 });
 

@@ -15,6 +15,7 @@ import { buildTopology, type Topology } from '../../src/bus/topology.ts';
 import type { Consumer } from '../../src/consumers/consumer.ts';
 import { ConsumerRuntime, type ConsumerRuntimeOptions } from '../../src/consumers/consumer-runtime.ts';
 import { createBusEnvironment, createTestDatabase, type Teardown } from '../helper.ts';
+import { TestProducer } from './test-producer.ts';
 import { waitUntil } from './wait-until.ts';
 
 /** A ladder of 0.2 s, 0.4 s, 0.6 s: the real one (1 s, 5 s, 30 s) is tested once, on its own. */
@@ -27,7 +28,12 @@ export interface ConsumerHarness {
   url: string;
   topology: Topology;
   runtime: ConsumerRuntime;
-  /** Publishes events as the API would (confirmed). */
+  /** The producer {@link publish} stamps events as: for messages a test builds itself. */
+  producer: TestProducer;
+  /**
+   * Publishes events as the API would (confirmed), stamped as one producer's: an event published again
+   * keeps its number, as a resend does.
+   */
   publish(events: TelemetryEvent[]): Promise<void>;
   /** Publishes raw bytes to an exchange (for poison messages). */
   publishRaw(
@@ -79,12 +85,14 @@ export async function consumerHarness(
   if (options.start !== false) await runtime.start();
 
   const confirmAll = () => channel.waitForConfirms();
+  const producer = new TestProducer();
   return {
     pool,
     databaseUrl,
     url,
     topology,
     runtime,
+    producer,
     async publish(events) {
       for (const event of events) {
         const record = encodeRecord(
@@ -99,6 +107,7 @@ export async function consumerHarness(
               typeof (event.data as { model_id?: unknown }).model_id === 'string'
                 ? (event.data as { model_id: string }).model_id
                 : '',
+            stamp: producer.stamp(event),
           },
           JSON.stringify(event),
         );

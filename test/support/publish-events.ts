@@ -6,13 +6,21 @@
 import type { ConfirmChannel } from 'amqplib';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
+import { TestProducer } from './test-producer.ts';
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
-/** Publishes `events` in order and resolves once the broker has confirmed them all. */
+/** The producer whose stream every call stamps, unless given another (or null: no stamp). */
+const sameProducer = new TestProducer();
+
+/**
+ * Publishes `events` in order and resolves once the broker has confirmed them all. Each event is stamped
+ * with its place in `producer`'s stream; an event published again keeps it, as a resend does.
+ */
 export async function publishEvents(
   channel: ConfirmChannel,
   events: readonly TelemetryEvent[],
+  producer: TestProducer | null = sameProducer,
 ): Promise<void> {
   for (const event of events) {
     const modelId = (event.data as { model_id?: string }).model_id ?? '';
@@ -25,6 +33,7 @@ export async function publishEvents(
         source: event.source,
         traceparent: TRACEPARENT,
         modelId,
+        stamp: producer?.stamp(event),
       },
       JSON.stringify(event),
     );

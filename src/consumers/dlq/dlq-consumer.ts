@@ -29,7 +29,8 @@ const INSERT = `
     $8::text[], $9::text[], $10::integer[], $11::text[], $12::text[], $13::text[], $14::timestamptz[],
     $15::timestamptz[], $16::timestamptz[], $17::bytea[], $18::jsonb[], $19::jsonb[]
   )
-  ON CONFLICT (id) DO NOTHING`;
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id`;
 
 export function dlqConsumer(logger: DeadLetterLogger): Consumer {
   // What apply built, for afterCommit's log lines (the same Delivery objects are passed to both).
@@ -39,6 +40,9 @@ export function dlqConsumer(logger: DeadLetterLogger): Consumer {
     queue: QUEUES.deadLetters,
     validate: false,
     idOf: deadLetterIdOf,
+    // The archive's own key refuses a second copy: a raw message need not carry a valid event id, so
+    // nothing of it goes to the runtime's per-event records.
+    deduplicates: true,
     async apply(deliveries: Delivery[], client: pg.PoolClient) {
       const receivedAt = new Date();
       const records = deliveries.map((delivery) => {
@@ -47,8 +51,7 @@ export function dlqConsumer(logger: DeadLetterLogger): Consumer {
         return record;
       });
       const column = <T>(pick: (record: DeadLetterRecord) => T): T[] => records.map(pick);
-      // ON CONFLICT: consumer_applied_events already de-duplicates; this keeps a pruned id harmless.
-      await client.query(INSERT, [
+      const { rows } = await client.query<{ id: string }>(INSERT, [
         column((r) => r.id),
         column((r) => r.eventId),
         column((r) => r.eventType),
@@ -69,6 +72,8 @@ export function dlqConsumer(logger: DeadLetterLogger): Consumer {
         column((r) => JSON.stringify(r.properties)),
         column((r) => JSON.stringify(r.headers)),
       ]);
+      const inserted = new Set(rows.map((row) => row.id));
+      return deliveries.filter((delivery) => inserted.has(delivery.id));
     },
     afterCommit(deliveries: Delivery[]) {
       for (const delivery of deliveries) {

@@ -4,10 +4,12 @@
  *
  * - The audit trail holds every request's event with its correlation id: an answered request without a
  *   record is lost; two records of one request are a duplicate.
- * - Every other consumer records the event ids it applied (consumer_applied_events); an event routed to
- *   it (the topology's routing, as the ledger computes it) and missing there is lost.
- * - Duplicates are counted on the effects themselves, not on the de-duplication table (which cannot hold
- *   one twice): raw metrics rows per event id, and the analytics counters against the events they count.
+ * - The metrics consumer keeps a raw row per event: an event routed to it (the topology's routing, as the
+ *   ledger computes it) and missing there is lost; a second row is a duplicate.
+ * - Analytics and logging keep no row per event (they de-duplicate by producer stream): what they
+ *   applied is counted per event type in the ledger, in the same transaction as the effect, against the
+ *   events of that type routed to them: fewer is loss, more is a double count. The analytics counters
+ *   are held to the same numbers, so an effect applied twice shows even if its ledger row did not.
  * - The loss ledger (telemetry_ledger) must agree: no consumer missing anything.
  */
 import type pg from 'pg';
@@ -91,23 +93,42 @@ export async function accountEvents(pool: pg.Pool, truth: GroundTruth): Promise<
   duplicates += auditCount.duplicates;
 
   const counts: ConsumerCount[] = [auditCount];
+  const ledger = await ledgerApplied(pool);
   for (const consumer of CONSUMERS.filter((name) => name !== 'audit')) {
     const routed = routedTypes(consumer);
     const expected = [...events].filter(([, type]) => routed.has(type));
-    const { rows } = await pool.query<{ event_id: string }>(
-      'SELECT event_id FROM consumer_applied_events WHERE consumer = $1',
-      [consumer],
-    );
-    const applied = new Set(rows.map((row) => row.event_id));
-    const missing = expected.filter(([id]) => !applied.has(id));
-    for (const [id] of missing) lostEvents.add(id);
-    const effectDuplicates = await duplicateEffects(pool, consumer, expected);
+    let applied: number;
+    let missing: number;
+    let ledgerDuplicates = 0;
+    if (consumer === 'metrics') {
+      const { rows } = await pool.query<{ event_id: string }>('SELECT DISTINCT event_id FROM metrics_events');
+      const ids = new Set(rows.map((row) => row.event_id));
+      const lost = expected.filter(([id]) => !ids.has(id));
+      for (const [id] of lost) lostEvents.add(id);
+      applied = ids.size;
+      missing = lost.length;
+    } else {
+      // Per type: the events of the truth against the ledger's applied count (types the truth does not
+      // cover, such as api.request when counting requests, are not compared).
+      const byType = new Map<string, number>();
+      for (const [, type] of expected) byType.set(type, (byType.get(type) ?? 0) + 1);
+      applied = 0;
+      missing = 0;
+      for (const [type, count] of byType) {
+        const seen = ledger.get(`${consumer}\t${type}`) ?? 0;
+        applied += Math.min(seen, count);
+        missing += Math.max(0, count - seen);
+        for (let n = 0; n < count - seen; n++) lostEvents.add(`${consumer}:${type}:${n}`);
+        ledgerDuplicates += Math.max(0, seen - count);
+      }
+    }
+    const effectDuplicates = Math.max(ledgerDuplicates, await duplicateEffects(pool, consumer, expected));
     duplicates += effectDuplicates;
     counts.push({
       consumer,
       expected: expected.length,
-      applied: applied.size,
-      lost: missing.length,
+      applied,
+      lost: missing,
       duplicates: effectDuplicates,
     });
   }
@@ -158,6 +179,15 @@ async function duplicateEffects(
   }
   // The error log is a file, outside the transaction: its effect is the applied record itself.
   return 0;
+}
+
+/** Events each consumer applied, per type, by the ledger (key `consumer\ttype`). */
+async function ledgerApplied(pool: pg.Pool): Promise<Map<string, number>> {
+  const { rows } = await pool.query<{ consumer: string; event_type: string; events: string }>(
+    `SELECT consumer, event_type, sum(events) AS events FROM telemetry_ledger WHERE stage = 'applied'
+      GROUP BY consumer, event_type`,
+  );
+  return new Map(rows.map((row) => [`${row.consumer}\t${row.event_type}`, Number(row.events)]));
 }
 
 async function ledgerMissing(pool: pg.Pool): Promise<Record<string, number> | null> {
