@@ -28,7 +28,22 @@ CREATE TABLE consumer_stream_gaps (
   PRIMARY KEY (consumer, producer, event_type, first_sequence)
 );
 
+-- A batch's writes, the streams' included, go to PostgreSQL as one statement (src/db/batch-statement.ts):
+-- this ends it with an error, undoing all of it, when fewer streams moved than the consumer expected
+-- (another consumer of the queue moved one since this one read it). SQLSTATE 40001: retried at once.
+CREATE FUNCTION consumer_stream_check(moved bigint, expected_moved integer, created bigint,
+                                      expected_created integer) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF moved <> expected_moved OR created <> expected_created THEN
+    RAISE EXCEPTION 'a producer stream moved under this batch (% of % moved, % of % created)',
+      moved, expected_moved, created, expected_created USING ERRCODE = 'serialization_failure';
+  END IF;
+END
+$$;
+
 -- Down Migration
 
+DROP FUNCTION consumer_stream_check(bigint, integer, bigint, integer);
 DROP TABLE consumer_stream_gaps;
 DROP TABLE consumer_stream_marks;

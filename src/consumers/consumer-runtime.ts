@@ -27,9 +27,10 @@ import { BrokerSession } from '../bus/broker-session.ts';
 import { validateEvent } from '../bus/event-validator.ts';
 import type { PublisherLogger } from '../bus/spool-publisher.ts';
 import { EXCHANGES, type Topology } from '../bus/topology.ts';
+import { batchStatement } from '../db/batch-statement.ts';
 import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
 import { appliedRows } from '../metrics/ledger/applied-rows.ts';
-import { addLedgerRows } from '../metrics/ledger/ledger-store.ts';
+import { addLedgerRows, ledgerWrite } from '../metrics/ledger/ledger-store.ts';
 import { redactedMessage as describe } from '../redact-credentials.ts';
 import type { Consumer, Delivery } from './consumer.ts';
 import { ConsumerMetrics } from './consumer-metrics.ts';
@@ -423,7 +424,7 @@ export class ConsumerRuntime {
     let conflicts = 0;
     for (;;) {
       try {
-        await this.#applyInTransaction(worker, deliveries);
+        await this.#applyInTransaction(worker, deliveries, conflicts > 0);
         if (worker.state === 'paused') {
           worker.state = 'consuming';
           this.#logger.info({ consumer: worker.consumer.name }, 'PostgreSQL is back; consuming again');
@@ -456,7 +457,10 @@ export class ConsumerRuntime {
     }
   }
 
-  async #applyInTransaction(worker: Worker, deliveries: Delivery[]): Promise<void> {
+  async #applyInTransaction(worker: Worker, deliveries: Delivery[], afterConflict: boolean): Promise<void> {
+    if (!worker.consumer.deduplicates && worker.consumer.writes !== undefined) {
+      return this.#applyInOneStatement(worker, deliveries, afterConflict);
+    }
     const client = await this.#options.pool.connect();
     let broken: unknown;
     let committed: Delivery[] = [];
@@ -491,7 +495,11 @@ export class ConsumerRuntime {
     } finally {
       client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
     }
-    // Outside the transaction: what it does cannot undo the commit, and its failure is only logged.
+    this.#afterCommit(worker, committed);
+  }
+
+  /** Outside the transaction: what it does cannot undo the commit, and its failure is only logged. */
+  #afterCommit(worker: Worker, committed: Delivery[]): void {
     if (committed.length > 0 && worker.consumer.afterCommit !== undefined) {
       try {
         worker.consumer.afterCommit(committed);
@@ -499,6 +507,66 @@ export class ConsumerRuntime {
         this.#logger.error({ consumer: worker.consumer.name, err: describe(error) }, 'afterCommit failed');
       }
     }
+  }
+
+  /**
+   * A consumer with `writes`: the batch's effects, its de-duplication records and its ledger rows as one
+   * statement (src/db/batch-statement.ts). When the deduplicator can decide the batch from what it
+   * cached (the common case: every delivery stamped, above its stream's high), that statement is the
+   * whole transaction — one round trip, no BEGIN or COMMIT. Otherwise (copies below a high, streams or
+   * events to look up) the reads and the statement run in a transaction of their own.
+   */
+  async #applyInOneStatement(worker: Worker, deliveries: Delivery[], afterConflict: boolean): Promise<void> {
+    const { consumer, deduplicator } = worker;
+    await consumer.prepare?.(this.#options.pool, { afterConflict });
+    const decided = deduplicator.decide(deliveries);
+    const client = await this.#options.pool.connect();
+    let broken: unknown;
+    let inTransaction = false;
+    let effective: Delivery[] = [];
+    try {
+      let selection = decided;
+      if (selection === undefined) {
+        await client.query('BEGIN');
+        inTransaction = true;
+        selection = await deduplicator.select(client, deliveries);
+      }
+      const todo = selection.fresh;
+      // Self-test events are recorded as applied (and counted in the ledger) with no effect.
+      effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
+      if (todo.length > 0 || inTransaction) {
+        const writes = consumer.writes?.(effective) ?? [];
+        const ledger = ledgerWrite(
+          appliedRows(
+            consumer.name,
+            todo.map((delivery) => delivery.event),
+          ),
+        );
+        await client.query(
+          batchStatement(`batch.${consumer.name}`, [
+            ...writes,
+            ...deduplicator.recordWrites(selection),
+            ledger,
+          ]),
+        );
+      }
+      if (inTransaction) await client.query('COMMIT');
+      deduplicator.committed(selection);
+      worker.counters.applied += todo.length;
+      worker.counters.duplicates += deliveries.length - todo.length;
+    } catch (error) {
+      // Whether the commit happened or not, what the deduplicator cached may be stale: it reads again.
+      deduplicator.forget();
+      if (isDatabaseUnavailable(error)) broken = error;
+      else if (inTransaction)
+        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+          broken = rollbackError;
+        });
+      throw error;
+    } finally {
+      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+    }
+    this.#afterCommit(worker, effective);
   }
 
   /**
@@ -515,7 +583,7 @@ export class ConsumerRuntime {
     const todo = selection.fresh;
     // Self-test events are recorded as applied (and counted in the ledger) with no effect.
     const effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
-    if (effective.length > 0) await worker.consumer.apply(effective, client);
+    if (effective.length > 0) await worker.consumer.apply?.(effective, client);
     await worker.deduplicator.record(client, selection);
     return { todo, effective, selection };
   }
@@ -545,7 +613,7 @@ export class ConsumerRuntime {
     }
     let effective: Delivery[] = [];
     if (candidates.length > 0) {
-      const applied = await consumer.apply(candidates, client);
+      const applied = await consumer.apply?.(candidates, client);
       if (!Array.isArray(applied)) {
         throw new TypeError(`consumer ${consumer.name} de-duplicates but did not say what it applied`);
       }

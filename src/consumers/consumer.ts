@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import type { TelemetryEvent } from '../bus/event-schemas.ts';
+import type { BatchWrite } from '../db/batch-statement.ts';
 
 /** A delivery as a consumer sees it. */
 export interface Delivery {
@@ -52,7 +53,20 @@ export interface Consumer {
    * those.
    */
   // biome-ignore lint/suspicious/noConfusingVoidType: the consumers that do not de-duplicate return nothing.
-  apply(deliveries: Delivery[], client: pg.PoolClient): Promise<void | Delivery[]>;
+  apply?(deliveries: Delivery[], client: pg.PoolClient): Promise<void | Delivery[]>;
+  /**
+   * In place of `apply`, for a consumer that does not de-duplicate: its effects on the new deliveries as
+   * writes (always the same list, whatever the batch), which the runtime sends with its own — the
+   * de-duplication records and the ledger — as one statement (src/db/batch-statement.ts): the batch's
+   * transaction in one round trip. Throw to fail the batch, as from `apply`.
+   */
+  writes?(deliveries: Delivery[]): BatchWrite[];
+  /**
+   * With `writes`: awaited before each attempt at a batch, outside its statement, to read what `writes`
+   * needs and caches. `afterConflict`: the previous attempt failed on a serialization failure (one of
+   * the batch's checks found something read before had moved), so what was cached may be stale.
+   */
+  prepare?(pool: pg.Pool, attempt: { afterConflict: boolean }): Promise<void>;
   /** Called after the transaction committed (side effects that must not run twice, e.g. log lines). */
   afterCommit?(deliveries: Delivery[]): void;
 }

@@ -3,8 +3,9 @@
  * /metrics adds up over a range, and caches when the bucket is closed (src/metrics/metrics-cache.ts).
  *
  * Reads take the rollup rows as they are stored — no grouping or `unnest` in SQL: a bucket holds one row
- * per key, and the histograms come back as the text of their packed `bigint[]`, parsed straight into a
- * {@link BucketSum}, which measured several times faster than unnesting and grouping them in SQL.
+ * per key (an open minute also the deltas not yet compacted, added up here), and the histograms come back
+ * as the text of their packed `bigint[]`, parsed straight into a {@link BucketSum}, which measured
+ * several times faster than unnesting and grouping them in SQL.
  */
 import pg from 'pg';
 import { BucketSum, EMPTY_BUCKETS, percentileOfSparse, type SparseBuckets } from './log-linear-histogram.ts';
@@ -122,6 +123,17 @@ const PACKED_AS_TEXT = {
       : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
+/** The minute rows and the deltas not yet moved into them, as one relation. */
+const WITH_DELTAS = `(SELECT granularity, bucket_start, event_type, method, route, vendor_id, capability_tier,
+                            status_class, error_type, requests, cache_hits, cache_misses, request_latency,
+                            processing_latency
+                       FROM metrics_rollups
+                     UNION ALL
+                     SELECT '1m', bucket_start, event_type, method, route, vendor_id, capability_tier,
+                            status_class, error_type, requests, cache_hits, cache_misses, request_latency,
+                            processing_latency
+                       FROM metrics_rollup_deltas) AS rollups`;
+
 interface RollupRow {
   bucket_start: Date;
   event_type: string;
@@ -148,10 +160,12 @@ export async function loadPartials(
   filters: MetricsFilters,
 ): Promise<Map<number, Partial>> {
   const where = new Where();
+  // Minutes of a range are open ones (after the compaction watermark): their rollup deltas not yet moved
+  // into the minute rows count too (migrations/1765065600002_metrics-deltas.sql), several rows per key.
   const { rows } = await client.query<RollupRow>({
     text: `SELECT bucket_start, event_type, method, route, vendor_id, capability_tier, status_class,
                   error_type, requests, cache_hits, cache_misses, request_latency, processing_latency
-           FROM metrics_rollups
+           FROM ${'from' in selection && selection.granularity === '1m' ? WITH_DELTAS : 'metrics_rollups'}
            WHERE ${where.selection(selection)}${where.filters(filters)}
            ORDER BY bucket_start`,
     values: where.values,

@@ -32,7 +32,7 @@ function flakyAnalytics(): Consumer {
   const real = analyticsConsumer();
   return {
     ...real,
-    async apply(deliveries, client) {
+    writes(deliveries) {
       for (const delivery of deliveries) {
         if (
           failFirstAttempt.has(delivery.id) &&
@@ -41,7 +41,7 @@ function flakyAnalytics(): Consumer {
           throw new Error(`refusing ${delivery.id} until it is retried`);
         }
       }
-      await real.apply(deliveries, client);
+      return real.writes?.(deliveries) ?? [];
     },
   };
 }

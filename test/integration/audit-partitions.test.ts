@@ -62,7 +62,7 @@ function auditConsumers(): Consumer[] {
           }
         }
         // The audit consumer de-duplicates itself: it says which deliveries it applied.
-        return consumer.apply(deliveries, client);
+        return consumer.apply?.(deliveries, client);
       },
     };
   });

@@ -40,11 +40,11 @@ function refusingMetricsConsumer(): Consumer {
   const inner = metricsConsumer();
   return {
     ...inner,
-    async apply(deliveries, client) {
+    writes(deliveries) {
       for (const delivery of deliveries) {
         if (failing.has(delivery.id)) throw new Error(`refusing ${delivery.id} for the test`);
       }
-      await inner.apply(deliveries, client);
+      return inner.writes?.(deliveries) ?? [];
     },
   };
 }

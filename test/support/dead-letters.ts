@@ -60,7 +60,7 @@ export async function archiveDeadLetters(
   });
   const client = await pool.connect();
   try {
-    await dlqConsumer({ error() {} }).apply(deliveries, client);
+    await dlqConsumer({ error() {} }).apply?.(deliveries, client);
   } finally {
     client.release();
   }

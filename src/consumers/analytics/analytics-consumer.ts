@@ -8,6 +8,7 @@
 import type pg from 'pg';
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
 import { QUEUES } from '../../bus/topology.ts';
+import { type BatchWrite, batchStatement } from '../../db/batch-statement.ts';
 import type { Consumer } from '../consumer.ts';
 import { type AnalyticsAggregate, aggregateEvents } from './analytics-aggregation.ts';
 
@@ -51,26 +52,32 @@ export function analyticsConsumer(): Consumer {
   return {
     name: 'analytics',
     queue: QUEUES.analytics,
-    async apply(deliveries, client) {
+    writes(deliveries) {
       const events = deliveries
         .map((delivery) => delivery.event)
         .filter((event): event is TelemetryEvent => event !== undefined);
-      await writeAggregate(client, aggregateEvents(events));
+      return aggregateWrites(aggregateEvents(events));
     },
   };
 }
 
-/**
- * Adds the counts to the tables. Each statement takes its rows as arrays (one bind parameter per
- * column, whatever the batch size) and inserts them in the aggregate's key order, `WITH ORDINALITY`
- * making that order explicit, so concurrent writers take row locks in the same order.
- */
+/** Adds the counts to the tables, as one statement of its own (the consumer's go with its batch's). */
 export async function writeAggregate(client: pg.ClientBase, aggregate: AnalyticsAggregate): Promise<void> {
+  await client.query(batchStatement('analytics.aggregate', aggregateWrites(aggregate)));
+}
+
+/**
+ * The upserts of a batch's counts, one per table, always all six (an empty one writes nothing). Each
+ * takes its rows as arrays (one bind parameter per column, whatever the batch size) and inserts them in
+ * the aggregate's key order, `WITH ORDINALITY` making that order explicit, so concurrent writers take
+ * row locks in the same order.
+ */
+export function aggregateWrites(aggregate: AnalyticsAggregate): BatchWrite[] {
   const { modelQueries, filterExecutions, filterParameters, filterValues, lifecycle, modelActivity } =
     aggregate;
-  if (modelQueries.length > 0) {
-    await client.query({
-      name: 'analytics.model-queries',
+  return [
+    {
+      name: 'model_queries',
       text: `INSERT INTO analytics_model_queries AS t
                (hour, model_id, vendor_id, capability_tier, queries, cache_hits)
              SELECT hour, model_id, vendor_id, capability_tier, queries, cache_hits
@@ -87,11 +94,9 @@ export async function writeAggregate(client: pg.ClientBase, aggregate: Analytics
         modelQueries.map((row) => row.queries),
         modelQueries.map((row) => row.cacheHits),
       ],
-    });
-  }
-  if (filterExecutions.length > 0) {
-    await client.query({
-      name: 'analytics.filter-executions',
+    },
+    {
+      name: 'filter_executions',
       text: `INSERT INTO analytics_filter_executions AS t
                (hour, executions, result_count_sum, zero_results, has_more, cache_hits)
              SELECT hour, executions, result_count_sum, zero_results, has_more, cache_hits
@@ -113,11 +118,9 @@ export async function writeAggregate(client: pg.ClientBase, aggregate: Analytics
         filterExecutions.map((row) => row.hasMore),
         filterExecutions.map((row) => row.cacheHits),
       ],
-    });
-  }
-  if (filterParameters.length > 0) {
-    await client.query({
-      name: 'analytics.filter-parameters',
+    },
+    {
+      name: 'filter_parameters',
       text: `INSERT INTO analytics_filter_parameters AS t (hour, parameter, executions)
              SELECT hour, parameter, executions
              FROM unnest($1::timestamptz[], $2::text[], $3::bigint[])
@@ -129,11 +132,9 @@ export async function writeAggregate(client: pg.ClientBase, aggregate: Analytics
         filterParameters.map((row) => row.parameter),
         filterParameters.map((row) => row.executions),
       ],
-    });
-  }
-  if (filterValues.length > 0) {
-    await client.query({
-      name: 'analytics.filter-values',
+    },
+    {
+      name: 'filter_values',
       text: `INSERT INTO analytics_filter_values AS t (hour, parameter, value, executions)
              SELECT hour, parameter, value, executions
              FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[])
@@ -146,11 +147,9 @@ export async function writeAggregate(client: pg.ClientBase, aggregate: Analytics
         filterValues.map((row) => row.value),
         filterValues.map((row) => row.executions),
       ],
-    });
-  }
-  if (lifecycle.length > 0) {
-    await client.query({
-      name: 'analytics.lifecycle',
+    },
+    {
+      name: 'lifecycle',
       text: `INSERT INTO analytics_model_lifecycle AS t
                (hour, event_type, vendor_id, capability_tier, events, changes)
              SELECT hour, event_type, vendor_id, capability_tier, events, changes
@@ -167,11 +166,9 @@ export async function writeAggregate(client: pg.ClientBase, aggregate: Analytics
         lifecycle.map((row) => row.events),
         lifecycle.map((row) => row.changes),
       ],
-    });
-  }
-  if (modelActivity.length > 0) {
-    await client.query({
-      name: 'analytics.model-activity',
+    },
+    {
+      name: 'model_activity',
       text: MODEL_ACTIVITY_UPSERT,
       values: [
         modelActivity.map((row) => row.modelId),
@@ -185,6 +182,6 @@ export async function writeAggregate(client: pg.ClientBase, aggregate: Analytics
         modelActivity.map((row) => row.isActive),
         modelActivity.map((row) => row.lastQueriedAt),
       ],
-    });
-  }
+    },
+  ];
 }

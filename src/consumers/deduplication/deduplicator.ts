@@ -13,6 +13,7 @@
  */
 import type pg from 'pg';
 import { stampOf } from '../../bus/producer-sequence.ts';
+import { type BatchWrite, batchStatement } from '../../db/batch-statement.ts';
 import type { Delivery } from '../consumer.ts';
 import { advance, claimGaps, classify, type Gap, type GapEdits, type StreamCopy } from './stream-marks.ts';
 
@@ -31,6 +32,12 @@ export interface Selection {
   /** Gaps jumped over, and edits of the gaps claimed. */
   edits: GapEdits;
 }
+
+const isEmpty = (selection: Selection) =>
+  selection.highs.size === 0 &&
+  selection.edits.added.length === 0 &&
+  selection.edits.removed.length === 0 &&
+  selection.edits.shortened.length === 0;
 
 /** At most this many streams' highs are cached; a stream evicted is read again when it comes back. */
 const CACHE_LIMIT = 10_000;
@@ -121,74 +128,146 @@ export class Deduplicator {
     return { fresh: deliveries.filter((delivery) => fresh.has(delivery)), highs, edits };
   }
 
-  /** Records the selection's highs and gaps in the same transaction, after the effects. */
-  async record(client: pg.ClientBase, selection: Selection): Promise<void> {
+  /**
+   * The writes that record the selection's highs and gaps, for the batch's one statement
+   * (src/db/batch-statement.ts), ending in a check that fails the statement, undoing it all, when
+   * another consumer moved a stream meanwhile (a compare-and-set on the highs read).
+   */
+  recordWrites(selection: Selection): BatchWrite[] {
     const { highs, edits } = selection;
-    if (
-      highs.size === 0 &&
-      edits.added.length === 0 &&
-      edits.removed.length === 0 &&
-      edits.shortened.length === 0
-    )
-      return;
     const moved = [...highs].filter(([, high]) => high.before > 0).sort(([a], [b]) => (a < b ? -1 : 1));
     const created = [...highs].filter(([, high]) => high.before === 0).sort(([a], [b]) => (a < b ? -1 : 1));
-    const keys = (list: ReadonlyArray<{ stream: string }>) => list.map((item) => splitKey(item.stream));
-    const { rows } = await client.query<{ moved: string; created: string }>({
-      name: 'dedup.record',
-      text: `WITH moved AS (
-               UPDATE consumer_stream_marks m SET high = e.after, updated_at = now()
-                 FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bigint[]) AS e(producer, event_type, before, after)
-                WHERE m.consumer = $1 AND m.producer = e.producer AND m.event_type = e.event_type
-                  AND m.high = e.before
-               RETURNING 1),
-             created AS (
-               INSERT INTO consumer_stream_marks (consumer, producer, event_type, high, updated_at)
-               SELECT $1, producer, event_type, high, now()
-                 FROM unnest($6::uuid[], $7::text[], $8::bigint[]) AS c(producer, event_type, high)
-               ON CONFLICT DO NOTHING
-               RETURNING 1),
-             shortened AS (
-               UPDATE consumer_stream_gaps g SET last_sequence = s.last
-                 FROM unnest($9::uuid[], $10::text[], $11::bigint[], $12::bigint[]) AS s(producer, event_type, first, last)
-                WHERE g.consumer = $1 AND g.producer = s.producer AND g.event_type = s.event_type
-                  AND g.first_sequence = s.first),
-             removed AS (
-               DELETE FROM consumer_stream_gaps g
-                USING unnest($13::uuid[], $14::text[], $15::bigint[]) AS r(producer, event_type, first)
-                WHERE g.consumer = $1 AND g.producer = r.producer AND g.event_type = r.event_type
-                  AND g.first_sequence = r.first),
-             added AS (
-               INSERT INTO consumer_stream_gaps (consumer, producer, event_type, first_sequence, last_sequence)
-               SELECT $1, producer, event_type, first, last
-                 FROM unnest($16::uuid[], $17::text[], $18::bigint[], $19::bigint[]) AS a(producer, event_type, first, last))
-           SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM created) AS created`,
-      values: [
-        this.#consumer,
-        keys(moved.map(([stream]) => ({ stream }))).map(([producer]) => producer),
-        keys(moved.map(([stream]) => ({ stream }))).map(([, type]) => type),
-        moved.map(([, high]) => high.before),
-        moved.map(([, high]) => high.after),
-        keys(created.map(([stream]) => ({ stream }))).map(([producer]) => producer),
-        keys(created.map(([stream]) => ({ stream }))).map(([, type]) => type),
-        created.map(([, high]) => high.after),
-        keys(edits.shortened).map(([producer]) => producer),
-        keys(edits.shortened).map(([, type]) => type),
-        edits.shortened.map((gap) => gap.first),
-        edits.shortened.map((gap) => gap.last),
-        keys(edits.removed).map(([producer]) => producer),
-        keys(edits.removed).map(([, type]) => type),
-        edits.removed.map((gap) => gap.first),
-        keys(edits.added).map(([producer]) => producer),
-        keys(edits.added).map(([, type]) => type),
-        edits.added.map((gap) => gap.first),
-        edits.added.map((gap) => gap.last),
-      ],
-    });
-    const row = rows[0];
-    if (Number(row?.moved) !== moved.length || Number(row?.created) !== created.length) {
-      throw new StaleStreamError(`consumer ${this.#consumer}: a stream's high moved under this batch`);
+    const producers = (streams: readonly string[]) => streams.map((stream) => splitKey(stream)[0]);
+    const types = (streams: readonly string[]) => streams.map((stream) => splitKey(stream)[1]);
+    const movedKeys = moved.map(([stream]) => stream);
+    const createdKeys = created.map(([stream]) => stream);
+    const shortenedKeys = edits.shortened.map((gap) => gap.stream);
+    const removedKeys = edits.removed.map((gap) => gap.stream);
+    const addedKeys = edits.added.map((gap) => gap.stream);
+    const consumer = this.#consumer;
+    return [
+      {
+        name: 'moved',
+        text: `UPDATE consumer_stream_marks m SET high = e.after, updated_at = now()
+                   FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bigint[]) AS e(producer, event_type, before, after)
+                  WHERE m.consumer = $1 AND m.producer = e.producer AND m.event_type = e.event_type
+                    AND m.high = e.before
+                 RETURNING 1`,
+        values: [
+          consumer,
+          producers(movedKeys),
+          types(movedKeys),
+          moved.map(([, high]) => high.before),
+          moved.map(([, high]) => high.after),
+        ],
+      },
+      {
+        name: 'created',
+        text: `INSERT INTO consumer_stream_marks (consumer, producer, event_type, high, updated_at)
+                 SELECT $1, producer, event_type, high, now()
+                   FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS c(producer, event_type, high)
+                 ON CONFLICT DO NOTHING
+                 RETURNING 1`,
+        values: [consumer, producers(createdKeys), types(createdKeys), created.map(([, high]) => high.after)],
+      },
+      {
+        name: 'shortened',
+        text: `UPDATE consumer_stream_gaps g SET last_sequence = s.last
+                   FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bigint[]) AS s(producer, event_type, first, last)
+                  WHERE g.consumer = $1 AND g.producer = s.producer AND g.event_type = s.event_type
+                    AND g.first_sequence = s.first`,
+        values: [
+          consumer,
+          producers(shortenedKeys),
+          types(shortenedKeys),
+          edits.shortened.map((gap) => gap.first),
+          edits.shortened.map((gap) => gap.last),
+        ],
+      },
+      {
+        name: 'removed',
+        text: `DELETE FROM consumer_stream_gaps g
+                  USING unnest($2::uuid[], $3::text[], $4::bigint[]) AS r(producer, event_type, first)
+                  WHERE g.consumer = $1 AND g.producer = r.producer AND g.event_type = r.event_type
+                    AND g.first_sequence = r.first`,
+        values: [consumer, producers(removedKeys), types(removedKeys), edits.removed.map((gap) => gap.first)],
+      },
+      {
+        name: 'added',
+        text: `INSERT INTO consumer_stream_gaps (consumer, producer, event_type, first_sequence, last_sequence)
+                 SELECT $1, producer, event_type, first, last
+                   FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bigint[]) AS a(producer, event_type, first, last)`,
+        values: [
+          consumer,
+          producers(addedKeys),
+          types(addedKeys),
+          edits.added.map((gap) => gap.first),
+          edits.added.map((gap) => gap.last),
+        ],
+      },
+      {
+        name: 'streams_check',
+        final: true,
+        text: 'consumer_stream_check((SELECT count(*) FROM moved), $1, (SELECT count(*) FROM created), $2)',
+        values: [moved.length, created.length],
+      },
+    ];
+  }
+
+  /** Records the selection's highs and gaps as a statement of their own, in the caller's transaction. */
+  async record(client: pg.ClientBase, selection: Selection): Promise<void> {
+    if (isEmpty(selection)) return;
+    const statement = batchStatement('dedup.record', this.recordWrites(selection));
+    try {
+      await client.query(statement);
+    } catch (error) {
+      throw (error as { code?: unknown }).code === '40001'
+        ? new StaleStreamError(`consumer ${this.#consumer}: a stream's high moved under this batch`, {
+            cause: error,
+          })
+        : error;
     }
+  }
+
+  /**
+   * The selection of `deliveries` when it needs nothing read: every delivery stamped, its stream's high
+   * cached and its number above it, no self-test event (those are recorded by id). Undefined otherwise:
+   * then {@link select}, in a transaction.
+   */
+  decide(deliveries: readonly Delivery[]): Selection | undefined {
+    const copies: StreamCopy[] = [];
+    const highs = new Map<string, { before: number; after: number }>();
+    for (const delivery of deliveries) {
+      const stamp = stampOf(delivery.properties.headers);
+      const eventType = delivery.event?.event_type;
+      if (stamp === undefined || eventType === undefined || delivery.event?.source === 'selftest')
+        return undefined;
+      const stream = streamKey(stamp.producer, eventType);
+      const high = this.#highs.get(stream);
+      if (high === undefined) return undefined;
+      copies.push({ stream, sequence: stamp.sequence });
+      if (!highs.has(stream)) highs.set(stream, { before: high, after: high });
+    }
+    const known = new Map([...highs].map(([stream, high]) => [stream, high.before]));
+    const verdicts = classify(copies, known);
+    const fresh: Delivery[] = [];
+    const above = new Map<string, number[]>();
+    for (const [index, verdict] of verdicts.entries()) {
+      if (verdict === 'below') return undefined;
+      if (verdict === 'repeat') continue;
+      const copy = copies[index] as StreamCopy;
+      fresh.push(deliveries[index] as Delivery);
+      above.set(copy.stream, [...(above.get(copy.stream) ?? []), copy.sequence]);
+    }
+    const edits: GapEdits = { shortened: [], removed: [], added: [] };
+    for (const [stream, numbers] of above) {
+      const before = known.get(stream) as number;
+      const moved = advance(before, numbers);
+      highs.set(stream, { before, after: moved.high });
+      for (const gap of moved.gaps) edits.added.push({ stream, ...gap });
+    }
+    for (const [stream, high] of highs) if (high.after === high.before) highs.delete(stream);
+    return { fresh, highs, edits };
   }
 
   /** After the transaction committed: the cache takes the new highs. */

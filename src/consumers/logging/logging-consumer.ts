@@ -169,9 +169,9 @@ export function loggingConsumer(options: LoggingConsumerOptions): LoggingConsume
     queue: QUEUES.logging,
     counters,
     file,
-    async apply(deliveries: Delivery[]) {
-      // Nothing to store: the runtime's record of the event id is the whole transaction. Only check that
-      // the event is one this consumer can log, so a stray one is dead-lettered rather than skipped.
+    writes(deliveries: Delivery[]) {
+      // Nothing to store: the runtime's records (de-duplication, ledger) are the whole transaction. Only
+      // check that the event is one this consumer can log, so a stray one is dead-lettered, not skipped.
       for (const delivery of deliveries) {
         if (delivery.event?.event_type !== 'api.error') {
           throw new PoisonMessageError(
@@ -179,6 +179,7 @@ export function loggingConsumer(options: LoggingConsumerOptions): LoggingConsume
           );
         }
       }
+      return [];
     },
     afterCommit(deliveries: Delivery[]) {
       for (const delivery of deliveries) {

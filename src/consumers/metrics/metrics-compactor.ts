@@ -1,19 +1,24 @@
 /**
- * Compaction of the metrics rollups: closed minutes added into their hour and day rows, behind a
- * watermark (migrations/1764460800000_metrics-compaction.sql), on a timer in the process that runs the
- * metrics consumer — like the pruner. Why: the consumer then upserts only minute rows, narrow and each
- * hot for one minute, instead of also the hour and day rows every batch of the day hits; the compactor
- * adds a minute to its hour and day once.
+ * Compaction of the metrics rollups, on a timer in the process that runs the metrics consumer — like the
+ * pruner. Two moves, so that the consumer only appends:
  *
- * One step is one transaction: lock the watermark row FOR UPDATE (waiting for the consumer batches that
- * hold it FOR SHARE, and holding the next ones back), read the minute rows from the watermark to the
- * step's end, fold them into hour and day rows in memory, upsert those with the consumer's statements,
- * move the watermark to the step's end. So at every commit, every minute before the watermark counts in
- * its hour and day and none after it does; a late event the consumer adds to the hour and day itself.
- * Several processes may compact: the second to get the lock finds the watermark moved and little left.
+ * - every `deltaIntervalMs`, the rollup deltas the consumer appended (migrations/1765065600002) into their
+ *   minute rows: each key's histograms merged once per run, not once per batch. Under the watermark row
+ *   locked FOR SHARE, as the consumers' statements lock it: with them, not with the step below;
+ * - every `intervalMs`, closed minutes into their hour and day rows, behind the watermark
+ *   (migrations/1764460800000_metrics-compaction.sql): one step is one transaction that locks the
+ *   watermark FOR UPDATE (waiting for the consumer statements that hold it FOR SHARE, and holding the
+ *   next ones back), moves the deltas in, reads the minute rows from the watermark to the step's end,
+ *   folds them into hour and day rows in memory, upserts those, and moves the watermark to the step's end.
+ *
+ * So at every commit, every minute before the watermark counts in its hour and day and none after it
+ * does, and every delta left is for a minute at or after it; a late event the consumer adds to its
+ * minute, hour and day itself. Several processes may compact: they take turns on the watermark's lock,
+ * and a delta is moved by the one whose DELETE takes it.
  */
 import type pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
+import { batchStatement } from '../../db/batch-statement.ts';
 import { LogLinearHistogram } from '../../metrics/log-linear-histogram.ts';
 import { GRANULARITY_MS, type Granularity } from '../../metrics/metrics-granularity.ts';
 import { PeriodicTask } from '../periodic-task.ts';
@@ -26,7 +31,7 @@ import {
   Rows,
   type TotalsRow,
 } from './metrics-aggregation.ts';
-import { lockWatermark, upsertRollups, upsertTotals } from './metrics-consumer.ts';
+import { lockWatermark, rollupsWrite, totalsWrite } from './metrics-consumer.ts';
 
 export interface MetricsCompactionOptions {
   /**
@@ -35,8 +40,13 @@ export interface MetricsCompactionOptions {
    * makes GET /metrics read its day again. @default 300000 (5 min)
    */
   lagMs?: number;
-  /** Time between two compactions, in ms; the first runs at start. @default 60000 (1 min) */
+  /** Time between two compactions of closed minutes, in ms; the first runs at start. @default 60000 (1 min) */
   intervalMs?: number;
+  /**
+   * Time between two moves of the rollup deltas into their minute rows, in ms. GET /metrics reads the
+   * deltas not moved yet: the longer this, the more it reads. @default 1000
+   */
+  deltaIntervalMs?: number;
   /**
    * Minutes of time compacted per transaction at most (empty time is skipped), so that catching up after a
    * long stop commits as it goes and holds the consumers back briefly each time. @default 60
@@ -48,6 +58,7 @@ export interface MetricsCompactionOptions {
 export const METRICS_COMPACTION_DEFAULTS = {
   lagMs: 300_000,
   intervalMs: 60_000,
+  deltaIntervalMs: 1000,
   stepMinutes: 60,
 } as const;
 
@@ -79,6 +90,11 @@ interface MinuteRow {
   processing_latency: string[];
 }
 
+interface DeltaRow extends Omit<MinuteRow, 'request_latency' | 'processing_latency'> {
+  request_latency: string[];
+  processing_latency: string[];
+}
+
 interface MinuteTotalsRow {
   bucket_start: Date;
   requests: string;
@@ -91,6 +107,8 @@ export class MetricsCompactor {
   readonly #pool: pg.Pool;
   readonly #options: Required<Omit<MetricsCompactionOptions, 'logger'>>;
   readonly #schedule: PeriodicTask;
+  /** When the last compaction of closed minutes ran (ms; 0: never). */
+  #compactedAt = 0;
 
   constructor(pool: pg.Pool, options: MetricsCompactionOptions = {}) {
     this.#pool = pool;
@@ -101,14 +119,19 @@ export class MetricsCompactor {
     };
     this.#schedule = new PeriodicTask(
       async () => {
-        await this.compact();
+        if (Date.now() - this.#compactedAt >= this.#options.intervalMs) {
+          this.#compactedAt = Date.now();
+          await this.compact();
+        } else {
+          await this.moveDeltas();
+        }
       },
-      this.#options.intervalMs,
+      this.#options.deltaIntervalMs,
       { logger, what: 'compacting the metrics' },
     );
   }
 
-  /** Compacts now and then every `intervalMs`, until {@link stop}. A failed run is logged and retried next time. */
+  /** Moves the deltas now and then every `deltaIntervalMs`, compacts closed minutes every `intervalMs`, until {@link stop}. A failed run is logged and retried next time. */
   start(): void {
     this.#schedule.start();
   }
@@ -117,7 +140,31 @@ export class MetricsCompactor {
     await this.#schedule.stop();
   }
 
-  /** Compacts every minute that ended `lagMs` or more before `now`. */
+  /** Moves every delta into its minute rows; returns how many deltas it moved. */
+  async moveDeltas(): Promise<number> {
+    const client = await this.#pool.connect();
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      // With the consumers' statements (FOR SHARE too), not with a compaction step (FOR UPDATE).
+      await client.query({
+        name: 'metrics.watermark.share',
+        text: 'SELECT 1 FROM metrics_compaction FOR SHARE',
+      });
+      const moved = await moveDeltas(client);
+      await client.query('COMMIT');
+      return moved;
+    } catch (error) {
+      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+        broken = rollbackError;
+      });
+      throw error;
+    } finally {
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+
+  /** Moves the deltas in, then compacts every minute that ended `lagMs` or more before `now`. */
   async compact(now: Date = new Date()): Promise<CompactionResult> {
     const target = bucketStartOf(now.getTime() - this.#options.lagMs, '1m');
     const result: CompactionResult = { watermark: new Date(0), minuteRows: 0, steps: 0 };
@@ -138,9 +185,11 @@ export class MetricsCompactor {
     try {
       await client.query('BEGIN');
       // Waits for the consumer batches holding it FOR SHARE; later statements see what they committed.
-      const watermark = await lockWatermark(client, 'FOR UPDATE');
+      const watermark = await lockWatermark(client);
+      // Whatever the consumers appended, into its minutes first: the minutes read below are then whole.
+      await moveDeltas(client);
       if (watermark >= target) {
-        await client.query('ROLLBACK');
+        await client.query('COMMIT');
         return { watermark };
       }
       const first = await client.query<{ first: Date | null }>(
@@ -167,8 +216,12 @@ export class MetricsCompactor {
          WHERE granularity = '1m' AND bucket_start >= $1 AND bucket_start < $2`,
         range,
       );
-      await upsertRollups(client, foldRollups(minutes.rows));
-      await upsertTotals(client, foldTotals(minuteTotals.rows));
+      await client.query(
+        batchStatement('metrics.compact', [
+          rollupsWrite(foldRollups(minutes.rows)),
+          totalsWrite(foldTotals(minuteTotals.rows)),
+        ]),
+      );
       await client.query('UPDATE metrics_compaction SET watermark = $1', [new Date(end).toISOString()]);
       await client.query('COMMIT');
       return { watermark: end, minuteRows: minutes.rows.length };
@@ -181,6 +234,76 @@ export class MetricsCompactor {
       client.release(broken instanceof Error ? broken : undefined);
     }
   }
+}
+
+/**
+ * Deletes every delta (those committed: one appended meanwhile waits for the next run) and adds them to
+ * their minute rows, in the caller's transaction; returns how many it moved.
+ */
+async function moveDeltas(client: pg.ClientBase): Promise<number> {
+  const { rows } = await client.query<DeltaRow>({
+    name: 'metrics.deltas.take',
+    text: `DELETE FROM metrics_rollup_deltas
+           RETURNING bucket_start, event_type, method, route, vendor_id, capability_tier, status_class,
+                     error_type, requests, cache_hits, cache_misses, request_latency, processing_latency`,
+  });
+  if (rows.length === 0) return 0;
+  const { rollups, totals } = foldDeltas(rows);
+  await client.query(batchStatement('metrics.deltas.move', [rollupsWrite(rollups), totalsWrite(totals)]));
+  return rows.length;
+}
+
+/** Deltas into the minute rows (by key) and minute totals they add to, sorted by key. */
+export function foldDeltas(deltas: readonly DeltaRow[]): { rollups: RollupRow[]; totals: TotalsRow[] } {
+  const rollups = new Rows<RollupRow>();
+  const totals = new Rows<TotalsRow>();
+  for (const delta of deltas) {
+    const start = delta.bucket_start.getTime();
+    const requestLatency = LogLinearHistogram.fromPacked(delta.request_latency);
+    const processingLatency = LogLinearHistogram.fromPacked(delta.processing_latency);
+    const row = rollups.get(
+      [
+        '1m',
+        start,
+        delta.event_type,
+        delta.method,
+        delta.route,
+        delta.vendor_id,
+        delta.capability_tier,
+        delta.status_class,
+        delta.error_type,
+      ],
+      () => ({
+        granularity: '1m' as const,
+        bucketStart: new Date(start).toISOString(),
+        eventType: delta.event_type,
+        method: delta.method,
+        route: delta.route,
+        vendorId: delta.vendor_id,
+        capabilityTier: delta.capability_tier,
+        statusClass: delta.status_class,
+        errorType: delta.error_type,
+        requests: 0,
+        cacheHits: 0,
+        cacheMisses: 0,
+        requestLatency: new LogLinearHistogram(),
+        processingLatency: new LogLinearHistogram(),
+        minuteRequests: null,
+      }),
+    );
+    const requests = Number(delta.requests);
+    row.requests += requests;
+    row.cacheHits += Number(delta.cache_hits);
+    row.cacheMisses += Number(delta.cache_misses);
+    row.requestLatency.merge(requestLatency);
+    row.processingLatency.merge(processingLatency);
+    const total = totals.get(['1m', start], () => newTotalsRow('1m', start));
+    total.requests += requests;
+    if (delta.status_class >= 4) total.errors += requests;
+    total.requestLatency.merge(requestLatency);
+    total.processingLatency.merge(processingLatency);
+  }
+  return { rollups: rollups.sorted(), totals: totals.sorted() };
 }
 
 /** Minute rows into the hour and day rows they add to, sorted by key as the consumer sorts them. */

@@ -1,17 +1,24 @@
 /**
- * Retention of the metrics tables: raw events older than the raw retention and rollup buckets that
- * ended before the rollup retention are deleted, on a timer in the process that runs the metrics
- * consumer. Deletes go in chunks, each its own short transaction, so pruning a backlog never holds locks
- * or a snapshot for long while the consumer writes.
+ * Retention of the metrics tables, on a timer in the process that runs the metrics consumer: raw events
+ * older than the raw retention, and rollup buckets that ended before the rollup retention, go.
+ *
+ * Raw events are partitioned by day (migrations/1765065600002_metrics-deltas.sql): a day whose events
+ * are all past the retention is dropped whole, which costs nothing per row, and the partitions of the
+ * coming days are made ahead. Only the few events outside every day partition (far older or ahead, in
+ * metrics_events_other) and the rollup rows are deleted, in chunks, each its own short transaction, so
+ * pruning a backlog never holds locks or a snapshot for long while the consumer writes.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
 import { deleteInChunks } from '../../db/delete-in-chunks.ts';
 import { GRANULARITIES, GRANULARITY_MS } from '../../metrics/metrics-granularity.ts';
 import { PeriodicTask } from '../periodic-task.ts';
 
 export interface MetricsRetentionOptions {
-  /** Raw events (`metrics_events`) are kept this many days after their timestamp. @default 7 */
+  /**
+   * Raw events (`metrics_events`) are kept this many days after their timestamp (at least: a day goes
+   * whole once its last event is past it). @default 7
+   */
   rawRetentionDays?: number;
   /** Rollup buckets are kept this many days after they end. @default 400 */
   rollupRetentionDays?: number;
@@ -31,7 +38,13 @@ export const METRICS_RETENTION_DEFAULTS = {
 
 const DAY_MS = 86_400_000;
 
+/** YYYY-MM-DD of a UTC date. */
+const isoDay = (date: Date) => date.toISOString().slice(0, 10);
+
 export interface PruneResult {
+  /** Day partitions of raw events dropped. */
+  rawDays: number;
+  /** Raw events deleted one by one (those outside the day partitions). */
   rawEvents: number;
   rollups: number;
   totals: number;
@@ -54,7 +67,7 @@ export class MetricsPruner {
     this.#schedule = new PeriodicTask(
       async () => {
         const result = await this.prune();
-        if (result.rawEvents + result.rollups + result.totals > 0) {
+        if (result.rawDays + result.rawEvents + result.rollups + result.totals > 0) {
           this.#logger?.info({ pruned: result }, 'pruned metrics past their retention');
         }
       },
@@ -77,7 +90,8 @@ export class MetricsPruner {
     const rawCutoff = new Date(now.getTime() - this.#options.rawRetentionDays * DAY_MS);
     const rollupCutoff = new Date(now.getTime() - this.#options.rollupRetentionDays * DAY_MS);
     const result: PruneResult = {
-      rawEvents: await this.#deleteInChunks('metrics_events', 'occurred_at < $1', [rawCutoff]),
+      rawDays: await this.#dropRawDays(now, rawCutoff),
+      rawEvents: await this.#deleteInChunks('metrics_events_other', 'occurred_at < $1', [rawCutoff]),
       rollups: 0,
       totals: 0,
     };
@@ -94,6 +108,35 @@ export class MetricsPruner {
       new Date(rollupCutoff.getTime() - GRANULARITY_MS['1d']),
     ]);
     return result;
+  }
+
+  /**
+   * Makes the partitions of today and the next two days (UTC) if missing, and drops those whose day
+   * ended before `cutoff`; returns how many it dropped.
+   */
+  async #dropRawDays(now: Date, cutoff: Date): Promise<number> {
+    const today = new Date(now.getTime() - (now.getTime() % DAY_MS));
+    await this.#pool.query('SELECT metrics_events_partitions($1::date, $2::date)', [
+      isoDay(today),
+      isoDay(new Date(today.getTime() + 2 * DAY_MS)),
+    ]);
+    const { rows } = await this.#pool.query<{ name: string }>(
+      `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'metrics_events'::regclass AND c.relname ~ '^metrics_events_[0-9]{8}$'
+        ORDER BY c.relname`,
+    );
+    let dropped = 0;
+    for (const { name } of rows) {
+      const day = Date.UTC(
+        Number(name.slice(-8, -4)),
+        Number(name.slice(-4, -2)) - 1,
+        Number(name.slice(-2)),
+      );
+      if (day + DAY_MS > cutoff.getTime() || this.#schedule.stopped) continue;
+      await this.#pool.query(`DROP TABLE ${pg.escapeIdentifier(name)}`);
+      dropped++;
+    }
+    return dropped;
   }
 
   #deleteInChunks(table: string, where: string, [cutoff, ...rest]: [Date, ...string[]]): Promise<number> {
