@@ -518,7 +518,7 @@ export class ConsumerRuntime {
    */
   async #applyInOneStatement(worker: Worker, deliveries: Delivery[], afterConflict: boolean): Promise<void> {
     const { consumer, deduplicator } = worker;
-    await consumer.prepare?.(this.#options.pool, { afterConflict });
+    await consumer.prepare?.(this.#options.pool, deliveries, { afterConflict });
     const decided = deduplicator.decide(deliveries);
     const client = await this.#options.pool.connect();
     let broken: unknown;

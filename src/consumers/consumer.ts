@@ -66,7 +66,11 @@ export interface Consumer {
    * needs and caches. `afterConflict`: the previous attempt failed on a serialization failure (one of
    * the batch's checks found something read before had moved), so what was cached may be stale.
    */
-  prepare?(pool: pg.Pool, attempt: { afterConflict: boolean }): Promise<void>;
+  prepare?(
+    pool: pg.Pool,
+    deliveries: readonly Delivery[],
+    attempt: { afterConflict: boolean },
+  ): Promise<void>;
   /** Called after the transaction committed (side effects that must not run twice, e.g. log lines). */
   afterCommit?(deliveries: Delivery[]): void;
 }

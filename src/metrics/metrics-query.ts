@@ -88,6 +88,46 @@ export interface MetricsReport {
     hour: { start: string; requests: number } | null;
   };
   series: Array<{ start: string; requests: number; errors: number; p95_ms: number | null }>;
+  /**
+   * The lists cut to {@link METRICS_LIST_LIMIT} entries (by their dotted path, e.g. `requests.by_vendor`),
+   * each with how many entries it had; empty when none was cut.
+   */
+  truncated: Record<string, number>;
+}
+
+/** Entries of a list of a report, at most: the first ones in the list's order (busiest first, or by name). */
+export const METRICS_LIST_LIMIT = 100;
+
+/** Cuts every list of the report's breakdowns to the limit, saying which it cut in `truncated`. */
+function capLists(report: Omit<MetricsReport, 'truncated'>): MetricsReport {
+  const truncated: Record<string, number> = {};
+  const cap = <T>(path: string, list: T[]): T[] => {
+    if (list.length <= METRICS_LIST_LIMIT) return list;
+    truncated[path] = list.length;
+    return list.slice(0, METRICS_LIST_LIMIT);
+  };
+  const { models, requests, errors } = report;
+  return {
+    ...report,
+    models: {
+      ...models,
+      by_vendor: cap('models.by_vendor', models.by_vendor),
+      by_tier: cap('models.by_tier', models.by_tier),
+    },
+    requests: {
+      ...requests,
+      by_event_type: cap('requests.by_event_type', requests.by_event_type),
+      by_route: cap('requests.by_route', requests.by_route),
+      by_vendor: cap('requests.by_vendor', requests.by_vendor),
+      by_tier: cap('requests.by_tier', requests.by_tier),
+    },
+    errors: {
+      ...errors,
+      by_type: cap('errors.by_type', errors.by_type),
+      by_status_class: cap('errors.by_status_class', errors.by_status_class),
+    },
+    truncated,
+  };
 }
 
 const rate = (part: number, whole: number): number | null => (whole === 0 ? null : part / whole);
@@ -253,7 +293,7 @@ export class MetricsQuery {
     overall.release();
     processing.release();
 
-    return {
+    return capLists({
       from: range.from.toISOString(),
       to: range.to.toISOString(),
       bucket: range.bucket,
@@ -272,7 +312,7 @@ export class MetricsQuery {
       processing_latency_ms: processingLatency,
       peak: { minute: asPeak(peakMinute), hour: asPeak(peakHour) },
       series,
-    };
+    });
   }
 
   async #series(

@@ -16,6 +16,14 @@ import { exampleEvent } from '../support/event-examples.ts';
 
 // Small batches, so that one key is upserted by many transactions.
 const harness = await consumerHarness({ after }, () => [analyticsConsumer()], { batchSize: 40 });
+// The vendors filtered on are the registry's: a filter's vendor is recorded by name only then.
+await harness.pool.query(
+  `INSERT INTO models (model_id, vendor_id, capability_tier, context_window, cost_in_per_mil, cost_out_per_mil,
+                       function_call_support, created_at, updated_at)
+   SELECT 'registry/' || vendor, vendor, 'Tier_1', 1000, 1, 1, true, now(), now()
+     FROM unnest($1::text[]) AS vendor`,
+  [['OpenAI', 'Anthropic', 'Mistral']],
+);
 const analytics = new AnalyticsQuery(harness.pool);
 
 type Tier = EventOf<'model.queried'>['data']['capability_tier'];

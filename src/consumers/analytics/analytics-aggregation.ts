@@ -5,6 +5,7 @@
  * lock them in the same order and cannot deadlock each other.
  */
 import type { EventOf, TelemetryEvent } from '../../bus/event-schemas.ts';
+import { tierDimension } from '../../metrics/metrics-dimensions.ts';
 
 /** Filter parameters whose values are few enough to count one by one. */
 export const COUNTED_FILTER_VALUES = [
@@ -143,8 +144,15 @@ class Rows<T> {
   }
 }
 
-/** Folds events into hourly counts. Event types analytics does not count are skipped. */
-export function aggregateEvents(events: Iterable<TelemetryEvent>): AnalyticsAggregate {
+/**
+ * Folds events into hourly counts. Event types analytics does not count are skipped. A filter's counted
+ * values are recorded as src/metrics/metrics-dimensions.ts says: a vendor `filterVendor` does not know, or
+ * a tier that does not exist, becomes OTHER.
+ */
+export function aggregateEvents(
+  events: Iterable<TelemetryEvent>,
+  filterVendor: (vendor: string) => string = (vendor) => vendor,
+): AnalyticsAggregate {
   const modelQueries = new Rows<ModelQueryRow>();
   const filterExecutions = new Rows<FilterExecutionRow>();
   const filterParameters = new Rows<FilterParameterRow>();
@@ -178,7 +186,7 @@ export function aggregateEvents(events: Iterable<TelemetryEvent>): AnalyticsAggr
         break;
       }
       case 'filter.executed':
-        addFilter(event, hour, filterExecutions, filterParameters, filterValues);
+        addFilter(event, hour, filterExecutions, filterParameters, filterValues, filterVendor);
         break;
       case 'model.registered':
       case 'model.updated':
@@ -219,6 +227,7 @@ function addFilter(
   executions: Rows<FilterExecutionRow>,
   parameters: Rows<FilterParameterRow>,
   values: Rows<FilterValueRow>,
+  filterVendor: (vendor: string) => string,
 ): void {
   const { filters, result_count: resultCount, has_more: hasMore } = event.data;
   executions.add(
@@ -243,7 +252,12 @@ function addFilter(
       },
     );
     if ((COUNTED_FILTER_VALUES as readonly string[]).includes(parameter)) {
-      const text = String(value);
+      const text =
+        parameter === 'vendor_id'
+          ? filterVendor(String(value))
+          : parameter === 'capability_tier'
+            ? tierDimension(String(value))
+            : String(value);
       values.add(
         [hour, parameter, text],
         () => ({ hour, parameter, value: text, executions: 0 }),

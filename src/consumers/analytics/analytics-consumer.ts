@@ -9,6 +9,7 @@ import type pg from 'pg';
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
 import { QUEUES } from '../../bus/topology.ts';
 import { type BatchWrite, batchStatement } from '../../db/batch-statement.ts';
+import { filterVendors, KnownVendors } from '../../metrics/metrics-dimensions.ts';
 import type { Consumer } from '../consumer.ts';
 import { type AnalyticsAggregate, aggregateEvents } from './analytics-aggregation.ts';
 
@@ -49,14 +50,18 @@ const MODEL_ACTIVITY_UPSERT = `INSERT INTO analytics_model_activity AS t
      OR (t.last_queried_at IS NULL AND EXCLUDED.last_queried_at IS NOT NULL)`;
 
 export function analyticsConsumer(): Consumer {
+  const vendors = new KnownVendors();
   return {
     name: 'analytics',
     queue: QUEUES.analytics,
+    async prepare(pool, deliveries) {
+      await vendors.refresh(pool, filterVendors(deliveries.map((delivery) => delivery.event)));
+    },
     writes(deliveries) {
       const events = deliveries
         .map((delivery) => delivery.event)
         .filter((event): event is TelemetryEvent => event !== undefined);
-      return aggregateWrites(aggregateEvents(events));
+      return aggregateWrites(aggregateEvents(events, (vendor) => vendors.dimension(vendor)));
     },
   };
 }

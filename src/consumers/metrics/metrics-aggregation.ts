@@ -8,6 +8,7 @@
  */
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
 import { LogLinearHistogram } from '../../metrics/log-linear-histogram.ts';
+import { routeDimension, tierDimension } from '../../metrics/metrics-dimensions.ts';
 import { GRANULARITIES, GRANULARITY_MS, type Granularity } from '../../metrics/metrics-granularity.ts';
 
 /** What one event contributes, flattened: the fields of a raw `metrics_events` row. */
@@ -115,6 +116,18 @@ function vendorAndTier(event: TelemetryEvent): { vendorId: string; capabilityTie
   }
 }
 
+/** The vendor and tier as recorded: a filter's vendor only if known, a tier only if it exists. */
+function dimensionsOf(
+  event: TelemetryEvent,
+  filterVendor: (vendor: string) => string,
+): { vendorId: string; capabilityTier: string } {
+  const { vendorId, capabilityTier } = vendorAndTier(event);
+  return {
+    vendorId: event.event_type === 'filter.executed' ? filterVendor(vendorId) : vendorId,
+    capabilityTier: tierDimension(capabilityTier),
+  };
+}
+
 /** An event of an HTTP request: every type but an operator's action (`dlq.replayed`), which has no metadata. */
 export type RequestEvent = Exclude<TelemetryEvent, { metadata: null }>;
 
@@ -122,8 +135,16 @@ export function isRequestEvent(event: TelemetryEvent | undefined): event is Requ
   return event !== undefined && event.metadata !== null;
 }
 
-/** One event as a fact; `appliedAt` (ms) is when the consumer applies it, for the processing latency. */
-export function toFact(event: RequestEvent, appliedAt: number): MetricsFact {
+/**
+ * One event as a fact; `appliedAt` (ms) is when the consumer applies it, for the processing latency.
+ * Dimensions are recorded as src/metrics/metrics-dimensions.ts says: a route or tier that does not exist,
+ * and a filter's vendor that `filterVendor` does not know, become OTHER.
+ */
+export function toFact(
+  event: RequestEvent,
+  appliedAt: number,
+  filterVendor: (vendor: string) => string = (vendor) => vendor,
+): MetricsFact {
   const occurredAt = Date.parse(event.timestamp);
   const { metadata } = event;
   const modelId =
@@ -133,9 +154,9 @@ export function toFact(event: RequestEvent, appliedAt: number): MetricsFact {
     eventType: event.event_type,
     occurredAt,
     method: metadata.method,
-    route: metadata.route ?? '',
+    route: routeDimension(metadata.route ?? ''),
     modelId,
-    ...vendorAndTier(event),
+    ...dimensionsOf(event, filterVendor),
     responseCode: metadata.response_code,
     errorType: event.error.type ?? '',
     cacheHit: metadata.cache_hit,

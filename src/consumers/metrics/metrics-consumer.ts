@@ -17,6 +17,7 @@ import type pg from 'pg';
 import { QUEUES } from '../../bus/topology.ts';
 import type { BatchWrite } from '../../db/batch-statement.ts';
 import type { LogLinearHistogram } from '../../metrics/log-linear-histogram.ts';
+import { filterVendors, KnownVendors } from '../../metrics/metrics-dimensions.ts';
 import type { Consumer } from '../consumer.ts';
 import {
   aggregateFacts,
@@ -40,11 +41,13 @@ export function metricsConsumer(options: MetricsConsumerOptions = {}): Consumer 
   const now = options.now ?? Date.now;
   /** The compaction watermark last read (ms). */
   let watermark: number | undefined;
+  const vendors = new KnownVendors();
   return {
     name: 'metrics',
     queue: QUEUES.metrics,
-    async prepare(pool, attempt) {
+    async prepare(pool, deliveries, attempt) {
       if (watermark === undefined || attempt.afterConflict) watermark = await readWatermark(pool);
+      await vendors.refresh(pool, filterVendors(deliveries.map((delivery) => delivery.event)));
     },
     writes(deliveries) {
       // The processing latency ends here, a few ms before the commit: the batch's statement is all that
@@ -54,7 +57,7 @@ export function metricsConsumer(options: MetricsConsumerOptions = {}): Consumer 
       const facts = deliveries
         .map((delivery) => delivery.event)
         .filter(isRequestEvent)
-        .map((event) => toFact(event, appliedAt));
+        .map((event) => toFact(event, appliedAt, (vendor) => vendors.dimension(vendor)));
       const mark = watermark ?? Number.NEGATIVE_INFINITY;
       const onTime: MetricsFact[] = [];
       const late: MetricsFact[] = [];

@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type TSchema, Type } from 'typebox';
 import { MAX_RELATIVE_ERROR } from '../../metrics/log-linear-histogram.ts';
 import { GRANULARITIES } from '../../metrics/metrics-granularity.ts';
-import type { MetricsQuery } from '../../metrics/metrics-query.ts';
+import { METRICS_LIST_LIMIT, type MetricsQuery } from '../../metrics/metrics-query.ts';
 import { METRICS_RANGE_LIMITS, resolveMetricsRange } from '../../metrics/metrics-range.ts';
 import { CapabilityTierSchema, VendorId } from '../../registry/model-schemas.ts';
 import { errorResponses } from '../error-response.ts';
@@ -179,6 +179,12 @@ const MetricsResponse = Type.Object({
     }),
     'One point per bucket from the bucket holding from to the one holding to, empty buckets included',
   ),
+  truncated: Type.Record(Type.String(), Type.Integer({ minimum: 0 }), {
+    description:
+      `The lists cut to their first ${METRICS_LIST_LIMIT} entries, by path (e.g. requests.by_vendor), each ` +
+      'with how many it had; {} when none was. Values a client chooses (a filter vendor unknown to the ' +
+      "registry) are counted under '(other)' rather than listed one by one.",
+  }),
 });
 
 const metricsRoutes: FastifyPluginAsyncTypebox<MetricsRoutesOptions> = async (
