@@ -461,6 +461,13 @@ export class ConsumerRuntime {
     if (!worker.consumer.deduplicates && worker.consumer.writes !== undefined) {
       return this.#applyInOneStatement(worker, deliveries, afterConflict);
     }
+    if (
+      worker.consumer.deduplicates &&
+      worker.consumer.writes !== undefined &&
+      (await this.#applyAllInOneStatement(worker, deliveries, afterConflict))
+    ) {
+      return;
+    }
     const client = await this.#options.pool.connect();
     let broken: unknown;
     let committed: Delivery[] = [];
@@ -567,6 +574,51 @@ export class ConsumerRuntime {
       client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
     }
     this.#afterCommit(worker, effective);
+  }
+
+  /**
+   * A consumer that de-duplicates itself and has `writes`: the batch (each id once) as one statement, if
+   * the consumer can write it so, with checks that fail it unless every delivery was new. Returns false
+   * when the consumer cannot (or the batch holds self-test events, recorded by id): then the caller
+   * applies it in a transaction.
+   */
+  async #applyAllInOneStatement(
+    worker: Worker,
+    deliveries: Delivery[],
+    afterConflict: boolean,
+  ): Promise<boolean> {
+    const { consumer } = worker;
+    const ids = new Set<string>();
+    const unique: Delivery[] = [];
+    for (const delivery of deliveries) {
+      if (delivery.event?.source === 'selftest') return false;
+      if (ids.has(delivery.id)) continue;
+      ids.add(delivery.id);
+      unique.push(delivery);
+    }
+    await consumer.prepare?.(this.#options.pool, unique, { afterConflict });
+    const writes = consumer.writes?.(unique);
+    if (writes === undefined) return false;
+    const ledger = ledgerWrite(
+      appliedRows(
+        consumer.name,
+        unique.map((delivery) => delivery.event),
+      ),
+    );
+    const client = await this.#options.pool.connect();
+    let broken: unknown;
+    try {
+      await client.query(batchStatement(`batch.${consumer.name}`, [...writes, ledger]));
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) broken = error;
+      throw error;
+    } finally {
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+    worker.counters.applied += unique.length;
+    worker.counters.duplicates += deliveries.length - unique.length;
+    this.#afterCommit(worker, unique);
+    return true;
   }
 
   /**

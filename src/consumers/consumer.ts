@@ -55,12 +55,15 @@ export interface Consumer {
   // biome-ignore lint/suspicious/noConfusingVoidType: the consumers that do not de-duplicate return nothing.
   apply?(deliveries: Delivery[], client: pg.PoolClient): Promise<void | Delivery[]>;
   /**
-   * In place of `apply`, for a consumer that does not de-duplicate: its effects on the new deliveries as
-   * writes (always the same list, whatever the batch), which the runtime sends with its own — the
-   * de-duplication records and the ledger — as one statement (src/db/batch-statement.ts): the batch's
-   * transaction in one round trip. Throw to fail the batch, as from `apply`.
+   * The batch's effects as writes (always the same list, whatever the batch), which the runtime sends
+   * with its own — the de-duplication records and the ledger — as one statement
+   * (src/db/batch-statement.ts): the batch's transaction in one round trip. Throw to fail the batch, as
+   * from `apply`. For a consumer that does not de-duplicate, in place of `apply`: its effects on the new
+   * deliveries. For one that does (`deduplicates`), beside `apply`: the effects of every delivery given,
+   * with checks that fail the statement (SQLSTATE 40001) unless all of them were new; or undefined when
+   * it cannot do this batch so, and the runtime then uses `apply`, in a transaction.
    */
-  writes?(deliveries: Delivery[]): BatchWrite[];
+  writes?(deliveries: Delivery[]): BatchWrite[] | undefined;
   /**
    * With `writes`: awaited before each attempt at a batch, outside its statement, to read what `writes`
    * needs and caches. `afterConflict`: the previous attempt failed on a serialization failure (one of
@@ -71,6 +74,9 @@ export interface Consumer {
     deliveries: readonly Delivery[],
     attempt: { afterConflict: boolean },
   ): Promise<void>;
-  /** Called after the transaction committed (side effects that must not run twice, e.g. log lines). */
+  /**
+   * Called after the transaction committed, with the deliveries that had an effect (side effects that
+   * must not run twice, e.g. log lines; what the consumer caches of what it wrote).
+   */
   afterCommit?(deliveries: Delivery[]): void;
 }

@@ -242,6 +242,8 @@ export async function appendAuditRecords(
   deliveries: Delivery[],
   client: pg.PoolClient,
   knownChains: Set<string> = new Set(),
+  /** Receives the heads of the chains appended to, as this transaction leaves them. */
+  headsAfter?: Map<string, ChainState>,
 ): Promise<Delivery[]> {
   if (deliveries.length === 0) return [];
   const keys = deliveries.map(recordKey);
@@ -257,25 +259,130 @@ export async function appendAuditRecords(
   // The documents are written while PostgreSQL locks the heads (node would wait for it otherwise).
   const records = keys.map(preparedRecord);
   const { heads, now, recorded } = await locking;
-  return insertRecords(client, deliveries, records, heads, canonicalTimestamp(now), recorded);
+  const appended = await insertRecords(client, deliveries, records, heads, canonicalTimestamp(now), recorded);
+  if (headsAfter !== undefined) for (const [key, head] of heads) headsAfter.set(key, head);
+  return appended;
 }
+
+/**
+ * The fast path's statement: the records inserted (a record already there, or a place in its chain
+ * taken, is skipped by ON CONFLICT and makes the count short), the heads moved from the values this
+ * consumer cached (a head moved by anyone else does not match), and a check that fails the statement —
+ * undoing it all, with a serialization failure the runtime retries — unless every record went in and
+ * every head moved.
+ */
+const FAST_INSERT = `INSERT INTO audit_records (event_id, event_type, model_id, chain_position, correlation_id, user_id,
+                             sequence, occurred_at, recorded_at, envelope, prev_hash, hash)
+  SELECT event_id, event_type, model_id, chain_position, correlation_id, user_id,
+         sequence, occurred_at, recorded_at, envelope, decode(prev_hash, 'hex'), decode(hash, 'hex')
+    FROM jsonb_to_recordset($1::jsonb) AS r(
+           n integer, event_id uuid, event_type text, model_id text, chain_position bigint,
+           correlation_id text, user_id text, sequence bigint, occurred_at timestamptz,
+           recorded_at timestamptz, envelope jsonb, prev_hash text, hash text)
+   ORDER BY n
+  ON CONFLICT DO NOTHING
+  RETURNING id, chain_key, chain_position, hash`;
+
+const FAST_HEADS = `UPDATE audit_chain_heads h
+     SET last_id = l.id, last_position = l.chain_position, last_hash = l.hash
+    FROM (SELECT DISTINCT ON (chain_key) chain_key, id, chain_position, hash
+            FROM records ORDER BY chain_key, chain_position DESC) l,
+         unnest($1::text[], $2::bigint[], $3::bytea[]) AS e(chain_key, position, hash)
+   WHERE h.chain_key = l.chain_key AND e.chain_key = l.chain_key
+     AND h.last_position = e.position AND h.last_hash = e.hash
+  RETURNING 1`;
+
+/** At most this many chains' heads are cached; a chain evicted goes through the locking path once. */
+const HEADS_CACHE_LIMIT = 100_000;
 
 export interface AuditConsumerOptions {
   /** The queue consumed: a partition (`audit.trail.p2`) when `audit.trail` is partitioned. @default 'audit.trail' */
   queue?: string;
+  /** The clock of `recorded_at` on the fast path, in ms since the epoch. @default Date.now */
+  now?: () => number;
 }
 
 /**
  * The audit consumer of `audit.trail` (or of one of its partitions). It de-duplicates in its own table
  * (`audit_records.event_id` is unique), so the runtime records nothing in `consumer_applied_events` for it.
+ *
+ * Two ways to append a batch:
+ * - one statement, the batch's whole transaction (`writes`): when it knows every chain's head as its
+ *   last commit left it (it is the queue's single active consumer, so normally nobody else moves them),
+ *   it chains the records in memory and inserts them and moves the heads in one round trip, the heads
+ *   compared with what it knew; anything unexpected (another consumer moved a head, an event already in
+ *   the trail) fails that statement and the batch goes the other way;
+ * - the locking path (`apply`, in a transaction the runtime opens): lock the heads, read which events
+ *   are recorded, chain and insert (see appendAuditRecords) — for chains it does not know yet, the first
+ *   batch after a start, and a batch whose one statement failed.
  */
 export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
+  const now = options.now ?? Date.now;
   // Chains whose head this consumer has seen: their creating INSERT is left out.
   const knownChains = new Set<string>();
+  /** Each chain's head as this consumer's last commit left it (insertion order: oldest first). */
+  const heads = new Map<string, ChainState>();
+  /** The heads the attempt under way would leave, taken into `heads` once it committed. */
+  let pending = new Map<string, ChainState>();
   return {
     name: 'audit',
     queue: options.queue ?? QUEUES.audit,
     deduplicates: true,
-    apply: (deliveries, client) => appendAuditRecords(deliveries, client, knownChains),
+    async prepare(_pool, _deliveries, attempt) {
+      pending = new Map();
+      // A failed one statement: something moved that the cache did not see.
+      if (attempt.afterConflict) heads.clear();
+    },
+    writes(deliveries) {
+      const keys = deliveries.map(recordKey);
+      for (const key of keys) if (!heads.has(key.chainKey)) return undefined;
+      const recordedAt = canonicalTimestamp(new Date(now()));
+      const batch = new RecordBatchWriter(recordedAt);
+      const moved = new Map<string, { before: ChainState; after: ChainState }>();
+      const seen = new Set<string>();
+      for (const [index, key] of keys.entries()) {
+        // A second copy in the batch: the runtime passes each id once, but keep the chain sound anyway.
+        if (seen.has(key.eventId)) return undefined;
+        seen.add(key.eventId);
+        const entry = moved.get(key.chainKey);
+        const head = entry?.after ?? (heads.get(key.chainKey) as ChainState);
+        const position = head.position + 1;
+        const hash = batch.add(index, preparedRecord(key).open, position, head.hash);
+        moved.set(key.chainKey, { before: entry?.before ?? head, after: { position, hash } });
+      }
+      pending = new Map([...moved].map(([chain, { after }]) => [chain, after]));
+      const chains = [...moved.keys()].sort();
+      return [
+        { name: 'records', text: FAST_INSERT, values: [batch.finish()] },
+        {
+          name: 'heads',
+          text: FAST_HEADS,
+          values: [
+            chains,
+            chains.map((chain) => moved.get(chain)?.before.position),
+            chains.map((chain) => moved.get(chain)?.before.hash),
+          ],
+        },
+        {
+          name: 'audit_check',
+          final: true,
+          text: 'audit_append_check((SELECT count(*) FROM records), $1, (SELECT count(*) FROM heads), $2)',
+          values: [keys.length, chains.length],
+        },
+      ];
+    },
+    apply(deliveries, client) {
+      pending = new Map();
+      return appendAuditRecords(deliveries, client, knownChains, pending);
+    },
+    afterCommit() {
+      for (const [chain, head] of pending) {
+        heads.delete(chain);
+        heads.set(chain, head);
+        knownChains.add(chain);
+      }
+      pending = new Map();
+      while (heads.size > HEADS_CACHE_LIMIT) heads.delete(heads.keys().next().value as string);
+    },
   };
 }
