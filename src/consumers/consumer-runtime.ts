@@ -36,6 +36,7 @@ import type { Consumer, Delivery } from './consumer.ts';
 import { ConsumerMetrics } from './consumer-metrics.ts';
 import { Deduplicator, recordApplied, type Selection } from './deduplication/deduplicator.ts';
 import { decideFailure, FAILURE_HEADERS } from './failure-policy.ts';
+import { ParsedEvents } from './parsed-events.ts';
 import { PoisonMessageError } from './poison-message-error.ts';
 
 export interface ConsumerRuntimeOptions {
@@ -137,6 +138,8 @@ export class ConsumerRuntime {
     this.#markStopped = resolve;
   });
   #lastLogAt = new Map<string, number>();
+  /** Events parsed and validated by any of this runtime's consumers, for the other copies of them. */
+  readonly #parsed = new ParsedEvents();
 
   constructor(options: ConsumerRuntimeOptions) {
     const { logger, metrics, ...rest } = options;
@@ -704,6 +707,9 @@ export class ConsumerRuntime {
         return new PoisonMessageError(`cannot identify the message: ${describe(error)}`, { cause: error });
       }
     }
+    const messageId = base.properties.messageId;
+    const known = this.#parsed.get(messageId, message.content);
+    if (known !== undefined) return { ...base, event: known, id: known.event_id };
     let parsed: unknown;
     try {
       parsed = JSON.parse(message.content.toString('utf8'));
@@ -712,6 +718,7 @@ export class ConsumerRuntime {
     }
     const validation = validateEvent(parsed);
     if (!validation.ok) return new PoisonMessageError(`invalid event: ${validation.reason}`);
+    this.#parsed.set(messageId, message.content, validation.event);
     return { ...base, event: validation.event, id: validation.event.event_id };
   }
 
