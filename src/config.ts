@@ -100,8 +100,9 @@ export interface Config {
   /** Time between two prunings of the metrics tables, in milliseconds. @default 3600000 (1 h) */
   metricsPruneIntervalMs: number;
   /**
-   * Days a consumer keeps the ids of the events it applied (`consumer_applied_events`), to refuse a second
-   * copy; ids with a dead copy in the dead-letter archive stay until it is replayed or deleted. @default 30
+   * Days a consumer keeps a de-duplication record unused (a producer stream, an event id), to refuse a
+   * second copy; those with a dead copy in the dead-letter archive stay until it is replayed or deleted.
+   * @default 30
    */
   appliedEventsRetentionDays: number;
 }
@@ -478,7 +479,7 @@ export const CONFIG_VARIABLES = {
     default: '30',
     form: 'an integer number of days, 1–3650',
     description:
-      'Days the consumers keep the ids of the events they applied (`consumer_applied_events`), to refuse a second copy; an id whose event has a dead letter in the archive stays until that is replayed or deleted.',
+      'Days the consumers keep a de-duplication record unused (a producer stream in `consumer_stream_marks`, an event id in `consumer_applied_events`), to refuse a second copy; one whose producer or event has a dead letter in the archive stays until that is replayed or deleted.',
     parse: integer(1, 3650),
   },
 } satisfies { [name: string]: VariableSpec<keyof Config> };
