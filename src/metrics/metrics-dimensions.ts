@@ -67,48 +67,26 @@ export const routeDimension = (route: string): string =>
 /** A tier as recorded: '' and the known tiers as they are, others folded. */
 export const tierDimension = (tier: string): string => (tier === '' || TIERS.has(tier) ? tier : OTHER);
 
-export interface KnownVendorsOptions {
-  /** How long the vendors read from the registry are trusted, in ms. @default 5000 */
-  refreshMs?: number;
-}
-
 /**
- * The registry's vendors, read again when older than `refreshMs`, and before a batch that names a vendor
- * it does not know — which a model registered a moment ago can be — at most once a second, so that a
- * flood of made-up vendors costs one read a second.
+ * The registry's vendors this process has seen. Before a batch is written, the vendors its filters name
+ * that are not known yet are looked up (one indexed query for the batch, not one per event): a vendor
+ * registered a moment ago is found, a made-up one is not and is folded. Models are never deleted, so a
+ * vendor once found stays known.
  */
 export class KnownVendors {
-  readonly #refreshMs: number;
-  #vendors: ReadonlySet<string> = new Set();
-  #readAt = Number.NEGATIVE_INFINITY;
+  readonly #vendors = new Set<string>();
 
-  constructor(options: KnownVendorsOptions = {}) {
-    this.#refreshMs = options.refreshMs ?? 5000;
-  }
-
-  /**
-   * Reads the registry's vendors if due: the trusted time passed, or one of `wanted` (the vendors a batch
-   * is about to record) is unknown and the last read is a second old.
-   */
-  async refresh(pool: pg.Pool, wanted: Iterable<string> = [], now: number = Date.now()): Promise<void> {
-    const age = now - this.#readAt;
-    if (age < this.#refreshMs) {
-      if (age < 1000) return;
-      let unknown = false;
-      for (const vendor of wanted) {
-        if (vendor !== '' && !this.#vendors.has(vendor)) {
-          unknown = true;
-          break;
-        }
-      }
-      if (!unknown) return;
-    }
+  /** Looks up the vendors of `wanted` not known yet. */
+  async refresh(pool: pg.Pool, wanted: Iterable<string>): Promise<void> {
+    const unknown = new Set<string>();
+    for (const vendor of wanted) if (vendor !== '' && !this.#vendors.has(vendor)) unknown.add(vendor);
+    if (unknown.size === 0) return;
     const { rows } = await pool.query<{ vendor_id: string }>({
       name: 'dimensions.vendors',
-      text: 'SELECT DISTINCT vendor_id FROM models',
+      text: 'SELECT DISTINCT vendor_id FROM models WHERE vendor_id = ANY($1::text[])',
+      values: [[...unknown]],
     });
-    this.#vendors = new Set(rows.map((row) => row.vendor_id));
-    this.#readAt = now;
+    for (const row of rows) this.#vendors.add(row.vendor_id);
   }
 
   /** A filter's vendor as recorded: '' and the registry's as they are, others folded. */

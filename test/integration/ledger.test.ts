@@ -149,7 +149,17 @@ test('every stage counts every event once: emitted = spooled = confirmed, each c
       70 + 15 + copies.length,
     30_000,
   );
-  const again = await ledger();
+  // The API writes its ledger counts every 100 ms: the last read's own event may not be in yet.
+  let again = await ledger();
+  await waitUntil(
+    'the ledger to count the reads',
+    async () => {
+      again = await ledger();
+      return again.emitted === requests - 1;
+    },
+    10_000,
+    { intervalMs: 200 },
+  );
   for (const name of ['audit', 'analytics', 'logging']) {
     assert.equal(again.consumers.find((c) => c.consumer === name)?.applied, byConsumer[name]?.applied, name);
   }
