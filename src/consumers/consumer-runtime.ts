@@ -6,10 +6,11 @@
  *   reopened on the next node that answers (../bus/broker-session.ts) and every consumer resubscribes
  *   (also after a consumer cancel), until stopped.
  * - Per consumer: a channel with a prefetch; deliveries are gathered into batches (up to `batchSize`, or
- *   what arrived within `batchWaitMs`), applied in one PostgreSQL transaction that also records each
- *   event id as applied (`INSERT … ON CONFLICT DO NOTHING`: a redelivered or replayed duplicate changes
- *   nothing), then acknowledged with one multiple-ack. Batches of a queue are applied one after another,
- *   in queue order.
+ *   what arrived within `batchWaitMs`), applied in one PostgreSQL transaction that also records what was
+ *   applied (./deduplication/: per producer stream, so a redelivered, resent or replayed duplicate
+ *   changes nothing) and counts it in the ledger — usually as one statement, the consumer's writes with
+ *   the runtime's — then acknowledged with one multiple-ack. Batches of a queue are applied one after
+ *   another, in queue order.
  * - An invalid message is poison: dead-lettered at once with the reason. A failing batch is split to find
  *   the message(s) at fault; each goes up the retry ladder (only in its own queue), then to the
  *   dead-letter queue with its failure history in headers. A retry or dead letter is confirmed by the
