@@ -27,7 +27,7 @@ import { waitUntil } from '../../support/wait-until.ts';
 const { app, keys, services, config } = await build({ after });
 const built = buildConsumers(['metrics', 'analytics'], config, pino({ level: 'silent' }));
 const runtime = new ConsumerRuntime({
-  url: config.rabbitmqUrl,
+  urls: config.rabbitmqUrls,
   pool: services.pool,
   topology: buildTopology({ retryDelaysMs: config.retryDelaysMs }),
   consumers: built.consumers,
@@ -154,7 +154,7 @@ const rows: Row[] = [
   {
     name: 'events published by something else with routes, tiers and vendors that do not exist: folded',
     async act() {
-      const connection = await amqp.connect(config.rabbitmqUrl);
+      const connection = await amqp.connect(config.rabbitmqUrls[0] as string);
       try {
         const channel = await connection.createConfirmChannel();
         const base = exampleEvent('filter.executed');
