@@ -179,19 +179,18 @@ async function lockHeads(
  * objects are the records' canonical documents (the bytes their hash covers) with `n`, `prev_hash` and
  * `hash` added, sent as binary jsonb (./record-batch-writer.ts): node serialises nothing twice.
  */
+const RECORDS_INSERT = `INSERT INTO audit_records (event_id, event_type, model_id, chain_position, correlation_id,
+                             user_id, sequence, occurred_at, recorded_at, envelope, prev_hash, hash)
+  SELECT event_id, event_type, model_id, chain_position, correlation_id, user_id,
+         sequence, occurred_at, recorded_at, envelope, decode(prev_hash, 'hex'), decode(hash, 'hex')
+    FROM jsonb_to_recordset($1::jsonb) AS r(
+           n integer, event_id uuid, event_type text, model_id text, chain_position bigint,
+           correlation_id text, user_id text, sequence bigint, occurred_at timestamptz,
+           recorded_at timestamptz, envelope jsonb, prev_hash text, hash text)
+   ORDER BY n`;
+
 const INSERT_RECORDS = `
-  WITH inserted AS (
-    INSERT INTO audit_records (event_id, event_type, model_id, chain_position, correlation_id, user_id,
-                               sequence, occurred_at, recorded_at, envelope, prev_hash, hash)
-    SELECT event_id, event_type, model_id, chain_position, correlation_id, user_id,
-           sequence, occurred_at, recorded_at, envelope, decode(prev_hash, 'hex'), decode(hash, 'hex')
-      FROM jsonb_to_recordset($1::jsonb) AS r(
-             n integer, event_id uuid, event_type text, model_id text, chain_position bigint,
-             correlation_id text, user_id text, sequence bigint, occurred_at timestamptz,
-             recorded_at timestamptz, envelope jsonb, prev_hash text, hash text)
-     ORDER BY n
-    RETURNING id, chain_key, chain_position, hash
-  )
+  WITH inserted AS (${RECORDS_INSERT} RETURNING id, chain_key, chain_position, hash)
   UPDATE audit_chain_heads h
      SET last_id = l.id, last_position = l.chain_position, last_hash = l.hash
     FROM (SELECT DISTINCT ON (chain_key) chain_key, id, chain_position, hash
@@ -271,15 +270,7 @@ export async function appendAuditRecords(
  * undoing it all, with a serialization failure the runtime retries — unless every record went in and
  * every head moved.
  */
-const FAST_INSERT = `INSERT INTO audit_records (event_id, event_type, model_id, chain_position, correlation_id, user_id,
-                             sequence, occurred_at, recorded_at, envelope, prev_hash, hash)
-  SELECT event_id, event_type, model_id, chain_position, correlation_id, user_id,
-         sequence, occurred_at, recorded_at, envelope, decode(prev_hash, 'hex'), decode(hash, 'hex')
-    FROM jsonb_to_recordset($1::jsonb) AS r(
-           n integer, event_id uuid, event_type text, model_id text, chain_position bigint,
-           correlation_id text, user_id text, sequence bigint, occurred_at timestamptz,
-           recorded_at timestamptz, envelope jsonb, prev_hash text, hash text)
-   ORDER BY n
+const FAST_INSERT = `${RECORDS_INSERT}
   ON CONFLICT DO NOTHING
   RETURNING id, chain_key, chain_position, hash`;
 
