@@ -16,6 +16,7 @@ import type { QueueInspector } from '../bus/queue-inspector.ts';
 import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
 import type { DlqService } from '../consumers/dlq/dlq-service.ts';
 import { METRICS_RETENTION_DEFAULTS } from '../consumers/metrics/metrics-pruner.ts';
+import { ValidationError } from '../errors.ts';
 import { HttpRequestMetrics } from '../metrics/http-request-metrics.ts';
 import { LedgerQuery } from '../metrics/ledger/ledger-query.ts';
 import { DashboardFeed } from '../metrics/live/dashboard-feed.ts';
@@ -43,6 +44,24 @@ import metricsRoutes from './routes/metrics.ts';
 import modelRoutes from './routes/models.ts';
 import selfTestRoutes from './routes/self-test.ts';
 import { schemaCompilers } from './schema-compilers.ts';
+
+/**
+ * Why a body Fastify's JSON parser refused is refused, when it is valid JSON: it holds a `__proto__` key
+ * (or `constructor.prototype`), refused against prototype poisoning. Fastify reports both as "not valid
+ * JSON", which sends the client looking for a syntax error that is not there.
+ */
+function prototypeKeyRefusal(body: string): ValidationError | undefined {
+  try {
+    JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  return new ValidationError(
+    'body',
+    'body must not contain a "__proto__" key or a "constructor" key holding "prototype" ' +
+      '(refused against prototype poisoning)',
+  );
+}
 
 /** Request bodies above this size get 413. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -100,7 +119,10 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') return done(null, undefined);
-    parseJson(request, body as string, done);
+    parseJson(request, body as string, (error, parsed) => {
+      if (error === null) return done(null, parsed);
+      done(prototypeKeyRefusal(body as string) ?? error, undefined);
+    });
   });
 
   // What the API answers, second by second, for the live dashboard: in memory, no query per viewer.

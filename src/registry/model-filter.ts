@@ -3,6 +3,7 @@
  * becomes. Keyset (not offset) pagination keeps every page an index range scan and never skips or repeats
  * a row when models are added between pages.
  */
+import { isStorableDateTime } from '../db/postgres-timestamp.ts';
 import { ValidationError } from '../errors.ts';
 import {
   LIMITS,
@@ -67,7 +68,7 @@ function isCursorValue(sortField: SortField, value: string | number): boolean {
       return (
         typeof value === 'string' &&
         ISO_TIMESTAMP.test(value) &&
-        !Number.isNaN(Date.parse(value)) &&
+        isStorableDateTime(value) &&
         new Date(value).toISOString() === value
       );
     default:

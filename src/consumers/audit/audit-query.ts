@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { type Static, Type } from 'typebox';
 import { CORRELATION_ID_PATTERN } from '../../bus/event-schemas.ts';
 import { EVENT_TYPES } from '../../bus/event-types.ts';
+import { isStorableDateTime, STORABLE_DATE_TIME_RULE } from '../../db/postgres-timestamp.ts';
 import { ValidationError } from '../../errors.ts';
 import { ModelId } from '../../registry/model-schemas.ts';
 import { canonicalTimestampSql } from './audit-hash.ts';
@@ -107,7 +108,7 @@ function decodeCursor(cursor: string): CursorPayload {
   if (
     typeof t !== 'string' ||
     !CURSOR_TIME.test(t) ||
-    Number.isNaN(Date.parse(t)) ||
+    !isStorableDateTime(t) ||
     !Number.isSafeInteger(i) ||
     (i as number) < 1
   ) {
@@ -119,8 +120,8 @@ function decodeCursor(cursor: string): CursorPayload {
 /** A validated ISO-8601 date-time as an instant; the field is named when the date cannot exist. */
 function instant(field: 'from' | 'to', value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
+  if (!isStorableDateTime(value)) throw new ValidationError(field, `${field} ${STORABLE_DATE_TIME_RULE}`);
   const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new ValidationError(field, `${field} is not a valid date-time`);
   return new Date(ms).toISOString();
 }
 

@@ -6,6 +6,7 @@
  * decoded, so a tampered one is a 400, never a database error.
  */
 import type pg from 'pg';
+import { isStorableDateTime } from '../../db/postgres-timestamp.ts';
 import { ValidationError } from '../../errors.ts';
 import {
   type DeadLetterDetail,
@@ -135,7 +136,7 @@ export function decodeCursor(cursor: string): CursorPosition {
     typeof t !== 'string' ||
     typeof id !== 'string' ||
     !PG_TIMESTAMP.test(t) ||
-    Number.isNaN(Date.parse(t)) ||
+    !isStorableDateTime(t) ||
     !UUID.test(id)
   ) {
     throw new ValidationError('cursor', 'cursor is not a cursor returned by this API');

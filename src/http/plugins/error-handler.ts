@@ -6,6 +6,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { isDatabaseUnavailable } from '../../db/database-unavailable.ts';
+import { STORABLE_DATE_TIME_RULE } from '../../db/postgres-timestamp.ts';
 import { AppError, DependencyUnavailableError, ERROR_CODES, ValidationError } from '../../errors.ts';
 
 interface AjvIssue {
@@ -53,6 +54,9 @@ function describeIssue(issue: AjvIssue, field: string): string {
       return `${field} must contain at least one field`;
     case 'enum':
       return `${field} must be one of: ${(issue.params.allowedValues as unknown[]).join(', ')}`;
+    case 'format':
+      if (issue.params.format === 'date-time') return `${field} ${STORABLE_DATE_TIME_RULE}`;
+      return `${field} ${issue.message ?? 'is invalid'}`;
     default:
       return `${field} ${issue.message ?? 'is invalid'}`;
   }
