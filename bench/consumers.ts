@@ -73,6 +73,7 @@ import {
   queueDepths,
   waitForBroker,
 } from './support/broker.ts';
+import { confirmPublish } from './support/confirm-publish.ts';
 import { type BenchedConsumer, mixText, queueEmitCalls } from './support/consumer-events.ts';
 import {
   type CpuSnapshot,
@@ -408,46 +409,10 @@ async function fill(
   try {
     await applyTopology(connection, fillTopology(buildTopology(), queue));
     const channel: ConfirmChannel = await connection.createConfirmChannel();
-    let returned = 0;
-    channel.on('return', () => returned++);
     const total = messages.length;
     const started = performance.now();
-    let nacked = 0;
-    await bounded(
-      new Promise<void>((resolve, reject) => {
-        let next = 0;
-        let inflight = 0;
-        let settled = 0;
-        let waitingForDrain = false;
-        channel.once('close', () => reject(new Error('the fill channel closed')));
-        const pump = () => {
-          while (next < total && inflight < settings.window && !waitingForDrain) {
-            const message = messages[next++] as OutboundMessage;
-            inflight++;
-            const writable = channel.publish(
-              message.exchange,
-              message.routingKey,
-              message.body,
-              message.options,
-              (error) => {
-                inflight--;
-                settled++;
-                if (error !== null && error !== undefined) nacked++;
-                if (settled === total) resolve();
-                else pump();
-              },
-            );
-            if (!writable) {
-              waitingForDrain = true;
-              channel.once('drain', () => {
-                waitingForDrain = false;
-                pump();
-              });
-            }
-          }
-        };
-        pump();
-      }),
+    const { nacked, returned } = await bounded(
+      confirmPublish(channel, { message: (index) => messages[index], window: settings.window }),
       settings.runTimeoutS,
       'filling the queue',
     );

@@ -51,6 +51,7 @@ import {
   queueDepths,
   waitForBroker,
 } from './support/broker.ts';
+import { confirmPublish } from './support/confirm-publish.ts';
 import {
   type CpuUse,
   cpuSnapshot,
@@ -223,47 +224,11 @@ async function runRaw(
   connection.on('error', () => {});
   try {
     const channel: ConfirmChannel = await connection.createConfirmChannel();
-    let returned = 0;
-    channel.on('return', () => returned++);
-    let confirmed = 0;
-    let nacked = 0;
     const total = messages.length;
     const before = cpuSnapshot({ rabbitmq: rabbitPid });
     const started = performance.now();
-    await bounded(
-      new Promise<void>((resolve, reject) => {
-        let next = 0;
-        let inflight = 0;
-        let waitingForDrain = false;
-        channel.once('close', () => reject(new Error('raw channel closed during the run')));
-        const pump = () => {
-          while (next < total && inflight < settings.window && !waitingForDrain) {
-            const message = messages[next++] as OutboundMessage;
-            inflight++;
-            const writable = channel.publish(
-              message.exchange,
-              message.routingKey,
-              message.body,
-              message.options,
-              (error) => {
-                inflight--;
-                if (error !== null && error !== undefined) nacked++;
-                else confirmed++;
-                if (confirmed + nacked === total) resolve();
-                else pump();
-              },
-            );
-            if (!writable) {
-              waitingForDrain = true;
-              channel.once('drain', () => {
-                waitingForDrain = false;
-                pump();
-              });
-            }
-          }
-        };
-        pump();
-      }),
+    const { confirmed, nacked, returned } = await bounded(
+      confirmPublish(channel, { message: (index) => messages[index], window: settings.window }),
       settings.runTimeoutS,
       'the raw run',
     );

@@ -16,8 +16,8 @@ import { applyTopology } from '../../src/bus/apply-topology.ts';
 import { connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { OutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, queuesFor } from '../../src/bus/topology.ts';
+import { confirmPublish } from './confirm-publish.ts';
 import { type CpuUse, cpuSnapshot, cpuUse } from './cpu.ts';
-import { interruptSignal } from './settings.ts';
 
 export interface RawCeilingOptions {
   /** A vhost of the benchmark's own. */
@@ -110,63 +110,27 @@ export async function rawCeiling(options: RawCeilingOptions): Promise<RawCeiling
     }
 
     const channel: ConfirmChannel = await publishing.createConfirmChannel();
-    let returned = 0;
-    channel.on('return', () => returned++);
     const pids = options.pids ?? {};
     const before = cpuSnapshot(pids);
     const started = performance.now();
-    const deadline = started + options.durationS * 1000;
     let published = 0;
-    let confirmed = 0;
-    let nacked = 0;
     const progressTimer = setInterval(
       () => options.onProgress?.(published, Math.min(...options.queues.map((queue) => received[queue] ?? 0))),
       1000,
     );
     try {
-      await new Promise<void>((resolve, reject) => {
-        let inflight = 0;
-        let waitingForDrain = false;
-        const onAbort = () => reject(interruptSignal.reason);
-        interruptSignal.addEventListener('abort', onAbort, { once: true });
-        channel.once('close', () => reject(new Error('the raw publisher channel closed during the run')));
-        const finish = () => {
-          if (inflight === 0 && (performance.now() >= deadline || interruptSignal.aborted)) {
-            interruptSignal.removeEventListener('abort', onAbort);
-            resolve();
+      const outcome = await confirmPublish(channel, {
+        message: (index) => options.messages[index % options.messages.length],
+        window,
+        deadline: started + options.durationS * 1000,
+        onPublish: (index) => {
+          published++;
+          for (const queue of routes[index % options.messages.length] as string[]) {
+            expected[queue] = (expected[queue] ?? 0) + 1;
           }
-        };
-        const pump = () => {
-          while (inflight < window && !waitingForDrain && performance.now() < deadline) {
-            const index = published % options.messages.length;
-            const message = options.messages[index] as OutboundMessage;
-            for (const queue of routes[index] as string[]) expected[queue] = (expected[queue] ?? 0) + 1;
-            published++;
-            inflight++;
-            const writable = channel.publish(
-              message.exchange,
-              message.routingKey,
-              message.body,
-              message.options,
-              (error) => {
-                inflight--;
-                if (error !== null && error !== undefined) nacked++;
-                else confirmed++;
-                pump();
-                finish();
-              },
-            );
-            if (!writable) {
-              waitingForDrain = true;
-              channel.once('drain', () => {
-                waitingForDrain = false;
-                pump();
-              });
-            }
-          }
-        };
-        pump();
+        },
       });
+      const { confirmed, nacked, returned } = outcome;
       const publishSeconds = (performance.now() - started) / 1000;
       publishingDone = true;
       await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,111 @@
+/**
+ * The raw confirm-publish loop, written once: a plain amqplib ConfirmChannel publishes messages keeping
+ * `window` unconfirmed at most (the service publisher's PUBLISH_WINDOW), waiting for `drain` when the
+ * socket's buffer is full, until there is no next message or the deadline passed, then waits for every
+ * confirm. It is the baseline the service's publisher is compared with (bench:publisher), the way queues
+ * are filled (bench:consumers) and the publishing half of the raw broker ceiling.
+ *
+ * Rejects if the channel closes or the run is interrupted (Ctrl-C); nacks are counted, not thrown.
+ */
+import type { ConfirmChannel } from 'amqplib';
+import type { OutboundMessage } from '../../src/bus/outbound-message.ts';
+import { interruptSignal } from './settings.ts';
+
+export interface ConfirmPublishOptions {
+  /** The i-th message (from 0), or undefined when there are no more. */
+  message: (index: number) => OutboundMessage | undefined;
+  /** Unconfirmed messages at most. @default 1000 (PUBLISH_WINDOW's default) */
+  window?: number;
+  /** performance.now() after which no message is published. @default none */
+  deadline?: number;
+  /** Called as each message is published (e.g. to count what each queue should receive). */
+  onPublish?: (index: number) => void;
+}
+
+export interface ConfirmPublishResult {
+  published: number;
+  confirmed: number;
+  nacked: number;
+  /** Messages the broker returned as unroutable (mandatory publishes), from the channel's 'return'. */
+  returned: number;
+  /** First publish → last confirm. */
+  seconds: number;
+}
+
+export async function confirmPublish(
+  channel: ConfirmChannel,
+  options: ConfirmPublishOptions,
+): Promise<ConfirmPublishResult> {
+  const window = options.window ?? 1000;
+  const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
+  let published = 0;
+  let confirmed = 0;
+  let nacked = 0;
+  let returned = 0;
+  const onReturn = () => returned++;
+  channel.on('return', onReturn);
+  const started = performance.now();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let inflight = 0;
+      let waitingForDrain = false;
+      let exhausted = false;
+      const onAbort = () => reject(interruptSignal.reason);
+      const onClose = () => reject(new Error('the publishing channel closed during the run'));
+      if (interruptSignal.aborted) return onAbort();
+      interruptSignal.addEventListener('abort', onAbort, { once: true });
+      channel.once('close', onClose);
+      const finish = () => {
+        if (inflight !== 0 || !(exhausted || performance.now() >= deadline || interruptSignal.aborted))
+          return;
+        interruptSignal.removeEventListener('abort', onAbort);
+        channel.off('close', onClose);
+        resolve();
+      };
+      const pump = () => {
+        while (inflight < window && !waitingForDrain && !exhausted && performance.now() < deadline) {
+          const index = published;
+          const message = options.message(index);
+          if (message === undefined) {
+            exhausted = true;
+            break;
+          }
+          published++;
+          inflight++;
+          options.onPublish?.(index);
+          const writable = channel.publish(
+            message.exchange,
+            message.routingKey,
+            message.body,
+            message.options,
+            (error) => {
+              inflight--;
+              if (error !== null && error !== undefined) nacked++;
+              else confirmed++;
+              pump();
+              finish();
+            },
+          );
+          if (!writable) {
+            waitingForDrain = true;
+            channel.once('drain', () => {
+              waitingForDrain = false;
+              pump();
+            });
+          }
+        }
+        finish();
+      };
+      pump();
+    });
+  } finally {
+    channel.off('return', onReturn);
+  }
+  return {
+    published,
+    confirmed,
+    nacked,
+    returned,
+    seconds: Math.round(performance.now() - started) / 1000,
+  };
+}
