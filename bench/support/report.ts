@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { type Goal, goalsObject, goalsSection } from './goals.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
@@ -107,12 +108,17 @@ export interface ResultFiles {
 
 /**
  * Prints the sections and the lines under them, and writes `<name>-<date>.json` (the `report` object) and
- * `<name>-latest.md`.
+ * `<name>-latest.md`. With `goals`, their table comes first and the JSON gets the `goals` object
+ * (goals.ts); with `chart`, the SVG is written to bench/results/<file> and linked from the Markdown.
  */
 export async function publishResults(options: {
   name: string;
   title: string;
   startedAt: Date;
+  /** The goals table (printed first) and the JSON's `goals` object. */
+  goals?: { title: string; goals: readonly Goal[] };
+  /** An SVG chart, written to bench/results/<file>. */
+  chart?: { file: string; svg: string; caption: string };
   sections: Section[];
   /** The verdict lines, shown in bold in Markdown. */
   verdicts: string[];
@@ -121,7 +127,15 @@ export async function publishResults(options: {
   command: string;
   report: object;
 }): Promise<ResultFiles> {
-  const { name, title, startedAt, sections, verdicts, notes } = options;
+  const { name, title, startedAt, verdicts, notes } = options;
+  const sections =
+    options.goals === undefined
+      ? options.sections
+      : [goalsSection(options.goals.title, options.goals.goals), ...options.sections];
+  const report =
+    options.goals === undefined
+      ? options.report
+      : { goals: goalsObject(options.goals.goals), ...options.report };
   process.stdout.write(
     [
       '',
@@ -137,7 +151,8 @@ export async function publishResults(options: {
   await mkdir(RESULTS_DIR, { recursive: true });
   const json = `${RESULTS_DIR}${name}-${date}.json`;
   const markdown = `${RESULTS_DIR}${name}-latest.md`;
-  await writeFile(json, `${JSON.stringify(options.report, null, 2)}\n`);
+  await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
+  if (options.chart !== undefined) await writeFile(`${RESULTS_DIR}${options.chart.file}`, options.chart.svg);
   await writeFile(
     markdown,
     [
@@ -149,6 +164,7 @@ export async function publishResults(options: {
         markdownTable(section.columns, section.rows),
         '',
       ]),
+      ...(options.chart === undefined ? [] : [`![${options.chart.caption}](${options.chart.file})`, '']),
       ...verdicts.map((line) => `**${line}**`).flatMap((line) => [line, '']),
       ...notes.settings.map((line) => `- ${line}`),
       ...notes.checks.map((line) => `- ${line}`),
@@ -157,7 +173,9 @@ export async function publishResults(options: {
       '',
     ].join('\n'),
   );
-  progress(`wrote ${json} and ${markdown}`);
+  progress(
+    `wrote ${json} and ${markdown}${options.chart === undefined ? '' : ` and ${RESULTS_DIR}${options.chart.file}`}`,
+  );
   return { json, markdown };
 }
 

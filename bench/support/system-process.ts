@@ -76,11 +76,17 @@ export function startCli(
   args: string[],
   env: Record<string, string>,
   isOutput: (entry: Record<string, unknown>) => boolean = () => false,
+  launch: {
+    /** Node options before the CLI's path (e.g. `--cpu-prof`, `--import` of a probe). */
+    nodeArgs?: string[];
+    /** An IPC channel (for a probe preloaded with `--import`). */
+    ipc?: boolean;
+  } = {},
 ): SystemProcess {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [...(launch.nodeArgs ?? []), CLI, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: launch.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
   if (child.pid === undefined) throw new Error(`could not start ${name}`);
