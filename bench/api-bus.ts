@@ -1,758 +1,408 @@
 /**
- * What the telemetry bus costs the API: the same API with the bus on and off, in the same run.
+ * What the telemetry bus costs the API: the same API with the bus on and off, in the same run, at the
+ * same paced rate and at its maximum, with the CPU each costs per request. It prints issue 14's goals
+ * table ("The bus off the request path") and writes it as the results' `goals` object.
  *
- *   npm run bench:api-bus -- [--rate 1000] [--rate-duration 20] [--rate-connections 10]
- *                            [--max-connections 50] [--max-duration 15] [--warmup 3] [--rounds 2]
- *                            [--models 1000] [--scenario get-model] [--mode rate] [--drain-timeout 60]
- *                            [--server-cpu-prof DIR] [--pg-url URL]
+ *   npm run bench:api-bus -- [--rate 1000] [--rate-duration 10] [--rounds 2] [--scenario get-model] …
+ *   (--help lists every option and its environment variable)
  *
- * Every option also reads an environment variable (BENCH_RATE, BENCH_RATE_DURATION, BENCH_RATE_CONNECTIONS,
- * BENCH_MAX_CONNECTIONS, BENCH_MAX_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_MODELS, BENCH_SCENARIOS,
- * BENCH_MODES, BENCH_DRAIN_TIMEOUT, BENCH_SERVER_CPU_PROF, BENCH_PG_URL); the flag wins.
+ * What runs, on 127.0.0.1, on databases and a RabbitMQ vhost made for the run and dropped after it:
+ *   bus-on API   `telemetry-bus start` (TELEMETRY_ENABLED=true, CONSUMERS=none) on its own database
+ *   bus-off API  the same with TELEMETRY_ENABLED=false on a database of its own
+ *   worker       `telemetry-bus worker` with `--consumers` (all by default) on the bus-on database:
+ *                "consumers in another process", as the goals ask; `--consumers none` runs without
+ *   load         in this process: the paced open-model generator for the rate mode (evenly spaced
+ *                arrivals, latency from each request's intended send time), autocannon for the max mode
  *
- * Two API processes (bench/support/api-server.ts: the service as `telemetry-bus start` builds it), each a
- * child process so the load generator (autocannon, in this process) shares neither's event loop, with
- * identical configuration except TELEMETRY_ENABLED, each on a database of its own seeded with `models`
- * models; the bus-on one publishes to a RabbitMQ vhost of its own (real topology, quorum queues, no
- * consumers). For each scenario (GET /models/:id; a mix of reads, filters, 404s and writes), each process is
- * warmed up, then each mode runs `rounds` times per process, alternating on, off, on, off… so drift on a
- * shared machine falls on both alike:
- *   rate  a fixed arrival rate (autocannon overallRate) of `rate` req/s for `rate-duration` s
- *   max   as fast as `max-connections` connections go, for `max-duration` s
- *
- * autocannon's fixed rate is a per-connection quota per second: each connection sends its share back to
- * back, then waits for the next second. So `rate` req/s arrive as bursts of `rate-connections` connections
- * going full speed, not evenly spaced; that queueing is in the latencies, for bus on and off alike.
- *
- * Latency: autocannon's own histogram keeps whole milliseconds (and, at a fixed rate, corrects for
- * coordinated omission); to see sub-millisecond differences, every response's time as autocannon measured
- * it (a float, in ms) is also kept and its exact percentiles reported. Both are in the results.
- *
- * After every bus-on run the benchmark waits until GET /health of that process says every event is
- * confirmed (events.unpublished = 0; dropped all 0), checks the depth of `metrics.updates` (bound to every
- * event) against the events emitted, and purges the queues, so the next run starts with no backlog and
- * the broker holds no pile of messages. The servers are stopped (SIGTERM, graceful), the databases dropped,
- * the vhost and data directories removed at the end, also on failure or Ctrl-C.
- *
- * With the defaults this takes about 6 minutes (2 scenarios × (4 × 20 s + 4 × 15 s) of measurement, plus
- * warm-ups and drains); `--scenario get-model --mode rate` alone takes under 2.
+ * Scenarios: GET /models/:id over the seeded ids, and the e2e request mix (bench/support/e2e-mix.ts).
+ * For each, both APIs are warmed up, then each mode runs `rounds` times per API, alternating on, off, on,
+ * off, so drift on a shared machine falls on both alike. Per run: latency, achieved rate, µs of CPU per
+ * request per process (API, worker, RabbitMQ, PostgreSQL backends, load generator) and per API thread,
+ * the API's event-loop delay, and for bus-on runs the publish latency (the API's
+ * telemetry_publish_latency_seconds) and the event age per consumer (the worker's
+ * telemetry_consumer_event_age_seconds) over the run. After each bus-on run the benchmark waits until
+ * every event is confirmed (GET /health) and the consumers' queues are empty, then purges the rest.
+ * Last, a raw amqplib confirm-publish loop of the mix's messages (in a vhost of its own) gives the CPU per
+ * message of a bare publishing client, the baseline of the publisher thread.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import autocannon, { type Client, type Instance, type Options, type Request, type Result } from 'autocannon';
-import { QUEUES, WORK_QUEUES } from '../src/bus/topology.ts';
+import type { Request } from 'autocannon';
+import { applyTopology } from '../src/bus/apply-topology.ts';
+import { connectToBroker } from '../src/bus/broker-connection.ts';
+import { buildTopology, WORK_QUEUES } from '../src/bus/topology.ts';
+import { CONSUMER_NAMES } from '../src/config.ts';
+import { LEDGER_CONSUMERS } from '../src/metrics/ledger/ledger-summary.ts';
 import {
   type BrokerInfo,
-  type BusEnvironment,
   brokerAlarms,
   Environments,
   purgeQueues,
   queueDepths,
   waitForBroker,
 } from './support/broker.ts';
-import {
-  type CpuUse,
-  cpuSnapshot,
-  cpuUse,
-  findRabbitmqPid,
-  formatCores,
-  othersCores,
-} from './support/cpu.ts';
+import { confirmPublish } from './support/confirm-publish.ts';
+import { findRabbitmqPid } from './support/cpu.ts';
+import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
 import { createDatabase, dropDatabase } from './support/databases.ts';
+import { type MixContext, mixRequests, StatusTally } from './support/e2e-mix.ts';
+import { type Goal, judge } from './support/goals.ts';
+import { type LoadResult, runLoad } from './support/load.ts';
+import { mixMessages } from './support/mix-messages.ts';
+import { commandLine, integer, list, oneOf, option, text, url } from './support/options.ts';
+import { findPostmasterPid } from './support/postgres-cpu.ts';
 import {
-  commandLine,
   environment,
   environmentText,
   formatDelta,
   formatNumber,
+  commandLine as invocation,
   progress,
   publishResults,
-  REPO_ROOT,
   round,
   type Section,
 } from './support/report.ts';
-import { CONTEXT_WINDOWS, seedModels, TIERS } from './support/seed-models.ts';
+import { seedModels } from './support/seed-models.ts';
+import { ServiceHistograms, type ServiceLatencies } from './support/service-histograms.ts';
+import { handleSignals, interruptible, runMain, sleep, throwIfInterrupted } from './support/settings.ts';
+import { mean } from './support/stats.ts';
 import {
-  handleSignals,
-  interruptible,
-  pick,
-  positiveInteger,
-  runMain,
-  sleep,
-  stoppable,
-  throwIfInterrupted,
-  UsageError,
-} from './support/settings.ts';
-import { distribution, mean, Samples } from './support/stats.ts';
+  type Api,
+  cpuProfArgs,
+  type LoopDelay,
+  type ProcessExit,
+  type SystemProcess,
+  startApi,
+  startWorker,
+  stopSystem,
+  type Worker,
+} from './support/system-under-test.ts';
 
 const NAME = 'api-bus';
-const FIXTURE = fileURLToPath(new URL('./support/api-server.ts', import.meta.url));
-/** What the benchmark is judged against: at the fixed rate, p99 with the bus on − off. */
-const GOAL = { mode: 'rate', maxP99OverheadMs: 0.2 } as const;
-
-const HELP = `usage: npm run bench:api-bus -- [options]
-
-  --rate <n>              fixed arrival rate of the rate mode, req/s   (BENCH_RATE, default 1000)
-  --rate-duration <s>     measured seconds per rate-mode run           (BENCH_RATE_DURATION, default 20)
-  --rate-connections <n>  connections sharing that rate                (BENCH_RATE_CONNECTIONS, default 10)
-  --max-connections <n>   connections of the max mode                  (BENCH_MAX_CONNECTIONS, default 50)
-  --max-duration <s>      measured seconds per max-mode run            (BENCH_MAX_DURATION, default 15)
-  --warmup <s>            unmeasured seconds per process and scenario  (BENCH_WARMUP, default 3; 0 = none)
-  --rounds <n>            on/off pairs per scenario and mode           (BENCH_ROUNDS, default 2)
-  --models <n>            models seeded in each database               (BENCH_MODELS, default 1000)
-  --scenario <name>       run only this scenario; repeatable           (BENCH_SCENARIOS, comma-separated)
-                          one of: ${Object.keys({ 'get-model': 0, mixed: 0 }).join(', ')}
-  --mode <name>           run only this mode; repeatable: rate, max    (BENCH_MODES, comma-separated)
-  --drain-timeout <s>     wait for the bus-on process to publish all   (BENCH_DRAIN_TIMEOUT, default 60)
-  --server-cpu-prof <dir> run both servers under node --cpu-prof, profiles written to <dir>
-                                                                       (BENCH_SERVER_CPU_PROF)
-  --pg-url <url>          PostgreSQL server to create the databases on
-                                                   (BENCH_PG_URL, default postgres://root@127.0.0.1:5432)
-`;
-
-type ScenarioName = 'get-model' | 'mixed';
+const SCENARIO_NAMES = ['get-model', 'mix'] as const;
+type ScenarioName = (typeof SCENARIO_NAMES)[number];
 type Mode = 'rate' | 'max';
 type Bus = 'on' | 'off';
 
-interface Settings {
-  rate: number;
-  rateDurationS: number;
-  rateConnections: number;
-  maxConnections: number;
-  maxDurationS: number;
-  warmupS: number;
-  rounds: number;
-  models: number;
-  scenarios: ScenarioName[];
-  modes: Mode[];
-  drainTimeoutS: number;
-  serverCpuProfDir: string | undefined;
-  pgServerUrl: string;
+const cli = commandLine({
+  script: 'bench:api-bus',
+  summary:
+    "The API with the telemetry bus on vs off, same run, same paced rate and at the maximum, with µs of CPU\nper request per process and per API thread; prints issue 14's goals table.",
+  options: {
+    rate: option({
+      flag: 'rate',
+      env: 'BENCH_RATE',
+      arg: '<n>',
+      default: '1000',
+      parse: integer(1),
+      help: 'paced arrival rate of the rate mode, req/s',
+    }),
+    rateDurationS: option({
+      flag: 'rate-duration',
+      env: 'BENCH_RATE_DURATION',
+      arg: '<s>',
+      default: '10',
+      parse: integer(1),
+      help: 'measured seconds per rate-mode run',
+    }),
+    rounds: option({
+      flag: 'rounds',
+      env: 'BENCH_ROUNDS',
+      arg: '<n>',
+      default: '2',
+      parse: integer(1),
+      help: 'on/off pairs per scenario in the rate mode (the max mode runs one)',
+    }),
+    maxConnections: option({
+      flag: 'max-connections',
+      env: 'BENCH_MAX_CONNECTIONS',
+      arg: '<n>',
+      default: '50',
+      parse: integer(1),
+      help: 'autocannon connections of the max mode',
+    }),
+    maxDurationS: option({
+      flag: 'max-duration',
+      env: 'BENCH_MAX_DURATION',
+      arg: '<s>',
+      default: '10',
+      parse: integer(1),
+      help: 'measured seconds per max-mode run',
+    }),
+    warmupS: option({
+      flag: 'warmup',
+      env: 'BENCH_WARMUP',
+      arg: '<s>',
+      default: '3',
+      parse: integer(0),
+      help: 'unmeasured seconds per API and scenario (paced, at the rate)',
+    }),
+    models: option({
+      flag: 'models',
+      env: 'BENCH_MODELS',
+      arg: '<n>',
+      default: '1000',
+      parse: integer(20),
+      help: 'models seeded in each database',
+    }),
+    scenarios: option({
+      flag: 'scenario',
+      env: 'BENCH_SCENARIOS',
+      arg: '<name>',
+      default: SCENARIO_NAMES.join(','),
+      parse: list(oneOf(SCENARIO_NAMES)),
+      help: `scenarios: ${SCENARIO_NAMES.join(', ')}`,
+      repeatable: true,
+    }),
+    modes: option({
+      flag: 'mode',
+      env: 'BENCH_MODES',
+      arg: '<name>',
+      default: 'rate,max',
+      parse: list(oneOf(['rate', 'max'] as const)),
+      help: 'modes: rate (paced), max (autocannon)',
+      repeatable: true,
+    }),
+    consumers: option({
+      flag: 'consumers',
+      env: 'BENCH_CONSUMERS',
+      arg: '<list>',
+      default: 'all',
+      parse: (raw: string) => (raw === 'all' ? [...CONSUMER_NAMES] : raw === 'none' ? [] : raw.split(',')),
+      help: 'consumers of the worker process: all, none, or a list',
+    }),
+    rawDurationS: option({
+      flag: 'raw-duration',
+      env: 'BENCH_RAW_DURATION',
+      arg: '<s>',
+      default: '5',
+      parse: integer(0),
+      help: 'seconds of the raw amqplib confirm-publish loop; 0 = skip',
+    }),
+    drainTimeoutS: option({
+      flag: 'drain-timeout',
+      env: 'BENCH_DRAIN_TIMEOUT',
+      arg: '<s>',
+      default: '60',
+      parse: integer(1),
+      help: 'wait after a bus-on run for every event confirmed and consumed',
+    }),
+    serverCpuProfDir: option({
+      flag: 'server-cpu-prof',
+      env: 'BENCH_SERVER_CPU_PROF',
+      arg: '<dir>',
+      default: '',
+      parse: text,
+      help: 'run both APIs under node --cpu-prof, profiles in <dir>',
+    }),
+    pgServerUrl: option({
+      flag: 'pg-url',
+      env: 'BENCH_PG_URL',
+      arg: '<url>',
+      default: 'postgres://root@127.0.0.1:5432',
+      parse: url,
+      help: 'PostgreSQL server for the databases',
+    }),
+  },
+});
+type Settings = ReturnType<typeof cli.read>;
+
+/** Issue 14's goals, named as its table names them. */
+const GOALS = {
+  p50: {
+    name: 'API p50 overhead at 1,000 req/s',
+    threshold: 0.2,
+    comparison: '<=',
+    unit: 'ms',
+    issue: 14,
+  },
+  p99: {
+    name: 'API p99 overhead at 1,000 req/s (spec: < 1 ms)',
+    threshold: 1,
+    comparison: '<=',
+    unit: 'ms',
+    issue: 14,
+  },
+  requestThread: {
+    name: 'request-thread CPU per request, bus on ÷ bus off',
+    threshold: 1.25,
+    comparison: '<=',
+    unit: 'ratio',
+    issue: 14,
+  },
+  publisherThread: {
+    name: 'publisher thread CPU per message ÷ raw amqplib loop',
+    threshold: 1.1,
+    comparison: '<=',
+    unit: 'ratio',
+    issue: 14,
+  },
+  publishLatency: {
+    name: 'publish latency (emit → confirm) p95 at 1,000 events/s (spec: < 10 ms)',
+    threshold: 5,
+    comparison: '<',
+    unit: 'ms',
+    issue: 14,
+  },
+  maxRatio: {
+    name: 'bus-on maximum ÷ bus-off maximum, GET /models/:id',
+    threshold: 0.5,
+    comparison: '>=',
+    unit: 'ratio',
+    issue: 14,
+  },
+} as const;
+
+// ---------------------------------------------------------------------------------------------------
+// Scenarios
+
+const modelPath = (id: string) => `/models/${encodeURIComponent(id)}`;
+
+interface ScenarioRun {
+  requests: (lane: number, lanes: number) => Request[];
+  /** Responses with a status the scenario does not expect. */
+  unexpected: (load: LoadResult) => number;
 }
 
-function readSettings(): Settings {
-  const { values } = parseArgs({
-    options: {
-      rate: { type: 'string' },
-      'rate-duration': { type: 'string' },
-      'rate-connections': { type: 'string' },
-      'max-connections': { type: 'string' },
-      'max-duration': { type: 'string' },
-      warmup: { type: 'string' },
-      rounds: { type: 'string' },
-      models: { type: 'string' },
-      scenario: { type: 'string', multiple: true },
-      mode: { type: 'string', multiple: true },
-      'drain-timeout': { type: 'string' },
-      'server-cpu-prof': { type: 'string' },
-      'pg-url': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
+function scenarioRun(name: ScenarioName, seededIds: string[], tag: string): ScenarioRun {
+  if (name === 'get-model') {
+    return {
+      requests: (lane, lanes) => {
+        const offset = Math.floor(((lane % lanes) * seededIds.length) / lanes);
+        return [...seededIds.slice(offset), ...seededIds.slice(0, offset)].map((id) => ({
+          method: 'GET',
+          path: modelPath(id),
+        }));
+      },
+      unexpected: (load) =>
+        Object.entries(load.statusCodes)
+          .filter(([code]) => code !== '200')
+          .reduce((sum, [, n]) => sum + n, 0),
+    };
   }
-  const list = <T extends string>(
-    flag: string[] | undefined,
-    variable: string,
-    all: readonly T[],
-    what: string,
-  ) => {
-    const names = flag ?? (process.env[variable] ? (process.env[variable] as string).split(',') : [...all]);
-    return names.map((name) => {
-      if (!(all as readonly string[]).includes(name)) {
-        throw new UsageError(`unknown ${what} '${name}'; one of ${all.join(', ')}`);
-      }
-      return name as T;
-    });
-  };
+  const mix: MixContext = { seededIds, tag, tally: new StatusTally(), registered: { next: 0 } };
   return {
-    rate: positiveInteger('--rate', pick(values.rate, 'BENCH_RATE', '1000')),
-    rateDurationS: positiveInteger(
-      '--rate-duration',
-      pick(values['rate-duration'], 'BENCH_RATE_DURATION', '20'),
-    ),
-    rateConnections: positiveInteger(
-      '--rate-connections',
-      pick(values['rate-connections'], 'BENCH_RATE_CONNECTIONS', '10'),
-    ),
-    maxConnections: positiveInteger(
-      '--max-connections',
-      pick(values['max-connections'], 'BENCH_MAX_CONNECTIONS', '50'),
-    ),
-    maxDurationS: positiveInteger('--max-duration', pick(values['max-duration'], 'BENCH_MAX_DURATION', '15')),
-    warmupS: positiveInteger('--warmup', pick(values.warmup, 'BENCH_WARMUP', '3'), true),
-    rounds: positiveInteger('--rounds', pick(values.rounds, 'BENCH_ROUNDS', '2')),
-    models: positiveInteger('--models', pick(values.models, 'BENCH_MODELS', '1000')),
-    scenarios: list<ScenarioName>(values.scenario, 'BENCH_SCENARIOS', ['get-model', 'mixed'], 'scenario'),
-    modes: list<Mode>(values.mode, 'BENCH_MODES', ['rate', 'max'], 'mode'),
-    drainTimeoutS: positiveInteger(
-      '--drain-timeout',
-      pick(values['drain-timeout'], 'BENCH_DRAIN_TIMEOUT', '60'),
-    ),
-    serverCpuProfDir: values['server-cpu-prof'] ?? (process.env.BENCH_SERVER_CPU_PROF || undefined),
-    pgServerUrl: pick(values['pg-url'], 'BENCH_PG_URL', 'postgres://root@127.0.0.1:5432').replace(/\/+$/, ''),
+    requests: (lane, lanes) => mixRequests(mix, lane, lanes),
+    unexpected: () => mix.tally.unexpected,
   };
 }
 
-// ---------------------------------------------------------------------------------------------------
-// The API processes
-
-interface ServerHandle {
-  bus: Bus;
-  child: ChildProcess;
-  url: string;
-  key: string;
-  /** Log lines at warn or above, and anything not JSON on stderr. */
-  warnings: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const READY_TIMEOUT_MS = 60_000;
-
-async function startServer(
-  bus: Bus,
-  env: Record<string, string>,
-  cpuProfDir: string | undefined,
-): Promise<ServerHandle> {
-  // A directory per server: the tsx loader's worker thread writes a profile of its own beside the main one.
-  const profiling =
-    cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(cpuProfDir, `bus-${bus}`)}`];
-  const child = spawn(process.execPath, [...profiling, '--import', 'tsx', FIXTURE], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
-    // stdin stays open: the fixture shuts down when it closes, so it never outlives this process.
-    // An IPC channel for the event-loop delay figures.
-    stdio: ['pipe', 'pipe', 'pipe', 'ipc'],
-    // Its own process group: a terminal's Ctrl-C reaches only the benchmark, which stops it with SIGTERM.
-    detached: true,
-  });
-  const killOnExit = () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      process.removeListener('exit', killOnExit);
-      resolve({ code, signal });
-    });
-  });
-  const warnings: string[] = [];
-  const stderrTail: string[] = [];
-  let announce: ((line: { port: number; key: string }) => void) | undefined;
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    try {
-      const entry = JSON.parse(line) as { fixture?: string; port?: number; key?: string };
-      if (entry.fixture === 'listening' && typeof entry.port === 'number' && typeof entry.key === 'string') {
-        announce?.({ port: entry.port, key: entry.key });
-        return;
-      }
-    } catch {
-      // Not the announcement.
-    }
-    warnings.push(line);
-  });
-  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
-    stderrTail.push(line);
-    if (stderrTail.length > 20) stderrTail.shift();
-    let level = 50;
-    try {
-      level = (JSON.parse(line) as { level?: number }).level ?? 50;
-    } catch {
-      // Not JSON: counts as a warning.
-    }
-    if (level >= 40) {
-      warnings.push(line);
-      process.stderr.write(`[server ${bus}] ${line}\n`);
-    }
-  });
-  const ready = new Promise<{ port: number; key: string }>((resolve, reject) => {
-    const timer = setTimeout(
-      () =>
-        reject(new Error(`bus-${bus} server did not announce itself within ${READY_TIMEOUT_MS / 1000} s`)),
-      READY_TIMEOUT_MS,
-    );
-    announce = (line) => {
-      clearTimeout(timer);
-      resolve(line);
-    };
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(
-        new Error(
-          `bus-${bus} server exited before it was ready (code ${code}, signal ${signal}):\n${stderrTail.join('\n')}`,
-        ),
-      );
-    });
-  });
-  const handle = { bus, child, warnings, exited, url: '', key: '' };
-  try {
-    const { port, key } = await interruptible(ready);
-    return { ...handle, url: `http://127.0.0.1:${port}`, key };
-  } catch (error) {
-    await stopServer(handle);
-    throw error;
-  }
-}
-
-interface ServerExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  clean: boolean;
-  stopMs: number;
-}
-
-/** SIGTERM, then the graceful shutdown; SIGKILL after 30 s. */
-async function stopServer(server: Pick<ServerHandle, 'child' | 'exited'>): Promise<ServerExit> {
-  const started = Date.now();
-  const { child } = server;
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    child.kill('SIGKILL');
-  }, 30_000);
-  const { code, signal } = await server.exited;
-  clearTimeout(timer);
-  return { code, signal, clean: code === 0 && !killed, stopMs: Date.now() - started };
-}
-
-interface Health {
-  publisher: {
-    state: string;
-    confirmed: number;
-    resent: number;
-    nacked: number;
-    returned: number;
-    connects: number;
-  } | null;
-  events: { emitted: number; dropped: Record<string, number>; unpublished: number } | null;
-}
-
-interface LoopDelay {
-  mean: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-/** The server's event-loop delay since the previous call (ms), or null if it does not answer in time. */
-function loopDelay(server: ServerHandle): Promise<LoopDelay | null> {
-  const { child } = server;
-  return new Promise((resolve) => {
-    const done = (value: LoopDelay | null) => {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      resolve(value);
-    };
-    const onMessage = (message: { type?: string } & LoopDelay) => {
-      if (message?.type === 'loop-delay')
-        done({ mean: message.mean, p50: message.p50, p99: message.p99, max: message.max });
-    };
-    const timer = setTimeout(() => done(null), 2000);
-    child.on('message', onMessage);
-    if (!child.connected || !child.send({ type: 'loop-delay' })) done(null);
-  });
-}
-
-async function health(server: ServerHandle): Promise<Health> {
-  const response = await fetch(`${server.url}/health`, { signal: AbortSignal.timeout(5000) });
-  if (response.status !== 200) throw new Error(`GET /health of bus-${server.bus}: HTTP ${response.status}`);
-  return (await response.json()) as Health;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Seed data and scenarios (the seed is bench/registry-api.ts's)
-
-async function seed(server: ServerHandle, count: number): Promise<string[]> {
-  return seedModels(server.url, server.key, count, { throwIfInterrupted, interruptible });
-}
-
-const FILTER_QUERIES = [
-  '/models?limit=50',
-  '/models?vendor_id=Anthropic&is_active=true&limit=20',
-  '/models?capability_tier=Tier_1&function_call_support=true&sort=-context_window&limit=50',
-  '/models?min_context_window=128000&max_cost_in_per_mil=5&sort=cost_in_per_mil&limit=100',
-];
-
-interface ScenarioContext {
-  modelIds: string[];
-  /** Unique per process and benchmark run, so created model ids never collide. */
-  runTag: string;
-  /** Models created so far, in this process's database. */
-  created: { next: number };
-  updated: { next: number };
-}
-
-interface Scenario {
-  label: string;
-  description: string;
-  /** Status codes that are part of the scenario; any other counts as a problem. */
-  expected: readonly number[];
-  /** Each connection's sequence, given its index among `connections`. */
-  requests: (context: ScenarioContext, client: number, connections: number) => Request[];
-}
-
-const getPath = (id: string) => `/models/${encodeURIComponent(id)}`;
-
-/** The seeded ids, starting at this connection's share, so connections do not ask for the same id at once. */
-function rotated(ids: string[], client: number, connections: number): string[] {
-  const offset = Math.floor(((client % connections) * ids.length) / connections);
-  return [...ids.slice(offset), ...ids.slice(0, offset)];
-}
-
-const SCENARIOS: Record<ScenarioName, Scenario> = {
-  'get-model': {
-    label: 'GET /models/:id',
-    description: 'GET /models/:id over every seeded id (model.queried events)',
-    expected: [200],
-    requests: ({ modelIds }, client, connections) =>
-      rotated(modelIds, client, connections).map((id) => ({ method: 'GET', path: getPath(id) })),
-  },
-  mixed: {
-    label: 'mix',
-    description:
-      'per 20 requests: 13 GET /models/:id, 4 filters (GET /models?…), 1 GET of a missing id (404 → api.error), 1 POST /models, 1 PATCH /models/:id',
-    expected: [200, 201, 404],
-    requests: (context, client, connections) => {
-      const ids = rotated(context.modelIds, client, connections);
-      const sequence: Request[] = [];
-      for (let i = 0; i < ids.length; i += 13) {
-        const block = ids.slice(i, i + 13);
-        if (block.length < 13) break;
-        for (const [k, id] of block.entries()) {
-          sequence.push({ method: 'GET', path: getPath(id) });
-          if (k % 3 === 2) sequence.push({ method: 'GET', path: FILTER_QUERIES[(i + k) % 4] as string });
-        }
-        sequence.push({ method: 'GET', path: getPath(`missing/bench-${client}-${i}`) });
-        sequence.push({
-          method: 'POST',
-          path: '/models',
-          headers: { 'content-type': 'application/json' },
-          // setupRequest, not idReplacement (see bench/registry-api.ts): the body is built, then measured.
-          setupRequest: (request) => {
-            const n = context.created.next++;
-            request.body = JSON.stringify({
-              model_id: `bench-${context.runTag}/created-${n}`,
-              vendor_id: 'BenchVendor',
-              capability_tier: TIERS[n % TIERS.length],
-              context_window: CONTEXT_WINDOWS[n % CONTEXT_WINDOWS.length],
-              cost_in_per_mil: 1.5,
-              cost_out_per_mil: 6,
-              function_call_support: n % 2 === 0,
-            });
-            return request;
-          },
-        });
-        const target = block[5] as string;
-        sequence.push({
-          method: 'PATCH',
-          path: getPath(target),
-          headers: { 'content-type': 'application/json' },
-          setupRequest: (request) => {
-            const n = context.updated.next++;
-            request.body = JSON.stringify({
-              cost_in_per_mil: Math.round((1 + (n % 500) * 0.01) * 100) / 100,
-            });
-            return request;
-          },
-        });
-      }
-      return sequence;
-    },
-  },
-};
+const SCENARIO_LABEL: Record<ScenarioName, string> = { 'get-model': 'GET /models/:id', mix: 'e2e mix' };
 
 // ---------------------------------------------------------------------------------------------------
 // Runs
 
-interface LatencySummary {
-  p50: number;
-  p90: number;
-  p99: number;
-  p99_9: number;
-  max: number;
-  mean: number;
-}
-
-interface RunSummary {
+interface RunResult {
   scenario: ScenarioName;
   mode: Mode;
   bus: Bus;
   round: number;
-  connections: number;
-  targetRate: number | null;
-  durationS: number;
-  requestsPerSec: number;
-  totalResponses: number;
-  /** Every response's time as autocannon measured it (float ms), exact percentiles. */
-  latencyMs: LatencySummary;
-  /** autocannon's histogram: whole ms; at a fixed rate, corrected for coordinated omission. */
-  autocannonLatencyMs: LatencySummary;
-  errors: number;
-  timeouts: number;
-  statusCodes: Record<string, number>;
+  load: LoadResult;
   unexpected: number;
-  cpu: CpuUse;
-  /** The server's event-loop delay during the run (ms): what waited for the loop, e.g. behind the publisher. */
+  cpu: CpuPerEvent;
+  /** The API's request thread (tid = pid), µs per request. */
+  requestThreadUs: number | null;
+  /** The publisher thread, if the API names its tid in GET /health (publisher.thread.tid). */
+  publisherThread: { tid: number; usPerMessage: number | null } | null;
   loopDelayMs: LoopDelay | null;
-  /** Bus-on runs: what GET /health said once every event was confirmed. */
-  bus_check: BusCheck | null;
+  service: ServiceLatencies | null;
+  drain: { confirmedAfterMs: number; emitted: number; unpublished: number; purged: number } | null;
 }
 
-interface BusCheck {
-  emittedInRun: number;
-  drainedMs: number;
-  unpublished: number;
-  dropped: Record<string, number>;
-  confirmedTotal: number;
-  emittedTotal: number;
-  /** Depth of metrics.updates (every event goes there) at the check, before the purge. */
-  metricsQueueDepth: number | null;
-  /** Events emitted since the previous purge, at the health snapshot. */
-  expectedDepth: number;
-  depthOk: boolean;
-  publisherState: string;
-  connects: number;
-  resent: number;
+interface RawLoop {
+  published: number;
+  seconds: number;
+  messagesPerSec: number;
   nacked: number;
-  returned: number;
+  cpu: CpuPerEvent;
+  /** The publishing client (this process), µs per message. */
+  clientUsPerMessage: number | null;
+  rabbitmqUsPerMessage: number | null;
 }
 
-function statusCounts(result: Result): Record<string, number> {
-  return Object.fromEntries(Object.entries(result.statusCodeStats).map(([code, { count }]) => [code, count]));
+function publisherTid(health: Record<string, unknown>): number | undefined {
+  const thread = (health.publisher as { thread?: { tid?: unknown } } | null)?.thread;
+  return typeof thread?.tid === 'number' ? thread.tid : undefined;
 }
 
-async function measure(options: Options, onResponse?: (ms: number) => void): Promise<Result> {
-  const instance: Instance = autocannon(options);
-  if (onResponse !== undefined) {
-    instance.on('response', (_client: unknown, _status: number, _bytes: number, responseTime: number) =>
-      onResponse(responseTime),
-    );
-  }
-  const result = await stoppable(
-    () => instance.stop(),
-    async () => await instance,
-  );
-  throwIfInterrupted();
-  return result;
-}
-
-function loadOptions(
-  server: ServerHandle,
-  scenario: Scenario,
-  context: ScenarioContext,
-  connections: number,
-  durationS: number,
-  title: string,
-  rate: number | undefined,
-): Options {
-  let client = 0;
-  return {
-    url: server.url,
-    title,
-    connections,
-    duration: durationS,
-    timeout: 10,
-    headers: { 'x-api-key': server.key },
-    requests: scenario.requests(context, 0, connections),
-    setupClient: (c: Client) => c.setRequests(scenario.requests(context, client++, connections)),
-    ...(rate === undefined ? {} : { overallRate: rate }),
-  };
-}
-
-async function runOnce(
-  server: ServerHandle,
-  settings: Settings,
-  scenarioName: ScenarioName,
-  mode: Mode,
-  roundNumber: number,
-  context: ScenarioContext,
-  rabbitPid: number | undefined,
-): Promise<Omit<RunSummary, 'bus_check'>> {
-  const scenario = SCENARIOS[scenarioName];
-  const connections = mode === 'rate' ? settings.rateConnections : settings.maxConnections;
-  const durationS = mode === 'rate' ? settings.rateDurationS : settings.maxDurationS;
-  const rate = mode === 'rate' ? settings.rate : undefined;
-  const samples = new Samples(mode === 'rate' ? settings.rate * durationS + 1000 : 200_000);
-  await loopDelay(server);
-  const before = cpuSnapshot({ server: server.child.pid, rabbitmq: rabbitPid });
-  const result = await measure(
-    loadOptions(
-      server,
-      scenario,
-      context,
-      connections,
-      durationS,
-      `${scenarioName} ${mode} ${server.bus}`,
-      rate,
-    ),
-    (ms) => samples.push(ms),
-  );
-  const after = cpuSnapshot({ server: server.child.pid, rabbitmq: rabbitPid });
-  const delay = await loopDelay(server);
-  const exact = distribution(samples.sorted(), 1, 3);
-  const statusCodes = statusCounts(result);
-  const unexpected = Object.entries(statusCodes)
-    .filter(([code]) => !scenario.expected.includes(Number(code)))
-    .reduce((sum, [, count]) => sum + count, 0);
-  const { latency } = result;
-  return {
-    scenario: scenarioName,
-    mode,
-    bus: server.bus,
-    round: roundNumber,
-    connections,
-    targetRate: rate ?? null,
-    durationS: result.duration,
-    requestsPerSec: round(exact.count / result.duration, 1),
-    totalResponses: exact.count,
-    latencyMs: {
-      p50: exact.p50,
-      p90: exact.p90,
-      p99: exact.p99,
-      p99_9: exact.p99_9,
-      max: exact.max,
-      mean: exact.mean,
-    },
-    autocannonLatencyMs: {
-      p50: latency.p50,
-      p90: latency.p90,
-      p99: latency.p99,
-      p99_9: latency.p99_9,
-      max: latency.max,
-      mean: latency.mean,
-    },
-    errors: result.errors,
-    timeouts: result.timeouts,
-    statusCodes,
-    unexpected,
-    cpu: cpuUse(before, after),
-    loopDelayMs: delay,
-  };
-}
-
-/**
- * Waits until the bus-on process has every event confirmed, checks the queue against the events emitted
- * since the last purge, and purges. `baseline` is the emitted count at the previous purge; returns the new one.
- */
-async function drainAndCheck(
-  server: ServerHandle,
-  busEnv: BusEnvironment,
-  settings: Settings,
-  emittedBefore: number,
-  baseline: number,
-): Promise<{ check: BusCheck; baseline: number }> {
+async function drain(
+  api: Api,
+  worker: Worker | undefined,
+  rabbitmqUrl: string,
+  timeoutS: number,
+): Promise<NonNullable<RunResult['drain']>> {
   const started = Date.now();
-  let last = await health(server);
-  while ((last.events?.unpublished ?? 0) > 0) {
-    if (Date.now() - started > settings.drainTimeoutS * 1000) {
+  const consumed = (worker?.consumers ?? [])
+    .map((name) => LEDGER_CONSUMERS[name as keyof typeof LEDGER_CONSUMERS])
+    .filter(
+      (queue): queue is (typeof LEDGER_CONSUMERS)[keyof typeof LEDGER_CONSUMERS] => queue !== undefined,
+    );
+  for (;;) {
+    const health = await api.health();
+    const unpublished = health.events?.unpublished ?? 0;
+    const depths = unpublished === 0 ? await queueDepths(rabbitmqUrl, consumed) : {};
+    if (unpublished === 0 && Object.values(depths).every((depth) => depth === 0)) {
+      const purged = await purgeQueues(rabbitmqUrl, WORK_QUEUES);
+      return {
+        confirmedAfterMs: Date.now() - started,
+        emitted: health.events?.emitted ?? 0,
+        unpublished,
+        purged,
+      };
+    }
+    if (Date.now() - started > timeoutS * 1000) {
       throw new Error(
-        `bus-on process still has ${last.events?.unpublished} events unpublished after ${settings.drainTimeoutS} s`,
+        `${api.label}: not drained within ${timeoutS} s (unpublished ${unpublished}, queues ${JSON.stringify(depths)})`,
       );
     }
     await sleep(200);
-    last = await health(server);
   }
-  const drainedMs = Date.now() - started;
-  const events = last.events as NonNullable<Health['events']>;
-  const publisher = last.publisher as NonNullable<Health['publisher']>;
-  let depth: number | null = null;
+}
+
+async function rawLoop(environments: Environments, durationS: number, rabbitPid: number | undefined) {
+  const env = await environments.create();
   try {
-    depth = (await queueDepths(busEnv.env.RABBITMQ_URL, [QUEUES.metrics]))[QUEUES.metrics] ?? null;
-  } catch (error) {
-    progress(`  could not read the depth of ${QUEUES.metrics}: ${String(error)}`);
-  }
-  const expectedDepth = events.emitted - baseline;
-  // The last GET /health emits an event of its own after its snapshot, which may already be in the queue.
-  const depthOk = depth === null || (depth >= expectedDepth && depth <= expectedDepth + 1);
-  await purgeQueues(busEnv.env.RABBITMQ_URL, [...WORK_QUEUES, QUEUES.deadLetters]);
-  return {
-    check: {
-      emittedInRun: events.emitted - emittedBefore,
-      drainedMs,
-      unpublished: events.unpublished,
-      dropped: events.dropped,
-      confirmedTotal: publisher.confirmed,
-      emittedTotal: events.emitted,
-      metricsQueueDepth: depth,
-      expectedDepth,
-      depthOk,
-      publisherState: publisher.state,
-      connects: publisher.connects,
-      resent: publisher.resent,
-      nacked: publisher.nacked,
-      returned: publisher.returned,
-    },
-    // Events emitted after the snapshot (that health request's own) may have been purged or not: ± 1.
-    baseline: events.emitted,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Reporting
-
-const ms = (value: number, digits = 2) => formatNumber(value, digits);
-
-interface Comparison {
-  scenario: ScenarioName;
-  mode: Mode;
-  on: { requestsPerSec: number; p50: number; p99: number; serverCores: number | null; runs: number };
-  off: { requestsPerSec: number; p50: number; p99: number; serverCores: number | null; runs: number };
-  p99OverheadMs: number;
-  p50OverheadMs: number;
-  requestsPerSecChange: number;
-  /** p99 on − off of each round, in run order. */
-  p99OverheadPerRoundMs: number[];
-}
-
-function compare(runs: RunSummary[]): Comparison[] {
-  const keys = [...new Set(runs.map((run) => `${run.scenario}|${run.mode}`))];
-  return keys.map((key) => {
-    const [scenario, mode] = key.split('|') as [ScenarioName, Mode];
-    const of = (bus: Bus) =>
-      runs.filter((run) => run.scenario === scenario && run.mode === mode && run.bus === bus);
-    const summary = (bus: Bus) => {
-      const selected = of(bus);
-      const cores = selected.map((run) => run.cpu.processes.server?.cores).filter((c) => c !== undefined);
+    const connection = await connectToBroker(env.env.RABBITMQ_URL, { name: 'telemetry-bus bench raw loop' });
+    connection.on('error', () => {});
+    try {
+      await applyTopology(connection, buildTopology());
+      const channel = await connection.createConfirmChannel();
+      const messages = mixMessages(2000);
+      const meter = new CpuMeter({ processes: { rabbitmq: rabbitPid } });
+      meter.start();
+      const outcome = await confirmPublish(channel, {
+        message: (index) => messages[index % messages.length],
+        deadline: performance.now() + durationS * 1000,
+      });
+      const cpu = meter.stop(outcome.published);
+      await channel.close().catch(() => {});
       return {
-        requestsPerSec: round(mean(selected.map((run) => run.requestsPerSec)), 1),
-        p50: round(mean(selected.map((run) => run.latencyMs.p50)), 3),
-        p99: round(mean(selected.map((run) => run.latencyMs.p99)), 3),
-        serverCores: cores.length === 0 ? null : round(mean(cores as number[]), 2),
-        runs: selected.length,
-      };
-    };
-    const on = summary('on');
-    const off = summary('off');
-    const onRuns = of('on');
-    const offRuns = of('off');
-    return {
-      scenario,
-      mode,
-      on,
-      off,
-      p99OverheadMs: round(on.p99 - off.p99, 3),
-      p50OverheadMs: round(on.p50 - off.p50, 3),
-      requestsPerSecChange: round(on.requestsPerSec / off.requestsPerSec - 1, 4),
-      p99OverheadPerRoundMs: onRuns.map((run, i) =>
-        round(run.latencyMs.p99 - (offRuns[i]?.latencyMs.p99 ?? Number.NaN), 3),
-      ),
-    };
-  });
+        published: outcome.published,
+        seconds: outcome.seconds,
+        messagesPerSec: Math.round(outcome.published / outcome.seconds),
+        nacked: outcome.nacked,
+        cpu,
+        clientUsPerMessage: cpu.processes['load generator']?.usPerEvent ?? null,
+        rabbitmqUsPerMessage: cpu.processes.rabbitmq?.usPerEvent ?? null,
+      } satisfies RawLoop;
+    } finally {
+      await connection.close().catch(() => {});
+    }
+  } finally {
+    await environments.remove(env);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Main
 
+const ms = (value: number | null | undefined, digits = 2) =>
+  value === null || value === undefined || Number.isNaN(value) ? 'n/a' : formatNumber(value, digits);
+
 async function main(): Promise<number> {
-  const settings = readSettings();
+  const settings: Settings = cli.read();
   handleSignals();
   const startedAt = new Date();
   const env = environment();
@@ -760,148 +410,180 @@ async function main(): Promise<number> {
   const tag = randomBytes(5).toString('hex');
   const databases: Record<Bus, string> = { on: `tb_bench_${tag}_on`, off: `tb_bench_${tag}_off` };
   const created: string[] = [];
-  const servers: Partial<Record<Bus, ServerHandle>> = {};
-  const exits: Partial<Record<Bus, ServerExit>> = {};
-  const runs: RunSummary[] = [];
-  const offDataDir = mkdtempSync(path.join(os.tmpdir(), 'tb-bench-off-'));
+  const processes: SystemProcess[] = [];
+  const exits: Record<string, ProcessExit> = {};
+  const runs: RunResult[] = [];
+  const dirs = [
+    mkdtempSync(path.join(os.tmpdir(), 'tb-bench-off-')),
+    mkdtempSync(path.join(os.tmpdir(), 'tb-bench-worker-')),
+  ];
   let broker: BrokerInfo | undefined;
-  let finalHealth: Health | undefined;
+  let raw: RawLoop | undefined;
+  let finalHealth: Awaited<ReturnType<Api['health']>> | undefined;
   let alarmsAfter: string[] = [];
   let failure: unknown;
+  let apis: Record<Bus, Api> | undefined;
 
   try {
     broker = await waitForBroker();
     const rabbitPid = findRabbitmqPid();
+    const postmaster = findPostmasterPid();
     const busEnv = await environments.create();
     for (const bus of ['on', 'off'] as const) {
       await createDatabase(settings.pgServerUrl, databases[bus]);
       created.push(databases[bus]);
     }
-    progress(`created databases ${databases.on} and ${databases.off}, vhost ${busEnv.vhost.vhost}`);
-    const common = {
-      HOST: '127.0.0.1',
-      PORT: '0',
-      RATE_LIMIT_PER_MINUTE: '0',
-      LOG_LEVEL: 'warn',
-      BOOTSTRAP_ADMIN_KEY: 'false',
-      RABBITMQ_URL: busEnv.env.RABBITMQ_URL,
-    };
-    const [on, off] = await Promise.all([
-      startServer(
-        'on',
-        {
-          ...common,
-          TELEMETRY_ENABLED: 'true',
-          DATA_DIR: busEnv.env.DATA_DIR,
-          DATABASE_URL: `${settings.pgServerUrl}/${databases.on}`,
-        },
-        settings.serverCpuProfDir,
-      ),
-      startServer(
-        'off',
-        {
-          ...common,
+    progress(`databases ${databases.on}, ${databases.off}; vhost ${busEnv.vhost.vhost}`);
+    const on = await startApi(
+      {
+        label: 'api (bus on)',
+        databaseUrl: `${settings.pgServerUrl}/${databases.on}`,
+        env: { ...busEnv.env, TELEMETRY_ENABLED: 'true' },
+        nodeArgs: cpuProfArgs(settings.serverCpuProfDir, 'bus-on'),
+      },
+      processes,
+    );
+    const off = await startApi(
+      {
+        label: 'api (bus off)',
+        databaseUrl: `${settings.pgServerUrl}/${databases.off}`,
+        env: {
+          RABBITMQ_URL: busEnv.env.RABBITMQ_URL,
+          DATA_DIR: dirs[0] as string,
           TELEMETRY_ENABLED: 'false',
-          DATA_DIR: offDataDir,
-          DATABASE_URL: `${settings.pgServerUrl}/${databases.off}`,
         },
-        settings.serverCpuProfDir,
-      ),
-    ]);
-    servers.on = on;
-    servers.off = off;
-    progress(
-      `bus-on server pid ${on.child.pid} at ${on.url}; bus-off server pid ${off.child.pid} at ${off.url}`,
+        nodeArgs: cpuProfArgs(settings.serverCpuProfDir, 'bus-off'),
+      },
+      processes,
     );
-    const onHealth = await health(on);
-    const offHealth = await health(off);
+    apis = { on, off };
+    const worker =
+      settings.consumers.length === 0
+        ? undefined
+        : await startWorker(
+            {
+              label: 'worker',
+              databaseUrl: on.databaseUrl,
+              rabbitmqUrl: busEnv.env.RABBITMQ_URL,
+              consumers: settings.consumers,
+              env: { DATA_DIR: dirs[1] as string },
+            },
+            processes,
+          );
+    progress(
+      `bus-on API pid ${on.pid}, bus-off API pid ${off.pid}${worker === undefined ? ', no worker' : `, worker pid ${worker.pid} (${worker.consumers.join(', ')})`}`,
+    );
+    const [onHealth, offHealth] = [await on.health(), await off.health()];
     if (onHealth.events === null || offHealth.events !== null) {
-      throw new Error(
-        'the bus-on process must report events and the bus-off one none: check TELEMETRY_ENABLED',
-      );
+      throw new Error('the bus-on API must report events and the bus-off one none: check TELEMETRY_ENABLED');
     }
-
-    const seedStarted = Date.now();
-    const [onIds, offIds] = await Promise.all([seed(on, settings.models), seed(off, settings.models)]);
-    progress(
-      `seeded ${onIds.length} models in each database in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`,
+    const seeded = await Promise.all(
+      [on, off].map((api) =>
+        seedModels(api.url, api.key, settings.models, { throwIfInterrupted, interruptible }),
+      ),
     );
-    const contexts: Record<Bus, ScenarioContext> = {
-      on: { modelIds: onIds, runTag: `${tag}on`, created: { next: 0 }, updated: { next: 0 } },
-      off: { modelIds: offIds, runTag: `${tag}off`, created: { next: 0 }, updated: { next: 0 } },
-    };
+    const ids: Record<Bus, string[]> = { on: seeded[0] as string[], off: seeded[1] as string[] };
+    progress(`seeded ${settings.models} models in each database`);
+    await drain(on, worker, busEnv.env.RABBITMQ_URL, settings.drainTimeoutS);
 
-    // Whatever seeding and warm-ups emitted is published and purged before the first measured run.
-    let baseline = 0;
-    const settle = async () => {
-      const drained = await drainAndCheck(on, busEnv, settings, 0, baseline);
-      baseline = drained.baseline;
-      return drained.check;
-    };
-    await settle();
-
-    for (const scenarioName of settings.scenarios) {
-      const scenario = SCENARIOS[scenarioName];
-      if (settings.warmupS > 0) {
-        for (const server of [on, off]) {
-          progress(
-            `${scenario.label}: warm-up of bus-${server.bus}, ${settings.warmupS} s at ${settings.maxConnections} connections`,
-          );
-          await measure(
-            loadOptions(
-              server,
-              scenario,
-              contexts[server.bus],
-              settings.maxConnections,
-              settings.warmupS,
-              'warm-up',
-              undefined,
-            ),
-          );
+    const runOnce = async (scenario: ScenarioName, mode: Mode, bus: Bus, roundNumber: number) => {
+      const api = apis?.[bus] as Api;
+      await waitForBroker();
+      const scenarioLoad = scenarioRun(
+        scenario,
+        ids[bus],
+        `${tag}-${scenario}-${mode}-${bus}-${roundNumber}`,
+      );
+      const meter = new CpuMeter({
+        processes: {
+          api: api.pid,
+          ...(bus === 'on' && worker !== undefined ? { worker: worker.pid } : {}),
+          rabbitmq: rabbitPid,
+        },
+        postgres: { postmaster, database: databases[bus] },
+        threadsOf: ['api'],
+      });
+      const histograms = bus === 'on' ? new ServiceHistograms({ api, worker }) : undefined;
+      await histograms?.start();
+      await api.loopDelay();
+      meter.start();
+      const load = await runLoad({
+        url: api.url,
+        key: api.key,
+        durationS: mode === 'rate' ? settings.rateDurationS : settings.maxDurationS,
+        requests: scenarioLoad.requests,
+        ...(mode === 'rate' ? { rate: settings.rate } : { connections: settings.maxConnections }),
+        label: `${scenario} ${mode} ${bus}`,
+      });
+      const cpu = meter.stop(load.responses);
+      const loopDelayMs = await api.loopDelay();
+      let drained: RunResult['drain'] = null;
+      let service: ServiceLatencies | null = null;
+      let publisherThread: RunResult['publisherThread'] = null;
+      if (bus === 'on') {
+        drained = await drain(api, worker, busEnv.env.RABBITMQ_URL, settings.drainTimeoutS);
+        service = (await histograms?.stop()) ?? null;
+        const tid = publisherTid(await api.health());
+        if (tid !== undefined) {
+          const thread = cpu.threads.api?.find((t) => t.tid === tid);
+          publisherThread = { tid, usPerMessage: thread?.usPerEvent ?? 0 };
         }
-        await settle();
+      }
+      const result: RunResult = {
+        scenario,
+        mode,
+        bus,
+        round: roundNumber,
+        load,
+        unexpected: scenarioLoad.unexpected(load) + load.errors + load.timeouts,
+        cpu,
+        requestThreadUs: cpu.threads.api?.find((t) => t.role === 'main')?.usPerEvent ?? null,
+        publisherThread,
+        loopDelayMs,
+        service,
+        drain: drained,
+      };
+      runs.push(result);
+      progress(
+        `  ${SCENARIO_LABEL[scenario]} ${mode} bus ${bus} #${roundNumber}: ${formatNumber(load.requestsPerSec)} req/s, p50 ${ms(load.latencyMs.p50, 3)} p99 ${ms(load.latencyMs.p99, 3)} ms, ${formatUs(cpu.totalUsPerEvent)} µs CPU/request${service?.publishLatencyMs ? `, publish p95 ${ms(service.publishLatencyMs.p95, 3)} ms` : ''}`,
+      );
+    };
+
+    for (const scenario of settings.scenarios) {
+      if (settings.warmupS > 0) {
+        for (const bus of ['on', 'off'] as const) {
+          const api = apis[bus];
+          progress(`${SCENARIO_LABEL[scenario]}: warm-up of ${api.label}, ${settings.warmupS} s`);
+          await runLoad({
+            url: api.url,
+            key: api.key,
+            durationS: settings.warmupS,
+            requests: scenarioRun(scenario, ids[bus], `${tag}-warm-${scenario}-${bus}`).requests,
+            rate: settings.rate,
+          });
+        }
+        await drain(on, worker, busEnv.env.RABBITMQ_URL, settings.drainTimeoutS);
       }
       for (const mode of settings.modes) {
-        for (let roundNumber = 1; roundNumber <= settings.rounds; roundNumber++) {
-          for (const server of [on, off]) {
-            await waitForBroker();
-            const what = `${scenario.label}, ${mode === 'rate' ? `${settings.rate} req/s` : `max (${settings.maxConnections} connections)`}, bus ${server.bus} #${roundNumber}`;
-            progress(what);
-            const emittedBefore = server.bus === 'on' ? ((await health(on)).events?.emitted ?? 0) : 0;
-            const run = await runOnce(
-              server,
-              settings,
-              scenarioName,
-              mode,
-              roundNumber,
-              contexts[server.bus],
-              rabbitPid,
-            );
-            let busCheck: BusCheck | null = null;
-            if (server.bus === 'on') {
-              const drained = await drainAndCheck(on, busEnv, settings, emittedBefore, baseline);
-              baseline = drained.baseline;
-              busCheck = drained.check;
-            }
-            runs.push({ ...run, bus_check: busCheck });
-            progress(
-              `  ${formatNumber(run.requestsPerSec)} req/s, p50 ${ms(run.latencyMs.p50)} ms, p99 ${ms(run.latencyMs.p99)} ms, server ${formatCores(run.cpu.processes.server)} cores, RabbitMQ ${formatCores(run.cpu.processes.rabbitmq)}${busCheck === null ? '' : `; ${formatNumber(busCheck.emittedInRun)} events, all confirmed ${(busCheck.drainedMs / 1000).toFixed(1)} s after the run`}`,
-            );
-          }
+        const rounds = mode === 'rate' ? settings.rounds : 1;
+        for (let roundNumber = 1; roundNumber <= rounds; roundNumber++) {
+          for (const bus of ['on', 'off'] as const) await runOnce(scenario, mode, bus, roundNumber);
         }
       }
     }
-    finalHealth = await health(on);
+    if (settings.rawDurationS > 0) {
+      progress(`raw amqplib confirm-publish loop, ${settings.rawDurationS} s`);
+      raw = await rawLoop(environments, settings.rawDurationS, rabbitPid);
+      progress(
+        `  ${formatNumber(raw.messagesPerSec)} msgs/s, client ${formatUs(raw.clientUsPerMessage)} µs/msg, RabbitMQ ${formatUs(raw.rabbitmqUsPerMessage)} µs/msg`,
+      );
+    }
+    finalHealth = await on.health();
     alarmsAfter = await brokerAlarms();
   } catch (error) {
     failure = error;
   } finally {
-    for (const bus of ['on', 'off'] as const) {
-      const server = servers[bus];
-      if (server === undefined) continue;
-      progress(`stopping the bus-${bus} server (SIGTERM)`);
-      exits[bus] = await stopServer(server);
-    }
+    await stopSystem(processes, exits);
     for (const name of created) {
       try {
         await dropDatabase(settings.pgServerUrl, name);
@@ -911,175 +593,338 @@ async function main(): Promise<number> {
     }
     if (created.length > 0) progress(`dropped databases ${created.join(', ')}`);
     await environments.removeAll();
-    rmSync(offDataDir, { recursive: true, force: true });
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
   if (failure !== undefined) throw failure;
 
   // ---------------------------------------------------------------------------------------------------
-  // Report
+  // Comparisons and goals
 
-  const comparisons = compare(runs);
-  const goalRows = comparisons.filter((c) => c.mode === GOAL.mode);
-  const met = goalRows.length > 0 && goalRows.every((c) => c.p99OverheadMs < GOAL.maxP99OverheadMs);
-  const modeLabel = (mode: Mode) =>
-    mode === 'rate' ? `${formatNumber(settings.rate)} req/s` : `max, ${settings.maxConnections} conn`;
+  const of = (scenario: ScenarioName, mode: Mode, bus: Bus) =>
+    runs.filter((run) => run.scenario === scenario && run.mode === mode && run.bus === bus);
+  const avg = (values: Array<number | null>) =>
+    values.some((value) => value === null) ? null : mean(values as number[]);
+  const comparisons = settings.scenarios.flatMap((scenario) =>
+    settings.modes.map((mode) => {
+      const on = of(scenario, mode, 'on');
+      const off = of(scenario, mode, 'off');
+      const side = (list: RunResult[]) => ({
+        requestsPerSec: round(mean(list.map((run) => run.load.requestsPerSec)), 1),
+        p50: round(mean(list.map((run) => run.load.latencyMs.p50)), 3),
+        p99: round(mean(list.map((run) => run.load.latencyMs.p99)), 3),
+        totalUsPerRequest: avg(list.map((run) => run.cpu.totalUsPerEvent)),
+        apiUsPerRequest: avg(list.map((run) => run.cpu.processes.api?.usPerEvent ?? null)),
+        requestThreadUs: avg(list.map((run) => run.requestThreadUs)),
+      });
+      const a = side(on);
+      const b = side(off);
+      return {
+        scenario,
+        mode,
+        on: a,
+        off: b,
+        p50OverheadMs: round(a.p50 - b.p50, 3),
+        p99OverheadMs: round(a.p99 - b.p99, 3),
+        requestThreadRatio:
+          a.requestThreadUs === null || b.requestThreadUs === null || b.requestThreadUs === 0
+            ? null
+            : round(a.requestThreadUs / b.requestThreadUs, 2),
+        busCostUsPerEvent:
+          a.totalUsPerRequest === null || b.totalUsPerRequest === null
+            ? null
+            : round(a.totalUsPerRequest - b.totalUsPerRequest, 1),
+        maxRatio:
+          mode === 'max' && b.requestsPerSec > 0 ? round(a.requestsPerSec / b.requestsPerSec, 3) : null,
+      };
+    }),
+  );
+  const rateRows = comparisons.filter((c) => c.mode === 'rate');
+  const worst = (values: Array<number | null>) => {
+    const known = values.filter((value): value is number => value !== null && !Number.isNaN(value));
+    return known.length === 0 ? null : Math.max(...known);
+  };
+  const perScenario = (pick: (c: (typeof comparisons)[number]) => number | null, digits = 3) =>
+    rateRows.map((c) => `${SCENARIO_LABEL[c.scenario]} ${ms(pick(c), digits)}`).join(', ');
+  const onRateRuns = runs.filter((run) => run.mode === 'rate' && run.bus === 'on');
+  const publishP95 = worst(onRateRuns.map((run) => run.service?.publishLatencyMs?.p95 ?? null));
+  const publisherUs = avg(
+    onRateRuns.length === 0 ? [null] : onRateRuns.map((run) => run.publisherThread?.usPerMessage ?? null),
+  );
+  const getMax = comparisons.find((c) => c.scenario === 'get-model' && c.mode === 'max');
+  const at = `paced ${formatNumber(settings.rate)} req/s`;
+  const goals: Goal[] = [
+    judge(
+      GOALS.p50,
+      worst(rateRows.map((c) => c.p50OverheadMs)),
+      `${at}, bus on − off, worst scenario: ${perScenario((c) => c.p50OverheadMs)} ms`,
+    ),
+    judge(
+      GOALS.p99,
+      worst(rateRows.map((c) => c.p99OverheadMs)),
+      `${at}, bus on − off, worst scenario: ${perScenario((c) => c.p99OverheadMs)} ms`,
+    ),
+    judge(
+      GOALS.requestThread,
+      worst(rateRows.map((c) => c.requestThreadRatio)),
+      `main thread (tid = pid) µs per request, ${at}: ${perScenario((c) => c.requestThreadRatio, 2)}`,
+    ),
+    judge(
+      GOALS.publisherThread,
+      publisherUs === null || raw?.clientUsPerMessage == null || raw.clientUsPerMessage === 0
+        ? null
+        : round(publisherUs / raw.clientUsPerMessage, 2),
+      publisherUs === null
+        ? 'not measured: GET /health names no publisher thread (publisher.thread.tid)'
+        : `${formatUs(publisherUs)} vs ${formatUs(raw?.clientUsPerMessage)} µs per message (raw loop client)`,
+    ),
+    judge(
+      GOALS.publishLatency,
+      publishP95,
+      publishP95 === null
+        ? 'not measured: the API has no telemetry_publish_latency_seconds'
+        : `telemetry_publish_latency_seconds over the bus-on ${at} runs, worst run`,
+    ),
+    judge(
+      GOALS.maxRatio,
+      getMax?.maxRatio ?? null,
+      getMax === undefined
+        ? 'not measured: run the max mode with the get-model scenario'
+        : `${formatNumber(getMax.on.requestsPerSec)} vs ${formatNumber(getMax.off.requestsPerSec)} req/s, autocannon ${settings.maxConnections} connections`,
+    ),
+  ];
+
+  // ---------------------------------------------------------------------------------------------------
+  // Tables
+
+  const load = (run: RunResult) =>
+    run.mode === 'rate' ? `${formatNumber(settings.rate)}/s paced` : `max ${settings.maxConnections} conn`;
+  const usOf = (run: RunResult, name: string) => formatUs(run.cpu.processes[name]?.usPerEvent);
   const sections: Section[] = [
     {
-      title: 'Runs, in the order they ran (latency: every response, exact, ms)',
+      title: 'Runs, in the order they ran (paced: latency from each intended send time; ms)',
       columns: [
         'scenario',
         'load',
         'bus',
         'req/s',
-        'p50 ms',
-        'p90 ms',
-        'p99 ms',
-        'p99.9 ms',
-        'autocannon p50/p99 ms',
-        'server loop delay p99/max ms',
-        'server cores',
-        'RabbitMQ cores',
-        'others cores',
-        'problems',
+        'p50',
+        'p90',
+        'p99',
+        'p99.9',
+        'send lag p99',
+        'loop delay p99',
+        'publish p50/p95/p99',
+        'unexpected',
       ],
       rows: runs.map((run) => [
-        SCENARIOS[run.scenario].label,
-        modeLabel(run.mode),
+        SCENARIO_LABEL[run.scenario],
+        load(run),
         `${run.bus} #${run.round}`,
-        formatNumber(run.requestsPerSec),
-        ms(run.latencyMs.p50, 3),
-        ms(run.latencyMs.p90, 3),
-        ms(run.latencyMs.p99, 3),
-        ms(run.latencyMs.p99_9, 3),
-        `${run.autocannonLatencyMs.p50}/${run.autocannonLatencyMs.p99}`,
-        run.loopDelayMs === null ? 'n/a' : `${ms(run.loopDelayMs.p99, 1)}/${ms(run.loopDelayMs.max, 1)}`,
-        formatCores(run.cpu.processes.server),
-        formatCores(run.cpu.processes.rabbitmq),
-        othersCores(run.cpu, env.cpus),
-        String(run.errors + run.unexpected),
+        formatNumber(run.load.requestsPerSec),
+        ms(run.load.latencyMs.p50, 3),
+        ms(run.load.latencyMs.p90, 3),
+        ms(run.load.latencyMs.p99, 3),
+        ms(run.load.latencyMs.p99_9, 3),
+        ms(run.load.sendLagMs?.p99, 3),
+        ms(run.loopDelayMs?.p99, 1),
+        run.service?.publishLatencyMs
+          ? `${ms(run.service.publishLatencyMs.p50)}/${ms(run.service.publishLatencyMs.p95)}/${ms(run.service.publishLatencyMs.p99)}`
+          : run.bus === 'on'
+            ? 'n/a'
+            : '',
+        String(run.unexpected),
       ]),
     },
     {
-      title: 'Bus on − off (means of the rounds)',
+      title: 'Bus on − off (means of the rounds): latency (ms) and µs of CPU per request, all processes',
       columns: [
         'scenario',
         'load',
-        'req/s on',
-        'req/s off',
-        'req/s change',
-        'p50 on',
-        'p50 off',
-        'p99 on',
-        'p99 off',
-        'p99 overhead ms',
-        'per round',
-        'server cores on/off',
+        'req/s on/off',
+        'p50 on/off',
+        'p50 overhead',
+        'p99 on/off',
+        'p99 overhead',
+        'CPU µs/req on/off',
+        'bus cost µs/event',
+        'request thread µs on/off',
       ],
       rows: comparisons.map((c) => [
-        SCENARIOS[c.scenario].label,
-        modeLabel(c.mode),
-        formatNumber(c.on.requestsPerSec),
-        formatNumber(c.off.requestsPerSec),
-        `${formatDelta(100 * c.requestsPerSecChange, 1)}%`,
-        ms(c.on.p50, 3),
-        ms(c.off.p50, 3),
-        ms(c.on.p99, 3),
-        ms(c.off.p99, 3),
+        SCENARIO_LABEL[c.scenario],
+        c.mode === 'rate' ? `${formatNumber(settings.rate)}/s paced` : `max ${settings.maxConnections} conn`,
+        `${formatNumber(c.on.requestsPerSec)}/${formatNumber(c.off.requestsPerSec)}`,
+        `${ms(c.on.p50, 3)}/${ms(c.off.p50, 3)}`,
+        formatDelta(c.p50OverheadMs, 3),
+        `${ms(c.on.p99, 3)}/${ms(c.off.p99, 3)}`,
         formatDelta(c.p99OverheadMs, 3),
-        c.p99OverheadPerRoundMs.map((value) => formatDelta(value, 3)).join(', '),
-        `${c.on.serverCores?.toFixed(2) ?? 'n/a'}/${c.off.serverCores?.toFixed(2) ?? 'n/a'}`,
+        `${formatUs(c.on.totalUsPerRequest)}/${formatUs(c.off.totalUsPerRequest)}`,
+        formatUs(c.busCostUsPerEvent),
+        `${formatUs(c.on.requestThreadUs)}/${formatUs(c.off.requestThreadUs)}`,
       ]),
     },
     {
-      title: 'Bus-on runs: events, checked on GET /health once all were confirmed',
+      title: 'µs of CPU per request, per process (PostgreSQL: backends of the run’s database)',
       columns: [
         'scenario',
         'load',
-        'run',
-        'emitted',
-        'confirmed after',
-        'unpublished',
-        'dropped',
-        'metrics.updates depth',
-        'publisher',
+        'bus',
+        'API',
+        'API request thread',
+        'API other threads',
+        'worker',
+        'RabbitMQ',
+        'PostgreSQL',
+        'load generator',
+        'total',
+        'machine busy',
       ],
+      rows: runs.map((run) => {
+        const threads = run.cpu.threads.api ?? [];
+        const helpers = threads.filter((t) => t.role === 'helper');
+        return [
+          SCENARIO_LABEL[run.scenario],
+          load(run),
+          `${run.bus} #${run.round}`,
+          usOf(run, 'api'),
+          formatUs(run.requestThreadUs),
+          formatUs(helpers.reduce((sum, t) => sum + (t.usPerEvent ?? 0), 0)),
+          run.bus === 'on' ? usOf(run, 'worker') : '',
+          usOf(run, 'rabbitmq'),
+          usOf(run, 'postgres'),
+          usOf(run, 'load generator'),
+          formatUs(run.cpu.totalUsPerEvent),
+          run.cpu.machineBusy === null ? 'n/a' : `${Math.round(run.cpu.machineBusy * 100)}%`,
+        ];
+      }),
+    },
+    {
+      title: 'API threads over the paced runs (µs of CPU per request; the main thread serves requests)',
+      columns: ['scenario', 'bus', 'round', 'tid', 'role', 'µs/request', 'cores'],
       rows: runs
-        .filter((run) => run.bus_check !== null)
-        .map((run) => {
-          const check = run.bus_check as BusCheck;
-          return [
-            SCENARIOS[run.scenario].label,
-            modeLabel(run.mode),
-            `#${run.round}`,
-            formatNumber(check.emittedInRun),
-            `${(check.drainedMs / 1000).toFixed(1)} s`,
-            String(check.unpublished),
-            Object.values(check.dropped).every((n) => n === 0) ? '0' : JSON.stringify(check.dropped),
-            `${check.metricsQueueDepth === null ? 'n/a' : formatNumber(check.metricsQueueDepth)} (${check.depthOk ? 'ok' : `MISMATCH, expected ${check.expectedDepth}`})`,
-            `${check.publisherState}, ${check.connects} connect(s)`,
-          ];
-        }),
+        .filter((run) => run.mode === 'rate')
+        .flatMap((run) =>
+          (run.cpu.threads.api ?? [])
+            .slice(0, 6)
+            .map((thread) => [
+              SCENARIO_LABEL[run.scenario],
+              run.bus,
+              `#${run.round}`,
+              String(thread.tid),
+              thread.role === 'main'
+                ? 'main (request thread)'
+                : run.publisherThread?.tid === thread.tid
+                  ? 'publisher'
+                  : 'helper',
+              formatUs(thread.usPerEvent),
+              thread.cores === null ? 'n/a' : thread.cores.toFixed(2),
+            ]),
+        ),
+    },
+    {
+      title: 'Event age per consumer, bus-on runs (event timestamp → commit; ms)',
+      columns: ['scenario', 'load', 'round', 'consumer', 'events', 'p50', 'p95', 'p99'],
+      rows: runs
+        .filter((run) => run.bus === 'on')
+        .flatMap((run) =>
+          run.service?.eventAgeMs === null || run.service?.eventAgeMs === undefined
+            ? [
+                [
+                  SCENARIO_LABEL[run.scenario],
+                  load(run),
+                  `#${run.round}`,
+                  'n/a (no histogram)',
+                  '',
+                  '',
+                  '',
+                  '',
+                ],
+              ]
+            : Object.entries(run.service.eventAgeMs).map(([consumer, age]) => [
+                SCENARIO_LABEL[run.scenario],
+                load(run),
+                `#${run.round}`,
+                consumer,
+                formatNumber(age.count),
+                ms(age.p50),
+                ms(age.p95),
+                ms(age.p99),
+              ]),
+        ),
+    },
+    {
+      title: 'Raw amqplib confirm-publish loop (same run; the mix’s messages, window 1000, no consumers)',
+      columns: ['messages', 'seconds', 'msgs/s', 'client µs/msg', 'RabbitMQ µs/msg', 'nacked'],
+      rows:
+        raw === undefined
+          ? [['not run', '', '', '', '', '']]
+          : [
+              [
+                formatNumber(raw.published),
+                String(raw.seconds),
+                formatNumber(raw.messagesPerSec),
+                formatUs(raw.clientUsPerMessage),
+                formatUs(raw.rabbitmqUsPerMessage),
+                String(raw.nacked),
+              ],
+            ],
     },
   ];
-  const verdicts = [
-    `Goal (p99 with the bus on − off < ${GOAL.maxP99OverheadMs} ms at ${formatNumber(settings.rate)} req/s): ${goalRows.length === 0 ? 'not measured' : met ? 'MET' : 'NOT MET'} — ${goalRows.map((c) => `${SCENARIOS[c.scenario].label}: ${formatDelta(c.p99OverheadMs, 3)} ms (p99 ${ms(c.on.p99, 3)} vs ${ms(c.off.p99, 3)} ms)`).join('; ')}.`,
-  ];
-  const totalProblems = runs.reduce((sum, run) => sum + run.errors + run.unexpected, 0);
-  const busChecks = runs.flatMap((run) => (run.bus_check === null ? [] : [run.bus_check]));
-  const allConfirmed = busChecks.every(
-    (check) => check.unpublished === 0 && Object.values(check.dropped).every((n) => n === 0) && check.depthOk,
-  );
-  const warnings = (servers.on?.warnings.length ?? 0) + (servers.off?.warnings.length ?? 0);
-  const settingsText = [
-    `rate mode: ${formatNumber(settings.rate)} req/s (autocannon overallRate) over ${settings.rateConnections} connections for ${settings.rateDurationS} s; max mode: ${settings.maxConnections} connections for ${settings.maxDurationS} s; ${settings.rounds} rounds of on, off per scenario and mode; ${settings.warmupS} s warm-up per process and scenario; ${settings.models} models seeded per database`,
-    `rate mode pacing: autocannon's overallRate gives each connection a quota per second (node_modules/autocannon/lib/httpClient.js: it sends its share back to back, then waits for the next second), so ${formatNumber(settings.rate)} req/s arrive as bursts of ${settings.rateConnections} connections at full speed, not evenly spaced: latencies include that queueing, for bus on and off alike`,
-    `scenarios: ${settings.scenarios.map((name) => `${SCENARIOS[name].label} = ${SCENARIOS[name].description}`).join('; ')}`,
-    'servers: bench/support/api-server.ts child processes (the service as `telemetry-bus start` builds it), RATE_LIMIT_PER_MINUTE=0, LOG_LEVEL=warn, otherwise defaults; identical but for TELEMETRY_ENABLED; own databases; the bus-on one with a vhost of its own (quorum queues, no consumers; drained and purged after each run)',
-    ...(settings.serverCpuProfDir === undefined
-      ? []
-      : [
-          `both servers ran under node --cpu-prof (profiles in ${settings.serverCpuProfDir}): slower than without`,
-        ]),
-    'server loop delay: perf_hooks.monitorEventLoopDelay in the server (1 ms resolution, so ≈ 1 ms when idle): how long ready work waited for the event loop during the run',
-    'latency: every response time autocannon measured (float ms), exact percentiles; "autocannon p50/p99" is its own histogram (whole ms, corrected for coordinated omission at a fixed rate); load generator in this process, same machine',
-    environmentText(env, `${broker === undefined ? '' : `, RabbitMQ ${broker.version}`}`),
-  ];
-  const checks = [
-    `errors and unexpected status codes over all runs: ${totalProblems}${totalProblems === 0 ? '' : ' (must be 0)'}`,
-    `bus-on runs: every event confirmed, none dropped, queue depth = events emitted: ${allConfirmed ? 'yes' : 'NO'} (${formatNumber(busChecks.reduce((sum, check) => sum + check.emittedInRun, 0))} events in the measured runs)`,
-    finalHealth?.events && finalHealth.publisher
-      ? `bus-on process at the end: emitted ${formatNumber(finalHealth.events.emitted)}, confirmed ${formatNumber(finalHealth.publisher.confirmed)}, unpublished ${finalHealth.events.unpublished}, dropped ${JSON.stringify(finalHealth.events.dropped)}, connects ${finalHealth.publisher.connects}, resent ${finalHealth.publisher.resent}, nacked ${finalHealth.publisher.nacked}, returned ${finalHealth.publisher.returned}`
-      : 'bus-on process at the end: n/a',
-    `server warnings/errors logged: ${warnings}`,
-    `server stops: ${(['on', 'off'] as const).map((bus) => `bus-${bus} exit code ${exits[bus]?.code ?? 'n/a'} after ${exits[bus]?.stopMs ?? 'n/a'} ms${exits[bus]?.clean ? '' : ' (NOT CLEAN)'}`).join(', ')}`,
-    `broker alarms after the runs: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
-  ];
+  const totalUnexpected = runs.reduce((sum, run) => sum + run.unexpected, 0);
+  const warnings = processes.reduce((sum, p) => sum + p.warnings.length, 0);
+  const notes = {
+    settings: [
+      ...cli.settingsBlock(settings),
+      `rate mode: the paced open-model generator (bench/support/paced-load.ts): requests evenly spaced at ${formatNumber(settings.rate)}/s over 10 lanes, sent whether or not earlier ones answered, latency from each intended send time (HDR histogram); max mode: autocannon, ${settings.maxConnections} connections`,
+      'APIs: `telemetry-bus start` child processes (CONSUMERS=none, RATE_LIMIT_PER_MINUTE=0, LOG_LEVEL=warn), identical but for TELEMETRY_ENABLED, each on its own database; the worker consumes the bus-on vhost',
+      'CPU: /proc ticks over each run (10 ms resolution) ÷ responses; PostgreSQL = backends of that API’s database; load generator = this process; total = all of them; bus cost = total on − total off at the same rate',
+      'publish latency and event age: the service’s own histograms (telemetry_publish_latency_seconds, telemetry_consumer_event_age_seconds) read before and after each bus-on run; loop delay: the API’s request thread (perf_hooks, 1 ms resolution)',
+      `SHARED MACHINE: other sessions use the same ${env.cpus} cores; load average at start ${env.loadAverageAtStart.join(' ')}`,
+      environmentText(env, broker === undefined ? '' : `, RabbitMQ ${broker.version}`),
+    ],
+    checks: [
+      `errors, time-outs and unexpected statuses over all runs: ${totalUnexpected}${totalUnexpected === 0 ? '' : ' (must be 0)'}`,
+      finalHealth?.events && finalHealth.publisher
+        ? `bus-on API at the end: emitted ${formatNumber(finalHealth.events.emitted)}, confirmed ${formatNumber(finalHealth.publisher.confirmed)}, unpublished ${finalHealth.events.unpublished}, dropped ${JSON.stringify(finalHealth.events.dropped)}, resent ${finalHealth.publisher.resent}, nacked ${finalHealth.publisher.nacked}`
+        : 'bus-on API at the end: n/a',
+      `warnings logged: ${warnings}`,
+      `process exits: ${Object.entries(exits)
+        .map(
+          ([name, exit]) =>
+            `${name} code ${exit.code} after ${exit.stopMs} ms${exit.clean ? '' : ' (NOT CLEAN)'}`,
+        )
+        .join(', ')}`,
+      `broker alarms after the runs: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
+    ],
+  };
   await publishResults({
     name: NAME,
     title: 'API with the telemetry bus on vs off',
     startedAt,
+    goals: { title: 'Goals (issue 14: the bus off the request path)', goals },
     sections,
-    verdicts,
-    notes: { settings: settingsText, checks },
-    command: commandLine('bench:api-bus'),
+    verdicts: [],
+    notes,
+    command: invocation('bench:api-bus'),
     report: {
       benchmark: NAME,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      settings: { ...settings, filterQueries: FILTER_QUERIES },
-      environment: { ...env, rabbitmq: broker ?? null },
-      goal: { ...GOAL, met, comparisons: goalRows },
+      settings,
+      environment: { ...env, rabbitmq: broker ?? null, sharedMachine: true },
       comparisons,
       runs,
+      rawLoop: raw ?? null,
       finalHealth: finalHealth ?? null,
-      serverWarnings: { on: servers.on?.warnings ?? [], off: servers.off?.warnings ?? [] },
-      serverExits: exits,
+      warnings: Object.fromEntries(processes.map((p) => [p.name, p.warnings.slice(0, 50)])),
+      processExits: exits,
       brokerAlarmsAfter: alarmsAfter,
     },
   });
   const healthy =
-    totalProblems === 0 && allConfirmed && exits.on?.clean === true && exits.off?.clean === true;
+    totalUnexpected === 0 &&
+    (finalHealth?.events?.unpublished ?? 0) === 0 &&
+    Object.values(exits).every((exit) => exit.clean);
   return healthy ? 0 : 1;
 }
 
-runMain(NAME, HELP, main);
+runMain(NAME, cli.help(), main);

@@ -1,0 +1,134 @@
+/**
+ * One load phase against the API, with either generator, and one result shape for both:
+ * - `{ rate }`: the paced open-model generator (paced-load.ts), for fixed-rate phases: evenly spaced
+ *   arrivals, latency from each request's intended send time, HDR histograms;
+ * - `{ connections }`: autocannon as fast as that many connections go, for maximum-throughput phases;
+ *   every response's time autocannon measured (float ms) is kept for exact percentiles.
+ * Requests are autocannon `Request` sequences, one per lane/connection (`requests(lane, lanes)`).
+ */
+import autocannon, { type Client, type Instance, type Request } from 'autocannon';
+import { pacedLoad } from './paced-load.ts';
+import { interruptible, stoppable, throwIfInterrupted } from './settings.ts';
+import { distribution, Samples } from './stats.ts';
+
+export interface LoadSpec {
+  url: string;
+  key: string;
+  durationS: number;
+  /** The sequence of lane `lane` of `lanes`. */
+  requests: (lane: number, lanes: number) => Request[];
+  /** Paced at this many req/s … */
+  rate?: number;
+  /** … or as fast as this many connections go (autocannon). */
+  connections?: number;
+  /** Lanes of the paced generator (each its own request sequence). @default 10 */
+  lanes?: number;
+  /** Shown in autocannon's progress bar. */
+  label?: string;
+}
+
+export interface LoadResult {
+  generator: 'paced' | 'autocannon';
+  targetRate: number | null;
+  connections: number | null;
+  durationS: number;
+  responses: number;
+  /** Responses per second over the phase. */
+  requestsPerSec: number;
+  /** Paced: 1 − achieved ÷ target (0 = the target was met); null for max phases. */
+  shortfall: number | null;
+  /** Paced: from the intended send time; autocannon: from the send (float ms, exact). */
+  latencyMs: { p50: number; p90: number; p95: number; p99: number; p99_9: number; max: number; mean: number };
+  /** Paced: how late requests went out behind their intended time (ms). */
+  sendLagMs: { p50: number; p99: number; max: number } | null;
+  statusCodes: Record<string, number>;
+  errors: number;
+  timeouts: number;
+}
+
+export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  if (spec.rate !== undefined) {
+    const lanes = spec.lanes ?? 10;
+    const result = await interruptible(
+      pacedLoad({
+        url: spec.url,
+        rate: spec.rate,
+        durationS: spec.durationS,
+        headers: { 'x-api-key': spec.key },
+        lanes: Array.from({ length: lanes }, (_, lane) => spec.requests(lane, lanes)),
+      }),
+    );
+    throwIfInterrupted();
+    const { latencyMs, sendLagMs } = result;
+    return {
+      generator: 'paced',
+      targetRate: spec.rate,
+      connections: null,
+      durationS: spec.durationS,
+      responses: result.responses,
+      requestsPerSec: result.achievedRate,
+      shortfall: result.shortfall,
+      latencyMs: {
+        p50: latencyMs.p50,
+        p90: latencyMs.p90,
+        p95: latencyMs.p95,
+        p99: latencyMs.p99,
+        p99_9: latencyMs.p99_9,
+        max: latencyMs.max,
+        mean: latencyMs.mean,
+      },
+      sendLagMs: { p50: sendLagMs.p50, p99: sendLagMs.p99, max: sendLagMs.max },
+      statusCodes: result.statusCodes,
+      errors: result.errors,
+      timeouts: result.timeouts,
+    };
+  }
+  const connections = spec.connections ?? 50;
+  let client = 0;
+  const samples = new Samples(200_000);
+  const instance: Instance = autocannon({
+    url: spec.url,
+    title: spec.label,
+    connections,
+    duration: spec.durationS,
+    timeout: 10,
+    headers: { 'x-api-key': spec.key },
+    requests: spec.requests(0, connections),
+    setupClient: (c: Client) => c.setRequests(spec.requests(client++, connections)),
+  });
+  instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) =>
+    samples.push(ms),
+  );
+  const result = await stoppable(
+    () => instance.stop(),
+    async () => await instance,
+  );
+  throwIfInterrupted();
+  const exact = distribution(samples.sorted(), 1, 3);
+  const sorted = samples.sorted();
+  const p95 = sorted.length === 0 ? Number.NaN : (sorted[Math.ceil(0.95 * sorted.length) - 1] as number);
+  return {
+    generator: 'autocannon',
+    targetRate: null,
+    connections,
+    durationS: result.duration,
+    responses: exact.count,
+    requestsPerSec: Math.round((10 * exact.count) / result.duration) / 10,
+    shortfall: null,
+    latencyMs: {
+      p50: exact.p50,
+      p90: exact.p90,
+      p95: Math.round(p95 * 1000) / 1000,
+      p99: exact.p99,
+      p99_9: exact.p99_9,
+      max: exact.max,
+      mean: exact.mean,
+    },
+    sendLagMs: null,
+    statusCodes: Object.fromEntries(
+      Object.entries(result.statusCodeStats).map(([code, { count }]) => [code, count]),
+    ),
+    errors: result.errors,
+    timeouts: result.timeouts,
+  };
+}
