@@ -2,12 +2,11 @@
  * The API's request duration histogram, in seconds, by route template, method and status code. The HTTP
  * layer calls {@link HttpRequestMetrics.observe} once per response; this module knows nothing of Fastify.
  *
- * On every request's path, so it keeps plain numbers: prom-client's `Histogram.observe()` validates and
- * hashes the label set on every call (about 1.1 µs here), where a Map lookup and an array increment cost
- * a few tens of ns. The family is written out, cumulative buckets and all, when scraped — the way
- * bus-metrics.ts reads the bus's counters — through prom-client's own formatter.
+ * On every request's path, so it keeps plain numbers (./bucket-histogram.ts): a Map lookup and an array
+ * increment rather than prom-client's per-call label hashing.
  */
-import type { Metric, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { BucketHistogram, registerHistogramFamily } from './bucket-histogram.ts';
 
 /**
  * Bucket upper bounds, in seconds: cached reads take well under a millisecond, writes a few ms (a
@@ -29,10 +28,7 @@ const LABEL_NAMES = ['route', 'method', 'status_code'] as const;
 
 interface Series {
   labels: Record<(typeof LABEL_NAMES)[number], string>;
-  /** Observations per bucket (not cumulative); the last one is +Inf. */
-  buckets: Float64Array;
-  sum: number;
-  count: number;
+  histogram: BucketHistogram;
 }
 
 const ON_REGISTRY = new WeakMap<Registry, HttpRequestMetrics>();
@@ -54,41 +50,16 @@ export class HttpRequestMetrics {
   }
 
   private constructor(registry: Registry) {
-    const series = this.#series;
-    const byRoute = this.#byRoute;
-    const help =
-      'Time from receiving a request to its response being written, by route template, method and status code';
-    const family = {
+    registerHistogramFamily(registry, {
       name: HTTP_DURATION_METRIC,
-      help,
-      type: 'histogram',
-      labelNames: [...LABEL_NAMES],
-      aggregator: 'sum',
-      async get() {
-        const values: Array<{ labels: Record<string, string>; value: number; metricName: string }> = [];
-        for (const { labels, buckets, sum, count } of series.values()) {
-          let cumulative = 0;
-          for (let i = 0; i < buckets.length; i++) {
-            cumulative += buckets[i] as number;
-            const bound = HTTP_DURATION_BUCKETS_SECONDS[i];
-            values.push({
-              labels: { le: bound === undefined ? '+Inf' : String(bound), ...labels },
-              value: cumulative,
-              metricName: `${HTTP_DURATION_METRIC}_bucket`,
-            });
-          }
-          values.push({ labels, value: sum, metricName: `${HTTP_DURATION_METRIC}_sum` });
-          values.push({ labels, value: count, metricName: `${HTTP_DURATION_METRIC}_count` });
-        }
-        return { name: HTTP_DURATION_METRIC, help, type: 'histogram', values, aggregator: 'sum' };
+      help: 'Time from receiving a request to its response being written, by route template, method and status code',
+      labelNames: LABEL_NAMES,
+      series: () => this.#series,
+      reset: () => {
+        this.#series.clear();
+        this.#byRoute.clear();
       },
-      reset() {
-        series.clear();
-        byRoute.clear();
-      },
-    };
-    // prom-client writes any registered object with get(); this one is a histogram family.
-    registry.registerMetric(family as unknown as Metric);
+    });
   }
 
   /** Records one response. `route` is the matched template (`/models/:model_id`), undefined for none. */
@@ -112,22 +83,11 @@ export class HttpRequestMetrics {
           method,
           status_code: String(statusCode),
         },
-        buckets: new Float64Array(HTTP_DURATION_BUCKETS_SECONDS.length + 1),
-        sum: 0,
-        count: 0,
+        histogram: new BucketHistogram(HTTP_DURATION_BUCKETS_SECONDS),
       };
       byStatus.set(statusCode, series);
       this.#series.add(series);
     }
-    let bucket = 0;
-    while (
-      bucket < HTTP_DURATION_BUCKETS_SECONDS.length &&
-      seconds > (HTTP_DURATION_BUCKETS_SECONDS[bucket] as number)
-    ) {
-      bucket++;
-    }
-    (series.buckets as Float64Array)[bucket] = (series.buckets[bucket] as number) + 1;
-    series.sum += seconds;
-    series.count++;
+    series.histogram.observe(seconds);
   }
 }
