@@ -1,11 +1,14 @@
 /**
  * The consumer runtime's telemetry in a prom-client registry, labelled by consumer name. Counters the
  * runtime already keeps (applied, duplicates, …) are read from its status when scraped; what only exists
- * at the moment it happens (a batch's duration and size, a retry's delay) is observed directly.
+ * at the moment it happens (a batch's duration and size, a retry's delay) is observed directly; an
+ * applied event's age, observed per event, in plain numbers (../metrics/bucket-histogram.ts).
  *
  * One runtime per registry: a second would register the same names and prom-client refuses that.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { BucketHistogram, registerHistogramFamily } from '../metrics/bucket-histogram.ts';
+import type { Delivery } from './consumer.ts';
 import type { ConsumerCounters, ConsumerStatus } from './consumer-runtime.ts';
 
 /** Batch durations, in seconds: a batch is one PostgreSQL transaction, from a few ms to a slow second. */
@@ -15,6 +18,17 @@ export const BATCH_DURATION_BUCKETS_SECONDS = [
 
 /** Messages per batch, up to the largest CONSUMER_BATCH_SIZE allowed. */
 export const BATCH_SIZE_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+/**
+ * Event ages at commit, in seconds: publish latency plus queueing plus the batch, a few ms when the
+ * pipeline keeps up; seconds to minutes for a backlog, a retry (1 s, 5 s, 30 s) or an outage.
+ */
+export const EVENT_AGE_BUCKETS_SECONDS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+];
+
+/** The CloudEvents time header of a raw message (a consumer with `validate: false` has no parsed event). */
+const TIME_HEADER = 'cloudEvents:time';
 
 export interface ConsumerMetricsSource {
   status(): ConsumerStatus[];
@@ -26,6 +40,7 @@ export class ConsumerMetrics {
   readonly #batchDuration: Histogram<'consumer'>;
   readonly #batchSize: Histogram<'consumer'>;
   readonly #retries: Counter<'consumer' | 'delay_seconds'>;
+  readonly #eventAge = new Map<string, BucketHistogram>();
 
   /**
    * `prefetch` is the configured prefetch; `retryDelaysMs` the ladder, whose steps get a series at 0 from
@@ -94,7 +109,17 @@ export class ConsumerMetrics {
       buckets: BATCH_SIZE_BUCKETS,
       registers: [registry],
     });
+    const eventAge = this.#eventAge;
+    registerHistogramFamily(registry, {
+      name: 'telemetry_consumer_event_age_seconds',
+      help: "Time from an event's own timestamp to the commit that applied it, per applied event",
+      labelNames: ['consumer'],
+      *series() {
+        for (const [consumer, histogram] of eventAge) yield { labels: { consumer }, histogram };
+      },
+    });
     for (const { name: consumer } of source.status()) {
+      eventAge.set(consumer, new BucketHistogram(EVENT_AGE_BUCKETS_SECONDS));
       for (const delayMs of options.retryDelaysMs) this.#retries.inc(this.#retryLabels(consumer, delayMs), 0);
       this.#batchDuration.zero({ consumer });
       this.#batchSize.zero({ consumer });
@@ -134,6 +159,21 @@ export class ConsumerMetrics {
   observeBatch(consumer: string, seconds: number, messages: number): void {
     this.#batchDuration.observe({ consumer }, seconds);
     this.#batchSize.observe({ consumer }, messages);
+  }
+
+  /**
+   * Events just committed at `nowMs` (Unix ms): each one's age, from its envelope `timestamp` (a raw
+   * message: its `cloudEvents:time` header; without either it is not observed).
+   */
+  observeEventAges(consumer: string, applied: readonly Delivery[], nowMs: number): void {
+    const histogram = this.#eventAge.get(consumer);
+    if (histogram === undefined) return;
+    for (const delivery of applied) {
+      const time = delivery.event?.timestamp ?? delivery.properties.headers[TIME_HEADER];
+      if (typeof time !== 'string') continue;
+      const emittedAtMs = Date.parse(time);
+      if (!Number.isNaN(emittedAtMs)) histogram.observe(Math.max(0, nowMs - emittedAtMs) / 1000);
+    }
   }
 
   /** One message sent up the ladder, to a step of `delayMs`. */

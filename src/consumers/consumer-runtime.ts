@@ -491,7 +491,7 @@ export class ConsumerRuntime {
       }
       await client.query('COMMIT');
       if (selection !== undefined) worker.deduplicator.committed(selection);
-      worker.counters.applied += todo.length;
+      this.#applied(worker, todo);
       worker.counters.duplicates += deliveries.length - todo.length;
       committed = effective;
     } catch (error) {
@@ -507,6 +507,12 @@ export class ConsumerRuntime {
       client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
     }
     this.#afterCommit(worker, committed);
+  }
+
+  /** Counts events just committed, and observes their age (once per applied event, after its commit). */
+  #applied(worker: Worker, applied: readonly Delivery[]): void {
+    worker.counters.applied += applied.length;
+    this.#metrics?.observeEventAges(worker.consumer.name, applied, Date.now());
   }
 
   /** Outside the transaction: what it does cannot undo the commit, and its failure is only logged. */
@@ -563,7 +569,7 @@ export class ConsumerRuntime {
       }
       if (inTransaction) await client.query('COMMIT');
       deduplicator.committed(selection);
-      worker.counters.applied += todo.length;
+      this.#applied(worker, todo);
       worker.counters.duplicates += deliveries.length - todo.length;
     } catch (error) {
       // Whether the commit happened or not, what the deduplicator cached may be stale: it reads again.
@@ -619,7 +625,7 @@ export class ConsumerRuntime {
     } finally {
       client.release(broken instanceof Error ? broken : undefined);
     }
-    worker.counters.applied += unique.length;
+    this.#applied(worker, unique);
     worker.counters.duplicates += deliveries.length - unique.length;
     this.#afterCommit(worker, unique);
     return true;

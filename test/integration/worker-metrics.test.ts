@@ -1,8 +1,8 @@
 /**
  * The consumer runtime's metrics, served as `telemetry-bus worker` serves them (a plain `node:http`
  * endpoint), after real deliveries from the broker: applied, duplicates, poison, retries by the delay of
- * their step, dead letters after the ladder, batches; the endpoint's token, its 404 and `/livez`; and
- * `promtool check metrics` on what it serves. Then the CLI itself, with WORKER_METRICS_PORT.
+ * their step, dead letters after the ladder, batches, applied events' age; the endpoint's token, its
+ * 404 and `/livez`; and `promtool check metrics` on what it serves. Then the CLI itself, with WORKER_METRICS_PORT.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -83,6 +83,7 @@ describe('the worker metrics endpoint', () => {
       'telemetry_consumer_inflight_messages',
       'telemetry_consumer_batch_duration_seconds_count',
       'telemetry_consumer_batch_messages_count',
+      'telemetry_consumer_event_age_seconds_count',
     ]) {
       assert.equal(now.value(name, consumer), 0, name);
     }
@@ -126,6 +127,12 @@ describe('the worker metrics endpoint', () => {
     const now = await scrape();
     assert.equal(delta(now, 'telemetry_consumer_messages_applied_total'), 101);
     assert.equal(delta(now, 'telemetry_consumer_duplicates_skipped_total'), 40);
+    // Each applied event's age observed once, after its commit (the duplicates and the poison are not).
+    assert.equal(delta(now, 'telemetry_consumer_event_age_seconds_count'), 101);
+    assert.equal(
+      value(now, 'telemetry_consumer_event_age_seconds_bucket', { le: '+Inf' }),
+      value(now, 'telemetry_consumer_event_age_seconds_count'),
+    );
     assert.equal(delta(now, 'telemetry_consumer_poison_messages_total'), 1);
     assert.equal(delta(now, 'telemetry_consumer_dead_lettered_total'), 1);
     // The one failing once: one retry at the first step; the doomed one: one at each step.
