@@ -3,6 +3,7 @@
  * request path would cost more than the rest of `emit()`); these metrics read them when scraped.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { registerHistogramFamily } from '../metrics/bucket-histogram.ts';
 import type { EventBus } from './event-bus.ts';
 import type { BrokerState } from './spool-publisher.ts';
 
@@ -127,6 +128,12 @@ export function registerBusMetrics(registry: Registry, bus: EventBus): void {
     'Segment files of the spool',
     () => status().spool.segments,
   );
+  registerHistogramFamily(registry, {
+    name: 'telemetry_publish_latency_seconds',
+    help: 'Time from an event being emitted to RabbitMQ confirming its message (resent copies included)',
+    labelNames: [],
+    series: () => [{ labels: {}, histogram: bus.publishLatency.histogram }],
+  });
   new Gauge({
     name: 'telemetry_broker_connection_state',
     help: 'The publisher connection state: 1 for the current state, 0 for the others',

@@ -11,6 +11,7 @@ import type { TelemetryEvent } from './event-schemas.ts';
 import { EVENT_TYPES, type EventType } from './event-types.ts';
 import { encodeRecord } from './outbound-message.ts';
 import { ProducerSequences } from './producer-sequence.ts';
+import type { PublishLatency } from './publish-latency.ts';
 import { Spool, type SpoolStats } from './spool/spool.ts';
 import { type PublisherLogger, type PublisherStatus, SpoolPublisher } from './spool-publisher.ts';
 import type { Topology } from './topology.ts';
@@ -139,6 +140,11 @@ export class EventBus {
       spool,
       publisher: this.#publisher.status(),
     };
+  }
+
+  /** Emit-to-confirm latency of the publisher's messages. */
+  get publishLatency(): PublishLatency {
+    return this.#publisher.latency;
   }
 
   /** Sends what it can within `timeoutMs`, then closes; the rest waits in the spool for the next start. */

@@ -17,6 +17,7 @@ import { closeConnection, destroyConnection } from './broker-connection.ts';
 import { BrokerSession } from './broker-session.ts';
 import { InflightWindow, type Label } from './inflight-window.ts';
 import { toOutboundMessage } from './outbound-message.ts';
+import { PublishLatency } from './publish-latency.ts';
 import type { Spool, SpoolRecord } from './spool/spool.ts';
 import type { Topology } from './topology.ts';
 
@@ -118,6 +119,8 @@ export class SpoolPublisher {
     connects: 0,
     connectFailures: 0,
   };
+  /** Emit to confirm, per confirmed message (./publish-latency.ts). */
+  readonly latency = new PublishLatency();
 
   #state: BrokerState = 'disconnected';
   #since = Date.now();
@@ -386,6 +389,8 @@ export class SpoolPublisher {
         return;
       }
       this.counters.confirmed++;
+      // The record's emit time rides on the message: no lookup, no allocation per confirm.
+      this.latency.observe(message.timestampMs, Date.now());
       this.#settle(sequence);
     });
   }

@@ -135,6 +135,7 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
     window: liveWindow,
     errors: recentErrors,
     busStatus: bus === undefined ? undefined : () => bus.status(),
+    publishLatency: bus === undefined ? undefined : (nowMs) => bus.publishLatency.recent(nowMs),
     queues: queues === undefined ? undefined : () => queues.report(),
     pingDatabase: () => deps.pool.query('SELECT 1'),
     deadLetters: () => deps.dlq.count({}),

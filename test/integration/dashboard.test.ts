@@ -151,6 +151,12 @@ test('charts move after generated traffic; errors appear with their correlation 
   );
   const canvasAfter = await canvasImage(page, '#chart-events canvas');
   assert.notEqual(canvasAfter, canvasBefore, 'the chart was redrawn');
+  // The traffic's events were confirmed by RabbitMQ: the publisher card shows their latency percentiles.
+  await page
+    .locator('#publisher dd[data-fact="publish latency (1 min)"]', {
+      hasText: /^p50 \d+(\.\d)? · p95 \d+(\.\d)? · p99 \d+(\.\d)? ms$/,
+    })
+    .waitFor({ timeout: 10_000 });
 
   const link = page.locator(`#recent-errors a[data-correlation-id="${missing}"]`);
   await link.waitFor();

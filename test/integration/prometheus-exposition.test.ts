@@ -251,6 +251,78 @@ describe('the Prometheus exposition of the API', () => {
     );
   });
 
+  test('publish latency: one observation per confirmed message; GET /health shows its last minute', async () => {
+    const bus = system.services.bus;
+    assert.ok(bus);
+    const before = await scrape();
+    const confirmedBefore = bus.status().publisher.counters.confirmed;
+    for (let i = 0; i < 30; i++) {
+      const response = await system.app.inject({ method: 'GET', url: '/livez' });
+      assert.equal(response.statusCode, 200);
+    }
+    await waitUntil(
+      'every event confirmed',
+      () =>
+        bus.status().spool.unconfirmed === 0 &&
+        bus.status().publisher.counters.confirmed >= confirmedBefore + 30,
+      10_000,
+    );
+    // Read in one tick: the same confirms counted in both.
+    assert.equal(bus.publishLatency.histogram.count, bus.status().publisher.counters.confirmed);
+
+    const now = await scrape();
+    const count = now.value('telemetry_publish_latency_seconds_count') ?? 0;
+    assert.equal(now.types.get('telemetry_publish_latency_seconds'), 'histogram');
+    assert.equal(count, now.value('telemetry_events_confirmed_total'));
+    assert.ok(count - (before.value('telemetry_publish_latency_seconds_count') ?? 0) >= 30);
+    assert.equal(now.value('telemetry_publish_latency_seconds_bucket', { le: '+Inf' }), count);
+    assert.ok((now.value('telemetry_publish_latency_seconds_bucket', { le: '0.0005' }) ?? -1) >= 0);
+    assert.ok((now.value('telemetry_publish_latency_seconds_sum') ?? -1) >= 0);
+
+    const health = await system.app.inject({ method: 'GET', url: '/health' });
+    assert.equal(health.statusCode, 200);
+    const latency = health.json().publisher.latency;
+    assert.equal(latency.window_seconds, 60);
+    assert.ok(latency.count >= 30, `${latency.count} confirms in the last minute`);
+    for (const key of ['p50_ms', 'p95_ms', 'p99_ms']) {
+      assert.equal(typeof latency[key], 'number', key);
+      assert.ok(latency[key] >= 0 && latency[key] < 10_000, `${key} = ${latency[key]}`);
+    }
+    assert.ok(latency.p50_ms <= latency.p95_ms && latency.p95_ms <= latency.p99_ms);
+  });
+
+  test('consumer event age: one observation per applied event, by consumer', async () => {
+    const before = await scrape();
+    const model = modelBody();
+    const created = await system.app.inject({
+      method: 'POST',
+      url: '/models',
+      headers: { 'x-api-key': system.keys.writer },
+      payload: model,
+    });
+    assert.equal(created.statusCode, 201);
+    const delta = (now: Exposition, name: string, consumer: string) =>
+      (now.value(name, { consumer }) ?? 0) - (before.value(name, { consumer }) ?? 0);
+    await waitUntil(
+      'the audit consumer applied the event',
+      async () => delta(await scrape(), 'telemetry_consumer_messages_applied_total', 'audit') >= 1,
+      15_000,
+      { intervalMs: 200 },
+    );
+    const now = await scrape();
+    assert.equal(now.types.get('telemetry_consumer_event_age_seconds'), 'histogram');
+    for (const consumer of CONSUMER_NAMES) {
+      // Every applied event observed once: the histogram's count is the applied counter, series by series.
+      assert.equal(
+        now.value('telemetry_consumer_event_age_seconds_count', { consumer }),
+        now.value('telemetry_consumer_messages_applied_total', { consumer }),
+        consumer,
+      );
+    }
+    assert.ok(delta(now, 'telemetry_consumer_event_age_seconds_count', 'audit') >= 1);
+    assert.ok(delta(now, 'telemetry_consumer_event_age_seconds_sum', 'audit') > 0);
+  });
+
   test('consumer metrics, by consumer, for the consumers running beside the API', async () => {
     const before = await scrape();
     const model = modelBody();

@@ -92,6 +92,13 @@ function text(value) {
   return value === null || value === undefined ? '–' : String(value);
 }
 
+/** The percentiles of a latency window (GET /health's form), or null when it holds nothing. */
+function percentiles(window) {
+  if (!window || window.count === 0) return null;
+  const ms = (value) => (value < 10 ? value.toFixed(1) : value.toFixed(0));
+  return `p50 ${ms(window.p50_ms)} · p95 ${ms(window.p95_ms)} · p99 ${ms(window.p99_ms)} ms`;
+}
+
 function bytes(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
@@ -181,6 +188,7 @@ function renderSnapshot(snapshot) {
       events && Object.values(events.dropped).some((n) => n > 0) ? 'bad' : '',
     ],
     ['confirmed', publisher?.confirmed],
+    ['publish latency (1 min)', percentiles(publisher?.latency)],
   ]);
 
   const queues = snapshot.queues;

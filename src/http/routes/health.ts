@@ -34,6 +34,23 @@ const Readiness = Type.Object({
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Count = Type.Integer({ minimum: 0 });
 
+const Milliseconds = Nullable(Type.Number({ minimum: 0 }));
+
+/** Publish latency over the last minute (src/bus/publish-latency.ts). */
+const PublishLatencyWindow = Type.Object(
+  {
+    window_seconds: Count,
+    count: Count,
+    p50_ms: Milliseconds,
+    p95_ms: Milliseconds,
+    p99_ms: Milliseconds,
+  },
+  {
+    description:
+      'Emit to broker confirm of the messages confirmed in the last window_seconds: how many, and their p50/p95/p99 in ms (null when none)',
+  },
+);
+
 const Health = Type.Object({
   status: Type.Enum(['ok', 'degraded']),
   checks: Type.Object({ postgres: DependencyState, broker: BrokerState }),
@@ -54,6 +71,7 @@ const Health = Type.Object({
       confirm_timeouts: Count,
       connects: Count,
       connect_failures: Count,
+      latency: PublishLatencyWindow,
     }),
     Type.Null(),
   ]),
@@ -194,7 +212,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
         status: postgres && (broker === 'up' || broker === 'off') ? ('ok' as const) : ('degraded' as const),
         checks: { postgres: postgres ? ('up' as const) : ('down' as const), broker },
         publisher:
-          publisher === undefined
+          publisher === undefined || bus === undefined
             ? null
             : {
                 state: publisher.state,
@@ -210,6 +228,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
                 confirm_timeouts: publisher.counters.confirmTimeouts,
                 connects: publisher.counters.connects,
                 connect_failures: publisher.counters.connectFailures,
+                latency: bus.publishLatency.recent(now),
               },
         events:
           status === undefined

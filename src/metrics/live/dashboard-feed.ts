@@ -11,6 +11,7 @@
 import type { EventBusStatus } from '../../bus/event-bus.ts';
 import type { QueueReport } from '../../bus/queue-inspector.ts';
 import type { LedgerWindow } from '../ledger/ledger-query.ts';
+import type { WindowPercentiles } from '../sliding-histogram.ts';
 import { type BackgroundReading, BackgroundValue } from './background-value.ts';
 import type { LivePoint, LiveWindow } from './live-window.ts';
 import type { RecentError, RecentErrors } from './recent-errors.ts';
@@ -21,6 +22,8 @@ export interface DashboardSources {
   errors: RecentErrors;
   /** The bus's counters, when telemetry is on. */
   busStatus?: () => EventBusStatus;
+  /** Emit-to-confirm latency over the last minute, when telemetry is on. */
+  publishLatency?: (nowMs: number) => WindowPercentiles;
   /** Queue depths and consumers (may ask the broker). */
   queues?: () => Promise<QueueReport>;
   /** Resolves when PostgreSQL answers a trivial query. */
@@ -58,6 +61,8 @@ export interface DashboardSnapshot {
     last_error: string | null;
     unconfirmed: number;
     confirmed: number;
+    /** Emit to broker confirm over the last minute (as in GET /health). */
+    latency: WindowPercentiles | null;
   } | null;
   events: { emitted: number; dropped: Record<string, number>; unpublished: number } | null;
   spool: { bytes: number; segments: number } | null;
@@ -184,6 +189,7 @@ export class DashboardFeed {
               last_error: publisher.lastError,
               unconfirmed: publisher.unconfirmed,
               confirmed: publisher.counters.confirmed,
+              latency: this.#sources.publishLatency?.(nowMs) ?? null,
             },
       events:
         status === undefined
