@@ -29,6 +29,8 @@ export class PublishLatency {
 
   /** One confirmed message emitted at `emittedAtMs` and confirmed at `nowMs` (both Unix ms). */
   observe(emittedAtMs: number, nowMs: number): void {
+    // A record without a readable emit time would make every later sum NaN: it is not observed.
+    if (!Number.isFinite(emittedAtMs)) return;
     // A wall clock set back between emit and confirm must not make a negative latency.
     const latencyMs = Math.max(0, nowMs - emittedAtMs);
     this.histogram.observe(latencyMs / 1000);

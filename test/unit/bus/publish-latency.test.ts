@@ -28,6 +28,7 @@ test('each confirm is counted once in the histogram (seconds) and in the window 
   latency.observe(T0, T0 + 4); // 4 ms
   latency.observe(T0, T0 + 20); // 20 ms
   latency.observe(T0 + 50, T0 + 20); // a clock set back: 0, not −30 ms
+  latency.observe(Number.NaN, T0 + 20); // no readable emit time: not observed
 
   const registry = new Registry();
   registerHistogramFamily(registry, {
