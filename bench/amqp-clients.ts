@@ -9,24 +9,35 @@
  * rabbitmq-client is not a dependency: `npm install --no-save rabbitmq-client@5` before running
  * `node --import tsx bench/amqp-clients.ts [--messages 20000] [--window 1000] [--rounds 3]`.
  */
-import { parseArgs } from 'node:util';
 import type { ConfirmChannel } from 'amqplib';
 import { closeConnection, connectToBroker } from '../src/bus/broker-connection.ts';
 import { toOutboundMessage } from '../src/bus/outbound-message.ts';
 import { Environments } from './support/broker.ts';
+import { confirmPublish } from './support/confirm-publish.ts';
 import { buildEmitCalls, DEFAULT_MIX, mixSequence, recordBytes, recordOf } from './support/events.ts';
-import { formatNumber, markdownTable, progress } from './support/report.ts';
+import { commandLine, flag, integer } from './support/options.ts';
+import {
+  environment,
+  environmentText,
+  formatNumber,
+  commandLine as invocation,
+  progress,
+  publishResults,
+} from './support/report.ts';
+import { handleSignals, runMain } from './support/settings.ts';
+import { median } from './support/stats.ts';
 
-const { values } = parseArgs({
+const cli = commandLine({
+  script: 'bench:amqp-clients',
+  summary:
+    'amqplib against rabbitmq-client: the same confirm-window publishing, rounds alternating.\nrabbitmq-client is not a dependency: `npm install --no-save rabbitmq-client@5` first.',
   options: {
-    messages: { type: 'string', default: '20000' },
-    window: { type: 'string', default: '1000' },
-    rounds: { type: 'string', default: '3' },
+    messages: flag('messages', '20000', integer(1), 'messages per round and client'),
+    window: flag('window', '1000', integer(1), 'unconfirmed messages in flight, at most'),
+    rounds: flag('rounds', '3', integer(1), 'rounds, each client once per round'),
   },
 });
-const MESSAGES = Number(values.messages);
-const WINDOW = Number(values.window);
-const ROUNDS = Number(values.rounds);
+let [MESSAGES, WINDOW, ROUNDS] = [0, 0, 0];
 const QUEUE = 'bench.clients';
 
 interface Client {
@@ -62,15 +73,18 @@ const amqplib: Client = {
     try {
       const channel: ConfirmChannel = await connection.createConfirmChannel();
       await channel.assertQueue(QUEUE, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-      await windowed(MESSAGES, (index, done) => {
-        channel.publish(
-          '',
-          QUEUE,
-          bodies[index % bodies.length] as Buffer,
-          { persistent: true, mandatory: true },
-          (error) => done(error),
-        );
+      const result = await confirmPublish(channel, {
+        window: WINDOW,
+        message: (index) =>
+          index < MESSAGES
+            ? {
+                ...{ exchange: '', routingKey: QUEUE, eventType: 'bench', timestampMs: 0 },
+                body: bodies[index % bodies.length] as Buffer,
+                options: { persistent: true, mandatory: true },
+              }
+            : undefined,
       });
+      if (result.nacked > 0) throw new Error(`${result.nacked} messages nacked`);
     } finally {
       await closeConnection(connection);
     }
@@ -134,49 +148,64 @@ interface Measure {
   cpuMicrosPerMessage: number;
 }
 
-const environments = new Environments();
-const environment = await environments.create();
-try {
-  const url = environment.env.RABBITMQ_URL;
-  const bodies = buildEmitCalls(200, mixSequence(DEFAULT_MIX)).map(
-    (call) => toOutboundMessage(recordBytes(recordOf(call))).body,
-  );
-  const measures: Measure[] = [];
-  for (let round = 1; round <= ROUNDS; round++) {
-    // Alternating, and the other order every second round: neither client always runs on a warmer broker.
-    const order = round % 2 === 1 ? [amqplib, rabbitmqClient] : [rabbitmqClient, amqplib];
-    for (const client of order) {
-      const cpu = process.cpuUsage();
-      const started = performance.now();
-      await client.publish(url, bodies);
-      const seconds = (performance.now() - started) / 1000;
-      const used = process.cpuUsage(cpu);
-      measures.push({
-        client: client.name,
-        round,
-        perSecond: MESSAGES / seconds,
-        cpuMicrosPerMessage: (used.user + used.system) / MESSAGES,
-      });
-      progress(`round ${round}: ${client.name} ${formatNumber(MESSAGES / seconds)} msg/s`);
+async function main(): Promise<number> {
+  const settings = cli.read();
+  [MESSAGES, WINDOW, ROUNDS] = [settings.messages, settings.window, settings.rounds];
+  handleSignals();
+  const startedAt = new Date();
+  const environments = new Environments();
+  const { env } = await environments.create();
+  try {
+    const bodies = buildEmitCalls(200, mixSequence(DEFAULT_MIX)).map(
+      (call) => toOutboundMessage(recordBytes(recordOf(call))).body,
+    );
+    const measures: Measure[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      // Alternating, and the other order every second round: neither client always runs on a warmer broker.
+      for (const client of round % 2 === 1 ? [amqplib, rabbitmqClient] : [rabbitmqClient, amqplib]) {
+        const cpu = process.cpuUsage();
+        const started = performance.now();
+        await client.publish(env.RABBITMQ_URL, bodies);
+        const perSecond = MESSAGES / ((performance.now() - started) / 1000);
+        const used = process.cpuUsage(cpu);
+        measures.push({
+          client: client.name,
+          round,
+          perSecond,
+          cpuMicrosPerMessage: (used.user + used.system) / MESSAGES,
+        });
+        progress(`round ${round}: ${client.name} ${formatNumber(perSecond)} msg/s`);
+      }
     }
+    const rows = [amqplib, rabbitmqClient].map((client) => {
+      const mine = measures.filter((measure) => measure.client === client.name);
+      return [
+        client.name,
+        formatNumber(median(mine.map((measure) => measure.perSecond))),
+        mine.map((measure) => formatNumber(measure.perSecond)).join(', '),
+        median(mine.map((measure) => measure.cpuMicrosPerMessage)).toFixed(1),
+      ];
+    });
+    await publishResults({
+      name: 'amqp-clients',
+      title: 'AMQP clients',
+      startedAt,
+      sections: [
+        {
+          title: `${MESSAGES} messages per round, window ${WINDOW}, ${ROUNDS} rounds alternating, one quorum queue`,
+          columns: ['client', 'msg/s (median)', 'msg/s per round', 'client CPU µs/msg (median)'],
+          rows,
+        },
+      ],
+      verdicts: [],
+      notes: { settings: [...cli.settingsBlock(settings), environmentText(environment())], checks: [] },
+      command: invocation('bench:amqp-clients'),
+      report: { benchmark: 'amqp-clients', settings, environment: environment(), measures },
+    });
+    return 0;
+  } finally {
+    await environments.removeAll();
   }
-  const median = (numbers: number[]) =>
-    [...numbers].sort((a, b) => a - b)[Math.floor(numbers.length / 2)] as number;
-  const rows = [amqplib, rabbitmqClient].map((client) => {
-    const mine = measures.filter((measure) => measure.client === client.name);
-    return [
-      client.name,
-      formatNumber(median(mine.map((measure) => measure.perSecond))),
-      mine.map((measure) => formatNumber(measure.perSecond)).join(', '),
-      median(mine.map((measure) => measure.cpuMicrosPerMessage)).toFixed(1),
-    ];
-  });
-  console.log(
-    `\n${MESSAGES} messages per round, window ${WINDOW}, ${ROUNDS} rounds alternating, one quorum queue, ${new Date().toISOString()}\n`,
-  );
-  console.log(
-    markdownTable(['client', 'msg/s (median)', 'msg/s per round', 'client CPU µs/msg (median)'], rows),
-  );
-} finally {
-  await environments.removeAll();
 }
+
+runMain('amqp-clients', cli.help(), main);

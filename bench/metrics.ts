@@ -21,18 +21,20 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { loadConfig } from '../src/config.ts';
-import { ensureDatabase } from '../src/db/ensure-database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { buildApp } from '../src/http/app.ts';
 import { HISTOGRAM_LAYOUT } from '../src/metrics/log-linear-histogram.ts';
 import { createServices } from '../src/services.ts';
+import { createDatabase, dropDatabase } from './support/databases.ts';
+import { judge } from './support/goals.ts';
+import { commandLine, flag, integer, onOff, type Settings as SettingsOf, url } from './support/options.ts';
 import {
   environment,
   environmentText,
   formatNumber,
+  commandLine as invocation,
   progress,
   publishResults,
   REPO_ROOT,
@@ -40,59 +42,26 @@ import {
   round,
   type Section,
 } from './support/report.ts';
-import { handleSignals, pick, positiveInteger, runMain, UsageError } from './support/settings.ts';
+import { handleSignals, runMain } from './support/settings.ts';
 import { distribution, Samples } from './support/stats.ts';
 
 const NAME = 'metrics';
 const GOALS = { eventsPerSec: 10_000, p99Ms: 50 } as const;
 
-const HELP = `usage: npm run bench:metrics -- [options]   (node --import tsx bench/metrics.ts)
-
-  --events <n>       events in the queue for the throughput part   (BENCH_EVENTS, default 100000)
-  --batch <n>        consumer batch size                            (BENCH_BATCH, default 250)
-  --days <n>         days of generated rollups for the read part    (BENCH_DAYS, default 30)
-  --requests <n>     GET /metrics requests per scenario             (BENCH_REQUESTS, default 200)
-  --skip-consumer    only the read part
-  --pg-url <url>     PostgreSQL server       (BENCH_PG_URL, default postgres://root@127.0.0.1:5432)
-`;
-
-interface Settings {
-  events: number;
-  batch: number;
-  days: number;
-  requests: number;
-  skipConsumer: boolean;
-  pgServerUrl: string;
-}
-
-function readSettings(): Settings {
-  const { values } = parseArgs({
-    options: {
-      events: { type: 'string' },
-      batch: { type: 'string' },
-      days: { type: 'string' },
-      requests: { type: 'string' },
-      'skip-consumer': { type: 'boolean' },
-      'pg-url': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
-  const days = positiveInteger('--days', pick(values.days, 'BENCH_DAYS', '30'));
-  if (days > 60) throw new UsageError('--days is at most 60 (the generated rows grow with it)');
-  return {
-    events: positiveInteger('--events', pick(values.events, 'BENCH_EVENTS', '100000')),
-    batch: positiveInteger('--batch', pick(values.batch, 'BENCH_BATCH', '250')),
-    days,
-    requests: positiveInteger('--requests', pick(values.requests, 'BENCH_REQUESTS', '200')),
-    skipConsumer: values['skip-consumer'] === true,
-    pgServerUrl: pick(values['pg-url'], 'BENCH_PG_URL', 'postgres://root@127.0.0.1:5432').replace(/\/+$/, ''),
-  };
-}
+const cli = commandLine({
+  script: 'bench:metrics',
+  summary:
+    'The metrics consumer against a bare INSERT loop (bench/consumers.ts as a child), and GET /metrics\nlatency over generated rollups.',
+  options: {
+    events: flag('events', '100000', integer(1), 'events in the queue for the throughput part'),
+    batch: flag('batch', '250', integer(1), 'consumer batch size'),
+    days: flag('days', '30', integer(1, 60), 'days of generated rollups for the read part (at most 60)'),
+    requests: flag('requests', '200', integer(1), 'GET /metrics requests per scenario'),
+    skipConsumer: onOff('skip-consumer', 'only the read part'),
+    pgServerUrl: flag('pg-url', 'postgres://root@127.0.0.1:5432', url, 'PostgreSQL server', { arg: '<url>' }),
+  },
+});
+type Settings = SettingsOf<typeof cli.options>;
 
 // ---------------------------------------------------------------------------------------------------
 // Part 1: throughput, by bench/consumers.ts
@@ -270,16 +239,9 @@ async function reads(
   settings: Settings,
 ): Promise<{ scenarios: ReadScenario[]; rows: Record<string, number> }> {
   const database = `tb_bench_metrics_${Math.random().toString(16).slice(2, 10)}`;
-  const databaseUrl = `${settings.pgServerUrl}/${database}`;
+  const databaseUrl = await createDatabase(settings.pgServerUrl, database);
   const dataDir = mkdtempSync(join(tmpdir(), 'tb-bench-metrics-'));
-  const dropDatabase = async () => {
-    const admin = new pg.Client({ connectionString: `${settings.pgServerUrl}/postgres` });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
-    await admin.end();
-  };
   try {
-    await ensureDatabase(databaseUrl);
     await migrate(databaseUrl);
     const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();
@@ -357,7 +319,9 @@ async function reads(
       await services.close();
     }
   } finally {
-    await dropDatabase().catch((error: unknown) => progress(`could not drop ${database}: ${String(error)}`));
+    await dropDatabase(settings.pgServerUrl, database).catch((error: unknown) =>
+      progress(`could not drop ${database}: ${String(error)}`),
+    );
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
@@ -365,7 +329,7 @@ async function reads(
 // ---------------------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
-  const settings = readSettings();
+  const settings = cli.read();
   handleSignals();
   const startedAt = new Date();
   const env = environment();
@@ -413,13 +377,27 @@ async function main(): Promise<number> {
     ]),
   });
   const thirtyDays = scenarios.find((scenario) => scenario.query === `from=-${settings.days}d`);
-  const verdicts = [
-    consumer === undefined
-      ? `Goal (≥ ${formatNumber(GOALS.eventsPerSec)} events/s applied): not measured in this run.`
-      : `Goal (≥ ${formatNumber(GOALS.eventsPerSec)} events/s applied): ${consumer.eventsPerSec >= GOALS.eventsPerSec ? 'MET' : 'NOT MET'} — ${formatNumber(consumer.eventsPerSec)} events/s, ${formatNumber(100 * consumer.ratio)}% of the bare INSERT loop's ${formatNumber(consumer.bareRowsPerSec)} rows/s.`,
-    `Goal (GET /metrics p99 < ${GOALS.p99Ms} ms over ${settings.days} days of per-minute rollups): ${thirtyDays !== undefined && thirtyDays.latency.p99 < GOALS.p99Ms ? 'MET' : 'NOT MET'} — p99 ${formatNumber(thirtyDays?.latency.p99 ?? Number.NaN, 2)} ms (default bucket, unfiltered).`,
+  const goals = [
+    judge(
+      { name: 'metrics events applied', threshold: GOALS.eventsPerSec, comparison: '>=', unit: 'events/s' },
+      consumer?.eventsPerSec,
+      consumer === undefined
+        ? 'not run (--skip-consumer)'
+        : `${formatNumber(100 * consumer.ratio)}% of the bare INSERT loop's ${formatNumber(consumer.bareRowsPerSec)} rows/s`,
+    ),
+    judge(
+      {
+        name: 'GET /metrics p99 over 30 days of per-minute rollups',
+        threshold: GOALS.p99Ms,
+        comparison: '<',
+        unit: 'ms',
+      },
+      thirtyDays?.latency.p99,
+      `over ${settings.days} days, default bucket, unfiltered`,
+    ),
   ];
   const settingsText = [
+    ...cli.settingsBlock(settings),
     `throughput: bench/consumers.ts --consumers metrics --events ${settings.events} --batch ${settings.batch} (its full report: bench/results/metrics-consumer-latest.md)`,
     `reads: ${settings.days} days of rollups ending now, 25 keys per bucket (12 vendor/tier pairs of model reads, 3 filter keys, 3 lifecycle, 4 errors, 2 other routes), histograms 24 / 120 / 260 buckets wide per minute / hour / day row; rows ${Object.entries(
       rows,
@@ -441,17 +419,17 @@ async function main(): Promise<number> {
     name: NAME,
     title: 'Metrics benchmark',
     startedAt,
+    goals: { title: 'Goals', goals },
     sections,
-    verdicts,
+    verdicts: [],
     notes: { settings: settingsText, checks },
-    command: `npm run bench:metrics -- --events ${settings.events} --batch ${settings.batch} --days ${settings.days} --requests ${settings.requests}${settings.skipConsumer ? ' --skip-consumer' : ''}`,
+    command: invocation('bench:metrics'),
     report: {
       benchmark: NAME,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       settings,
       environment: env,
-      goals: GOALS,
       consumer: consumer ?? null,
       reads: {
         rows,
@@ -466,4 +444,4 @@ async function main(): Promise<number> {
 }
 
 // Run when executed, not when imported (a profiling script may reuse generateRollups).
-if (process.argv[1] === fileURLToPath(import.meta.url)) runMain(NAME, HELP, main);
+if (process.argv[1] === fileURLToPath(import.meta.url)) runMain(NAME, cli.help(), main);

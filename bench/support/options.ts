@@ -50,6 +50,24 @@ export function toggle(spec: { flag: string; env: string; help: string }): Optio
   return { ...spec, default: 'false', toggle: true, parse: (raw) => raw === 'true' || raw === '1' };
 }
 
+/** The variable of a flag by the benchmarks' convention: `BENCH_` and the flag in upper snake case. */
+export const envOf = (flag: string): string => `BENCH_${flag.toUpperCase().replaceAll('-', '_')}`;
+
+/** An option in one line: its variable by envOf, `<n>` for its value unless `arg` says otherwise. */
+export function flag<T>(
+  name: string,
+  defaultValue: string,
+  parse: Option<T>['parse'],
+  help: string,
+  more: Partial<Option<T>> = {},
+): Option<T> {
+  return { flag: name, env: envOf(name), arg: '<n>', default: defaultValue, parse, help, ...more };
+}
+
+/** A switch in one line, its variable by envOf. */
+export const onOff = (name: string, help: string): Option<boolean> =>
+  toggle({ flag: name, env: envOf(name), help });
+
 // ---------------------------------------------------------------------------------------------------
 // Parsers
 
