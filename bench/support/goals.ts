@@ -90,7 +90,14 @@ export function goalsObject(goals: readonly Goal[]): Record<string, GoalEntry> {
 const COMPARISON_TEXT: Record<Comparison, string> = { '<': '<', '<=': '≤', '>=': '≥', '>': '>', '=': '=' };
 
 const withUnit = (value: number, unit: string) => {
-  const digits = Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : Math.abs(value) >= 1 ? 2 : 3;
+  const digits =
+    Number.isInteger(value) || Math.abs(value) >= 100
+      ? 0
+      : Math.abs(value) >= 10
+        ? 1
+        : Math.abs(value) >= 1
+          ? 2
+          : 3;
   const number = value.toLocaleString('en-US', {
     minimumFractionDigits: digits,
     maximumFractionDigits: digits,

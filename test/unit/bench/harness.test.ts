@@ -136,6 +136,6 @@ test('goals: met, not met and not measured, as an object and a table', () => {
   assert.equal(goals[1]?.met, false);
   assert.equal(goals[2]?.met, null);
   const section = goalsSection('Goals', goals);
-  assert.deepEqual(section.rows[0], ['p99 overhead', '≤ 1.00 ms', '0.500 ms', 'met', 'paced']);
+  assert.deepEqual(section.rows[0], ['p99 overhead', '≤ 1 ms', '0.500 ms', 'met', 'paced']);
   assert.equal(section.rows[2]?.[3], 'not measured');
 });
