@@ -8,14 +8,17 @@
  * - latencies go into HDR histograms (hdr-histogram-js, µs, 3 significant digits);
  * - it reports the rate it achieved (responses ÷ seconds) against the target, and how late it sent.
  *
- * Timers have a resolution of about 1 ms, so above 1,000 req/s the requests due within one timer tick go
- * out together; their latencies still count from each one's own intended time.
+ * The main thread's timers have a resolution of about 1 ms, which would send requests up to 1 ms late:
+ * a metronome thread sleeps until each due time with Atomics.wait (sub-millisecond) and wakes the main
+ * thread with a message, which sends every request due by then. Requests still go out late when the
+ * main thread is busy (reading responses); their latencies count from each one's own intended time.
  *
  * Requests are autocannon's `Request` objects (method, path, headers, body, setupRequest, onResponse), so
  * the same request mixes serve both generators: request n is the next of lane n mod lanes, each lane
  * cycling through its own sequence (as autocannon's connections do).
  */
 import http from 'node:http';
+import { Worker } from 'node:worker_threads';
 import type { Request } from 'autocannon';
 import * as hdr from 'hdr-histogram-js';
 import { interruptSignal } from './settings.ts';
@@ -71,6 +74,27 @@ export interface PacedLoadResult {
   /** Requests in flight at most. */
   maxInFlight: number;
 }
+
+/**
+ * The metronome thread (plain JavaScript, evaluated): given the first due time (ms since the epoch, so
+ * both threads' clocks agree), the interval and the count, it posts the index of each due request as its
+ * time comes, skipping to the latest one when it fell behind.
+ */
+const METRONOME = `
+const { parentPort } = require('node:worker_threads');
+const cell = new Int32Array(new SharedArrayBuffer(4));
+parentPort.once('message', ({ start, interval, total }) => {
+  const now = () => performance.timeOrigin + performance.now();
+  for (let n = 0; n < total; ) {
+    const due = start + n * interval;
+    let wait = due - now();
+    if (wait > 0.2) Atomics.wait(cell, 0, 0, wait - 0.1);
+    while (now() < due) {}
+    n = Math.min(total, Math.floor((now() - start) / interval) + 1);
+    parentPort.postMessage(n);
+  }
+});
+`;
 
 function histogram() {
   return hdr.build({
@@ -186,6 +210,8 @@ export async function pacedLoad(options: PacedLoadOptions): Promise<PacedLoadRes
   };
 
   const start = performance.now() + 5;
+  const metronome = new Worker(METRONOME, { eval: true });
+  metronome.unref();
   try {
     await new Promise<void>((resolve) => {
       let next = 0;
@@ -214,15 +240,15 @@ export async function pacedLoad(options: PacedLoadOptions): Promise<PacedLoadRes
         }
         if (next >= total) {
           interruptSignal.removeEventListener('abort', stop);
+          metronome.terminate();
           stop();
-          return;
         }
-        const wait = start + next * interval - performance.now();
-        setTimeout(tick, Math.max(0, wait));
       };
-      setTimeout(tick, Math.max(0, start - performance.now()));
+      metronome.on('message', tick);
+      metronome.postMessage({ start: performance.timeOrigin + start, interval, total });
     });
   } finally {
+    await metronome.terminate();
     agent.destroy();
   }
   const seconds = Math.max(lastResponseAt - start, interval) / 1000;
