@@ -36,7 +36,8 @@ export async function microBench(
     signal: interruptSignal,
     timestampProvider: hrtimeNowTimestampProvider,
   });
-  bench.add(name, fn, hooks);
+  // async: false, or tinybench calls fn once more (untimed, no hooks) to find out whether it is async.
+  bench.add(name, fn, { ...hooks, async: false });
   const started = performance.now();
   const [task] = await bench.run();
   const elapsedS = (performance.now() - started) / 1000;
