@@ -2,15 +2,11 @@
  * The cost of `EventBus.emit()`, the one telemetry cost every API request pays: one JSON serialisation,
  * one record encoding and one spool write (src/bus/event-bus.ts).
  *
- *   npm run bench:emit -- [--count 1000000] [--split-count 200000] [--warmup 20000] [--batch 1000]
- *                         [--pool 4096] [--type model.queried]
- *
- * Every option also reads an environment variable (BENCH_COUNT, BENCH_SPLIT_COUNT, BENCH_WARMUP,
- * BENCH_BATCH, BENCH_POOL, BENCH_EVENT_TYPE); the flag wins.
+ *   npm run bench:emit -- --help
  *
  * It opens a real EventBus (spool in a temporary data directory, publisher connected to a RabbitMQ vhost of
  * its own with the real topology), emits `warmup` untimed events, then times `count` emit() calls one by
- * one with process.hrtime.bigint(). Every `batch` calls it yields to the event loop (setImmediate), so the
+ * one (tinybench with process.hrtime: support/micro-bench.ts). Every `batch` calls it yields to the event loop (setImmediate), so the
  * publisher drains the spool concurrently and the fsync timer runs, as in the service; the events the
  * broker confirmed during the timed calls are reported. The spool cap is raised above what `count` events
  * take, so none is dropped whether or not the publisher keeps up.
@@ -31,9 +27,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { EventBus } from '../src/bus/event-bus.ts';
-import { encodeRecord } from '../src/bus/outbound-message.ts';
 import { Spool } from '../src/bus/spool/spool.ts';
 import { buildTopology } from '../src/bus/topology.ts';
 import { type BrokerInfo, brokerAlarms, Environments, waitForBroker } from './support/broker.ts';
@@ -46,6 +40,8 @@ import {
   recordOf,
   type SpoolRecordText,
 } from './support/events.ts';
+import { microBench } from './support/micro-bench.ts';
+import { flag, integer, oneOf, commandLine as options } from './support/options.ts';
 import {
   commandLine,
   environment,
@@ -56,16 +52,8 @@ import {
   round,
   type Section,
 } from './support/report.ts';
-import {
-  handleSignals,
-  interruptible,
-  pick,
-  positiveInteger,
-  runMain,
-  throwIfInterrupted,
-  UsageError,
-} from './support/settings.ts';
-import { type Distribution, distribution, Samples } from './support/stats.ts';
+import { handleSignals, interruptible, runMain } from './support/settings.ts';
+import type { Distribution } from './support/stats.ts';
 
 const NAME = 'emit';
 /** What the benchmark is judged against. */
@@ -74,56 +62,21 @@ const EVENT_TYPES: readonly MixType[] = ['model.queried', 'filter.executed', 'ap
 /** Nothing listens on port 1: connecting fails at once, and the publisher backs off (up to 5 s). */
 const UNREACHABLE_BROKER = 'amqp://guest:guest@127.0.0.1:1';
 
-const HELP = `usage: npm run bench:emit -- [options]
-
-  --count <n>        timed emit() calls                          (BENCH_COUNT, default 1000000)
-  --split-count <n>  calls timed for each half of emit() alone   (BENCH_SPLIT_COUNT, default 200000)
-  --warmup <n>       untimed emit() calls first (JIT warm-up)    (BENCH_WARMUP, default 20000; 0 = none)
-  --batch <n>        calls between two yields to the event loop  (BENCH_BATCH, default 1000)
-  --pool <n>         distinct events, cycled                     (BENCH_POOL, default 4096)
-  --type <type>      event type: ${EVENT_TYPES.join(', ')}
-                                                                 (BENCH_EVENT_TYPE, default model.queried)
-`;
-
-interface Settings {
-  count: number;
-  splitCount: number;
-  warmup: number;
-  batch: number;
-  pool: number;
-  type: MixType;
-}
-
-function readSettings(): Settings {
-  const { values } = parseArgs({
-    options: {
-      count: { type: 'string' },
-      'split-count': { type: 'string' },
-      warmup: { type: 'string' },
-      batch: { type: 'string' },
-      pool: { type: 'string' },
-      type: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
-  const type = pick(values.type, 'BENCH_EVENT_TYPE', 'model.queried');
-  if (!(EVENT_TYPES as readonly string[]).includes(type)) {
-    throw new UsageError(`--type must be one of ${EVENT_TYPES.join(', ')}, got '${type}'`);
-  }
-  return {
-    count: positiveInteger('--count', pick(values.count, 'BENCH_COUNT', '1000000')),
-    splitCount: positiveInteger('--split-count', pick(values['split-count'], 'BENCH_SPLIT_COUNT', '200000')),
-    warmup: positiveInteger('--warmup', pick(values.warmup, 'BENCH_WARMUP', '20000'), true),
-    batch: positiveInteger('--batch', pick(values.batch, 'BENCH_BATCH', '1000')),
-    pool: positiveInteger('--pool', pick(values.pool, 'BENCH_POOL', '4096')),
-    type: type as MixType,
-  };
-}
+const cli = options({
+  script: 'bench:emit',
+  summary: 'The cost of EventBus.emit() per call, and of its halves alone.',
+  options: {
+    count: flag('count', '1000000', integer(1), 'timed emit() calls'),
+    splitCount: flag('split-count', '200000', integer(1), 'calls timed for each half of emit() alone'),
+    warmup: flag('warmup', '20000', integer(0), 'untimed calls first in each phase (JIT warm-up; 0 = none)'),
+    batch: flag('batch', '1000', integer(1), 'calls between two yields to the event loop'),
+    pool: flag('pool', '4096', integer(1), 'distinct events, cycled'),
+    type: flag('type', 'model.queried', oneOf(EVENT_TYPES), `event type: ${EVENT_TYPES.join(', ')}`, {
+      env: 'BENCH_EVENT_TYPE',
+      arg: '<type>',
+    }),
+  },
+});
 
 // ---------------------------------------------------------------------------------------------------
 // Timing
@@ -171,52 +124,42 @@ interface Timed {
 }
 
 /**
- * Times `count` calls of `call(i)` one by one; yields every `batch` calls and then runs `afterBatch` (outside
- * the timing). Returns the number of calls that returned false alongside the timing.
+ * Times `count` calls of `call(i)` one by one after `warmup` untimed ones; yields every `batch` calls and
+ * then runs `afterBatch` (outside the timing); `atStart` runs between the warm-up and the timed calls.
+ * Counts the timed calls that returned false.
  */
 async function timeCalls(
   count: number,
   batch: number,
   call: (i: number) => boolean,
-  afterBatch: (i: number) => void = () => {},
-  warmup = 0,
+  more: { afterBatch?: (i: number) => void; warmup?: number; atStart?: () => void } = {},
 ): Promise<Timed & { failed: number }> {
-  // Untimed calls first, so no phase pays for the JIT or for what the phase before it left behind.
-  for (let i = 0; i < warmup; i++) {
-    call(i);
-    if ((i + 1) % batch === 0) {
-      afterBatch(i);
-      await yieldToLoop();
-    }
-  }
-  const samples = new Samples(count);
+  let i = 0;
   let failed = 0;
-  const switchesBefore = process.resourceUsage().involuntaryContextSwitches;
-  const started = process.hrtime.bigint();
-  const { value: inCallNs, gc } = await withGcTally(async () => {
-    let total = 0;
-    for (let i = warmup; i < warmup + count; i++) {
-      const before = process.hrtime.bigint();
-      const ok = call(i);
-      const ns = Number(process.hrtime.bigint() - before);
-      samples.push(ns);
-      total += ns;
-      if (!ok) failed++;
-      if ((i + 1) % batch === 0) {
-        afterBatch(i);
-        throwIfInterrupted();
-        await yieldToLoop();
-      }
-    }
-    return total;
-  });
-  const wallS = Number(process.hrtime.bigint() - started) / 1e9;
+  let switchesBefore = 0;
+  const { value, gc } = await withGcTally(() =>
+    microBench('call', () => call(i++) || failed++, {
+      iterations: count,
+      warmup: more.warmup ?? 0,
+      beforeAll: (mode) => {
+        if (mode !== 'run') return;
+        failed = 0;
+        switchesBefore = process.resourceUsage().involuntaryContextSwitches;
+        more.atStart?.();
+      },
+      afterEach: () => {
+        if (i % batch !== 0) return;
+        more.afterBatch?.(i - 1);
+        return yieldToLoop() as Promise<void>;
+      },
+    }),
+  );
   return {
-    latencyUs: distribution(samples.sorted(), 1e-3),
+    latencyUs: value.latencyUs,
     involuntaryContextSwitches: process.resourceUsage().involuntaryContextSwitches - switchesBefore,
-    wallS: round(wallS, 3),
-    callsPerSec: Math.round(count / wallS),
-    callsPerSecInCall: Math.round(count / (inCallNs / 1e9)),
+    wallS: round(value.elapsedS, 3),
+    callsPerSec: Math.round(count / value.elapsedS),
+    callsPerSecInCall: Math.round(count / value.timedS),
     gc,
     failed,
   };
@@ -243,29 +186,11 @@ async function waitForConnected(bus: EventBus, timeoutMs: number): Promise<void>
   }
 }
 
-/** emit()'s own work minus the append: the same JSON.stringify and encodeRecord calls, same header. */
-function encodeLikeEmit(call: EmitCall): ReturnType<typeof encodeRecord> {
-  const { event } = call;
-  const data = event.data as { model_id?: unknown };
-  return encodeRecord(
-    {
-      eventType: event.event_type,
-      eventId: event.event_id,
-      correlationId: event.correlation_id,
-      timestampMs: call.timestampMs,
-      source: event.source,
-      traceparent: call.traceparent,
-      modelId: typeof data.model_id === 'string' ? data.model_id : '',
-    },
-    JSON.stringify(event),
-  );
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Main
 
 async function main(): Promise<number> {
-  const settings = readSettings();
+  const settings = cli.read();
   handleSignals();
   const startedAt = new Date();
   const env = environment();
@@ -327,18 +252,18 @@ async function main(): Promise<number> {
         const call = calls[i % calls.length] as EmitCall;
         return bus.emit(call.event, call.traceparent, call.timestampMs);
       };
-      if (settings.warmup > 0) {
-        progress(`warm-up: ${formatNumber(settings.warmup)} untimed emit() calls`);
-        for (let i = 0; i < settings.warmup; i++) {
-          emit(i);
-          if ((i + 1) % settings.batch === 0) await yieldToLoop();
-        }
-      }
-
-      progress(`timing ${formatNumber(settings.count)} emit() calls`);
-      const confirmedBefore = bus.status().publisher.counters.confirmed;
-      const before = cpuSnapshot({ rabbitmq: rabbitPid });
-      const timed = await timeCalls(settings.count, settings.batch, emit);
+      progress(
+        `timing ${formatNumber(settings.count)} emit() calls after ${formatNumber(settings.warmup)} untimed`,
+      );
+      let confirmedBefore = 0;
+      let before = cpuSnapshot({ rabbitmq: rabbitPid });
+      const timed = await timeCalls(settings.count, settings.batch, emit, {
+        warmup: settings.warmup,
+        atStart: () => {
+          confirmedBefore = bus.status().publisher.counters.confirmed;
+          before = cpuSnapshot({ rabbitmq: rabbitPid });
+        },
+      });
       const after = cpuSnapshot({ rabbitmq: rabbitPid });
       const status = bus.status();
       const confirmedDuring = status.publisher.counters.confirmed - confirmedBefore;
@@ -395,8 +320,7 @@ async function main(): Promise<number> {
           sink += JSON.stringify((calls[i % calls.length] as EmitCall).event).length;
           return true;
         },
-        undefined,
-        splitWarmup,
+        { warmup: splitWarmup },
       )),
       cpu: null,
     });
@@ -409,11 +333,10 @@ async function main(): Promise<number> {
         split,
         settings.batch,
         (i) => {
-          sink += encodeLikeEmit(calls[i % calls.length] as EmitCall).length;
+          sink += recordOf(calls[i % calls.length] as EmitCall).length;
           return true;
         },
-        undefined,
-        splitWarmup,
+        { warmup: splitWarmup },
       )),
       cpu: null,
     });
@@ -438,8 +361,7 @@ async function main(): Promise<number> {
             last = spool.append(records[i % records.length] as SpoolRecordText);
             return last >= 0;
           },
-          () => spool.confirm(last),
-          splitWarmup,
+          { afterBatch: () => spool.confirm(last), warmup: splitWarmup },
         )),
         cpu: null,
       });
@@ -467,7 +389,7 @@ async function main(): Promise<number> {
         name: 'emit, publisher idle',
         what: 'EventBus.emit() with no broker reachable: nothing but emit() in the event loop',
         calls: split,
-        ...(await timeCalls(split, settings.batch, idleEmit, undefined, splitWarmup)),
+        ...(await timeCalls(split, settings.batch, idleEmit, { warmup: splitWarmup })),
         cpu: null,
       });
     } finally {
@@ -592,4 +514,4 @@ async function main(): Promise<number> {
   return healthy ? 0 : 1;
 }
 
-runMain(NAME, HELP, main);
+runMain(NAME, cli.help(), main);
