@@ -2,12 +2,9 @@
  * Publisher throughput: SpoolPublisher (src/bus/spool-publisher.ts) against a plain amqplib loop, in the
  * same run, with the same messages, window and topology.
  *
- *   npm run bench:publisher -- [--messages 50000] [--window 1000] [--repeat 2] [--concurrent-duration 15]
- *                              [--concurrent-rate N] [--concurrent-skip 3] [--run-timeout 120]
+ *   npm run bench:publisher -- --help
  *
- * Every option also reads an environment variable (BENCH_MESSAGES, BENCH_WINDOW, BENCH_REPEAT,
- * BENCH_CONCURRENT_DURATION, BENCH_CONCURRENT_RATE, BENCH_CONCURRENT_SKIP, BENCH_RUN_TIMEOUT); the flag
- * wins. For a CPU profile of the publishing side: `node --cpu-prof --cpu-prof-dir=DIR --import tsx
+ * For a CPU profile of the publishing side: `node --cpu-prof --cpu-prof-dir=DIR --import tsx
  * bench/publisher.ts …` (the publisher runs in this process).
  *
  * `messages` spool records are built once, as `EventBus.emit()` writes them, for a mix of 60% model.queried,
@@ -34,7 +31,6 @@
  * for longer, steadier runs.
  */
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { ConfirmChannel } from 'amqplib';
 import { applyTopology } from '../src/bus/apply-topology.ts';
 import { connectToBroker } from '../src/bus/broker-connection.ts';
@@ -69,6 +65,8 @@ import {
   recordOf,
   type SpoolRecordText,
 } from './support/events.ts';
+import { judge } from './support/goals.ts';
+import { flag, integer, commandLine as options, type Settings as SettingsOf } from './support/options.ts';
 import {
   commandLine,
   environment,
@@ -83,10 +81,9 @@ import {
   handleSignals,
   interruptible,
   interruptSignal,
-  pick,
-  positiveInteger,
   runMain,
   throwIfInterrupted,
+  UsageError,
 } from './support/settings.ts';
 import { median } from './support/stats.ts';
 
@@ -94,66 +91,40 @@ const NAME = 'publisher';
 /** What the benchmark is judged against: ours at least this share of the raw loop's rate (medians). */
 const GOAL = { minRatio: 0.8 } as const;
 
-const HELP = `usage: npm run bench:publisher -- [options]
-
-  --messages <n>             messages per raw/ours run                   (BENCH_MESSAGES, default 50000)
-  --window <n>               unconfirmed messages in flight, at most     (BENCH_WINDOW, default 1000)
-  --repeat <n>               raw/ours pairs, run alternately             (BENCH_REPEAT, default 2)
-  --concurrent-duration <s>  seconds of the ours+emit run; 0 = skip it   (BENCH_CONCURRENT_DURATION, default 15)
-  --concurrent-rate <n>      events emitted per second during it         (BENCH_CONCURRENT_RATE,
-                                                                          default 1.5 × the raw median)
-  --concurrent-skip <s>      seconds before its steady state is measured (BENCH_CONCURRENT_SKIP, default 3)
-  --run-timeout <s>          a run taking longer fails the benchmark     (BENCH_RUN_TIMEOUT, default 120)
-`;
-
-interface Settings {
-  messages: number;
-  window: number;
-  repeat: number;
-  concurrentDurationS: number;
-  concurrentRate: number | undefined;
-  concurrentSkipS: number;
-  runTimeoutS: number;
-}
+const cli = options({
+  script: 'bench:publisher',
+  summary: 'SpoolPublisher against a plain amqplib confirm loop, same messages, window and topology.',
+  options: {
+    messages: flag('messages', '50000', integer(1), 'messages per raw/ours run'),
+    window: flag('window', '1000', integer(1), 'unconfirmed messages in flight, at most'),
+    repeat: flag('repeat', '2', integer(1), 'raw/ours pairs, run alternately'),
+    concurrentDurationS: flag(
+      'concurrent-duration',
+      '15',
+      integer(0),
+      'seconds of the ours+emit run; 0 = skip it',
+      { arg: '<s>' },
+    ),
+    concurrentRate: flag(
+      'concurrent-rate',
+      '',
+      (raw, name) => (raw === '' ? undefined : integer(1)(raw, name)),
+      'events emitted per second during it (default 1.5 × the raw median)',
+    ),
+    concurrentSkipS: flag('concurrent-skip', '3', integer(0), 'seconds before its steady state is measured', {
+      arg: '<s>',
+    }),
+    runTimeoutS: flag('run-timeout', '120', integer(1), 'a run taking longer fails the benchmark', {
+      arg: '<s>',
+    }),
+  },
+});
+type Settings = SettingsOf<typeof cli.options>;
 
 function readSettings(): Settings {
-  const { values } = parseArgs({
-    options: {
-      messages: { type: 'string' },
-      window: { type: 'string' },
-      repeat: { type: 'string' },
-      'concurrent-duration': { type: 'string' },
-      'concurrent-rate': { type: 'string' },
-      'concurrent-skip': { type: 'string' },
-      'run-timeout': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
-  const rate = pick(values['concurrent-rate'], 'BENCH_CONCURRENT_RATE', '');
-  const settings = {
-    messages: positiveInteger('--messages', pick(values.messages, 'BENCH_MESSAGES', '50000')),
-    window: positiveInteger('--window', pick(values.window, 'BENCH_WINDOW', '1000')),
-    repeat: positiveInteger('--repeat', pick(values.repeat, 'BENCH_REPEAT', '2')),
-    concurrentDurationS: positiveInteger(
-      '--concurrent-duration',
-      pick(values['concurrent-duration'], 'BENCH_CONCURRENT_DURATION', '15'),
-      true,
-    ),
-    concurrentRate: rate === '' ? undefined : positiveInteger('--concurrent-rate', rate),
-    concurrentSkipS: positiveInteger(
-      '--concurrent-skip',
-      pick(values['concurrent-skip'], 'BENCH_CONCURRENT_SKIP', '3'),
-      true,
-    ),
-    runTimeoutS: positiveInteger('--run-timeout', pick(values['run-timeout'], 'BENCH_RUN_TIMEOUT', '120')),
-  };
+  const settings = cli.read();
   if (settings.concurrentDurationS > 0 && settings.concurrentSkipS >= settings.concurrentDurationS) {
-    throw new Error('--concurrent-skip must be shorter than --concurrent-duration');
+    throw new UsageError('--concurrent-skip must be shorter than --concurrent-duration');
   }
   return settings;
 }
@@ -502,7 +473,6 @@ async function main(): Promise<number> {
   const oursMedian = median(rates('ours'));
   const concurrent = runs.find((run) => run.kind === 'ours+emit');
   const ratio = oursMedian / rawMedian;
-  const met = ratio >= GOAL.minRatio;
   const perMessageUs = (run: RunResult, cpu: { userUs: number; systemUs: number } | null | undefined) =>
     cpu === null || cpu === undefined || run.messages === 0
       ? 'n/a'
@@ -553,7 +523,11 @@ async function main(): Promise<number> {
     },
   ];
   const verdicts = [
-    `Goal (SpoolPublisher ≥ ${GOAL.minRatio * 100}% of the raw amqplib loop, medians): ${met ? 'MET' : 'NOT MET'} — ours ${formatNumber(oursMedian)} msgs/s / raw ${formatNumber(rawMedian)} msgs/s = ${formatNumber(100 * ratio)}%${concurrent === undefined ? '' : `; while emitting: ${formatNumber(concurrent.messagesPerSec)} msgs/s = ${formatNumber((100 * concurrent.messagesPerSec) / rawMedian)}%`}.`,
+    ...(concurrent === undefined
+      ? []
+      : [
+          `While emitting: ${formatNumber(concurrent.messagesPerSec)} msgs/s = ${formatNumber((100 * concurrent.messagesPerSec) / rawMedian)}% of the raw median.`,
+        ]),
   ];
   const oursRuns = runs.filter((run) => run.kind === 'ours');
   const settingsText = [
@@ -590,9 +564,24 @@ async function main(): Promise<number> {
     name: NAME,
     title: 'Publisher throughput benchmark',
     startedAt,
+    goals: {
+      title: 'Goals',
+      goals: [
+        judge(
+          {
+            name: 'SpoolPublisher ÷ the raw amqplib loop (medians)',
+            threshold: GOAL.minRatio,
+            comparison: '>=',
+            unit: 'ratio',
+          },
+          round(ratio, 3),
+          `ours ${formatNumber(oursMedian)} msgs/s / raw ${formatNumber(rawMedian)} msgs/s`,
+        ),
+      ],
+    },
     sections,
     verdicts,
-    notes: { settings: settingsText, checks },
+    notes: { settings: [...cli.settingsBlock(settings), ...settingsText], checks },
     command: commandLine('bench:publisher'),
     report: {
       benchmark: NAME,
@@ -600,7 +589,8 @@ async function main(): Promise<number> {
       finishedAt: new Date().toISOString(),
       settings: { ...settings, concurrentRate: concurrentRate ?? null, recordBytes, mix: DEFAULT_MIX },
       environment: { ...env, rabbitmq: broker ?? null },
-      goal: { ...GOAL, rawMedian, oursMedian, ratio: round(ratio, 3), met },
+      rawMedian,
+      oursMedian,
       runs,
       brokerAlarmsAfter: alarmsAfter,
     },
@@ -608,4 +598,4 @@ async function main(): Promise<number> {
   return problems.length === 0 ? 0 : 1;
 }
 
-runMain(NAME, HELP, main);
+runMain(NAME, cli.help(), main);
