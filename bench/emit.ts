@@ -87,9 +87,11 @@ interface GcTally {
   maxMs: number;
 }
 
-/** Garbage collections during `action`, from the perf_hooks 'gc' entries. */
-async function withGcTally<T>(action: () => Promise<T>): Promise<{ value: T; gc: GcTally }> {
-  const gc: GcTally = { count: 0, totalMs: 0, maxMs: 0 };
+/** Garbage collections during `action`, from the perf_hooks 'gc' entries, counted from its `restart()`. */
+async function withGcTally<T>(
+  action: (restart: () => void) => Promise<T>,
+): Promise<{ value: T; gc: GcTally }> {
+  let gc: GcTally = { count: 0, totalMs: 0, maxMs: 0 };
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
       gc.count++;
@@ -99,7 +101,9 @@ async function withGcTally<T>(action: () => Promise<T>): Promise<{ value: T; gc:
   });
   observer.observe({ entryTypes: ['gc'] });
   try {
-    const value = await action();
+    const value = await action(() => {
+      gc = { count: 0, totalMs: 0, maxMs: 0 };
+    });
     // Entries are delivered asynchronously: let the last ones arrive.
     await new Promise((resolve) => setTimeout(resolve, 10));
     return { value, gc: { count: gc.count, totalMs: round(gc.totalMs, 1), maxMs: round(gc.maxMs, 2) } };
@@ -137,13 +141,14 @@ async function timeCalls(
   let i = 0;
   let failed = 0;
   let switchesBefore = 0;
-  const { value, gc } = await withGcTally(() =>
+  const { value, gc } = await withGcTally((restartGcTally) =>
     microBench('call', () => call(i++) || failed++, {
       iterations: count,
       warmup: more.warmup ?? 0,
       beforeAll: (mode) => {
         if (mode !== 'run') return;
         failed = 0;
+        restartGcTally();
         switchesBefore = process.resourceUsage().involuntaryContextSwitches;
         more.atStart?.();
       },

@@ -11,7 +11,7 @@ import { type Distribution, distribution } from './stats.ts';
 export interface MicroResult {
   /** Per call, µs. */
   latencyUs: Distribution;
-  /** First call to last, including the hooks (s). */
+  /** First timed call to last, the hooks included, the warm-up not (s). */
   elapsedS: number;
   /** Sum of the timed calls (s). */
   timedS: number;
@@ -36,9 +36,13 @@ export async function microBench(
     signal: interruptSignal,
     timestampProvider: hrtimeNowTimestampProvider,
   });
+  let started = 0;
+  const beforeAll: FnOptions['beforeAll'] = function (mode) {
+    if (mode === 'run') started = performance.now();
+    return hooks.beforeAll?.call(this, mode);
+  };
   // async: false, or tinybench calls fn once more (untimed, no hooks) to find out whether it is async.
-  bench.add(name, fn, { ...hooks, async: false });
-  const started = performance.now();
+  bench.add(name, fn, { ...hooks, beforeAll, async: false });
   const [task] = await bench.run();
   const elapsedS = (performance.now() - started) / 1000;
   if (interruptSignal.aborted) throw interruptSignal.reason;
@@ -47,5 +51,5 @@ export async function microBench(
     throw new Error(`${name}: tinybench gave no samples (${result?.state ?? 'not run'})`);
   }
   const sorted = Float64Array.from(result.latency.samples).sort();
-  return { latencyUs: distribution(sorted, 1000, 2), elapsedS, timedS: result.totalTime / 1000 };
+  return { latencyUs: distribution(sorted, 1000), elapsedS, timedS: result.totalTime / 1000 };
 }
