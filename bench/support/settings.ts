@@ -1,26 +1,10 @@
 /**
- * Command-line settings and Ctrl-C handling shared by the benchmarks, in bench/registry-api.ts's manner:
- * every option is a flag and an environment variable (the flag wins), a bad value is a usage error (exit
- * 2), and the first Ctrl-C stops the current run and falls through to the cleanup (a second exits at once).
+ * Exit codes and Ctrl-C handling shared by the benchmarks (their options: options.ts): a bad value is a
+ * usage error (exit 2), and the first Ctrl-C stops the current run and falls through to the cleanup (a
+ * second exits at once).
  */
 
 export class UsageError extends Error {}
-
-export function positiveInteger(name: string, raw: string, allowZero = false): number {
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || (value === 0 && !allowZero)) {
-    throw new UsageError(
-      `${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got '${raw}'`,
-    );
-  }
-  return value;
-}
-
-/** The flag's value, else the environment variable's (when set and not empty), else the fallback. */
-export function pick(flag: string | undefined, variable: string, fallback: string): string {
-  const fromEnv = process.env[variable];
-  return flag ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : fallback);
-}
 
 export class Interrupted extends Error {}
 
