@@ -80,7 +80,7 @@ import {
   othersCores,
   type Ticks,
 } from './support/cpu.ts';
-import { createDatabase as createEmptyDatabase, dropDatabase } from './support/databases.ts';
+import { createDatabase as createEmptyDatabase, dropDatabase, withClient } from './support/databases.ts';
 import { recordBytes, recordOf } from './support/events.ts';
 import { judge } from './support/goals.ts';
 import {
@@ -161,16 +161,6 @@ function readSettings(): Settings {
 
 // ---------------------------------------------------------------------------------------------------
 // Databases
-
-async function withClient<T>(url: string, action: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
-  await client.connect();
-  try {
-    return await action(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** A fresh database, migrated. */
 async function createDatabase(serverUrl: string, name: string): Promise<string> {

@@ -4,8 +4,9 @@
  */
 import pg from 'pg';
 
-async function withAdminClient<T>(serverUrl: string, action: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: `${serverUrl}/postgres`, connectionTimeoutMillis: 5000 });
+/** One connection to `url` for `action`, closed after it. */
+export async function withClient<T>(url: string, action: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
   await client.connect();
   try {
     return await action(client);
@@ -16,12 +17,14 @@ async function withAdminClient<T>(serverUrl: string, action: (client: pg.Client)
 
 /** Creates database `name` on the server at `serverUrl`; resolves with its URL. */
 export async function createDatabase(serverUrl: string, name: string): Promise<string> {
-  await withAdminClient(serverUrl, (client) => client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`));
+  await withClient(`${serverUrl}/postgres`, (client) =>
+    client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`),
+  );
   return `${serverUrl}/${name}`;
 }
 
 export async function dropDatabase(serverUrl: string, name: string): Promise<void> {
-  await withAdminClient(serverUrl, (client) =>
+  await withClient(`${serverUrl}/postgres`, (client) =>
     client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
   );
 }
