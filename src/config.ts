@@ -5,6 +5,7 @@
  * default, unit and expected form; that table drives parsing, the error message for a bad value, and the
  * configuration reference in the README (a test keeps them in step).
  */
+import { DEFAULT_CACHE_MAX_BYTES } from './cache-budget.ts';
 import { ConfigError } from './errors.ts';
 import { redactCredentials } from './redact-credentials.ts';
 
@@ -26,8 +27,11 @@ export interface Config {
   dbPoolMax: number;
   /** Time a cached model or filter result stays valid, in milliseconds; 0 disables the cache. @default 30000 */
   cacheTtlMs: number;
-  /** Entries kept by each read cache (models, filter results). @default 10000 */
-  cacheMaxEntries: number;
+  /**
+   * Bytes the read caches of a process hold at most, together (models, filter pages, metrics periods,
+   * API keys; shared out by src/cache-budget.ts). @default 64 MiB
+   */
+  cacheMaxBytes: number;
   /** Requests allowed per API key per minute; 0 disables rate limiting. @default 60000 */
   rateLimitPerMinute: number;
   /** Time an API key lookup is cached in memory, in milliseconds (bounds how late a revocation bites). @default 5000 */
@@ -241,12 +245,13 @@ export const CONFIG_VARIABLES = {
     description: 'How long a cached model or filter result is served, in ms.',
     parse: integer(0, 86_400_000),
   },
-  CACHE_MAX_ENTRIES: {
-    key: 'cacheMaxEntries',
-    default: '10000',
-    form: 'an integer 1–10000000',
-    description: 'Entries kept by each read cache (models, filter results).',
-    parse: integer(1, 10_000_000),
+  CACHE_MAX_BYTES: {
+    key: 'cacheMaxBytes',
+    default: String(DEFAULT_CACHE_MAX_BYTES),
+    form: 'an integer number of bytes, 0–68719476736 (0 disables the caches)',
+    description:
+      'Bytes all read caches of a process hold at most, together (models, filter pages, metrics periods, API keys), estimated.',
+    parse: integer(0, 68_719_476_736),
   },
   RATE_LIMIT_PER_MINUTE: {
     key: 'rateLimitPerMinute',

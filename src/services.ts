@@ -10,6 +10,7 @@ import { EventBus } from './bus/event-bus.ts';
 import { QueueInspector } from './bus/queue-inspector.ts';
 import type { PublisherLogger } from './bus/spool-publisher.ts';
 import { topologyFromConfig } from './bus/topology-from-config.ts';
+import { cacheBudget } from './cache-budget.ts';
 import type { Config } from './config.ts';
 import { DlqService } from './consumers/dlq/dlq-service.ts';
 import { createPool } from './db/create-pool.ts';
@@ -33,6 +34,8 @@ export interface Services {
   dlq: DlqService;
   /** Prometheus metrics of this process. */
   metrics: Registry;
+  /** Bytes GET /metrics's cache of closed periods may hold: its share of CACHE_MAX_BYTES. */
+  metricsCacheMaxBytes: number;
   /** Sends what the spool holds for up to half of `shutdownTimeoutMs`, then releases everything. */
   close(): Promise<void>;
 }
@@ -90,6 +93,7 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
     emit: bus === undefined ? undefined : (event, traceparent, at) => bus.emit(event, traceparent, at),
   });
   const metrics = createPrometheusRegistry();
+  const caches = cacheBudget(config.cacheMaxBytes);
   if (bus !== undefined) registerBusMetrics(metrics, bus);
   if (queues !== undefined) registerQueueMetrics(metrics, queues);
   registerDeadLetterMetrics(metrics, { count: (state) => dlq.count({ state }) });
@@ -98,9 +102,11 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
     metrics,
     registry: new ModelRegistry(new ModelRepository(pool), {
       ttlMs: config.cacheTtlMs,
-      maxEntries: config.cacheMaxEntries,
+      modelsMaxBytes: caches.models,
+      filtersMaxBytes: caches.filters,
     }),
-    apiKeys: new ApiKeyStore(pool, { cacheTtlMs: config.apiKeyCacheTtlMs }),
+    apiKeys: new ApiKeyStore(pool, { cacheTtlMs: config.apiKeyCacheTtlMs, cacheMaxBytes: caches.apiKeys }),
+    metricsCacheMaxBytes: caches.metrics,
     bus,
     queues,
     dlq,

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type pg from 'pg';
+import { cacheBudget } from '../cache-budget.ts';
 import { generateApiKey, hashApiKey, looksLikeApiKey } from './api-key.ts';
 import type { Role } from './roles.ts';
 
@@ -27,7 +28,15 @@ export interface ApiKeyInfo {
 export interface ApiKeyStoreOptions {
   /** How long a verified key is remembered, in milliseconds; bounds how late a revocation bites. @default 5000 */
   cacheTtlMs?: number;
+  /** Bytes the cache of verified (and unknown) keys may hold. @default the API keys' share of CACHE_MAX_BYTES's default */
+  cacheMaxBytes?: number;
 }
+
+/**
+ * Bytes one remembered key costs besides its name, about: its 64-character hash (the cache key, shared
+ * with the principal's userId), the key id, the objects and lru-cache's slots.
+ */
+const KEY_ENTRY_BYTES = 384;
 
 /** Sentinel for "looked up and not found", so unknown keys are cached too and cannot hammer the database. */
 const UNKNOWN = Symbol('unknown');
@@ -40,7 +49,24 @@ export class ApiKeyStore {
     options: ApiKeyStoreOptions = {},
   ) {
     const ttl = options.cacheTtlMs ?? 5000;
-    this.#cache = ttl > 0 ? new LRUCache({ max: 10_000, ttl }) : undefined;
+    const maxBytes = options.cacheMaxBytes ?? cacheBudget().apiKeys;
+    // Made-up keys are remembered too (as unknown), so the bound, and the purge of expired entries, is
+    // what keeps a flood of them from growing the process.
+    this.#cache =
+      ttl > 0 && maxBytes > 0
+        ? new LRUCache<string, Principal | typeof UNKNOWN>({
+            maxSize: maxBytes,
+            maxEntrySize: maxBytes,
+            sizeCalculation: (value) => KEY_ENTRY_BYTES + (value === UNKNOWN ? 0 : 2 * value.name.length),
+            ttl,
+            ttlAutopurge: true,
+          })
+        : undefined;
+  }
+
+  /** Keys remembered (verified or unknown), and their estimated bytes. */
+  cacheStats(): { size: number; bytes: number } {
+    return { size: this.#cache?.size ?? 0, bytes: this.#cache?.calculatedSize ?? 0 };
   }
 
   /** Creates a key and returns it: the only moment the raw key exists outside its holder. */

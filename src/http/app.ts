@@ -77,6 +77,8 @@ export interface AppDependencies {
   dlq: DlqService;
   /** The process's Prometheus registry: served on /metrics/prometheus, and gets the request histogram. */
   metrics?: Registry | undefined;
+  /** Bytes GET /metrics's cache of closed periods may hold. @default its share of CACHE_MAX_BYTES's default */
+  metricsCacheMaxBytes?: number;
 }
 
 export interface AppOptions {
@@ -168,7 +170,7 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   await app.register(dashboardRoutes, { feed });
   if (deps.bus !== undefined) await app.register(selfTestRoutes, { bus: deps.bus, pool: deps.pool });
   await app.register(metricsRoutes, {
-    metrics: new MetricsQuery(deps.pool),
+    metrics: new MetricsQuery(deps.pool, { cache: { maxBytes: deps.metricsCacheMaxBytes } }),
     retentionDays: options.metricsRollupRetentionDays ?? METRICS_RETENTION_DEFAULTS.rollupRetentionDays,
   });
   return app;

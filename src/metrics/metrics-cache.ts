@@ -13,12 +13,12 @@
  * used: a hit only sets a flag, where strict LRU would move the entry — 1,440 moves for a day of minutes).
  */
 
+import { cacheBudget } from '../cache-budget.ts';
+
 export interface MetricsCacheOptions {
-  /** Estimated bytes kept at most; 0 turns the cache off. @default 67108864 (64 MiB) */
+  /** Estimated bytes kept at most; 0 turns the cache off. @default the metrics' share of CACHE_MAX_BYTES's default */
   maxBytes?: number;
 }
-
-export const METRICS_CACHE_DEFAULTS = { maxBytes: 64 * 1024 * 1024 } as const;
 
 interface Entry<T> {
   revision: number;
@@ -36,7 +36,7 @@ export class MetricsCache<T> {
   #misses = 0;
 
   constructor(options: MetricsCacheOptions = {}) {
-    this.#maxBytes = options.maxBytes ?? METRICS_CACHE_DEFAULTS.maxBytes;
+    this.#maxBytes = options.maxBytes ?? cacheBudget().metrics;
   }
 
   /** The value kept for `key` at `revision`; undefined if none, or one of another revision. */

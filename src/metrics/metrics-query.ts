@@ -17,6 +17,7 @@
  * the partials inside the others (the ragged ends, and the bucket holding the watermark).
  */
 import type pg from 'pg';
+import { cacheBudget } from '../cache-budget.ts';
 import { BucketSum, percentileOfSparse, type SparseBuckets } from './log-linear-histogram.ts';
 import { MetricsCache, type MetricsCacheOptions } from './metrics-cache.ts';
 import { GRANULARITY_MS, type Granularity } from './metrics-granularity.ts';
@@ -181,9 +182,9 @@ export class MetricsQuery {
   constructor(pool: pg.Pool, options: MetricsQueryOptions = {}) {
     this.#pool = pool;
     // Points are small: a tenth of the budget for them, the rest for the partials.
-    const maxBytes = options.cache?.maxBytes;
-    this.#partials = new MetricsCache({ maxBytes: maxBytes === undefined ? undefined : (maxBytes * 9) / 10 });
-    this.#points = new MetricsCache({ maxBytes: maxBytes === undefined ? undefined : maxBytes / 10 });
+    const maxBytes = options.cache?.maxBytes ?? cacheBudget().metrics;
+    this.#partials = new MetricsCache({ maxBytes: (maxBytes * 9) / 10 });
+    this.#points = new MetricsCache({ maxBytes: maxBytes / 10 });
   }
 
   /** Entries, estimated bytes, hits and misses of the caches (for tests and benchmarks). */

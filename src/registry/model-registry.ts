@@ -13,7 +13,16 @@ import type {
   ModelPage,
   UpdateModelInput,
 } from './model-schemas.ts';
-import { type CachedRead, type CacheStats, ReadCache, type ReadCacheOptions } from './read-cache.ts';
+import { type CachedRead, type CacheStats, ReadCache } from './read-cache.ts';
+
+export interface ModelRegistryCacheOptions {
+  /** Time a cached model or page is served, in milliseconds; 0 disables both caches. */
+  ttlMs: number;
+  /** Estimated bytes of models by id kept at most. */
+  modelsMaxBytes: number;
+  /** Estimated bytes of filter pages kept at most. */
+  filtersMaxBytes: number;
+}
 
 export interface RegistryCacheStats {
   models: CacheStats;
@@ -26,10 +35,10 @@ export class ModelRegistry {
 
   constructor(
     private readonly repository: ModelRepository,
-    cache: ReadCacheOptions,
+    cache: ModelRegistryCacheOptions,
   ) {
-    this.#models = new ReadCache(cache);
-    this.#filters = new ReadCache(cache);
+    this.#models = new ReadCache({ ttlMs: cache.ttlMs, maxBytes: cache.modelsMaxBytes });
+    this.#filters = new ReadCache({ ttlMs: cache.ttlMs, maxBytes: cache.filtersMaxBytes });
   }
 
   async register(input: CreateModelInput): Promise<Model> {

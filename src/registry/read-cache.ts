@@ -1,16 +1,22 @@
 import { LRUCache } from 'lru-cache';
+import { estimateJsonBytes } from '../cache-budget.ts';
 
 export interface ReadCacheOptions {
-  /** Time an entry is served, in milliseconds; 0 disables caching. @default 30000 */
+  /** Time an entry is served, in milliseconds; 0 disables caching. */
   ttlMs: number;
-  /** Entries kept; the least recently used go first. @default 10000 */
-  maxEntries: number;
+  /**
+   * Estimated bytes kept at most ({@link estimateJsonBytes}); the least recently used go first, and an
+   * entry larger than this is not kept. 0 disables caching.
+   */
+  maxBytes: number;
 }
 
 export interface CacheStats {
   hits: number;
   misses: number;
   size: number;
+  /** Estimated bytes held. */
+  bytes: number;
 }
 
 /** The outcome of a cached read: the value, and whether it came from the cache. */
@@ -20,7 +26,9 @@ export interface CachedRead<V> {
 }
 
 /**
- * An in-process LRU cache with a TTL that counts hits and misses.
+ * An in-process LRU cache with a TTL, bounded by bytes, that counts hits and misses. Expired entries are
+ * dropped when they expire (lru-cache's `ttlAutopurge`: one timer per stored entry, and entries are only
+ * stored on a miss, which costs a database read anyway), not held until something evicts them.
  *
  * A write invalidates; a read that started before that write must not put its stale result back. Each
  * invalidation bumps a generation, and a load stores its result only if no invalidation happened while it
@@ -35,8 +43,14 @@ export class ReadCache<V extends {}> {
 
   constructor(options: ReadCacheOptions) {
     this.#lru =
-      options.ttlMs > 0
-        ? new LRUCache<string, V>({ max: options.maxEntries, ttl: options.ttlMs })
+      options.ttlMs > 0 && options.maxBytes > 0
+        ? new LRUCache<string, V>({
+            maxSize: options.maxBytes,
+            maxEntrySize: options.maxBytes,
+            sizeCalculation: (value, key) => estimateJsonBytes(value) + 2 * key.length,
+            ttl: options.ttlMs,
+            ttlAutopurge: true,
+          })
         : undefined;
   }
 
@@ -78,6 +92,11 @@ export class ReadCache<V extends {}> {
   }
 
   stats(): CacheStats {
-    return { hits: this.#hits, misses: this.#misses, size: this.#lru?.size ?? 0 };
+    return {
+      hits: this.#hits,
+      misses: this.#misses,
+      size: this.#lru?.size ?? 0,
+      bytes: this.#lru?.calculatedSize ?? 0,
+    };
   }
 }
