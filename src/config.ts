@@ -32,6 +32,16 @@ export interface Config {
    * API keys; shared out by src/cache-budget.ts). @default 64 MiB
    */
   cacheMaxBytes: number;
+  /** Time to receive a whole request (headers and body), in milliseconds; 0: no limit. @default 10000 */
+  httpRequestTimeoutMs: number;
+  /** Time to receive a request's headers, in milliseconds (at most the request's). @default 5000 */
+  httpHeadersTimeoutMs: number;
+  /** Time a connection may go without traffic either way, in milliseconds; 0: no limit. @default 60000 */
+  httpConnectionTimeoutMs: number;
+  /** Time an idle keep-alive connection waits for its next request, in milliseconds. @default 5000 */
+  httpKeepAliveTimeoutMs: number;
+  /** Connections open at once per process; over it a new one is closed. 0: no cap. @default 4096 */
+  httpMaxConnections: number;
   /** Requests allowed per API key per minute; 0 disables rate limiting. @default 60000 */
   rateLimitPerMinute: number;
   /** Time an API key lookup is cached in memory, in milliseconds (bounds how late a revocation bites). @default 5000 */
@@ -252,6 +262,46 @@ export const CONFIG_VARIABLES = {
     description:
       'Bytes all read caches of a process hold at most, together (models, filter pages, metrics periods, API keys), estimated.',
     parse: integer(0, 68_719_476_736),
+  },
+  HTTP_REQUEST_TIMEOUT_MS: {
+    key: 'httpRequestTimeoutMs',
+    default: '10000',
+    form: 'an integer number of milliseconds, 0–3600000 (0: no limit)',
+    description:
+      'Time a client has to send a whole request (headers and body), in ms; past it, 408 and the connection is closed. A response (a dashboard stream) is not limited by it.',
+    parse: integer(0, 3_600_000),
+  },
+  HTTP_HEADERS_TIMEOUT_MS: {
+    key: 'httpHeadersTimeoutMs',
+    default: '5000',
+    form: 'an integer number of milliseconds, 100–3600000',
+    description:
+      "Time a client has to send a request's headers, in ms (at most HTTP_REQUEST_TIMEOUT_MS); past it, 408 and the connection is closed.",
+    parse: integer(100, 3_600_000),
+  },
+  HTTP_CONNECTION_TIMEOUT_MS: {
+    key: 'httpConnectionTimeoutMs',
+    default: '60000',
+    form: 'an integer number of milliseconds, 0–86400000 (0: no limit)',
+    description:
+      'Time a connection may go without traffic either way, in ms, before it is closed (a dashboard stream writes every second).',
+    parse: integer(0, 86_400_000),
+  },
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: {
+    key: 'httpKeepAliveTimeoutMs',
+    default: '5000',
+    form: 'an integer number of milliseconds, 1–3600000',
+    description:
+      "Time an idle keep-alive connection is kept for the client's next request, in ms (behind a load balancer: above its idle timeout).",
+    parse: integer(1, 3_600_000),
+  },
+  HTTP_MAX_CONNECTIONS: {
+    key: 'httpMaxConnections',
+    default: '4096',
+    form: 'an integer 0–1000000 (0: no cap)',
+    description:
+      'Connections open at once per API process, dashboard streams included; a new one over it is closed at once (and counted).',
+    parse: integer(0, 1_000_000),
   },
   RATE_LIMIT_PER_MINUTE: {
     key: 'rateLimitPerMinute',

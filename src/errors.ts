@@ -9,6 +9,11 @@
 
 /** Every code the service can return, with its HTTP status and a one-line meaning for the reference. */
 export const ERROR_CODES = {
+  MALFORMED_REQUEST: {
+    status: 400,
+    description:
+      'The request is not valid HTTP/1.1 (an unknown method, a bad or conflicting `content-length`, bare LF line endings).',
+  },
   VALIDATION_FAILED: {
     status: 400,
     description: 'A body field, query parameter or path parameter is invalid.',
@@ -22,6 +27,11 @@ export const ERROR_CODES = {
   MODEL_NOT_FOUND: { status: 404, description: 'No model has this `model_id`.' },
   ROUTE_NOT_FOUND: { status: 404, description: 'No route matches this method and path.' },
   DEAD_LETTER_NOT_FOUND: { status: 404, description: 'No dead letter has this `id`.' },
+  METHOD_NOT_ALLOWED: { status: 405, description: '`CONNECT`: the API is not a proxy.' },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    description: 'The request (headers and body) was not received within `HTTP_REQUEST_TIMEOUT_MS`.',
+  },
   MODEL_ALREADY_EXISTS: { status: 409, description: 'A model with this `model_id` is already registered.' },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The request body is larger than 64 KiB.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The request body is not `application/json`.' },
@@ -29,6 +39,7 @@ export const ERROR_CODES = {
     status: 429,
     description: 'Too many requests for this API key; retry after `retry-after` s.',
   },
+  HEADERS_TOO_LARGE: { status: 431, description: 'The request headers are larger than 16 KiB.' },
   INTERNAL_ERROR: { status: 500, description: 'An unexpected failure; details are logged, never returned.' },
   SERVICE_UNAVAILABLE: { status: 503, description: 'A dependency (PostgreSQL) is unreachable; retry later.' },
 } as const satisfies Record<string, { status: number; description: string }>;

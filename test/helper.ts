@@ -13,6 +13,7 @@ import { type Config, loadConfig } from '../src/config.ts';
 import { ensureDatabase } from '../src/db/ensure-database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { buildApp } from '../src/http/app.ts';
+import { serverLimitsOf } from '../src/http/server-limits.ts';
 import { createServices, type Services } from '../src/services.ts';
 import { createTestVhost, type TestBroker, type TestVhost } from './support/rabbitmq-vhost.ts';
 
@@ -121,6 +122,7 @@ export async function build(
     rateLimitPerMinute: config.rateLimitPerMinute,
     metricsScrapeToken: config.metricsScrapeToken,
     metricsRollupRetentionDays: config.metricsRollupRetentionDays,
+    serverLimits: serverLimitsOf(config),
   });
   // The database is dropped WITH (FORCE), so whichever teardown runs first, nothing is left behind.
   teardown.after(async () => {

@@ -4,6 +4,7 @@ import pino from 'pino';
 import type { Config } from '../config.ts';
 import { runConsumers } from '../consumers/run-consumers.ts';
 import { buildApp } from '../http/app.ts';
+import { serverLimitsOf } from '../http/server-limits.ts';
 import { loggerOptions } from '../logger.ts';
 import { createServices } from '../services.ts';
 import { prepareDatabase } from './prepare-database.ts';
@@ -40,6 +41,7 @@ export async function start(config: Config): Promise<void> {
     trustProxy: config.trustProxy,
     metricsScrapeToken: config.metricsScrapeToken,
     metricsRollupRetentionDays: config.metricsRollupRetentionDays,
+    serverLimits: serverLimitsOf(config),
   });
 
   const consumers =

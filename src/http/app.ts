@@ -25,6 +25,7 @@ import { LiveWindow } from '../metrics/live/live-window.ts';
 import { RecentErrors } from '../metrics/live/recent-errors.ts';
 import { MetricsQuery } from '../metrics/metrics-query.ts';
 import type { ModelRegistry } from '../registry/model-registry.ts';
+import { ClientErrors } from './client-errors.ts';
 import authentication from './plugins/authentication.ts';
 import closingGuard from './plugins/closing-guard.ts';
 import errorHandler, { errorBody, toAppError } from './plugins/error-handler.ts';
@@ -44,6 +45,7 @@ import metricsRoutes from './routes/metrics.ts';
 import modelRoutes from './routes/models.ts';
 import selfTestRoutes from './routes/self-test.ts';
 import { schemaCompilers } from './schema-compilers.ts';
+import { fastifyServerOptions, type ServerLimits } from './server-limits.ts';
 
 /**
  * Why a body Fastify's JSON parser refused is refused, when it is valid JSON: it holds a `__proto__` key
@@ -92,10 +94,16 @@ export interface AppOptions {
   metricsScrapeToken?: string;
   /** Days of metrics rollups kept: GET /metrics refuses ranges reaching further back. @default 400 */
   metricsRollupRetentionDays?: number;
+  /** Timeouts and the connection cap of the HTTP server. @default Node's and Fastify's own (none of them low) */
+  serverLimits?: ServerLimits;
 }
 
 export async function buildApp(deps: AppDependencies, options: AppOptions = {}): Promise<FastifyInstance> {
+  const clientErrors = new ClientErrors(deps.metrics);
   const app = Fastify({
+    ...(options.serverLimits === undefined ? {} : fastifyServerOptions(options.serverLimits)),
+    // What Node's parser refuses (and the request timeouts) is answered in the API's error format.
+    clientErrorHandler: clientErrors.handleClientError,
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     // The telemetry bus records every request; a log line per request would double that cost.
     logController: new LogController({ disableRequestLogging: true }),
@@ -112,6 +120,9 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
       reply.code(appError.statusCode).send(errorBody(appError));
     },
   });
+  clientErrors.attach(app.server);
+  const maxConnections = options.serverLimits?.maxConnections ?? 0;
+  if (maxConnections > 0) app.server.maxConnections = maxConnections;
   app.setValidatorCompiler(schemaCompilers());
 
   // JSON is the only body this API takes: anything else, text/plain included, is 415.
