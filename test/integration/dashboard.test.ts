@@ -105,6 +105,25 @@ test('the page loads with no console errors and shows the live state; a phone ge
   await phone.page.context().close();
 });
 
+test('the page is served with its Content Security Policy, and a violation of it fails the page', async () => {
+  const { page, errors } = await openPage(browser);
+  const response = await page.goto(`${base}/dashboard`);
+  const headers = response?.headers() ?? {};
+  assert.match(headers['content-security-policy'] ?? '', /frame-ancestors 'none'/);
+  assert.equal(headers['x-frame-options'], 'DENY');
+  assert.equal(headers['referrer-policy'], 'no-referrer');
+  await connectDashboard(page, base, system.keys.reader);
+  assert.deepEqual(errors, [], 'the page itself breaks none of it');
+  // What the watcher must catch: an inline script, which the policy refuses.
+  await page.addScriptTag({ content: 'globalThis.injected = true;' }).catch(() => undefined);
+  await waitUntil(
+    'the violation reported',
+    () => errors.some((error) => /^csp: script-src/.test(error)),
+    5000,
+  );
+  await page.context().close();
+});
+
 test('charts move after generated traffic; errors appear with their correlation id and open the audit trail', async () => {
   const { page, errors } = await openPage(browser);
   await connectDashboard(page, base, system.keys.reader);

@@ -1,6 +1,6 @@
 /**
  * Test support: Debian's headless Chromium driven by playwright-core (no browser download), and a page
- * that records console errors and uncaught exceptions. Screenshots go to test-results/dashboard/.
+ * that records console errors, uncaught exceptions and Content Security Policy violations. Screenshots go to test-results/dashboard/.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,7 +30,7 @@ export async function launchChromium(teardown: Teardown): Promise<Browser> {
 
 export interface WatchedPage {
   page: Page;
-  /** Console errors and uncaught exceptions so far. */
+  /** Console errors, uncaught exceptions and CSP violations so far. */
   errors: string[];
 }
 
@@ -45,6 +45,24 @@ export async function openPage(
     if (message.type() === 'error') errors.push(`console: ${message.text()}`);
   });
   page.on('pageerror', (error) => errors.push(`page: ${error.message}`));
+  // Every Content Security Policy violation, reported or not by the console, is an error of the page.
+  await page.exposeFunction('reportCspViolation', (text: string) => errors.push(`csp: ${text}`));
+  await page.addInitScript(() => {
+    const scope = globalThis as unknown as {
+      document: { addEventListener(type: string, listener: (event: CspEvent) => void): void };
+      reportCspViolation(text: string): void;
+    };
+    interface CspEvent {
+      violatedDirective: string;
+      blockedURI: string;
+      sourceFile: string;
+    }
+    scope.document.addEventListener('securitypolicyviolation', (event) => {
+      scope.reportCspViolation(
+        `${event.violatedDirective} blocked ${event.blockedURI || 'inline'} (${event.sourceFile})`,
+      );
+    });
+  });
   return { page, errors };
 }
 

@@ -6,11 +6,18 @@
  * The stream is a request like any other for the telemetry rule: its one event is emitted when the
  * stream opens (`onSend` runs before the headers go out), with the time it took to open, so an hour-long
  * stream does not skew the latency figures.
+ *
+ * Browser hardening (issue 17, item 10), on these routes only (the JSON API is not a page): a Content
+ * Security Policy that lets the page load only its own files — no inline script or style, no eval, data
+ * only from this origin — may not be framed (`frame-ancestors 'none'` and `X-Frame-Options: DENY`, against
+ * clickjacking the replay button), and sends no referrer (the page's URL never leaves the browser).
+ * test/integration/dashboard.test.ts fails on any CSP violation the page causes.
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { EVENT_TYPES } from '../../bus/event-types.ts';
@@ -37,6 +44,28 @@ const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardRoutesOptions> = async
   app,
   { feed, maxBufferedBytes = 1024 * 1024, retryMs = 2000 },
 ) => {
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'none'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        // The favicon is an empty data: URL; uPlot draws on canvas.
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        fontSrc: ["'self'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        objectSrc: ["'none'"],
+      },
+    },
+    frameguard: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+    // Served over plain HTTP on 127.0.0.1 by default: HSTS is the TLS terminator's to send.
+    strictTransportSecurity: false,
+  });
   await app.register(fastifyStatic, {
     root: ASSETS,
     prefix: '/dashboard/assets/',
