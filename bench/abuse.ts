@@ -2,9 +2,10 @@
  * `npm run bench:abuse`: what a hostile client with no key or a reader key can make one API process hold
  * in memory (issue 17: 10,000 distinct pages took RSS from 418 MB to 1.88 GB, and it stayed).
  *
- * The service as an operator runs it (`telemetry-bus start`, consumers included, every setting at its
- * default) on a database and vhost of its own, 200 models seeded, then three floods, one after another,
- * each bounded in count and time, all to 127.0.0.1:
+ * The API as the bench harness starts it (bench/support/system-under-test.ts: `telemetry-bus start`,
+ * CONSUMERS=none, RATE_LIMIT_PER_MINUTE=0 — the harsher case: nothing slows the flood, every other setting
+ * at its default) on a database and vhost of its own, 200 models seeded, then three floods, one after
+ * another, each bounded in count and time, all to 127.0.0.1:
  *
  * - cache flood: `--pages` distinct `GET /models?limit=200&max_cost_in_per_mil=<n>` pages with a reader key;
  * - keyless flood: `--keyless` requests without a key to an unknown route, each with a 500-character
@@ -16,46 +17,93 @@
  * 300 MB above the idle RSS measured after seeding, in each case.
  *
  *   npm run bench:abuse -- [--pages 10000] [--keyless 20000] [--streams 1000] [--concurrency 32]
- *                          [--hold-s 10] [--settle-s 35] [--phase-timeout-s 180]
+ *                          [--hold 10] [--settle 35] [--phase-timeout 180]   (--help: the option table)
  */
 
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import { parseArgs } from 'node:util';
 import { Environments } from './support/broker.ts';
 import { createDatabase, dropDatabase } from './support/databases.ts';
+import { type Goal, judge } from './support/goals.ts';
 import { statusKib } from './support/memory.ts';
+import { commandLine, integer, option } from './support/options.ts';
 import {
-  commandLine,
   environment,
   environmentText,
   formatNumber,
+  commandLine as invocation,
   progress,
   publishResults,
   round,
 } from './support/report.ts';
 import { seedModels } from './support/seed-models.ts';
-import {
-  handleSignals,
-  interruptible,
-  pick,
-  positiveInteger,
-  runMain,
-  sleep,
-  throwIfInterrupted,
-  UsageError,
-} from './support/settings.ts';
-import { freePort, runCli, startCli, stopProcess, waitForHttp } from './support/system-process.ts';
+import { handleSignals, interruptible, runMain, sleep, throwIfInterrupted } from './support/settings.ts';
+import { runCli } from './support/system-process.ts';
+import { type ProcessExit, type SystemProcess, startApi, stopSystem } from './support/system-under-test.ts';
 
-const HELP = `npm run bench:abuse -- [options]
-  --pages N            distinct 200-model pages of the cache flood (ABUSE_PAGES, default 10000)
-  --keyless N          keyless requests of the keyless flood (ABUSE_KEYLESS, default 20000)
-  --streams N          dashboard streams of the SSE flood (ABUSE_STREAMS, default 1000)
-  --concurrency N      requests in flight in the floods (ABUSE_CONCURRENCY, default 32)
-  --hold-s N           seconds the streams stay open (default 10)
-  --settle-s N         seconds of quiet before "after" is read (default 35: over CACHE_TTL_MS)
-  --phase-timeout-s N  a flood stops after this long, whatever it has sent (default 180)
-`;
+const cli = commandLine({
+  script: 'bench:abuse',
+  summary:
+    'What a hostile client (no key, or a reader key) can make one API process hold: RSS before, at the peak and\nafter a cache flood, a keyless flood and an SSE flood, against the goal of under 300 MiB above idle (issue 17).',
+  options: {
+    pages: option({
+      flag: 'pages',
+      env: 'ABUSE_PAGES',
+      arg: '<n>',
+      default: '10000',
+      parse: integer(1, 100_000),
+      help: 'distinct 200-model pages of the cache flood',
+    }),
+    keyless: option({
+      flag: 'keyless',
+      env: 'ABUSE_KEYLESS',
+      arg: '<n>',
+      default: '20000',
+      parse: integer(1, 200_000),
+      help: 'keyless requests of the keyless flood',
+    }),
+    streams: option({
+      flag: 'streams',
+      env: 'ABUSE_STREAMS',
+      arg: '<n>',
+      default: '1000',
+      parse: integer(1, 4000),
+      help: 'dashboard streams of the SSE flood, open at once',
+    }),
+    concurrency: option({
+      flag: 'concurrency',
+      env: 'ABUSE_CONCURRENCY',
+      arg: '<n>',
+      default: '32',
+      parse: integer(1, 1000),
+      help: 'requests in flight in the cache and keyless floods',
+    }),
+    holdSeconds: option({
+      flag: 'hold',
+      env: 'ABUSE_HOLD',
+      arg: '<s>',
+      default: '10',
+      parse: integer(1, 600),
+      help: 'seconds the streams stay open',
+    }),
+    settleSeconds: option({
+      flag: 'settle',
+      env: 'ABUSE_SETTLE',
+      arg: '<s>',
+      default: '35',
+      parse: integer(0, 600),
+      help: 'seconds of quiet before "after" is read (over CACHE_TTL_MS, 30 s)',
+    }),
+    phaseTimeoutSeconds: option({
+      flag: 'phase-timeout',
+      env: 'ABUSE_PHASE_TIMEOUT',
+      arg: '<s>',
+      default: '180',
+      parse: integer(1, 3600),
+      help: 'a flood stops after this long, whatever it has sent',
+    }),
+  },
+});
 
 const GOAL_MB_ABOVE_IDLE = 300;
 const DATABASE_SERVER = process.env.TEST_DATABASE_SERVER ?? 'postgres://root@127.0.0.1:5432';
@@ -146,34 +194,7 @@ async function streamFlood(port: number, key: string, count: number, holdMs: num
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      pages: { type: 'string' },
-      keyless: { type: 'string' },
-      streams: { type: 'string' },
-      concurrency: { type: 'string' },
-      'hold-s': { type: 'string' },
-      'settle-s': { type: 'string' },
-      'phase-timeout-s': { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const settings = {
-    pages: positiveInteger('--pages', pick(values.pages, 'ABUSE_PAGES', '10000')),
-    keyless: positiveInteger('--keyless', pick(values.keyless, 'ABUSE_KEYLESS', '20000')),
-    streams: positiveInteger('--streams', pick(values.streams, 'ABUSE_STREAMS', '1000')),
-    concurrency: positiveInteger('--concurrency', pick(values.concurrency, 'ABUSE_CONCURRENCY', '32')),
-    holdSeconds: positiveInteger('--hold-s', values['hold-s'] ?? '10'),
-    settleSeconds: positiveInteger('--settle-s', values['settle-s'] ?? '35', true),
-    phaseTimeoutSeconds: positiveInteger('--phase-timeout-s', values['phase-timeout-s'] ?? '180'),
-  };
-  if (settings.pages > 100_000 || settings.keyless > 200_000 || settings.streams > 4000) {
-    throw new UsageError('bounded: at most 100,000 pages, 200,000 keyless requests and 4,000 streams');
-  }
+  const settings = cli.read();
   handleSignals();
   const startedAt = new Date();
   const env0 = environment();
@@ -181,22 +202,17 @@ async function main(): Promise<number> {
   const databaseName = `tb_bench_abuse_${randomUUID().slice(0, 8)}`;
   const databaseUrl = await createDatabase(DATABASE_SERVER, databaseName);
   const bus = await environments.create();
-  const port = await freePort();
-  const env = {
-    ...bus.env,
-    DATABASE_URL: databaseUrl,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    LOG_LEVEL: 'warn',
-    BOOTSTRAP_ADMIN_KEY: 'false',
-  };
-  const api = startCli('api', ['start'], env, (entry) => entry.component === 'logging-consumer');
+  const processes: SystemProcess[] = [];
+  const exits: Record<string, ProcessExit> = {};
   try {
-    const base = `http://127.0.0.1:${port}`;
-    await waitForHttp(api, `${base}/livez`, 60_000);
+    const api = await startApi({ label: 'api', databaseUrl, env: bus.env }, processes);
+    const base = api.url;
+    const port = Number(new URL(base).port);
     const key = async (role: string) =>
       /(tb_[A-Za-z0-9_-]{43})/.exec(
-        await runCli(['keys', 'create', '--role', role, '--name', `bench ${role}`], env),
+        await runCli(['keys', 'create', '--role', role, '--name', `bench ${role}`], {
+          DATABASE_URL: databaseUrl,
+        }),
       )?.[1] ?? '';
     const writer = await key('writer');
     const reader = await key('reader');
@@ -261,23 +277,27 @@ async function main(): Promise<number> {
         goal: { measured_mib: aboveIdle, goal_mib: GOAL_MB_ABOVE_IDLE, met: aboveIdle < GOAL_MB_ABOVE_IDLE },
       });
     }
-    const exit = await stopProcess(api);
+    await stopSystem(processes, exits);
+    const exit = exits.api;
 
-    const goals = Object.fromEntries(
-      results.map((result) => [
-        result.name.replace(' ', '_'),
+    const goals: Goal[] = results.map((result) =>
+      judge(
         {
-          what: `RSS peak above idle during the ${result.name}, MiB`,
-          goal: `< ${GOAL_MB_ABOVE_IDLE}`,
-          measured: result.peak_above_idle_mib,
-          met: result.goal.met,
+          name: `RSS peak above idle, ${result.name}`,
+          threshold: GOAL_MB_ABOVE_IDLE,
+          comparison: '<',
+          unit: 'MiB',
+          issue: 17,
         },
-      ]),
+        result.peak_above_idle_mib,
+        result.what,
+      ),
     );
     await publishResults({
       name: 'abuse',
       title: 'Abuse floods: RSS of one API process',
       startedAt,
+      goals: { title: 'Goals (issue 17: RSS under 300 MB above idle in each flood)', goals },
       sections: [
         {
           title: `RSS of the API process, MiB (idle after seeding: ${mib(idleKib)})`,
@@ -304,29 +324,29 @@ async function main(): Promise<number> {
       ),
       notes: {
         settings: [
-          `API: \`telemetry-bus start\` (consumers included), every setting at its default but LOG_LEVEL=warn and BOOTSTRAP_ADMIN_KEY=false; own database and vhost; ${MODELS} models`,
+          ...cli.settingsBlock(settings),
+          `API: \`telemetry-bus start\` via bench/support/system-under-test.ts (CONSUMERS=none, RATE_LIMIT_PER_MINUTE=0, LOG_LEVEL=warn, other settings default); own database and vhost; ${MODELS} models`,
           `concurrency ${settings.concurrency} (fetch, keep-alive), streams on a connection each; "after" read ${settings.settleSeconds} s after each flood; RSS sampled every 100 ms`,
           environmentText(env0),
         ],
-        checks: [`API exit: code ${exit.code}, ${exit.clean ? 'clean' : 'not clean'}`],
+        checks: [`API exit: code ${exit?.code}, ${exit?.clean ? 'clean' : 'not clean'}`],
       },
-      command: commandLine('bench:abuse'),
+      command: invocation('bench:abuse'),
       report: {
         started_at: startedAt.toISOString(),
         settings,
         environment: env0,
         idle_rss_mib: mib(idleKib),
-        goals,
         results,
         api_exit: exit,
       },
     });
     return 0;
   } finally {
-    await stopProcess(api, 15_000).catch(() => undefined);
+    await stopSystem(processes, exits);
     await environments.removeAll();
     await dropDatabase(DATABASE_SERVER, databaseName).catch(() => undefined);
   }
 }
 
-runMain('abuse', HELP, main);
+runMain('abuse', cli.help(), main);
