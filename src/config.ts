@@ -5,6 +5,7 @@
  * default, unit and expected form; that table drives parsing, the error message for a bad value, and the
  * configuration reference in the README (a test keeps them in step).
  */
+import { IP_ADDRESS_MODES, type IpAddressMode } from './bus/client-address.ts';
 import { DEFAULT_CACHE_MAX_BYTES } from './cache-budget.ts';
 import { ConfigError } from './errors.ts';
 import { redactCredentials } from './redact-credentials.ts';
@@ -52,6 +53,10 @@ export interface Config {
   bootstrapAdminKey: boolean;
   /** Trust `X-Forwarded-For` from a reverse proxy for the client address. @default false */
   trustProxy: boolean;
+  /** What an event stores of the client's IP address: full, truncated (/24, /48) or hashed. @default 'full' */
+  eventIpAddress: IpAddressMode;
+  /** Key of the HMAC of EVENT_IP_ADDRESS=hashed; '' draws a random one per process. @default '' */
+  eventIpHashKey: string;
   /** Directory for this process's durable state (the event spool); one per process. @default 'data' */
   dataDir: string;
   /** Publish an event for every request. Off only to measure the bus's cost. @default true */
@@ -337,6 +342,26 @@ export const CONFIG_VARIABLES = {
     form: 'true or false',
     description: 'Take the client address from X-Forwarded-For (only behind a trusted proxy).',
     parse: boolean,
+  },
+  EVENT_IP_ADDRESS: {
+    key: 'eventIpAddress',
+    default: 'full',
+    form: `one of ${IP_ADDRESS_MODES.join(', ')}`,
+    description:
+      "What every event stores of the client's IP address (personal data): `full`; `truncated` to its network (IPv4 /24, IPv6 /48); `hashed`, an HMAC under EVENT_IP_HASH_KEY (see docs/reference/security.md).",
+    parse: (raw) => IP_ADDRESS_MODES.find((mode) => mode === raw.trim()),
+  },
+  EVENT_IP_HASH_KEY: {
+    key: 'eventIpHashKey',
+    default: 'off',
+    form: 'off, or a secret of 32–256 characters A–Z a–z 0–9 _ -',
+    description:
+      'Key of the HMAC that EVENT_IP_ADDRESS=hashed stores; the same on every API process to match hashes across them. `off`: a random key per process.',
+    parse: (raw) => {
+      const value = raw.trim();
+      if (value === 'off') return '';
+      return /^[A-Za-z0-9_-]{32,256}$/.test(value) ? value : undefined;
+    },
   },
   DATA_DIR: {
     key: 'dataDir',

@@ -120,6 +120,8 @@ export async function build(
   const services = createServices(config);
   const app = await buildApp(services, {
     rateLimitPerMinute: config.rateLimitPerMinute,
+    eventIpAddress: config.eventIpAddress,
+    eventIpHashKey: config.eventIpHashKey,
     metricsScrapeToken: config.metricsScrapeToken,
     metricsRollupRetentionDays: config.metricsRollupRetentionDays,
     serverLimits: serverLimitsOf(config),

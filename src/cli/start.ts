@@ -39,6 +39,8 @@ export async function start(config: Config): Promise<void> {
     logger: logger,
     rateLimitPerMinute: config.rateLimitPerMinute,
     trustProxy: config.trustProxy,
+    eventIpAddress: config.eventIpAddress,
+    eventIpHashKey: config.eventIpHashKey,
     metricsScrapeToken: config.metricsScrapeToken,
     metricsRollupRetentionDays: config.metricsRollupRetentionDays,
     serverLimits: serverLimitsOf(config),

@@ -11,6 +11,7 @@ import Fastify, {
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { ApiKeyStore } from '../auth/api-key-store.ts';
+import { clientAddressRecorder, type IpAddressMode } from '../bus/client-address.ts';
 import type { EventBus } from '../bus/event-bus.ts';
 import type { QueueInspector } from '../bus/queue-inspector.ts';
 import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
@@ -90,6 +91,10 @@ export interface AppOptions {
   rateLimitPerMinute?: number;
   /** Trust X-Forwarded-For. @default false */
   trustProxy?: boolean;
+  /** What an event stores of the client's IP address. @default 'full' */
+  eventIpAddress?: IpAddressMode;
+  /** Key of the HMAC of `eventIpAddress: 'hashed'`; '' draws a random one. @default '' */
+  eventIpHashKey?: string;
   /** Bearer token a scrape of the metrics must present; '' leaves them open. @default '' */
   metricsScrapeToken?: string;
   /** Days of metrics rollups kept: GET /metrics refuses ranges reaching further back. @default 400 */
@@ -157,7 +162,11 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
 
   await app.register(errorHandler);
   // Before the closing guard, so that even a request refused while draining has its correlation id.
-  await app.register(telemetry, { bus: deps.bus, observe: eventObserver(liveWindow, recentErrors) });
+  await app.register(telemetry, {
+    bus: deps.bus,
+    observe: eventObserver(liveWindow, recentErrors),
+    clientAddress: clientAddressRecorder(options.eventIpAddress ?? 'full', options.eventIpHashKey ?? ''),
+  });
   await app.register(closingGuard);
   await app.register(openapi);
   if (deps.metrics !== undefined) {

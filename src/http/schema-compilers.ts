@@ -1,7 +1,7 @@
 import { Ajv, type Options } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
-import { containsApiKey } from '../auth/api-key.ts';
+import { containsApiKey, redactApiKeys } from '../auth/api-key.ts';
 import { isStorableDateTime } from '../db/postgres-timestamp.ts';
 
 /**
@@ -75,7 +75,8 @@ export function refusedText(value: unknown, path = ''): TextIssue | undefined {
     return undefined;
   }
   for (const [key, item] of Object.entries(value)) {
-    const issue = textIssue(key, pointer(path, key)) ?? refusedText(item, pointer(path, key));
+    // A key-shaped key is named redacted: the answer does not echo the key.
+    const issue = textIssue(key, pointer(path, redactApiKeys(key))) ?? refusedText(item, pointer(path, key));
     if (issue !== undefined) return issue;
   }
   return undefined;

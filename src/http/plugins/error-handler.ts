@@ -5,6 +5,7 @@
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { redactApiKeys } from '../../auth/api-key.ts';
 import { isDatabaseUnavailable } from '../../db/database-unavailable.ts';
 import { STORABLE_DATE_TIME_RULE } from '../../db/postgres-timestamp.ts';
 import { AppError, DependencyUnavailableError, ERROR_CODES, ValidationError } from '../../errors.ts';
@@ -115,7 +116,8 @@ export default fp(
       reply.code(404).send({
         error: {
           code: 'ROUTE_NOT_FOUND',
-          message: `no route ${request.method} ${request.url.split('?')[0]}`,
+          // A key pasted into the path is not echoed (nor, through the message, put in the event).
+          message: `no route ${request.method} ${redactApiKeys(request.url.split('?')[0] ?? '')}`,
         },
       }),
     );

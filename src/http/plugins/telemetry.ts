@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { redactApiKeys } from '../../auth/api-key.ts';
 import type { EventBus } from '../../bus/event-bus.ts';
 import { newEventId } from '../../bus/event-id.ts';
 import {
@@ -20,6 +21,7 @@ import {
   type TelemetryEvent,
 } from '../../bus/event-schemas.ts';
 import { SCHEMA_VERSION } from '../../bus/event-types.ts';
+import { redactApiKeysIn } from '../../bus/redact-event.ts';
 import { childTraceparent } from '../../bus/trace-context.ts';
 import type { AppError } from '../../errors.ts';
 import { LIMITS, MODEL_ID_PATTERN, type Model } from '../../registry/model-schemas.ts';
@@ -40,6 +42,8 @@ declare module 'fastify' {
     telemetryEmitted: boolean;
     /** performance.now() when onRequest ran; 0 for a request that skipped it. */
     telemetryStartedAt: number;
+    /** The client's IP address as events store it (EVENT_IP_ADDRESS). */
+    clientAddress: string;
   }
 }
 
@@ -51,6 +55,8 @@ export interface TelemetryOptions {
    * when telemetry is off; it must be cheap and must not throw.
    */
   observe?: ((event: TelemetryEvent) => void) | undefined;
+  /** What an event stores of the client's IP address (see ../../bus/client-address.ts). @default as received */
+  clientAddress?: ((address: string) => string) | undefined;
 }
 
 const CORRELATION_ID = new RegExp(CORRELATION_ID_PATTERN);
@@ -62,9 +68,10 @@ function validModelId(value: unknown): string | null {
     : null;
 }
 
+/** The client's correlation id when it is a safe token (a key in it redacted, as in the event), else a new one. */
 function correlationIdOf(request: FastifyRequest): string {
   const header = request.headers['x-correlation-id'];
-  return typeof header === 'string' && CORRELATION_ID.test(header) ? header : randomUUID();
+  return typeof header === 'string' && CORRELATION_ID.test(header) ? redactApiKeys(header) : randomUUID();
 }
 
 /**
@@ -75,13 +82,15 @@ function durationMs(request: FastifyRequest, reply: FastifyReply): number {
   return request.telemetryStartedAt > 0 ? performance.now() - request.telemetryStartedAt : reply.elapsedTime;
 }
 
+const asReceived = (address: string) => address.slice(0, 64);
+
 function metadataOf(request: FastifyRequest, reply: FastifyReply, cacheHit: boolean | null): EventMetadata {
   const userAgent = request.headers['user-agent'];
   return {
     request_duration_ms: Math.round(durationMs(request, reply) * 1000) / 1000,
     response_code: reply.statusCode,
     user_agent: userAgent === undefined ? null : userAgent.slice(0, 512),
-    ip_address: (request.ip ?? '').slice(0, 64),
+    ip_address: request.clientAddress,
     route: request.routeOptions.url ?? null,
     method: request.method.slice(0, 16),
     cache_hit: cacheHit,
@@ -121,8 +130,21 @@ function errorOf(request: FastifyRequest, status: number, payload: unknown) {
   };
 }
 
-/** The request's event, from what the route, the error handler and the reply say. */
+/**
+ * The request's event, from what the route, the error handler and the reply say, with every key-shaped
+ * text in it redacted (see ../../bus/redact-event.ts): the one place the spool and every consumer get
+ * their copy from.
+ */
 export function requestEvent(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  payload: unknown,
+  nowMs: number,
+): TelemetryEvent {
+  return redactApiKeysIn(unredactedEvent(request, reply, payload, nowMs));
+}
+
+function unredactedEvent(
   request: FastifyRequest,
   reply: FastifyReply,
   payload: unknown,
@@ -207,17 +229,19 @@ export function requestEvent(
 }
 
 export default fp<TelemetryOptions>(
-  async function telemetry(app: FastifyInstance, { bus, observe }) {
+  async function telemetry(app: FastifyInstance, { bus, observe, clientAddress = asReceived }) {
     app.decorateRequest('correlationId', '');
     app.decorateRequest('telemetry', undefined);
     app.decorateRequest('appError', undefined);
     app.decorateRequest('telemetryEmitted', false);
     app.decorateRequest('telemetryStartedAt', 0);
+    app.decorateRequest('clientAddress', '');
 
     // Callback-style hooks: they run on every request, and an async one costs a promise each time.
     app.addHook('onRequest', (request, reply, done) => {
       request.telemetryStartedAt = performance.now();
       request.correlationId = correlationIdOf(request);
+      request.clientAddress = clientAddress(request.ip ?? '');
       reply.header('x-correlation-id', request.correlationId);
       done();
     });
@@ -226,6 +250,7 @@ export default fp<TelemetryOptions>(
       // Errors the router raises before any route is chosen skip onRequest.
       if (request.correlationId === '') {
         request.correlationId = correlationIdOf(request);
+        request.clientAddress = clientAddress(request.ip ?? '');
         reply.header('x-correlation-id', request.correlationId);
       }
       // A failing onSend hook sends again through the error handler: still one event per request.
