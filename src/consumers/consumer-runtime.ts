@@ -102,10 +102,14 @@ interface Worker {
   processing: number;
   timer: NodeJS.Timeout | undefined;
   flushing: Promise<void> | undefined;
+  /** Set by the drain while a batch starts: called once that batch's first statement is sent. */
+  statementSent: (() => void) | undefined;
   state: ConsumerStatus['state'];
   lastError: string | null;
   counters: ConsumerCounters;
 }
+
+const ignore = () => {};
 
 const silentLogger: PublisherLogger = { info() {}, warn() {}, error() {} };
 
@@ -116,6 +120,13 @@ const TRANSIENT_CONFLICT_RETRIES = 5;
 function isTransientConflict(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === '40001' || code === '40P01';
+}
+
+/** Deliveries taken from a channel as one batch, parsed and validated (or the reason each is poison). */
+interface PreparedBatch {
+  channel: Channel;
+  batch: ConsumeMessage[];
+  deliveries: Array<Delivery | PoisonMessageError>;
 }
 
 /** Why a batch cannot finish now: the connection went, or the runtime is stopping. Not the message's fault. */
@@ -169,6 +180,7 @@ export class ConsumerRuntime {
       processing: 0,
       timer: undefined,
       flushing: undefined,
+      statementSent: undefined,
       state: 'starting',
       lastError: null,
       counters: { applied: 0, duplicates: 0, retried: 0, deadLettered: 0, poison: 0, databasePauses: 0 },
@@ -323,8 +335,8 @@ export class ConsumerRuntime {
   }
 
   #receive(worker: Worker, message: ConsumeMessage): void {
-    // Parsed and validated when its batch starts, not now: measured, doing it on arrival (to overlap the
-    // previous batch's transaction) cost more node CPU per event (the parsed events outlive a young-
+    // Parsed and validated when the batch before it has its statement in PostgreSQL (#drain), not now:
+    // measured, doing it on arrival cost more node CPU per event (the parsed events outlive a young-
     // generation collection and are promoted) than the overlap won.
     worker.pending.push(message);
     if (worker.pending.length >= this.#options.batchSize) {
@@ -352,14 +364,35 @@ export class ConsumerRuntime {
     return flushing;
   }
 
+  /**
+   * Pipelined: while a batch's statement runs in PostgreSQL, the next batch (already delivered) is parsed
+   * and validated — work that depends on nothing the running batch changes. Everything that does (the
+   * de-duplication decision, the consumer's writes, dead-lettering poison, the commit, the acknowledgement)
+   * still happens batch after batch, in queue order: batch N+1 is applied only once batch N committed and
+   * was acknowledged, so per-model order, exactly-once and the pause while PostgreSQL is away are as before.
+   */
   async #drain(worker: Worker): Promise<void> {
-    while (worker.pending.length > 0 && worker.channel !== undefined) {
+    let next: PreparedBatch | undefined;
+    while (next !== undefined || (worker.pending.length > 0 && worker.channel !== undefined)) {
       const channel = worker.channel;
-      const batch = worker.pending.splice(0, this.#options.batchSize);
+      // A batch prepared on a channel that closed since: its deliveries come back on the new one.
+      const current =
+        next !== undefined && next.channel === channel ? next : this.#prepareNext(worker, channel);
+      next = undefined;
+      if (current === undefined || channel === undefined) break;
+      const { batch } = current;
       const startedAt = process.hrtime.bigint();
       worker.processing = batch.length;
+      const sent = new Promise<void>((resolve) => {
+        worker.statementSent = resolve;
+      });
+      const applying = this.#process(worker, current);
+      // Once its statement is sent (or it ended without one), while PostgreSQL runs it.
+      await Promise.race([sent, applying.then(ignore, ignore)]);
+      worker.statementSent = undefined;
+      next = this.#prepareNext(worker, channel);
       try {
-        await this.#process(worker, batch);
+        await applying;
       } catch (error) {
         worker.processing = 0;
         if (!(error instanceof AbandonBatch)) {
@@ -368,11 +401,12 @@ export class ConsumerRuntime {
             'unexpected failure in the consumer runtime; the batch will be redelivered',
           );
         }
-        // Left unacknowledged: the broker redelivers it on the next channel.
+        // Left unacknowledged (with the batch prepared behind it): the broker redelivers them on the
+        // next channel.
         channel.close().catch(() => {});
         return;
       }
-      worker.processing = 0;
+      worker.processing = next?.batch.length ?? 0;
       if (worker.channel === channel) {
         try {
           channel.ack(batch[batch.length - 1] as ConsumeMessage, true);
@@ -388,10 +422,23 @@ export class ConsumerRuntime {
     }
   }
 
-  async #process(worker: Worker, batch: ConsumeMessage[]): Promise<void> {
+  /** Takes the next batch from what is pending and parses and validates it (no side effect). */
+  #prepareNext(worker: Worker, channel: Channel | undefined): PreparedBatch | undefined {
+    if (channel === undefined || worker.channel !== channel || worker.pending.length === 0) return undefined;
+    const batch = worker.pending.splice(0, this.#options.batchSize);
+    return {
+      channel,
+      batch,
+      deliveries: batch.map((message) => this.#toDelivery(worker.consumer, message)),
+    };
+  }
+
+  async #process(worker: Worker, prepared: PreparedBatch): Promise<void> {
     const valid: Array<{ message: ConsumeMessage; delivery: Delivery }> = [];
-    for (const message of batch) {
-      const delivery = this.#toDelivery(worker.consumer, message);
+    const { batch, deliveries } = prepared;
+    for (let index = 0; index < batch.length; index++) {
+      const message = batch[index] as ConsumeMessage;
+      const delivery = deliveries[index] as Delivery | PoisonMessageError;
       if (delivery instanceof PoisonMessageError) {
         worker.counters.poison++;
         await this.#fail(worker, message, delivery, true);
@@ -476,7 +523,9 @@ export class ConsumerRuntime {
     let broken: unknown;
     let committed: Delivery[] = [];
     try {
-      await client.query('BEGIN');
+      const begun = client.query('BEGIN');
+      this.#statementSent(worker);
+      await begun;
       const { todo, effective, selection } = worker.consumer.deduplicates
         ? await this.#applyDeduplicating(worker.consumer, deliveries, client)
         : await this.#applyRecorded(worker, deliveries, client);
@@ -515,6 +564,13 @@ export class ConsumerRuntime {
     this.#metrics?.observeEventAges(worker.consumer.name, applied, Date.now());
   }
 
+  /** The batch's first statement is on its way to PostgreSQL: the drain may prepare the next batch now. */
+  #statementSent(worker: Worker): void {
+    const sent = worker.statementSent;
+    worker.statementSent = undefined;
+    sent?.();
+  }
+
   /** Outside the transaction: what it does cannot undo the commit, and its failure is only logged. */
   #afterCommit(worker: Worker, committed: Delivery[]): void {
     if (committed.length > 0 && worker.consumer.afterCommit !== undefined) {
@@ -544,7 +600,9 @@ export class ConsumerRuntime {
     try {
       let selection = decided;
       if (selection === undefined) {
-        await client.query('BEGIN');
+        const begun = client.query('BEGIN');
+        this.#statementSent(worker);
+        await begun;
         inTransaction = true;
         selection = await deduplicator.select(client, deliveries);
       }
@@ -559,13 +617,15 @@ export class ConsumerRuntime {
             todo.map((delivery) => delivery.event),
           ),
         );
-        await client.query(
+        const done = client.query(
           batchStatement(`batch.${consumer.name}`, [
             ...writes,
             ...deduplicator.recordWrites(selection),
             ledger,
           ]),
         );
+        this.#statementSent(worker);
+        await done;
       }
       if (inTransaction) await client.query('COMMIT');
       deduplicator.committed(selection);
@@ -618,7 +678,9 @@ export class ConsumerRuntime {
     const client = await this.#options.pool.connect();
     let broken: unknown;
     try {
-      await client.query(batchStatement(`batch.${consumer.name}`, [...writes, ledger]));
+      const done = client.query(batchStatement(`batch.${consumer.name}`, [...writes, ledger]));
+      this.#statementSent(worker);
+      await done;
     } catch (error) {
       if (isDatabaseUnavailable(error)) broken = error;
       throw error;
