@@ -77,6 +77,20 @@ const REDACT_PATHS = [
   '*.password',
 ];
 
+/**
+ * The top-level keys redaction `paths` can censor (`a`, `a.b`, `["a-b"].c`); a path starting with a
+ * wildcard (`*.password`) can only reach into a value that is an object.
+ */
+export function topLevelNames(paths: readonly string[]): Set<string> {
+  const names = new Set<string>();
+  for (const path of paths) {
+    const quoted = /^\[\s*(["'])(.*?)\1\s*\]/.exec(path);
+    const name = quoted !== null ? (quoted[2] as string) : (/^[^.[]*/.exec(path)?.[0] ?? path);
+    if (name !== '*') names.add(name);
+  }
+  return names;
+}
+
 export type ApiErrorEvent = EventOf<'api.error'>;
 
 /** One log line: its level, message and fields, every text from the request sanitised. */
@@ -157,12 +171,21 @@ export function loggingConsumer(options: LoggingConsumerOptions): LoggingConsume
       }
     },
   };
-  const base = loggerOptions('warn');
-  const inherited = Array.isArray(base.redact) ? base.redact : (base.redact?.paths ?? []);
-  const logger: Logger = pino(
-    { ...base, redact: { paths: [...new Set([...inherited, ...REDACT_PATHS])], censor: REDACTED } },
-    destination,
-  );
+  const { redact, ...base } = loggerOptions('warn');
+  const inherited = Array.isArray(redact) ? redact : (redact?.paths ?? []);
+  const paths = [...new Set([...inherited, ...REDACT_PATHS])];
+  const redacting: Logger = pino({ ...base, redact: { paths, censor: REDACTED } }, destination);
+  // pino's redaction costs as much as the rest of a line; on fields it cannot change (see censorable) the
+  // same line is written without it.
+  const plain: Logger = pino(base, destination);
+  const censored = topLevelNames(paths);
+  const censorable = (fields: ErrorLogLine['fields']) => {
+    for (const key in fields) {
+      const value: unknown = fields[key];
+      if (censored.has(key) || (typeof value === 'object' && value !== null)) return true;
+    }
+    return false;
+  };
 
   return {
     name: 'logging',
@@ -187,7 +210,7 @@ export function loggingConsumer(options: LoggingConsumerOptions): LoggingConsume
         // message's failure (its retry would find the event applied and log nothing).
         try {
           const line = errorLogLine(delivery.event as ApiErrorEvent);
-          logger[line.level](line.fields, line.message);
+          (censorable(line.fields) ? redacting : plain)[line.level](line.fields, line.message);
           counters.logged++;
         } catch (error) {
           reporter.error(

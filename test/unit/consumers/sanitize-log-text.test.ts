@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import {
   neutralizeControlCharacters,
   redactSecrets,
+  SECRET_PATTERNS,
   sanitizeLogText,
   sanitizeStackTrace,
 } from '../../../src/consumers/logging/sanitize-log-text.ts';
@@ -200,6 +201,45 @@ describe('redactSecrets', () => {
     ]) {
       assert.equal(redactSecrets(text), text);
     }
+  });
+  test('property: the quick test that skips the patterns never skips text one of them changes', () => {
+    const fragment = fc.constantFrom(
+      'tb_',
+      KEY_BODY,
+      'postgres://',
+      'user:pw@',
+      'X-API-Key: ',
+      'Authorization: Bearer ',
+      'Proxy-Authorization=',
+      'cookie=',
+      'PASSWORD=',
+      'passwd=',
+      'db_pwd=',
+      'client_secret=',
+      'access_token=',
+      'apikey=',
+      'Api-Key=',
+      '"password":"x"',
+      ' ',
+      '&',
+      'x',
+      '@',
+      ':',
+      '/',
+      '"',
+    );
+    const text = fc
+      .array(fc.oneof(fragment, fc.string({ maxLength: 4 })), { maxLength: 12 })
+      .map((parts) => parts.join(''));
+    fc.assert(
+      fc.property(text, (input) => {
+        let expected = input;
+        for (const [pattern, replacement] of SECRET_PATTERNS)
+          expected = expected.replace(pattern, replacement);
+        assert.equal(redactSecrets(input), expected);
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
 
