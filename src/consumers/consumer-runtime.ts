@@ -422,15 +422,22 @@ export class ConsumerRuntime {
     }
   }
 
-  /** Takes the next batch from what is pending and parses and validates it (no side effect). */
+  /** Takes the next batch from what is pending, parses and validates it, and has the consumer prepare it (no side effect). */
   #prepareNext(worker: Worker, channel: Channel | undefined): PreparedBatch | undefined {
     if (channel === undefined || worker.channel !== channel || worker.pending.length === 0) return undefined;
     const batch = worker.pending.splice(0, this.#options.batchSize);
-    return {
-      channel,
-      batch,
-      deliveries: batch.map((message) => this.#toDelivery(worker.consumer, message)),
-    };
+    const deliveries = batch.map((message) => this.#toDelivery(worker.consumer, message));
+    const { consumer } = worker;
+    if (consumer.prepareAhead !== undefined) {
+      try {
+        consumer.prepareAhead(
+          deliveries.filter((delivery): delivery is Delivery => !(delivery instanceof PoisonMessageError)),
+        );
+      } catch {
+        // The consumer meets the same error when it writes the batch, where it fails the right message.
+      }
+    }
+    return { channel, batch, deliveries };
   }
 
   async #process(worker: Worker, prepared: PreparedBatch): Promise<void> {

@@ -17,7 +17,8 @@
  * same chain) holds its head until it commits; the second one then fails on the unique event_id and its
  * events are applied again one by one (see appendAuditRecords).
  * Everything a record takes from its event alone (the canonical document but for its place in the chain
- * and its recording time) is written once, while the statement that locks the heads runs.
+ * and its recording time) is written once: ahead, while the batch before is in PostgreSQL
+ * (`prepareAhead`), or else while the statement that locks the heads runs.
  * Records of one model are appended in the order their events were consumed: the queue's order, which is
  * the order they were published in (see docs/guides/ordering.md).
  */
@@ -315,6 +316,9 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
   const heads = new Map<string, ChainState>();
   /** The heads the attempt under way would leave, taken into `heads` once it committed. */
   let pending = new Map<string, ChainState>();
+  /** Records written ahead (prepareAhead), while the batch before was in PostgreSQL. */
+  const ahead = new WeakMap<Delivery, PreparedRecord>();
+  const recordOf = (delivery: Delivery) => ahead.get(delivery) ?? preparedRecord(recordKey(delivery));
   return {
     name: 'audit',
     queue: options.queue ?? QUEUES.audit,
@@ -324,8 +328,11 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
       // A failed one statement: something moved that the cache did not see.
       if (attempt.afterConflict) heads.clear();
     },
+    prepareAhead(deliveries) {
+      for (const delivery of deliveries) ahead.set(delivery, preparedRecord(recordKey(delivery)));
+    },
     writes(deliveries) {
-      const keys = deliveries.map(recordKey);
+      const keys = deliveries.map(recordOf);
       for (const key of keys) if (!heads.has(key.chainKey)) return undefined;
       const recordedAt = canonicalTimestamp(new Date(now()));
       const batch = new RecordBatchWriter(recordedAt);
@@ -338,7 +345,7 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
         const entry = moved.get(key.chainKey);
         const head = entry?.after ?? (heads.get(key.chainKey) as ChainState);
         const position = head.position + 1;
-        const hash = batch.add(index, preparedRecord(key).open, position, head.hash);
+        const hash = batch.add(index, key.open, position, head.hash);
         moved.set(key.chainKey, { before: entry?.before ?? head, after: { position, hash } });
       }
       pending = new Map([...moved].map(([chain, { after }]) => [chain, after]));
