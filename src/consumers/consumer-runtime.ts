@@ -10,7 +10,8 @@
  *   applied (./deduplication/: per producer stream, so a redelivered, resent or replayed duplicate
  *   changes nothing) and counts it in the ledger — usually as one statement, the consumer's writes with
  *   the runtime's — then acknowledged with one multiple-ack. Batches of a queue are applied one after
- *   another, in queue order.
+ *   another, in queue order; the next one is parsed, validated and prepared (`prepareAhead`) while the
+ *   one before is in PostgreSQL.
  * - An invalid message is poison: dead-lettered at once with the reason. A failing batch is split to find
  *   the message(s) at fault; each goes up the retry ladder (only in its own queue), then to the
  *   dead-letter queue with its failure history in headers. A retry or dead letter is confirmed by the
