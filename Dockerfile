@@ -1,5 +1,19 @@
-# telemetry-bus: the Model Registry API. There is no build step: tsx (a runtime dependency) loads the
-# TypeScript sources, so the image is the production dependencies plus src/, bin/ and migrations/.
+# telemetry-bus: the Model Registry API. A build stage compiles src/ to dist/ with tsc (the dev
+# dependencies stay there); the image is the production dependencies plus dist/, bin/ and migrations/, run
+# by plain Node (bin/telemetry-bus.js runs dist/ when there are no sources beside it).
+FROM node:20-slim AS build
+
+WORKDIR /app
+
+# Dependencies first, so that a change to the sources does not reinstall them. No scripts: the prepare
+# script (the build) needs the sources, which come next.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
 FROM node:20-slim
 
 ENV NODE_ENV=production \
@@ -8,14 +22,14 @@ ENV NODE_ENV=production \
 
 WORKDIR /app
 
-# Dependencies first, so that a change to the sources does not reinstall them.
+# --ignore-scripts: the prepare script builds, which the build stage did; no production dependency needs
+# its install script on plain Node (esbuild's, under tsx, only checks its binary).
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 COPY bin ./bin
-COPY src ./src
 COPY migrations ./migrations
-COPY tsconfig.json ./
+COPY --from=build /app/dist ./dist
 
 # The event spool is the one thing the process writes: a directory of its own, on a volume, so that
 # events spooled while RabbitMQ was down survive the container being replaced.
