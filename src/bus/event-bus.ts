@@ -6,9 +6,9 @@
  * It never throws and never blocks: an event it cannot keep is dropped and counted by reason.
  */
 import { join } from 'node:path';
-import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
 import type { TelemetryEvent } from './event-schemas.ts';
 import { EVENT_TYPES, type EventType } from './event-types.ts';
+import type { LedgerCounts } from './ledger-counts.ts';
 import { encodeRecord } from './outbound-message.ts';
 import { ProducerSequences } from './producer-sequence.ts';
 import type { PublishLatency } from './publish-latency.ts';

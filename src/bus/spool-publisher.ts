@@ -10,12 +10,12 @@
  * first copies; consumers de-duplicate by `event_id`.
  */
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import type { LedgerCounts } from '../metrics/ledger/ledger-counts.ts';
 import { redactedMessage as describe } from '../redact-credentials.ts';
 import { applyTopology } from './apply-topology.ts';
 import { closeConnection, destroyConnection } from './broker-connection.ts';
 import { BrokerSession } from './broker-session.ts';
 import { InflightWindow, type Label } from './inflight-window.ts';
+import type { LedgerCounts } from './ledger-counts.ts';
 import { toOutboundMessage } from './outbound-message.ts';
 import { PublishLatency } from './publish-latency.ts';
 import type { Spool, SpoolRecord } from './spool/spool.ts';

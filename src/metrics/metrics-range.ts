@@ -4,8 +4,9 @@
  * overlapping the range counts), checked against the retention, and cut into whole days, whole hours
  * and ragged-end minutes so that a long range reads few rows.
  */
-import { parseInstant } from '../consumers/analytics/analytics-query.ts';
+
 import { ValidationError } from '../errors.ts';
+import { parseInstant } from '../time-range.ts';
 import { GRANULARITIES, GRANULARITY_MS, type Granularity, isGranularity } from './metrics-granularity.ts';
 
 export const METRICS_RANGE_LIMITS = {

@@ -10,7 +10,8 @@ import { after, describe, test } from 'node:test';
 import type { EventOf, TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { aggregateEvents } from '../../src/consumers/analytics/analytics-aggregation.ts';
 import { analyticsConsumer, writeAggregate } from '../../src/consumers/analytics/analytics-consumer.ts';
-import { AnalyticsQuery, resolveTimeRange } from '../../src/consumers/analytics/analytics-query.ts';
+import { AnalyticsQuery } from '../../src/consumers/analytics/analytics-query.ts';
+import { resolveTimeRange } from '../../src/time-range.ts';
 import { consumerHarness } from '../support/consumer-harness.ts';
 import { exampleEvent } from '../support/event-examples.ts';
 

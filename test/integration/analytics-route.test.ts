@@ -12,14 +12,11 @@ import pg from 'pg';
 import type { EventOf, TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { aggregateEvents } from '../../src/consumers/analytics/analytics-aggregation.ts';
 import { writeAggregate } from '../../src/consumers/analytics/analytics-consumer.ts';
-import {
-  AnalyticsQuery,
-  parseInstant,
-  resolveTimeRange,
-} from '../../src/consumers/analytics/analytics-query.ts';
+import { AnalyticsQuery } from '../../src/consumers/analytics/analytics-query.ts';
 import errorHandler from '../../src/http/plugins/error-handler.ts';
 import analyticsRoutes from '../../src/http/routes/analytics.ts';
 import { schemaCompilers } from '../../src/http/schema-compilers.ts';
+import { parseInstant, resolveTimeRange } from '../../src/time-range.ts';
 import { build, createTestDatabase } from '../helper.ts';
 import { exampleEvent } from '../support/event-examples.ts';
 

@@ -12,6 +12,7 @@ import pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
 import { deleteInChunks } from '../../db/delete-in-chunks.ts';
 import { GRANULARITIES, GRANULARITY_MS } from '../../metrics/metrics-granularity.ts';
+import { METRICS_RETENTION_DEFAULTS } from '../../metrics/metrics-retention.ts';
 import { PeriodicTask } from '../periodic-task.ts';
 
 export interface MetricsRetentionOptions {
@@ -29,9 +30,8 @@ export interface MetricsRetentionOptions {
   logger?: PublisherLogger;
 }
 
-export const METRICS_RETENTION_DEFAULTS = {
-  rawRetentionDays: 7,
-  rollupRetentionDays: 400,
+const PRUNER_DEFAULTS = {
+  ...METRICS_RETENTION_DEFAULTS,
   intervalMs: 3_600_000,
   chunkRows: 10_000,
 } as const;
@@ -61,7 +61,7 @@ export class MetricsPruner {
     const { logger, ...rest } = options;
     this.#logger = logger;
     this.#options = {
-      ...METRICS_RETENTION_DEFAULTS,
+      ...PRUNER_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     };
     this.#schedule = new PeriodicTask(

@@ -6,12 +6,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { COUNTED_FILTER_VALUES } from '../../consumers/analytics/analytics-aggregation.ts';
-import {
-  ANALYTICS_LIMITS,
-  type AnalyticsQuery,
-  resolveTimeRange,
-} from '../../consumers/analytics/analytics-query.ts';
+import { ANALYTICS_LIMITS, type AnalyticsQuery } from '../../consumers/analytics/analytics-query.ts';
 import { CapabilityTierSchema, ModelIdParams, VendorId } from '../../registry/model-schemas.ts';
+import { resolveTimeRange } from '../../time-range.ts';
 import { errorResponses } from '../error-response.ts';
 import { rangeFields } from '../time-range-query.ts';
 

@@ -4,7 +4,7 @@
  * commits with the effect or not at all.
  */
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
-import { type LedgerRow, minuteOf } from './ledger-counts.ts';
+import { type LedgerRow, minuteOf } from '../../bus/ledger-counts.ts';
 
 export function appliedRows(consumer: string, events: Iterable<TelemetryEvent | undefined>): LedgerRow[] {
   const rows = new Map<string, LedgerRow>();

@@ -14,8 +14,8 @@
  */
 import type { EventType } from '../../bus/event-types.ts';
 import { EVENT_TYPES } from '../../bus/event-types.ts';
+import type { LedgerStage } from '../../bus/ledger-counts.ts';
 import { buildTopology, exchangeFor, QUEUES, queuesFor } from '../../bus/topology.ts';
-import type { LedgerStage } from './ledger-counts.ts';
 
 /** The consumers the ledger follows, and the queue each applies. */
 export const LEDGER_CONSUMERS = {

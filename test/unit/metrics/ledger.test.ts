@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { LedgerCounts, minuteOf } from '../../../src/bus/ledger-counts.ts';
 import { appliedRows } from '../../../src/metrics/ledger/applied-rows.ts';
-import { LedgerCounts, minuteOf } from '../../../src/metrics/ledger/ledger-counts.ts';
 import { type LedgerCountRow, summarizeLedger } from '../../../src/metrics/ledger/ledger-summary.ts';
 import { exampleEvent } from '../../support/event-examples.ts';
 

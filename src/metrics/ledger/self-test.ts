@@ -11,12 +11,12 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { LEDGER_CONSUMERS, type LedgerConsumer, routedTypes } from '../metrics/ledger/ledger-summary.ts';
-import type { EventBus } from './event-bus.ts';
-import { newEventId } from './event-id.ts';
-import type { TelemetryEvent } from './event-schemas.ts';
-import { SCHEMA_VERSION } from './event-types.ts';
-import { childTraceparent } from './trace-context.ts';
+import type { EventBus } from '../../bus/event-bus.ts';
+import { newEventId } from '../../bus/event-id.ts';
+import type { TelemetryEvent } from '../../bus/event-schemas.ts';
+import { SCHEMA_VERSION } from '../../bus/event-types.ts';
+import { childTraceparent } from '../../bus/trace-context.ts';
+import { LEDGER_CONSUMERS, type LedgerConsumer, routedTypes } from './ledger-summary.ts';
 
 /** The model id of the self-test's model read (no consumer applies it, so it may name a real one). */
 export const SELFTEST_MODEL_ID = 'telemetry-bus/selftest';
