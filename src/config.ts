@@ -564,8 +564,6 @@ export const CONFIG_VARIABLES = {
   },
 } satisfies { [name: string]: VariableSpec<keyof Config> };
 
-export type ConfigVariable = keyof typeof CONFIG_VARIABLES;
-
 /**
  * Reads and validates the configuration. Throws a {@link ConfigError} with one line per bad variable,
  * naming it and the form it expects (an operator fixes them all in one go); credentials in a bad value

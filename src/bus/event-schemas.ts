@@ -277,7 +277,6 @@ type Schemas = typeof EVENT_SCHEMAS;
 export type EventOf<T extends EventType> = Static<Schemas[T]>;
 export type TelemetryEvent = { [T in EventType]: EventOf<T> }[EventType];
 export type EventMetadata = Static<typeof Metadata>;
-export type EventError = Static<typeof ErrorInfo>;
 export type FilterEventData = Static<typeof FilterData>;
 export type DlqReplayedData = Static<typeof DlqReplayedData>;
 

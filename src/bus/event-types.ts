@@ -24,15 +24,12 @@ export const MODEL_EVENT_TYPES = [
   'model.queried',
 ] as const satisfies readonly EventType[];
 
-export type ModelEventType = (typeof MODEL_EVENT_TYPES)[number];
-
 /**
  * Who emitted an event. `admin`: an operator's action (`dlq.replayed`), whether it came through the API or
  * the CLI. `selftest`: a synthetic event of POST /telemetry/selftest, which consumers record as applied
  * without any effect.
  */
 export const EVENT_SOURCES = ['api', 'scheduler', 'admin', 'selftest'] as const;
-export type EventSource = (typeof EVENT_SOURCES)[number];
 
 /** Bumped on any change to the envelope that a consumer could notice. */
 export const SCHEMA_VERSION = 1 as const;

@@ -35,14 +35,3 @@ export function validateEvent(value: unknown): EventValidation {
     issue?.params && 'additionalProperty' in issue.params ? ` '${issue.params.additionalProperty}'` : '';
   return { ok: false, reason: `${type}: ${where} ${issue?.message ?? 'is invalid'}${extra}` };
 }
-
-/** Parses and validates a message body. */
-export function parseEvent(body: Buffer | string): EventValidation {
-  let value: unknown;
-  try {
-    value = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
-  } catch (error) {
-    return { ok: false, reason: `the message is not JSON: ${(error as Error).message}` };
-  }
-  return validateEvent(value);
-}

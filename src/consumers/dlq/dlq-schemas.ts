@@ -161,7 +161,6 @@ export const SKIP_REASONS = [
   'unroutable',
   'busy',
 ] as const;
-export type SkipReason = (typeof SKIP_REASONS)[number];
 
 export const ReplayResultSchema = Type.Object({
   operation_id: Type.Integer({ description: 'The record of this replay in dlq_operations' }),
