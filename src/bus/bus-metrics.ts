@@ -3,7 +3,7 @@
  * request path would cost more than the rest of `emit()`); these metrics read them when scraped.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { registerHistogramFamily } from '../metrics/bucket-histogram.ts';
+import { registerHistogramFamily } from '../bucket-histogram.ts';
 import type { EventBus } from './event-bus.ts';
 import type { BrokerState } from './spool-publisher.ts';
 

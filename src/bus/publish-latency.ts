@@ -9,7 +9,7 @@
  * dashboard. Emit times are whole milliseconds (`Date.now()`), so each value is a whole number of ms,
  * give or take one: a message confirmed within the millisecond it was emitted counts as 0.
  */
-import { BucketHistogram } from '../metrics/bucket-histogram.ts';
+import { BucketHistogram } from '../bucket-histogram.ts';
 import { SlidingHistogram, type WindowPercentiles } from '../metrics/sliding-histogram.ts';
 
 /**

@@ -2,12 +2,12 @@
  * The consumer runtime's telemetry in a prom-client registry, labelled by consumer name. Counters the
  * runtime already keeps (applied, duplicates, …) are read from its status when scraped; what only exists
  * at the moment it happens (a batch's duration and size, a retry's delay) is observed directly; an
- * applied event's age, observed per event, in plain numbers (../metrics/bucket-histogram.ts).
+ * applied event's age, observed per event, in plain numbers (../bucket-histogram.ts).
  *
  * One runtime per registry: a second would register the same names and prom-client refuses that.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { BucketHistogram, registerHistogramFamily } from '../metrics/bucket-histogram.ts';
+import { BucketHistogram, registerHistogramFamily } from '../bucket-histogram.ts';
 import type { Delivery } from './consumer.ts';
 import type { ConsumerCounters, ConsumerStatus } from './consumer-runtime.ts';
 

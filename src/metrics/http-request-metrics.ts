@@ -2,11 +2,11 @@
  * The API's request duration histogram, in seconds, by route template, method and status code. The HTTP
  * layer calls {@link HttpRequestMetrics.observe} once per response; this module knows nothing of Fastify.
  *
- * On every request's path, so it keeps plain numbers (./bucket-histogram.ts): a Map lookup and an array
+ * On every request's path, so it keeps plain numbers (../bucket-histogram.ts): a Map lookup and an array
  * increment rather than prom-client's per-call label hashing.
  */
 import type { Registry } from 'prom-client';
-import { BucketHistogram, registerHistogramFamily } from './bucket-histogram.ts';
+import { BucketHistogram, registerHistogramFamily } from '../bucket-histogram.ts';
 
 /**
  * Bucket upper bounds, in seconds: cached reads take well under a millisecond, writes a few ms (a

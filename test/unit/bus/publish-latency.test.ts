@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
+import { registerHistogramFamily } from '../../../src/bucket-histogram.ts';
 import { PUBLISH_LATENCY_BUCKETS_SECONDS, PublishLatency } from '../../../src/bus/publish-latency.ts';
-import { registerHistogramFamily } from '../../../src/metrics/bucket-histogram.ts';
 import { parseExposition } from '../../support/prometheus-text.ts';
 
 const T0 = 1_765_000_000_000;
