@@ -25,7 +25,7 @@ import pg from 'pg';
 import { loadConfig } from '../src/config.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { buildApp } from '../src/http/app.ts';
-import { HISTOGRAM_LAYOUT } from '../src/metrics/log-linear-histogram.ts';
+import { HISTOGRAM_LAYOUT } from '../src/log-linear-histogram.ts';
 import { createServices } from '../src/services.ts';
 import { createDatabase, dropDatabase } from './support/databases.ts';
 import { judge } from './support/goals.ts';

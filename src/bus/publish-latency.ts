@@ -10,7 +10,7 @@
  * give or take one: a message confirmed within the millisecond it was emitted counts as 0.
  */
 import { BucketHistogram } from '../bucket-histogram.ts';
-import { SlidingHistogram, type WindowPercentiles } from '../metrics/sliding-histogram.ts';
+import { SlidingHistogram, type WindowPercentiles } from '../sliding-histogram.ts';
 
 /**
  * Bucket upper bounds, in seconds: 0.5 ms … 10 s, dense around the promises: the spec's p95 < 10 ms and

@@ -8,7 +8,7 @@
  * several times faster than unnesting and grouping them in SQL.
  */
 import pg from 'pg';
-import { BucketSum, EMPTY_BUCKETS, percentileOfSparse, type SparseBuckets } from './log-linear-histogram.ts';
+import { BucketSum, EMPTY_BUCKETS, percentileOfSparse, type SparseBuckets } from '../log-linear-histogram.ts';
 import { GRANULARITY_INTERVAL, type Granularity } from './metrics-granularity.ts';
 
 export interface MetricsFilters {

@@ -18,7 +18,7 @@
  */
 import type pg from 'pg';
 import { cacheBudget } from '../cache-budget.ts';
-import { BucketSum, percentileOfSparse, type SparseBuckets } from './log-linear-histogram.ts';
+import { BucketSum, percentileOfSparse, type SparseBuckets } from '../log-linear-histogram.ts';
 import { MetricsCache, type MetricsCacheOptions } from './metrics-cache.ts';
 import { GRANULARITY_MS, type Granularity } from './metrics-granularity.ts';
 import {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import pg from 'pg';
-import { LogLinearHistogram } from '../../src/metrics/log-linear-histogram.ts';
+import { LogLinearHistogram } from '../../src/log-linear-histogram.ts';
 import { createTestDatabase } from '../helper.ts';
 
 const pool = new pg.Pool({ connectionString: await createTestDatabase({ after }), max: 1 });

@@ -22,7 +22,7 @@ import type { RequestEvent } from '../../src/consumers/metrics/metrics-aggregati
 import { MetricsCompactor } from '../../src/consumers/metrics/metrics-compactor.ts';
 import { metricsConsumer } from '../../src/consumers/metrics/metrics-consumer.ts';
 import { buildApp } from '../../src/http/app.ts';
-import { percentileRank } from '../../src/metrics/log-linear-histogram.ts';
+import { percentileRank } from '../../src/log-linear-histogram.ts';
 import { type MetricsFilters, MetricsQuery, type MetricsReport } from '../../src/metrics/metrics-query.ts';
 import { resolveMetricsRange } from '../../src/metrics/metrics-range.ts';
 import { createServices } from '../../src/services.ts';

@@ -7,7 +7,7 @@
  * overlapping keys lock them in the same order and cannot deadlock each other.
  */
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
-import { LogLinearHistogram } from '../../metrics/log-linear-histogram.ts';
+import { LogLinearHistogram } from '../../log-linear-histogram.ts';
 import { routeDimension, tierDimension } from '../../metrics/metrics-dimensions.ts';
 import { GRANULARITIES, GRANULARITY_MS, type Granularity } from '../../metrics/metrics-granularity.ts';
 

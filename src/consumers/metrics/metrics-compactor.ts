@@ -19,7 +19,7 @@
 import type pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
 import { batchStatement } from '../../db/batch-statement.ts';
-import { LogLinearHistogram } from '../../metrics/log-linear-histogram.ts';
+import { LogLinearHistogram } from '../../log-linear-histogram.ts';
 import { GRANULARITY_MS, type Granularity } from '../../metrics/metrics-granularity.ts';
 import { PeriodicTask } from '../periodic-task.ts';
 import {

@@ -6,7 +6,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type TSchema, Type } from 'typebox';
-import { MAX_RELATIVE_ERROR } from '../../metrics/log-linear-histogram.ts';
+import { MAX_RELATIVE_ERROR } from '../../log-linear-histogram.ts';
 import { GRANULARITIES } from '../../metrics/metrics-granularity.ts';
 import { METRICS_LIST_LIMIT, type MetricsQuery } from '../../metrics/metrics-query.ts';
 import { METRICS_RANGE_LIMITS, resolveMetricsRange } from '../../metrics/metrics-range.ts';

@@ -10,8 +10,8 @@
  */
 import type { EventBusStatus } from '../../bus/event-bus.ts';
 import type { QueueReport } from '../../bus/queue-inspector.ts';
+import type { WindowPercentiles } from '../../sliding-histogram.ts';
 import type { LedgerWindow } from '../ledger/ledger-query.ts';
-import type { WindowPercentiles } from '../sliding-histogram.ts';
 import { type BackgroundReading, BackgroundValue } from './background-value.ts';
 import type { LivePoint, LiveWindow } from './live-window.ts';
 import type { RecentError, RecentErrors } from './recent-errors.ts';
