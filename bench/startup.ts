@@ -19,6 +19,7 @@ import { Environments } from './support/broker.ts';
 import { processTicks } from './support/cpu.ts';
 import { createDatabase, dropDatabase } from './support/databases.ts';
 import { statusKib } from './support/memory.ts';
+import { integer } from './support/options.ts';
 import {
   commandLine,
   environment,
@@ -28,7 +29,7 @@ import {
   REPO_ROOT,
   round,
 } from './support/report.ts';
-import { handleSignals, positiveInteger, runMain, sleep, throwIfInterrupted } from './support/settings.ts';
+import { handleSignals, runMain, sleep, throwIfInterrupted } from './support/settings.ts';
 import { median } from './support/stats.ts';
 import { freePort } from './support/system-process.ts';
 
@@ -119,8 +120,8 @@ async function main(): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const rounds = positiveInteger('--rounds', values.rounds);
-  const settleMs = positiveInteger('--settle-ms', values['settle-ms'], true);
+  const rounds = integer(1)(values.rounds, 'rounds');
+  const settleMs = integer(0)(values['settle-ms'], 'settle-ms');
   handleSignals();
   const startedAt = new Date();
   const env = environment();
