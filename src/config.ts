@@ -5,8 +5,9 @@
  * default, unit and expected form; that table drives parsing, the error message for a bad value, and the
  * configuration reference in the README (a test keeps them in step).
  */
-import { IP_ADDRESS_MODES, type IpAddressMode } from './bus/client-address.ts';
+
 import { DEFAULT_CACHE_MAX_BYTES } from './cache-budget.ts';
+import { IP_ADDRESS_MODES, type IpAddressMode } from './client-address.ts';
 import { ConfigError } from './errors.ts';
 import { redactCredentials } from './redact-credentials.ts';
 

@@ -11,9 +11,9 @@ import Fastify, {
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { ApiKeyStore } from '../auth/api-key-store.ts';
-import { clientAddressRecorder, type IpAddressMode } from '../bus/client-address.ts';
 import type { EventBus } from '../bus/event-bus.ts';
 import type { QueueInspector } from '../bus/queue-inspector.ts';
+import { clientAddressRecorder, type IpAddressMode } from '../client-address.ts';
 import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
 import type { DlqService } from '../consumers/dlq/dlq-service.ts';
 import { ValidationError } from '../errors.ts';

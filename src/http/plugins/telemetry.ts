@@ -55,7 +55,7 @@ export interface TelemetryOptions {
    * when telemetry is off; it must be cheap and must not throw.
    */
   observe?: ((event: TelemetryEvent) => void) | undefined;
-  /** What an event stores of the client's IP address (see ../../bus/client-address.ts). @default as received */
+  /** What an event stores of the client's IP address (see ../../client-address.ts). @default as received */
   clientAddress?: ((address: string) => string) | undefined;
 }
 
