@@ -8,6 +8,7 @@
  * followed by a digit (no dollar-quoting). Writes of a batch are always the same list (an empty array
  * inserts nothing), so a statement's text is the same every batch and is prepared once per connection.
  */
+import { createHash } from 'node:crypto';
 
 /**
  * One write: a data-modifying statement and its values ($1, $2, … in `text`). Or, with `final`, an
@@ -36,8 +37,25 @@ function renumber(text: string, offset: number): string {
   return offset === 0 ? text : text.replace(PARAMETER, (_, n: string) => `$${Number(n) + offset}`);
 }
 
-/** Texts already composed, by name: composing is string work a batch need not repeat. */
-const composed = new Map<string, string>();
+/** PostgreSQL's identifier limit (NAMEDATALEN − 1): it cuts a longer statement name, with a NOTICE. */
+const MAX_NAME_BYTES = 63;
+
+/**
+ * Statements already composed, by their writes' names: composing is string work a batch need not repeat.
+ * Names are ASCII, so their length is their size in bytes.
+ */
+const composed = new Map<string, { name: string; text: string }>();
+
+/**
+ * The prepared statement's name for `key`: the key itself when PostgreSQL keeps it whole, else its head
+ * and a hash of all of it. PostgreSQL would cut a long key to 63 bytes, and two statements whose keys
+ * share those bytes would then collide on one connection ("prepared statement already exists").
+ */
+function statementName(key: string): string {
+  if (key.length <= MAX_NAME_BYTES) return key;
+  const hash = createHash('sha256').update(key).digest('base64url').slice(0, 16);
+  return `${key.slice(0, MAX_NAME_BYTES - hash.length - 1)}~${hash}`;
+}
 
 /**
  * The statement `WITH <writes> SELECT <finals>`: the final expressions (writes with `final`) may read the
@@ -48,11 +66,11 @@ export function batchStatement(prefix: string, writes: readonly BatchWrite[]): B
   const ctes = writes.filter((write) => write.final !== true);
   const finals = writes.filter((write) => write.final === true);
   const ordered = [...ctes, ...finals];
-  const name = `${prefix}:${ordered.map((write) => write.name).join(',')}`;
+  const key = `${prefix}:${ordered.map((write) => write.name).join(',')}`;
   const values: unknown[] = [];
   for (const write of ordered) values.push(...write.values);
-  let text = composed.get(name);
-  if (text === undefined) {
+  let statement = composed.get(key);
+  if (statement === undefined) {
     const parts: string[] = [];
     const expressions: string[] = [];
     let offset = 0;
@@ -62,8 +80,9 @@ export function batchStatement(prefix: string, writes: readonly BatchWrite[]): B
       else parts.push(`${write.name} AS (${renumbered})`);
       offset += write.values.length;
     }
-    text = `${parts.length > 0 ? `WITH ${parts.join(',\n')}\n` : ''}SELECT ${expressions.length > 0 ? expressions.join(', ') : '1'}`;
-    composed.set(name, text);
+    const text = `${parts.length > 0 ? `WITH ${parts.join(',\n')}\n` : ''}SELECT ${expressions.length > 0 ? expressions.join(', ') : '1'}`;
+    statement = { name: statementName(key), text };
+    composed.set(key, statement);
   }
-  return { name, text, values };
+  return { name: statement.name, text: statement.text, values };
 }
