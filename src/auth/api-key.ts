@@ -39,10 +39,7 @@ export function containsApiKey(text: string): boolean {
   return KEY_IN_TEXT.test(text);
 }
 
-/**
- * The text with every key-shaped run replaced by `replacement` (@default {@link REDACTED_KEY}).
- * @public not called since issue 17's input checks refuse keys (60b0b2c); kept for its author to use or drop
- */
+/** The text with every key-shaped run replaced by `replacement` (@default {@link REDACTED_KEY}). */
 export function redactApiKeys(text: string, replacement: string = REDACTED_KEY): string {
   return text.includes('tb_') ? text.replace(KEY_IN_TEXT, replacement) : text;
 }
