@@ -957,19 +957,27 @@ async function main(): Promise<number> {
         'PostgreSQL p50/p95/p99',
         'applied/s under load',
       ],
-      rows: busPhases.flatMap((p) =>
-        (p.e2e?.consumers ?? []).map((c) => {
-          const h = p.service?.eventAgeMs?.[c.consumer];
+      rows: busPhases.flatMap((p) => {
+        // Every consumer either source knows (only some keep a row per event in PostgreSQL).
+        const names = [
+          ...new Set([
+            ...Object.keys(p.service?.eventAgeMs ?? {}),
+            ...(p.e2e?.consumers ?? []).map((c) => c.consumer),
+          ]),
+        ].sort();
+        return names.map((consumer) => {
+          const h = p.service?.eventAgeMs?.[consumer];
+          const c = p.e2e?.consumers.find((row) => row.consumer === consumer);
           return [
             p.name,
-            c.consumer,
-            formatNumber(c.events),
+            consumer,
+            formatNumber(h?.count ?? c?.events ?? 0),
             h === undefined ? 'n/a' : `${ms(h.p50)}/${ms(h.p95)}/${ms(h.p99)}`,
-            `${ms(c.p50)}/${ms(c.p95)}/${ms(c.p99)}`,
-            formatNumber(c.appliedPerSecDuringLoad),
+            c === undefined ? 'n/a' : `${ms(c.p50)}/${ms(c.p95)}/${ms(c.p99)}`,
+            c === undefined ? 'n/a' : formatNumber(c.appliedPerSecDuringLoad),
           ];
-        }),
-      ),
+        });
+      }),
     },
     {
       title: 'Raw broker ceiling (same run, before the system started)',
