@@ -32,9 +32,19 @@ interface ConnectionInternals {
   connection?: { stream?: Socket; heartbeat?: number };
 }
 
-/** The underlying socket, destroyed to drop a connection that will never answer a graceful close. */
+/**
+ * Drops a connection that will never answer a graceful close (or that nobody wants: one that opened
+ * after its connect timed out). The socket is destroyed with an error, because amqplib ends a
+ * connection only on a socket 'error' or 'end', never on a bare 'close': without one its heartbeat
+ * intervals (ref'd timers) ran on until the heartbeat time-out, which then emitted an 'error' that,
+ * unheard, was an uncaught exception, and the intervals kept the process alive for ever. The error is
+ * heard here: dropping the connection was the caller's decision.
+ */
 export function destroyConnection(connection: ChannelModel): void {
-  (connection as unknown as ConnectionInternals).connection?.stream?.destroy();
+  connection.on('error', () => {});
+  (connection as unknown as ConnectionInternals).connection?.stream?.destroy(
+    new Error('connection dropped by this process'),
+  );
 }
 
 /**

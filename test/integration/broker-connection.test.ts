@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ChannelModel } from 'amqplib';
-import { closeConnection, connectToBroker } from '../../src/bus/broker-connection.ts';
+import { closeConnection, connectToBroker, destroyConnection } from '../../src/bus/broker-connection.ts';
 import { createTestVhost } from '../support/rabbitmq-vhost.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { waitUntil } from '../support/wait-until.ts';
@@ -84,4 +84,26 @@ test('a black-holed connection is dropped within two heartbeats', async (t) => {
   assert.ok(took >= 1200 && took <= 2300, `dropped ${took} ms after the partition (heartbeat 1 s)`);
   // Ours, or amqplib's own check when this process was too busy for ours (it comes a little later).
   assert.match(String(reason), /nothing from RabbitMQ for \d+ ms|Heartbeat timeout/);
+});
+
+test('a dropped connection ends at once: its close comes and amqplib stops its heartbeat timers', async (t) => {
+  const vhost = await createTestVhost(t);
+  // No 'error' listener, as with a connection that opened after its connect timed out: dropping it must
+  // neither throw an unheard error later nor leave timers that keep the process alive for ever.
+  const connection = await connectToBroker(vhost.url, { name: 'drop test', heartbeatSeconds: 5 });
+  const closed = new Promise<unknown>((resolve) => connection.once('close', resolve));
+  const started = Date.now();
+  destroyConnection(connection);
+  const reason = await closed;
+  const took = Date.now() - started;
+  // amqplib's own heartbeat time-out would come only after two intervals (10 s).
+  assert.ok(took < 3_000, `closed ${took} ms after the drop`);
+  assert.match(String(reason), /dropped by this process/);
+  const heart = (
+    connection as unknown as {
+      connection: { heartbeater: { sendTimer: { _destroyed: boolean }; recvTimer: { _destroyed: boolean } } };
+    }
+  ).connection.heartbeater;
+  assert.equal(heart.sendTimer._destroyed, true, 'the heartbeat send interval is cleared');
+  assert.equal(heart.recvTimer._destroyed, true, 'the heartbeat check interval is cleared');
 });
