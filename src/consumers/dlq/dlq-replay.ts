@@ -206,8 +206,11 @@ export class DlqReplayer {
         else if (state !== 'dead') skipped.push({ id, reason: 'already_replayed' });
       }
     }
-    const matched = await this.#count(selection);
-    const total = Math.min(matched, request.max);
+    // The set this replay works on, fixed now: copies that fail again during the replay become new dead
+    // letters, which must not be taken by the same replay (it would go round them until max).
+    const snapshot = await this.#snapshot(selection, request.max);
+    const matched = snapshot.matched;
+    const total = snapshot.ids.length;
     const operationId = await insertOperation(this.#pool, {
       action: 'replay',
       actor: request.actor,
@@ -236,7 +239,7 @@ export class DlqReplayer {
     try {
       result = request.dryRun
         ? await this.#dryRun(selection, request, operationId, skipped, audit, session)
-        : await this.#publish(selection, request, operationId, total, skipped, audit, session);
+        : await this.#publish(selection, snapshot.ids, request, operationId, total, skipped, audit, session);
       // A replay that republished nothing is recorded too: who tried, and what they asked for.
       if (audit.parts === 0) await this.#record(audit, [], session);
     } finally {
@@ -273,14 +276,27 @@ export class DlqReplayer {
     return { where, bind };
   }
 
-  async #count(selection: { filter: DeadLetterFilter; ids: string[] | undefined }): Promise<number> {
+  /**
+   * The dead letters the selection matches now (`matched`) and the first `max` of them, oldest first:
+   * the set the replay takes its dead letters from, in one statement so that matched ≥ what is taken.
+   */
+  async #snapshot(
+    selection: { filter: DeadLetterFilter; ids: string[] | undefined },
+    max: number,
+  ): Promise<{ matched: number; ids: string[] }> {
     const values: unknown[] = [];
-    const { where } = this.#where(selection, values);
-    const { rows } = await this.#pool.query<{ count: number }>(
-      `SELECT count(*)::integer AS count FROM dead_letters WHERE ${where.join(' AND ')}`,
+    const { where, bind } = this.#where(selection, values);
+    const { rows } = await this.#pool.query<{ id: string | null; matched: number }>(
+      `SELECT m.id, c.matched
+         FROM (SELECT count(*)::integer AS matched FROM dead_letters WHERE ${where.join(' AND ')}) AS c
+         LEFT JOIN LATERAL (SELECT id FROM dead_letters WHERE ${where.join(' AND ')}
+                             ORDER BY last_failure_at, id LIMIT ${bind(max)}) AS m ON true`,
       values,
     );
-    return rows[0]?.count ?? 0;
+    return {
+      matched: rows[0]?.matched ?? 0,
+      ids: rows.flatMap((row) => (row.id === null ? [] : [row.id])),
+    };
   }
 
   async #dryRun(
@@ -322,6 +338,7 @@ export class DlqReplayer {
 
   async #publish(
     selection: { filter: DeadLetterFilter; ids: string[] | undefined },
+    snapshot: string[],
     request: ReplayRequest,
     operationId: number,
     total: number,
@@ -333,27 +350,26 @@ export class DlqReplayer {
     if (total === 0 || session === undefined) return { replayed: 0, ids: replayedIds };
     const { channel, returned } = session;
     let taken = 0;
-    let after: { at: string; id: string } | undefined;
-    while (taken < request.max) {
+    for (let start = 0; start < snapshot.length; start += this.#chunkSize) {
+      const chunk = snapshot.slice(start, start + this.#chunkSize);
       const client = await this.#pool.connect();
       try {
         await client.query('BEGIN');
         const values: unknown[] = [];
-        const { where, bind } = this.#where(selection, values);
-        if (after !== undefined) {
-          where.push(`(last_failure_at, id) > (${bind(after.at)}::timestamptz, ${bind(after.id)}::uuid)`);
-        }
-        const { rows } = await client.query<ReplayRow & { cursor_at: string }>(
+        // Only the snapshot's dead letters, still dead and still matching (a concurrent replay or a
+        // delete may have taken some since), and none another replay holds.
+        const { where } = this.#where({ ...selection, ids: chunk }, values);
+        const { rows } = await client.query<ReplayRow>(
           `SELECT id, event_id, event_type, model_id, content, properties, headers, original_exchange,
-                  original_routing_key, original_queue, to_json(last_failure_at) #>> '{}' AS cursor_at
+                  original_routing_key, original_queue
            FROM dead_letters WHERE ${where.join(' AND ')}
-           ORDER BY last_failure_at, id LIMIT ${bind(Math.min(this.#chunkSize, request.max - taken))}
+           ORDER BY last_failure_at, id
            FOR UPDATE SKIP LOCKED`,
           values,
         );
         if (rows.length === 0) {
           await client.query('COMMIT');
-          break;
+          continue;
         }
         const published: string[] = [];
         try {
@@ -396,8 +412,6 @@ export class DlqReplayer {
         await client.query('COMMIT');
         replayedIds.push(...confirmed);
         taken += rows.length;
-        const last = rows[rows.length - 1] as ReplayRow & { cursor_at: string };
-        after = { at: last.cursor_at, id: last.id };
         request.onProgress?.(taken, total);
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});
