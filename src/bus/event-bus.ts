@@ -1,8 +1,11 @@
 /**
  * The telemetry bus of one process: `emit()` writes an event to the spool and returns (no broker, no
- * promise), and a {@link SpoolPublisher} sends the spool to RabbitMQ in the background.
+ * promise), and a publisher sends the spool to RabbitMQ in the background: by default in a thread of
+ * its own (./publisher-thread/), so that AMQP encoding, confirms and spool reads never take turns with
+ * requests; with `publisherThread: false`, a {@link SpoolPublisher} on this thread's event loop.
  *
- * `emit()` is on every request's path, so it does exactly one JSON serialisation and one write syscall.
+ * `emit()` is on every request's path, so it does exactly one JSON serialisation and one write syscall,
+ * and wakes the publisher thread at most once per event-loop turn (through shared memory, no message).
  * It never throws and never blocks: an event it cannot keep is dropped and counted by reason.
  */
 import { join } from 'node:path';
@@ -11,8 +14,14 @@ import { EVENT_TYPES, type EventType } from './event-types.ts';
 import type { LedgerCounts } from './ledger-counts.ts';
 import { encodeRecord } from './outbound-message.ts';
 import { ProducerSequences } from './producer-sequence.ts';
-import type { PublishLatency } from './publish-latency.ts';
+import { PublishLatency } from './publish-latency.ts';
+import {
+  PublisherThread,
+  type PublisherThreadOptions,
+  type PublisherThreadStatus,
+} from './publisher-thread/publisher-thread-host.ts';
 import { Spool, type SpoolStats } from './spool/spool.ts';
+import { SpoolTail } from './spool/spool-tail.ts';
 import { type PublisherLogger, type PublisherStatus, SpoolPublisher } from './spool-publisher.ts';
 import type { Topology } from './topology.ts';
 
@@ -37,6 +46,10 @@ export interface EventBusOptions {
   logger?: PublisherLogger;
   /** Counts every event emitted, spooled and confirmed, for the loss ledger. */
   ledger?: LedgerCounts;
+  /** Publish from a thread of its own (false: on this thread's event loop). @default true */
+  publisherThread?: boolean;
+  /** Restart delays of a crashed publisher thread (see PublisherThreadOptions). */
+  publisherThreadRestart?: Pick<PublisherThreadOptions, 'restartMinDelayMs' | 'restartMaxDelayMs'>;
 }
 
 /** Why an event was not kept: the spool was full, the disk refused the write, or it was not serialisable. */
@@ -49,12 +62,20 @@ export interface EventBusStatus {
   dropped: Record<EmitDropReason, number>;
   spool: SpoolStats;
   publisher: PublisherStatus;
+  /** The publisher thread's state; null when publishing on this thread. */
+  publisherThread: PublisherThreadStatus | null;
 }
+
+/** What sends the spool: a thread of its own, or a SpoolPublisher on this thread. */
+type Sender = Pick<SpoolPublisher, 'status' | 'stop'> & {
+  threadStatus?: () => PublisherThreadStatus;
+};
 
 export class EventBus {
   readonly #spool: Spool;
-  readonly #publisher: SpoolPublisher;
+  readonly #publisher: Sender;
   readonly #ledger: LedgerCounts | undefined;
+  readonly #latency: PublishLatency;
   #emitted = 0;
   // A plain object with every type present: one property increment per emit, no Map lookup.
   readonly #emittedByType = Object.fromEntries(EVENT_TYPES.map((type) => [type, 0])) as Record<
@@ -65,7 +86,13 @@ export class EventBus {
   /** This process as a producer: each event kept gets the next number of its type's stream. */
   readonly #sequences = new ProducerSequences();
 
-  private constructor(spool: Spool, publisher: SpoolPublisher, ledger: LedgerCounts | undefined) {
+  private constructor(
+    spool: Spool,
+    publisher: Sender,
+    ledger: LedgerCounts | undefined,
+    latency: PublishLatency,
+  ) {
+    this.#latency = latency;
     this.#spool = spool;
     this.#publisher = publisher;
     this.#ledger = ledger;
@@ -73,12 +100,36 @@ export class EventBus {
 
   /** Opens the spool (recovering what a previous run left) and starts sending it. */
   static open(options: EventBusOptions): EventBus {
+    const threaded = options.publisherThread ?? true;
+    const latency = new PublishLatency();
     const spool = Spool.open({
       directory: join(options.dataDir, 'spool'),
       maxBytes: options.spoolMaxBytes,
       segmentBytes: options.spoolSegmentBytes,
       fsyncIntervalMs: options.spoolFsyncIntervalMs,
+      // The publisher thread reads the files (from the page cache): no copy of the tail kept here.
+      ...(threaded ? { recentBytes: 0 } : {}),
     });
+    if (threaded) {
+      const tail = new SpoolTail();
+      spool.shareTail(tail);
+      spool.onAppend(() => tail.wake());
+      const thread = new PublisherThread({
+        spool,
+        tail,
+        urls: options.rabbitmqUrls,
+        topology: options.topology,
+        window: options.publishWindow,
+        confirmTimeoutMs: options.publishConfirmTimeoutMs,
+        heartbeatSeconds: options.heartbeatSeconds,
+        logger: options.logger,
+        ledger: options.ledger,
+        latency,
+        ...options.publisherThreadRestart,
+      });
+      thread.start();
+      return new EventBus(spool, thread, options.ledger, latency);
+    }
     const publisher = new SpoolPublisher(spool, {
       urls: options.rabbitmqUrls,
       topology: options.topology,
@@ -87,9 +138,10 @@ export class EventBus {
       heartbeatSeconds: options.heartbeatSeconds,
       logger: options.logger,
       ledger: options.ledger,
+      latency,
     });
     publisher.start();
-    return new EventBus(spool, publisher, options.ledger);
+    return new EventBus(spool, publisher, options.ledger, latency);
   }
 
   /**
@@ -139,12 +191,13 @@ export class EventBus {
       dropped: { ...spool.dropped, invalid_event: this.#invalid },
       spool,
       publisher: this.#publisher.status(),
+      publisherThread: this.#publisher.threadStatus?.() ?? null,
     };
   }
 
   /** Emit-to-confirm latency of the publisher's messages. */
   get publishLatency(): PublishLatency {
-    return this.#publisher.latency;
+    return this.#latency;
   }
 
   /** Sends what it can within `timeoutMs`, then closes; the rest waits in the spool for the next start. */

@@ -18,7 +18,7 @@ import { InflightWindow, type Label } from './inflight-window.ts';
 import type { LedgerCounts } from './ledger-counts.ts';
 import { toOutboundMessage } from './outbound-message.ts';
 import { PublishLatency } from './publish-latency.ts';
-import type { Spool, SpoolRecord } from './spool/spool.ts';
+import type { SpoolRecord } from './spool/spool.ts';
 import type { Topology } from './topology.ts';
 
 export type BrokerState = 'connecting' | 'connected' | 'blocked' | 'disconnected' | 'stopped';
@@ -27,6 +27,18 @@ export interface PublisherLogger {
   info(object: object, message: string): void;
   warn(object: object, message: string): void;
   error(object: object, message: string): void;
+}
+
+/**
+ * What the publisher needs of a spool: a `Spool` in the same thread, or the publisher thread's view of the
+ * API's spool (./publisher-thread/thread-spool.ts).
+ */
+export interface PublishedSpool {
+  read(fromOffset: number, maxRecords: number, maxBytes: number): Promise<SpoolRecord[]> | SpoolRecord[];
+  confirm(offset: number): void;
+  stats(): { confirmedOffset: number; unconfirmed: number };
+  /** Calls `listener` after appends; returns the unsubscribe function. */
+  onAppend(listener: () => void): () => void;
 }
 
 export interface SpoolPublisherOptions {
@@ -51,7 +63,12 @@ export interface SpoolPublisherOptions {
   logger?: PublisherLogger;
   /** Where each record is counted once, when the broker's confirms reach it. */
   ledger?: LedgerCounts;
+  /** Where each confirm's emit-to-confirm latency is observed. @default a PublishLatency of its own */
+  latency?: LatencyRecorder;
 }
+
+/** What observes publish latency: a {@link PublishLatency}, or the publisher thread's report of it. */
+export type LatencyRecorder = Pick<PublishLatency, 'observe'>;
 
 export interface PublisherCounters {
   /** Messages the broker confirmed (including resent copies). */
@@ -104,9 +121,9 @@ interface Session {
 const silentLogger: PublisherLogger = { info() {}, warn() {}, error() {} };
 
 export class SpoolPublisher {
-  readonly #spool: Spool;
+  readonly #spool: PublishedSpool;
   #countConfirmed: ((label: Label) => void) | undefined;
-  readonly #options: Required<Omit<SpoolPublisherOptions, 'logger' | 'ledger'>>;
+  readonly #options: Required<Omit<SpoolPublisherOptions, 'logger' | 'ledger' | 'latency'>>;
   readonly #logger: PublisherLogger;
   readonly #broker: BrokerSession;
   readonly counters: PublisherCounters = {
@@ -120,7 +137,7 @@ export class SpoolPublisher {
     connectFailures: 0,
   };
   /** Emit to confirm, per confirmed message (./publish-latency.ts). */
-  readonly latency = new PublishLatency();
+  readonly latency: LatencyRecorder;
 
   #state: BrokerState = 'disconnected';
   #since = Date.now();
@@ -143,12 +160,13 @@ export class SpoolPublisher {
     this.#markStopped = resolve;
   });
 
-  constructor(spool: Spool, options: SpoolPublisherOptions) {
+  constructor(spool: PublishedSpool, options: SpoolPublisherOptions) {
     this.#spool = spool;
-    const { logger, ledger, ...rest } = options;
+    const { logger, ledger, latency, ...rest } = options;
+    this.latency = latency ?? new PublishLatency();
     this.#logger = logger ?? silentLogger;
     this.#options = { ...DEFAULTS, ...stripUndefined(rest) } as Required<
-      Omit<SpoolPublisherOptions, 'logger' | 'ledger'>
+      Omit<SpoolPublisherOptions, 'logger' | 'ledger' | 'latency'>
     >;
     if (ledger !== undefined)
       this.#countConfirmed = (label) => ledger.add('confirmed', label.eventType, label.timestampMs);

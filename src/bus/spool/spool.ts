@@ -19,6 +19,7 @@ import { listSegments, type SegmentEntry, scanSegmentSync } from './segment-file
 import { SegmentReader } from './segment-reader.ts';
 import { SegmentWriter } from './segment-writer.ts';
 import { SpoolLock } from './spool-lock.ts';
+import type { SpoolTail } from './spool-tail.ts';
 
 export { MAX_PAYLOAD_BYTES } from './record-format.ts';
 
@@ -127,6 +128,8 @@ export class Spool {
   /** Reads run one at a time: they share the cursor. */
   #reads: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | undefined;
+  /** Where another thread reading the segment files learns how far they hold whole records. */
+  #tail: SpoolTail | undefined;
 
   private constructor(options: Required<SpoolOptions>, lock: SpoolLock) {
     this.directory = options.directory;
@@ -226,6 +229,7 @@ export class Spool {
     this.#bytes += size;
     this.#nextOffset = offset + 1;
     this.#appended++;
+    this.#tail?.publish(this.#nextOffset, writer.entry.firstOffset, writer.entry.size);
     // A Buffer payload may be the caller's to reuse: keep a copy (strings are immutable).
     if (this.#recent.enabled) {
       this.#recent.add(offset, typeof payload === 'string' ? payload : Buffer.from(payload), length);
@@ -270,6 +274,25 @@ export class Spool {
     if (this.#state !== 'open') return;
     if (this.#fsyncIntervalMs === 0) this.#persistConfirmedNow();
     else this.#scheduleSync();
+  }
+
+  /**
+   * Publishes the tail (how far the segment files hold whole records) to `tail` from now on, after every
+   * append and new segment, for a reader in another thread (./spool-tail-reader.ts).
+   */
+  shareTail(tail: SpoolTail): void {
+    this.#tail = tail;
+    const writer = this.#writer;
+    tail.publish(this.#nextOffset, writer?.entry.firstOffset ?? this.#nextOffset, writer?.entry.size ?? 0);
+  }
+
+  /**
+   * Damage another thread's reader met at `position` of the segment starting at `segmentFirstOffset`:
+   * counted once, as a read of this spool would, and a new segment started if it is the one being written.
+   */
+  reportDamage(segmentFirstOffset: number, position: number, kind: 'torn' | 'corrupt'): void {
+    const segment = this.#segments.find((entry) => entry.firstOffset === segmentFirstOffset);
+    if (segment !== undefined) this.#countDamage(segment, position, kind);
   }
 
   /** Calls `listener` after appends, at most once per event-loop turn. Returns the unsubscribe function. */
@@ -358,6 +381,7 @@ export class Spool {
     }
     this.#writer = writer;
     this.#segments.push(writer.entry);
+    this.#tail?.publish(this.#nextOffset, writer.entry.firstOffset, 0);
     this.#directoryDirty = true;
     if (this.#fsyncIntervalMs === 0) this.#syncDirectoryNow();
     else this.#scheduleSync();
