@@ -16,6 +16,7 @@ import type { Config } from './config.ts';
 import { DlqService } from './consumers/dlq/dlq-service.ts';
 import { createPool } from './db/create-pool.ts';
 import { registerDeadLetterMetrics } from './metrics/dead-letter-metrics.ts';
+import { EventLoopHealth, registerEventLoopMetrics } from './metrics/event-loop-health.ts';
 import { LedgerWriter } from './metrics/ledger/ledger-writer.ts';
 import { createPrometheusRegistry } from './metrics/prometheus-registry.ts';
 import { registerQueueMetrics } from './metrics/queue-metrics.ts';
@@ -36,6 +37,8 @@ export interface Services {
   metrics: Registry;
   /** Bytes GET /metrics's cache of closed periods may hold: its share of CACHE_MAX_BYTES. */
   metricsCacheMaxBytes: number;
+  /** Event-loop delay and utilisation of the request thread and the publisher thread. */
+  eventLoop: EventLoopHealth;
   /** Sends what the spool holds for up to half of `shutdownTimeoutMs`, then releases everything. */
   close(): Promise<void>;
 }
@@ -94,12 +97,17 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
   });
   const metrics = createPrometheusRegistry();
   const caches = cacheBudget(config.cacheMaxBytes);
+  const eventLoop = new EventLoopHealth(
+    bus === undefined ? {} : { publisherThread: () => bus.publisherEventLoopUtilization() },
+  );
+  registerEventLoopMetrics(metrics, eventLoop);
   if (bus !== undefined) registerBusMetrics(metrics, bus);
   if (queues !== undefined) registerQueueMetrics(metrics, queues);
   registerDeadLetterMetrics(metrics, { count: (state) => dlq.count({ state }) });
   return {
     pool,
     metrics,
+    eventLoop,
     registry: new ModelRegistry(new ModelRepository(pool), {
       ttlMs: config.cacheTtlMs,
       modelsMaxBytes: caches.models,
@@ -111,6 +119,7 @@ export function createServices(config: Config, options: ServicesOptions = {}): S
     queues,
     dlq,
     async close() {
+      eventLoop.stop();
       await queues?.close();
       // Half the shutdown budget: the HTTP drain before this takes the rest; what is left waits on disk.
       await bus?.close(Math.floor(config.shutdownTimeoutMs / 2));

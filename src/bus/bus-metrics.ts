@@ -94,6 +94,12 @@ export function registerBusMetrics(registry: Registry, bus: EventBus): void {
   );
   readCounter(
     registry,
+    'telemetry_publisher_thread_restarts_total',
+    'Restarts of the publisher thread after a crash',
+    () => status().publisherThread?.restarts ?? 0,
+  );
+  readCounter(
+    registry,
     'telemetry_spool_torn_records_total',
     'Torn tail records skipped when the spool was opened',
     () => status().spool.tornRecords,

@@ -67,9 +67,8 @@ export interface EventBusStatus {
 }
 
 /** What sends the spool: a thread of its own, or a SpoolPublisher on this thread. */
-type Sender = Pick<SpoolPublisher, 'status' | 'stop'> & {
-  threadStatus?: () => PublisherThreadStatus;
-};
+type Sender = Pick<SpoolPublisher, 'status' | 'stop'> &
+  Partial<Pick<PublisherThread, 'threadStatus' | 'eventLoopUtilization'>>;
 
 export class EventBus {
   readonly #spool: Spool;
@@ -198,6 +197,11 @@ export class EventBus {
   /** Emit-to-confirm latency of the publisher's messages. */
   get publishLatency(): PublishLatency {
     return this.#latency;
+  }
+
+  /** The publisher thread's event-loop utilisation (./publisher-thread/publisher-thread-host.ts). */
+  publisherEventLoopUtilization(): ReturnType<PublisherThread['eventLoopUtilization']> {
+    return this.#publisher.eventLoopUtilization?.();
   }
 
   /** Sends what it can within `timeoutMs`, then closes; the rest waits in the spool for the next start. */

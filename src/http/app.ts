@@ -17,6 +17,7 @@ import { clientAddressRecorder, type IpAddressMode } from '../client-address.ts'
 import { AnalyticsQuery } from '../consumers/analytics/analytics-query.ts';
 import type { DlqService } from '../consumers/dlq/dlq-service.ts';
 import { ValidationError } from '../errors.ts';
+import type { EventLoopHealth } from '../metrics/event-loop-health.ts';
 import { HttpRequestMetrics } from '../metrics/http-request-metrics.ts';
 import { LedgerQuery } from '../metrics/ledger/ledger-query.ts';
 import { DashboardFeed } from '../metrics/live/dashboard-feed.ts';
@@ -82,6 +83,8 @@ export interface AppDependencies {
   metrics?: Registry | undefined;
   /** Bytes GET /metrics's cache of closed periods may hold. @default its share of CACHE_MAX_BYTES's default */
   metricsCacheMaxBytes?: number;
+  /** The threads' event-loop delay and utilisation, for GET /health and the dashboard. */
+  eventLoop?: EventLoopHealth | undefined;
 }
 
 export interface AppOptions {
@@ -149,11 +152,13 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   const ledger = new LedgerQuery(deps.pool);
   const bus = deps.bus;
   const queues = deps.queues;
+  const eventLoop = deps.eventLoop;
   const feed = new DashboardFeed({
     window: liveWindow,
     errors: recentErrors,
     busStatus: bus === undefined ? undefined : () => bus.status(),
     publishLatency: bus === undefined ? undefined : (nowMs) => bus.publishLatency.recent(nowMs),
+    eventLoop: eventLoop === undefined ? undefined : () => eventLoop.snapshot(),
     queues: queues === undefined ? undefined : () => queues.report(),
     pingDatabase: () => deps.pool.query('SELECT 1'),
     deadLetters: () => deps.dlq.count({}),
@@ -180,7 +185,12 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
   }
   await app.register(authentication, { apiKeys: deps.apiKeys });
   await app.register(rateLimit, { perMinute: options.rateLimitPerMinute ?? 0 });
-  await app.register(healthRoutes, { pool: deps.pool, bus: deps.bus, queues: deps.queues });
+  await app.register(healthRoutes, {
+    pool: deps.pool,
+    bus: deps.bus,
+    queues: deps.queues,
+    eventLoop: deps.eventLoop,
+  });
   await app.register(eventSchemaRoutes);
   await app.register(modelRoutes, { registry: deps.registry });
   await app.register(dlqRoutes, { dlq: deps.dlq });

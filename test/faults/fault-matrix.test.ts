@@ -1,6 +1,6 @@
 /**
- * The fault matrix (issue 6): ten failures of the broker, the network, PostgreSQL and our own processes,
- * each under load against the whole system as deployed (the API and the workers as processes of their
+ * The fault matrix (issue 6): eleven failures of the broker, the network, PostgreSQL and our own processes
+ * and threads, each under load against the whole system as deployed (the API and the workers as processes of their
  * own, on a database and vhost of their own), each proving by counting every event in every consumer's
  * tables and in the loss ledger that none was lost and none applied twice, each restoring the service
  * in a `finally` and bounded in time. It ends by printing the table: scenario, events sent, lost,
@@ -20,6 +20,7 @@ import { seedModel } from '../../bench/support/seed-models.ts';
 import { closeConnection, connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import type { EventType } from '../../src/bus/event-types.ts';
+import { CRASH_SWITCH } from '../../src/bus/publisher-thread/crash-switch.ts';
 import { verifyAuditTrail } from '../../src/consumers/audit/audit-verify.ts';
 import {
   killBroker,
@@ -692,3 +693,48 @@ scenario(
     );
   },
 );
+
+scenario(11, 'publisher thread crashes under load, 3 times (injected), restarted each time', async (t) => {
+  const crashes = 3;
+  // Each of the first three publisher threads crashes once it has 150 confirms, before reporting the
+  // last of them: their records are sent again by the next thread (the consumers de-duplicate them).
+  const { system, workload } = await systemWithLoad(t, 11, {
+    apiEnv: { [CRASH_SWITCH]: `150:${crashes}` },
+  });
+  const load = startLoad(workload);
+  let faultEndedAt: number;
+  let restarts = 0;
+  try {
+    await waitUntil(
+      `the publisher thread to crash and restart ${crashes} times`,
+      async () => {
+        const health = (await system.health()) as unknown as {
+          publisher: { thread: { state: string; restarts: number } | null };
+        };
+        restarts = health.publisher.thread?.restarts ?? 0;
+        return restarts >= crashes && health.publisher.thread?.state === 'running';
+      },
+      120_000,
+      { intervalMs: 100, ignoreErrors: true },
+    );
+    // The API kept answering meanwhile: the load goes on a little after the last restart.
+    await sleep(SIZE.warmupS * 1000);
+  } finally {
+    await load.stop();
+    faultEndedAt = Date.now();
+  }
+  assert.equal(workload.unanswered, 0, 'every request was answered while the thread crashed');
+  await waitUntil(
+    'the spool to drain',
+    async () => (await system.health()).events.unpublished === 0,
+    60_000,
+    { intervalMs: 100, ignoreErrors: true },
+  );
+  const metrics = await (
+    await fetch(`${system.api.url}/metrics`, { headers: { accept: 'text/plain' } })
+  ).text();
+  assert.match(metrics, new RegExp(`^telemetry_publisher_thread_restarts_total ${crashes}$`, 'm'));
+  assert.match(system.api.output(), /the publisher thread crashed/);
+  const { accounting, recoverySeconds } = await settleAndCheck(system, requestsOf(workload), faultEndedAt);
+  return outcome(accounting, recoverySeconds, `${restarts} thread restarts; API answered every request`);
+});

@@ -5,6 +5,7 @@
  * restarts it with backoff when it crashes (the API keeps serving; events wait in the spool), and stops
  * it within the shutdown budget.
  */
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { LedgerCounts } from '../../metrics/ledger/ledger-counts.ts';
 import { redactedMessage as describe } from '../../redact-credentials.ts';
@@ -155,6 +156,13 @@ export class PublisherThread {
       restarts: this.#incarnation,
       lastError: this.#lastError,
     };
+  }
+
+  /** The running thread's event-loop utilisation since it started, and which start it is. */
+  eventLoopUtilization(): { utilization: EventLoopUtilization; incarnation: number } | undefined {
+    const worker = this.#worker;
+    if (worker === undefined || this.#state !== 'running') return undefined;
+    return { utilization: worker.performance.eventLoopUtilization(), incarnation: this.#incarnation };
   }
 
   /**

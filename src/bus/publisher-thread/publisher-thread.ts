@@ -17,15 +17,10 @@ import { LedgerCounts } from '../../metrics/ledger/ledger-counts.ts';
 import { SpoolTail } from '../spool/spool-tail.ts';
 import { SpoolTailReader } from '../spool/spool-tail-reader.ts';
 import { type PublisherLogger, SpoolPublisher } from '../spool-publisher.ts';
+import { CRASH_SWITCH, crashAfter } from './crash-switch.ts';
 import type { FromPublisherThread, PublisherThreadData, ToPublisherThread } from './messages.ts';
 import { ThreadSpool } from './thread-spool.ts';
 
-/**
- * Test-only fault injection (test/faults/publisher-thread-crash.test.ts): `<confirms>:<threads>` makes
- * each of the first `<threads>` starts of this thread crash once it has `<confirms>` confirms, before
- * reporting the last of them. Never set in production.
- */
-export const CRASH_SWITCH = 'TELEMETRY_TEST_PUBLISHER_THREAD_CRASH';
 /** Interval at which a changed status is reported even without confirms, in ms. */
 const STATUS_INTERVAL_MS = 50;
 
@@ -35,7 +30,7 @@ const data = workerData as PublisherThreadData;
 const post = (message: FromPublisherThread, transfer: ArrayBuffer[] = []) =>
   port.postMessage(message, transfer);
 
-const crash = parseCrashSwitch(process.env[CRASH_SWITCH], data.incarnation);
+const crash = crashAfter(process.env[CRASH_SWITCH], data.incarnation);
 const tail = new SpoolTail(data.tailBuffer);
 const reader = new SpoolTailReader(data.directory, tail, (segmentFirstOffset, position, damage) =>
   post({ kind: 'damage', segmentFirstOffset, position, damage }),
@@ -113,9 +108,3 @@ port.on('message', (message: ToPublisherThread) => {
 });
 publisher.start();
 report();
-
-function parseCrashSwitch(value: string | undefined, incarnation: number): number | undefined {
-  const match = /^(\d+):(\d+)$/.exec(value ?? '');
-  if (match === null || incarnation >= Number(match[2])) return undefined;
-  return Number(match[1]);
-}

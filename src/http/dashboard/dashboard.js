@@ -163,6 +163,21 @@ function renderBanner(checks) {
   );
 }
 
+/** The threads' event-loop health: the request thread's delay and each thread's busy share. */
+function eventLoopFacts(loop) {
+  if (!loop) return [];
+  const busy = (share) => `${(100 * share).toFixed(1)} % busy`;
+  const request = loop.request_thread;
+  return [
+    [
+      'request thread',
+      `delay p50 ${request.delay_ms.p50} ms, p99 ${request.delay_ms.p99} ms; ${busy(request.utilization)}`,
+      request.delay_ms.p99 > 50 ? 'bad' : '',
+    ],
+    ['publisher thread', loop.publisher_thread ? busy(loop.publisher_thread.utilization) : null],
+  ];
+}
+
 function renderSnapshot(snapshot) {
   setPill('broker-state', 'broker', snapshot.checks.broker);
   setPill('database-state', 'database', snapshot.checks.postgres);
@@ -189,6 +204,7 @@ function renderSnapshot(snapshot) {
     ],
     ['confirmed', publisher?.confirmed],
     ['publish latency (1 min)', percentiles(publisher?.latency)],
+    ...eventLoopFacts(snapshot.event_loop),
   ]);
 
   const queues = snapshot.queues;

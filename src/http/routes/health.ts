@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { type TSchema, Type } from 'typebox';
 import type { EventBus } from '../../bus/event-bus.ts';
 import type { QueueInspector } from '../../bus/queue-inspector.ts';
+import type { EventLoopHealth } from '../../metrics/event-loop-health.ts';
 import { LedgerQuery } from '../../metrics/ledger/ledger-query.ts';
 import { withTimeout } from '../../with-timeout.ts';
 import { LedgerResponse } from './ledger.ts';
@@ -14,6 +15,8 @@ export interface HealthRoutesOptions {
   bus?: EventBus;
   /** Queue depths for GET /health, when the bus is on. */
   queues?: QueueInspector;
+  /** The threads' event-loop delay and utilisation. */
+  eventLoop?: EventLoopHealth | undefined;
   /** Time PostgreSQL gets to answer the readiness probe, in milliseconds. @default 2000 */
   probeTimeoutMs?: number;
 }
@@ -72,6 +75,21 @@ const Health = Type.Object({
       connects: Count,
       connect_failures: Count,
       latency: PublishLatencyWindow,
+      thread: Type.Union(
+        [
+          Type.Object({
+            state: Type.Enum(['starting', 'running', 'restarting', 'stopped']),
+            since: Type.String({ format: 'date-time' }),
+            restarts: Count,
+            last_error: Nullable(Type.String()),
+          }),
+          Type.Null(),
+        ],
+        {
+          description:
+            'The publisher thread (tb-publisher): restarted with backoff after a crash, while events wait in the spool; null when publishing on the request thread',
+        },
+      ),
     }),
     Type.Null(),
   ]),
@@ -117,6 +135,36 @@ const Health = Type.Object({
     }),
     Type.Null(),
   ]),
+  event_loop: Type.Union(
+    [
+      Type.Object({
+        window_s: Type.Number({ minimum: 0, description: 'The window the figures cover, in seconds' }),
+        request_thread: Type.Object({
+          delay_ms: Type.Object(
+            {
+              p50: Type.Number({ minimum: 0 }),
+              p99: Type.Number({ minimum: 0 }),
+              max: Type.Number({ minimum: 0 }),
+            },
+            { description: 'Event-loop delay: how late a 10 ms timer fired, in ms' },
+          ),
+          utilization: Type.Number({
+            minimum: 0,
+            maximum: 1,
+            description: 'Share of the window the loop was busy',
+          }),
+        }),
+        publisher_thread: Type.Union(
+          [Type.Object({ utilization: Type.Number({ minimum: 0, maximum: 1 }) }), Type.Null()],
+          {
+            description: 'null when the bus is off or its thread is restarting',
+          },
+        ),
+      }),
+      Type.Null(),
+    ],
+    { description: "Event-loop health of the API process's threads over the last complete window" },
+  ),
   ledger: Type.Union([LedgerResponse, Type.Null()], {
     description:
       'The loss ledger of the last 15 minutes (GET /telemetry/ledger for any range); null if unreadable',
@@ -145,7 +193,7 @@ function postgresUp(pool: pg.Pool, timeoutMs: number): Promise<boolean> {
 
 const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
   app,
-  { pool, bus, queues, probeTimeoutMs },
+  { pool, bus, queues, eventLoop, probeTimeoutMs },
 ) => {
   const ledger = new LedgerQuery(pool);
   app.get(
@@ -229,6 +277,15 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
                 connects: publisher.counters.connects,
                 connect_failures: publisher.counters.connectFailures,
                 latency: bus.publishLatency.recent(now),
+                thread:
+                  status?.publisherThread == null
+                    ? null
+                    : {
+                        state: status.publisherThread.state,
+                        since: status.publisherThread.since,
+                        restarts: status.publisherThread.restarts,
+                        last_error: status.publisherThread.lastError,
+                      },
               },
         events:
           status === undefined
@@ -255,6 +312,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
                 fallback_reason: report.fallbackReason,
                 items: report.queues,
               },
+        event_loop: eventLoop?.snapshot() ?? null,
         ledger: ledgerWindow,
       };
     },

@@ -11,6 +11,7 @@
 import type { EventBusStatus } from '../../bus/event-bus.ts';
 import type { QueueReport } from '../../bus/queue-inspector.ts';
 import type { WindowPercentiles } from '../../sliding-histogram.ts';
+import type { EventLoopWindow } from '../event-loop-health.ts';
 import type { LedgerWindow } from '../ledger/ledger-query.ts';
 import { type BackgroundReading, BackgroundValue } from './background-value.ts';
 import type { LivePoint, LiveWindow } from './live-window.ts';
@@ -24,6 +25,8 @@ export interface DashboardSources {
   busStatus?: () => EventBusStatus;
   /** Emit-to-confirm latency over the last minute, when telemetry is on. */
   publishLatency?: (nowMs: number) => WindowPercentiles;
+  /** The threads' event-loop delay and utilisation. */
+  eventLoop?: () => EventLoopWindow;
   /** Queue depths and consumers (may ask the broker). */
   queues?: () => Promise<QueueReport>;
   /** Resolves when PostgreSQL answers a trivial query. */
@@ -66,6 +69,7 @@ export interface DashboardSnapshot {
   } | null;
   events: { emitted: number; dropped: Record<string, number>; unpublished: number } | null;
   spool: { bytes: number; segments: number } | null;
+  event_loop: EventLoopWindow | null;
   queues: BackgroundReading<QueueReport> | null;
   dead_letters: BackgroundReading<number>;
   ledger: BackgroundReading<LedgerWindow>;
@@ -196,6 +200,7 @@ export class DashboardFeed {
           ? null
           : { emitted: status.emitted, dropped: status.dropped, unpublished: status.spool.unconfirmed },
       spool: status === undefined ? null : { bytes: status.spool.bytes, segments: status.spool.segments },
+      event_loop: this.#sources.eventLoop?.() ?? null,
       queues,
       dead_letters: this.#deadLetters.read(nowMs),
       ledger: this.#ledger.read(nowMs),
