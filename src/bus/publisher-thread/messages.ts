@@ -3,7 +3,7 @@
  * Appends are not among them: the publisher thread learns of those from the shared spool tail
  * (../spool/spool-tail.ts), with no message per event.
  */
-import type { LedgerRow } from '../../metrics/ledger/ledger-counts.ts';
+import type { LedgerRow } from '../ledger-counts.ts';
 import type { PublisherStatus } from '../spool-publisher.ts';
 import type { Topology } from '../topology.ts';
 

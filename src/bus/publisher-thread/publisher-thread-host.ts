@@ -6,10 +6,11 @@
  * it within the shutdown budget.
  */
 import type { EventLoopUtilization } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
-import type { LedgerCounts } from '../../metrics/ledger/ledger-counts.ts';
+import type { Worker } from 'node:worker_threads';
 import { redactedMessage as describe } from '../../redact-credentials.ts';
+import { startWorker } from '../../start-worker.ts';
 import { reconnectDelay } from '../broker-session.ts';
+import type { LedgerCounts } from '../ledger-counts.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { SpoolTail } from '../spool/spool-tail.ts';
 import type {
@@ -68,15 +69,6 @@ const ZERO_COUNTERS: PublisherCounters = {
   connectFailures: 0,
 };
 
-/**
- * The thread's entry, loaded through tsx's loader as the CLI's own entry is (bin/telemetry-bus.js): a
- * worker does not inherit a loader registered in code.
- */
-const THREAD_SOURCE = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => {
-  tsx.register();
-  return import(${JSON.stringify(new URL('./publisher-thread.ts', import.meta.url).href)});
-});`;
-
 export class PublisherThread {
   readonly #options: PublisherThreadOptions;
   readonly #logger: PublisherLogger | undefined;
@@ -123,7 +115,10 @@ export class PublisherThread {
       confirmTimeoutMs: options.confirmTimeoutMs,
       heartbeatSeconds: options.heartbeatSeconds,
     };
-    const worker = new Worker(THREAD_SOURCE, { eval: true, workerData: data, name: 'tb-publisher' });
+    const worker = startWorker('./publisher-thread', import.meta.url, {
+      workerData: data,
+      name: 'tb-publisher',
+    });
     this.#worker = worker;
     this.#startedAt = Date.now();
     this.#setState('running');

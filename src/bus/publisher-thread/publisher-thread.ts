@@ -13,7 +13,7 @@
  * the next thread, and counted then.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { LedgerCounts } from '../../metrics/ledger/ledger-counts.ts';
+import { LedgerCounts } from '../ledger-counts.ts';
 import { SpoolTail } from '../spool/spool-tail.ts';
 import { SpoolTailReader } from '../spool/spool-tail-reader.ts';
 import { type PublisherLogger, SpoolPublisher } from '../spool-publisher.ts';
