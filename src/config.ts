@@ -46,6 +46,8 @@ export interface Config {
   httpMaxConnections: number;
   /** Requests allowed per API key per minute; 0 disables rate limiting. @default 60000 */
   rateLimitPerMinute: number;
+  /** Requests without a valid API key allowed per client address per minute; 0 disables this limit. @default 600 */
+  rateLimitKeylessPerMinute: number;
   /** Time an API key lookup is cached in memory, in milliseconds (bounds how late a revocation bites). @default 5000 */
   apiKeyCacheTtlMs: number;
   /** Time allowed for a graceful shutdown before the process exits anyway, in milliseconds. @default 10000 */
@@ -314,6 +316,14 @@ export const CONFIG_VARIABLES = {
     default: '60000',
     form: 'an integer 0–100000000 (0 disables rate limiting)',
     description: 'Requests allowed per API key per minute before 429.',
+    parse: integer(0, 100_000_000),
+  },
+  RATE_LIMIT_KEYLESS_PER_MINUTE: {
+    key: 'rateLimitKeylessPerMinute',
+    default: '600',
+    form: 'an integer 0–100000000 (0 disables this limit)',
+    description:
+      'Requests without a valid API key allowed per client address per minute before 429 (/livez and /readyz are exempt).',
     parse: integer(0, 100_000_000),
   },
   API_KEY_CACHE_TTL_MS: {

@@ -37,7 +37,8 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The request body is not `application/json`.' },
   RATE_LIMITED: {
     status: 429,
-    description: 'Too many requests for this API key; retry after `retry-after` s.',
+    description:
+      'Too many requests for this API key (or client address, without a valid key); retry after `retry-after` s.',
   },
   HEADERS_TOO_LARGE: { status: 431, description: 'The request headers are larger than 16 KiB.' },
   INTERNAL_ERROR: { status: 500, description: 'An unexpected failure; details are logged, never returned.' },

@@ -38,6 +38,7 @@ export async function start(config: Config): Promise<void> {
   const app = await buildApp(services, {
     logger: logger,
     rateLimitPerMinute: config.rateLimitPerMinute,
+    rateLimitKeylessPerMinute: config.rateLimitKeylessPerMinute,
     trustProxy: config.trustProxy,
     eventIpAddress: config.eventIpAddress,
     eventIpHashKey: config.eventIpHashKey,

@@ -92,6 +92,8 @@ export interface AppOptions {
   logger?: FastifyBaseLogger;
   /** Requests per API key per minute; 0 disables. @default 0 */
   rateLimitPerMinute?: number;
+  /** Requests without a valid API key per client address per minute; 0 disables. @default 0 */
+  rateLimitKeylessPerMinute?: number;
   /** Trust X-Forwarded-For. @default false */
   trustProxy?: boolean;
   /** What an event stores of the client's IP address. @default 'full' */
@@ -184,7 +186,11 @@ export async function buildApp(deps: AppDependencies, options: AppOptions = {}):
     await app.register(requestMetrics, { metrics: HttpRequestMetrics.on(deps.metrics) });
   }
   await app.register(authentication, { apiKeys: deps.apiKeys });
-  await app.register(rateLimit, { perMinute: options.rateLimitPerMinute ?? 0 });
+  await app.register(rateLimit, {
+    perMinute: options.rateLimitPerMinute ?? 0,
+    keylessPerMinute: options.rateLimitKeylessPerMinute ?? 0,
+    registry: deps.metrics,
+  });
   await app.register(healthRoutes, {
     pool: deps.pool,
     bus: deps.bus,

@@ -16,6 +16,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     principal: Principal | undefined;
+    /** Why a route that needs a key refuses this request's (missing, unknown or revoked). */
+    authFailure: AuthError | undefined;
   }
 }
 
@@ -26,16 +28,26 @@ export interface AuthenticationOptions {
 export default fp<AuthenticationOptions>(
   async function authentication(app: FastifyInstance, { apiKeys }) {
     app.decorateRequest('principal', undefined);
+    app.decorateRequest('authFailure', undefined);
+    // A missing or refused key is answered (401) in preParsing, not here: the keyless rate limit's
+    // onRequest hook (rate-limit.ts) runs in between, so requests with a bad key are limited per address
+    // like those with none.
     app.addHook('onRequest', async (request) => {
       const required = request.routeOptions.config.role;
       if (required === undefined) return;
       const header = request.headers['x-api-key'];
       if (typeof header !== 'string' || header === '') {
-        throw new AuthError('UNAUTHENTICATED', 'missing x-api-key header', { field: 'x-api-key' });
+        request.authFailure = new AuthError('UNAUTHENTICATED', 'missing x-api-key header', {
+          field: 'x-api-key',
+        });
+        return;
       }
       const principal = await apiKeys.verify(header);
       if (principal === undefined) {
-        throw new AuthError('UNAUTHENTICATED', 'unknown or revoked API key', { field: 'x-api-key' });
+        request.authFailure = new AuthError('UNAUTHENTICATED', 'unknown or revoked API key', {
+          field: 'x-api-key',
+        });
+        return;
       }
       request.principal = principal;
       if (!roleAllows(principal.role, required)) {
@@ -44,6 +56,9 @@ export default fp<AuthenticationOptions>(
           `this action needs the '${required}' role; the key has '${principal.role}'`,
         );
       }
+    });
+    app.addHook('preParsing', async (request) => {
+      if (request.authFailure !== undefined) throw request.authFailure;
     });
   },
   { name: 'authentication', dependencies: ['error-handler'] },
