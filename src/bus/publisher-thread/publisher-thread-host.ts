@@ -118,6 +118,10 @@ export class PublisherThread {
     const worker = startWorker('./publisher-thread', import.meta.url, {
       workerData: data,
       name: 'tb-publisher',
+      // None of the process's own flags: a preload meant for the request thread (`--import` of a probe or
+      // an APM agent) would load again in this thread, and a `.ts` one cannot load here at all (Node 20
+      // gives a thread no loader hooks), crashing the thread at every start.
+      execArgv: [],
     });
     this.#worker = worker;
     this.#startedAt = Date.now();
