@@ -120,13 +120,9 @@ interface Session {
 
 const silentLogger: PublisherLogger = { info() {}, warn() {}, error() {} };
 
-export class SpoolPublisher {
-  readonly #spool: PublishedSpool;
-  #countConfirmed: ((label: Label) => void) | undefined;
-  readonly #options: Required<Omit<SpoolPublisherOptions, 'logger' | 'ledger' | 'latency'>>;
-  readonly #logger: PublisherLogger;
-  readonly #broker: BrokerSession;
-  readonly counters: PublisherCounters = {
+/** A publisher's counters before its first message: the thread's host starts every incarnation from these. */
+export function zeroCounters(): PublisherCounters {
+  return {
     confirmed: 0,
     returned: 0,
     nacked: 0,
@@ -136,6 +132,15 @@ export class SpoolPublisher {
     connects: 0,
     connectFailures: 0,
   };
+}
+
+export class SpoolPublisher {
+  readonly #spool: PublishedSpool;
+  #countConfirmed: ((label: Label) => void) | undefined;
+  readonly #options: Required<Omit<SpoolPublisherOptions, 'logger' | 'ledger' | 'latency'>>;
+  readonly #logger: PublisherLogger;
+  readonly #broker: BrokerSession;
+  readonly counters: PublisherCounters = zeroCounters();
   /** Emit to confirm, per confirmed message (./publish-latency.ts). */
   readonly latency: LatencyRecorder;
 

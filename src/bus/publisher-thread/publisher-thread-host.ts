@@ -19,6 +19,7 @@ import type {
   PublisherLogger,
   PublisherStatus,
 } from '../spool-publisher.ts';
+import { zeroCounters } from '../spool-publisher.ts';
 import type { Topology } from '../topology.ts';
 import type { FromPublisherThread, PublisherThreadData, ToPublisherThread } from './messages.ts';
 
@@ -58,17 +59,6 @@ const STABLE_AFTER_MS = 30_000;
 /** Time the thread gets beyond the stop budget to report and exit before it is terminated, in ms. */
 const STOP_GRACE_MS = 1000;
 
-const ZERO_COUNTERS: PublisherCounters = {
-  confirmed: 0,
-  returned: 0,
-  nacked: 0,
-  resent: 0,
-  confirmTimeouts: 0,
-  undecodable: 0,
-  connects: 0,
-  connectFailures: 0,
-};
-
 export class PublisherThread {
   readonly #options: PublisherThreadOptions;
   readonly #logger: PublisherLogger | undefined;
@@ -84,7 +74,7 @@ export class PublisherThread {
   /** The last status the running thread reported. */
   #status: PublisherStatus;
   /** Counters of the threads before this one. */
-  #base: PublisherCounters = { ...ZERO_COUNTERS };
+  #base: PublisherCounters = zeroCounters();
   #stopped: ((left: number) => void) | undefined;
 
   constructor(options: PublisherThreadOptions) {
@@ -97,7 +87,7 @@ export class PublisherThread {
       lastError: null,
       unconfirmed: 0,
       window: options.window ?? 1000,
-      counters: { ...ZERO_COUNTERS },
+      counters: zeroCounters(),
     };
   }
 
@@ -226,7 +216,7 @@ export class PublisherThread {
       this.#base[key] += this.#status.counters[key];
     // What the thread had in flight is sent again by the next one.
     this.#base.resent += this.#status.unconfirmed;
-    this.#status = { ...this.#status, counters: { ...ZERO_COUNTERS }, unconfirmed: 0, node: null };
+    this.#status = { ...this.#status, counters: zeroCounters(), unconfirmed: 0, node: null };
     if (this.#stopping) return;
     this.#lastError ??= `exited with code ${code}`;
     if (Date.now() - this.#startedAt >= STABLE_AFTER_MS) this.#crashesInARow = 0;
