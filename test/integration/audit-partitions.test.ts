@@ -156,6 +156,12 @@ test('4 partitions, 2 workers, one stopped mid-run: each model in strict sequenc
   await publish(secondHalf);
   const total = firstHalf.length + secondHalf.length;
   await waitUntil('everything recorded', async () => (await recordCount()) === total, 30_000);
+  // A worker counts a batch as applied just after its commit: the rows can be seen a moment before.
+  await waitUntil(
+    'every applied event counted',
+    () => workers.reduce((sum, worker) => sum + appliedBy(worker.status()), 0) >= total,
+    10_000,
+  );
   const afterStop = workers.map((worker) => appliedBy(worker.status()));
   assert.ok((afterStop[1] ?? 0) > (before[1] ?? 0), 'the standby worker took over');
   assert.equal((afterStop[0] ?? 0) + (afterStop[1] ?? 0), total, 'each event applied once in all');
