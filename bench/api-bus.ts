@@ -1,34 +1,9 @@
 /**
  * What the telemetry bus costs the API: the same API with the bus on and off, in the same run, at the
- * same paced rate and at its maximum, with the CPU each costs per request. It prints issue 14's goals
- * table ("The bus off the request path") and writes it as the results' `goals` object.
- *
- *   npm run bench:api-bus -- [--rate 1000] [--rate-duration 10] [--rounds 2] [--scenario get-model] …
- *   (--help lists every option and its environment variable)
- *
- * What runs, on 127.0.0.1, on databases and a RabbitMQ vhost made for the run and dropped after it:
- *   bus-on API   `telemetry-bus start` (TELEMETRY_ENABLED=true, CONSUMERS=none) on its own database
- *   bus-off API  the same with TELEMETRY_ENABLED=false on a database of its own
- *   worker       `telemetry-bus worker` with `--consumers` (all by default) on the bus-on database:
- *                "consumers in another process", as the goals ask; `--consumers none` runs without
- *   load         in this process: the paced open-model generator for the rate mode (evenly spaced
- *                arrivals, latency from each request's intended send time), autocannon for the max mode
- *
- * Scenarios: GET /models/:id over the seeded ids, and the e2e request mix (bench/support/e2e-mix.ts).
- * For each, both APIs are warmed up, then each mode runs `rounds` times per API, alternating on, off, on,
- * off, so drift on a shared machine falls on both alike. Per run: latency, achieved rate, µs of CPU per
- * request per process (API, worker, RabbitMQ, PostgreSQL backends, load generator) and per API thread,
- * the API's event-loop delay, and for bus-on runs the publish latency (the API's
- * telemetry_publish_latency_seconds) and the event age per consumer (the worker's
- * telemetry_consumer_event_age_seconds) over the run. After each bus-on run the benchmark waits until
- * every event is confirmed (GET /health) and the consumers' queues are empty, then purges the rest.
- * Last, a raw amqplib confirm-publish loop of the mix's messages (in a vhost of its own) gives the CPU per
- * message of a bare publishing client, the baseline of the publisher thread.
+ * same paced rate and at its maximum, with the CPU each costs per request; prints issue 14's goals table.
+ * What runs and how each figure is measured: bench/README.md ("bench:api-bus").
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { Request } from 'autocannon';
 import { applyTopology } from '../src/bus/apply-topology.ts';
 import { connectToBroker } from '../src/bus/broker-connection.ts';
@@ -37,27 +12,30 @@ import { CONSUMER_NAMES } from '../src/config.ts';
 import { LEDGER_CONSUMERS } from '../src/metrics/ledger/ledger-summary.ts';
 import {
   type BrokerInfo,
+  type BusEnvironment,
   brokerAlarms,
-  Environments,
+  type Environments,
   purgeQueues,
   queueDepths,
   waitForBroker,
 } from './support/broker.ts';
+import { type Bus, BusOnOff, exitsText } from './support/bus-on-off.ts';
 import { confirmPublish } from './support/confirm-publish.ts';
 import { findRabbitmqPid } from './support/cpu.ts';
-import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
-import { createDatabase, dropDatabase } from './support/databases.ts';
+import { CPU_COLUMNS, CpuMeter, type CpuPerEvent, cpuCells, formatUs } from './support/cpu-per-event.ts';
 import { type MixContext, mixRequests, StatusTally } from './support/e2e-mix.ts';
-import { type Goal, judge } from './support/goals.ts';
+import { type Goal, goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
 import { mixMessages } from './support/mix-messages.ts';
-import { commandLine, integer, list, oneOf, option, text, url } from './support/options.ts';
+import { commandLine, flag, integer, list, oneOf, option, text, url } from './support/options.ts';
 import { findPostmasterPid } from './support/postgres-cpu.ts';
 import {
   environment,
   environmentText,
   formatDelta,
+  formatMs,
   formatNumber,
+  formatTriple,
   commandLine as invocation,
   progress,
   publishResults,
@@ -68,85 +46,34 @@ import { seedModels } from './support/seed-models.ts';
 import { ServiceHistograms, type ServiceLatencies } from './support/service-histograms.ts';
 import { handleSignals, interruptible, runMain, sleep, throwIfInterrupted } from './support/settings.ts';
 import { mean } from './support/stats.ts';
-import {
-  type Api,
-  cpuProfArgs,
-  type LoopDelay,
-  type ProcessExit,
-  type SystemProcess,
-  startApi,
-  startWorker,
-  stopSystem,
-  type Worker,
-} from './support/system-under-test.ts';
+import type { Api, LoopDelay, Worker } from './support/system-under-test.ts';
 
 const NAME = 'api-bus';
 const SCENARIO_NAMES = ['get-model', 'mix'] as const;
 type ScenarioName = (typeof SCENARIO_NAMES)[number];
 type Mode = 'rate' | 'max';
-type Bus = 'on' | 'off';
 
 const cli = commandLine({
   script: 'bench:api-bus',
   summary:
     "The API with the telemetry bus on vs off, same run, same paced rate and at the maximum, with µs of CPU\nper request per process and per API thread; prints issue 14's goals table.",
   options: {
-    rate: option({
-      flag: 'rate',
-      env: 'BENCH_RATE',
-      arg: '<n>',
-      default: '1000',
-      parse: integer(1),
-      help: 'paced arrival rate of the rate mode, req/s',
-    }),
-    rateDurationS: option({
-      flag: 'rate-duration',
-      env: 'BENCH_RATE_DURATION',
+    rate: flag('rate', '1000', integer(1), 'paced arrival rate of the rate mode, req/s'),
+    rateDurationS: flag('rate-duration', '10', integer(1), 'measured seconds per rate-mode run', {
       arg: '<s>',
-      default: '10',
-      parse: integer(1),
-      help: 'measured seconds per rate-mode run',
     }),
-    rounds: option({
-      flag: 'rounds',
-      env: 'BENCH_ROUNDS',
-      arg: '<n>',
-      default: '2',
-      parse: integer(1),
-      help: 'on/off pairs per scenario in the rate mode (the max mode runs one)',
-    }),
-    maxConnections: option({
-      flag: 'max-connections',
-      env: 'BENCH_MAX_CONNECTIONS',
-      arg: '<n>',
-      default: '50',
-      parse: integer(1),
-      help: 'autocannon connections of the max mode',
-    }),
-    maxDurationS: option({
-      flag: 'max-duration',
-      env: 'BENCH_MAX_DURATION',
+    rounds: flag(
+      'rounds',
+      '2',
+      integer(1),
+      'on/off pairs per scenario in the rate mode (the max mode runs one)',
+    ),
+    maxConnections: flag('max-connections', '50', integer(1), 'autocannon connections of the max mode'),
+    maxDurationS: flag('max-duration', '10', integer(1), 'measured seconds per max-mode run', { arg: '<s>' }),
+    warmupS: flag('warmup', '3', integer(0), 'unmeasured seconds per API and scenario (paced)', {
       arg: '<s>',
-      default: '10',
-      parse: integer(1),
-      help: 'measured seconds per max-mode run',
     }),
-    warmupS: option({
-      flag: 'warmup',
-      env: 'BENCH_WARMUP',
-      arg: '<s>',
-      default: '3',
-      parse: integer(0),
-      help: 'unmeasured seconds per API and scenario (paced, at the rate)',
-    }),
-    models: option({
-      flag: 'models',
-      env: 'BENCH_MODELS',
-      arg: '<n>',
-      default: '1000',
-      parse: integer(20),
-      help: 'models seeded in each database',
-    }),
+    models: flag('models', '1000', integer(20), 'models seeded in each database'),
     scenarios: option({
       flag: 'scenario',
       env: 'BENCH_SCENARIOS',
@@ -165,95 +92,48 @@ const cli = commandLine({
       help: 'modes: rate (paced), max (autocannon)',
       repeatable: true,
     }),
-    consumers: option({
-      flag: 'consumers',
-      env: 'BENCH_CONSUMERS',
-      arg: '<list>',
-      default: 'all',
-      parse: (raw: string) => (raw === 'all' ? [...CONSUMER_NAMES] : raw === 'none' ? [] : raw.split(',')),
-      help: 'consumers of the worker process: all, none, or a list',
-    }),
-    rawDurationS: option({
-      flag: 'raw-duration',
-      env: 'BENCH_RAW_DURATION',
+    consumers: flag(
+      'consumers',
+      'all',
+      (raw: string) => (raw === 'all' ? [...CONSUMER_NAMES] : raw === 'none' ? [] : raw.split(',')),
+      'consumers of the worker process: all, none, or a list',
+      { arg: '<list>' },
+    ),
+    rawDurationS: flag('raw-duration', '5', integer(0), 'seconds of the raw confirm-publish loop; 0 = skip', {
       arg: '<s>',
-      default: '5',
-      parse: integer(0),
-      help: 'seconds of the raw amqplib confirm-publish loop; 0 = skip',
     }),
-    drainTimeoutS: option({
-      flag: 'drain-timeout',
-      env: 'BENCH_DRAIN_TIMEOUT',
-      arg: '<s>',
-      default: '60',
-      parse: integer(1),
-      help: 'wait after a bus-on run for every event confirmed and consumed',
-    }),
-    serverCpuProfDir: option({
-      flag: 'server-cpu-prof',
-      env: 'BENCH_SERVER_CPU_PROF',
+    drainTimeoutS: flag(
+      'drain-timeout',
+      '60',
+      integer(1),
+      'wait after a bus-on run for every event consumed',
+      {
+        arg: '<s>',
+      },
+    ),
+    serverCpuProfDir: flag('server-cpu-prof', '', text, 'run both APIs under --cpu-prof into <dir>', {
       arg: '<dir>',
-      default: '',
-      parse: text,
-      help: 'run both APIs under node --cpu-prof, profiles in <dir>',
     }),
-    pgServerUrl: option({
-      flag: 'pg-url',
-      env: 'BENCH_PG_URL',
-      arg: '<url>',
-      default: 'postgres://root@127.0.0.1:5432',
-      parse: url,
-      help: 'PostgreSQL server for the databases',
-    }),
+    pgServerUrl: flag('pg-url', 'postgres://root@127.0.0.1:5432', url, 'PostgreSQL server', { arg: '<url>' }),
   },
 });
 type Settings = ReturnType<typeof cli.read>;
 
 /** Issue 14's goals, named as its table names them. */
 const GOALS = {
-  p50: {
-    name: 'API p50 overhead at 1,000 req/s',
-    threshold: 0.2,
-    comparison: '<=',
-    unit: 'ms',
-    issue: 14,
-  },
-  p99: {
-    name: 'API p99 overhead at 1,000 req/s (spec: < 1 ms)',
-    threshold: 1,
-    comparison: '<=',
-    unit: 'ms',
-    issue: 14,
-  },
-  requestThread: {
-    name: 'request-thread CPU per request, bus on ÷ bus off',
-    threshold: 1.25,
-    comparison: '<=',
-    unit: 'ratio',
-    issue: 14,
-  },
-  publisherThread: {
-    name: 'publisher thread CPU per message ÷ raw amqplib loop',
-    threshold: 1.1,
-    comparison: '<=',
-    unit: 'ratio',
-    issue: 14,
-  },
-  publishLatency: {
-    name: 'publish latency (emit → confirm) p95 at 1,000 events/s (spec: < 10 ms)',
-    threshold: 5,
-    comparison: '<',
-    unit: 'ms',
-    issue: 14,
-  },
-  maxRatio: {
-    name: 'bus-on maximum ÷ bus-off maximum, GET /models/:id',
-    threshold: 0.5,
-    comparison: '>=',
-    unit: 'ratio',
-    issue: 14,
-  },
-} as const;
+  p50: goal(14, '<=', 0.2, 'ms', 'API p50 overhead at 1,000 req/s'),
+  p99: goal(14, '<=', 1, 'ms', 'API p99 overhead at 1,000 req/s (spec: < 1 ms)'),
+  requestThread: goal(14, '<=', 1.25, 'ratio', 'request-thread CPU per request, bus on ÷ bus off'),
+  publisherThread: goal(14, '<=', 1.1, 'ratio', 'publisher thread CPU per message ÷ raw amqplib loop'),
+  publishLatency: goal(
+    14,
+    '<',
+    5,
+    'ms',
+    'publish latency (emit → confirm) p95 at 1,000 events/s (spec: < 10 ms)',
+  ),
+  maxRatio: goal(14, '>=', 0.5, 'ratio', 'bus-on maximum ÷ bus-off maximum, GET /models/:id'),
+};
 
 // ---------------------------------------------------------------------------------------------------
 // Scenarios
@@ -398,85 +278,27 @@ async function rawLoop(environments: Environments, durationS: number, rabbitPid:
 // ---------------------------------------------------------------------------------------------------
 // Main
 
-const ms = (value: number | null | undefined, digits = 2) =>
-  value === null || value === undefined || Number.isNaN(value) ? 'n/a' : formatNumber(value, digits);
-
 async function main(): Promise<number> {
   const settings: Settings = cli.read();
   handleSignals();
   const startedAt = new Date();
   const env = environment();
-  const environments = new Environments();
   const tag = randomBytes(5).toString('hex');
-  const databases: Record<Bus, string> = { on: `tb_bench_${tag}_on`, off: `tb_bench_${tag}_off` };
-  const created: string[] = [];
-  const processes: SystemProcess[] = [];
-  const exits: Record<string, ProcessExit> = {};
+  const system = new BusOnOff(settings.pgServerUrl, tag);
+  const { databases, environments, processes, exits } = system;
   const runs: RunResult[] = [];
-  const dirs = [
-    mkdtempSync(path.join(os.tmpdir(), 'tb-bench-off-')),
-    mkdtempSync(path.join(os.tmpdir(), 'tb-bench-worker-')),
-  ];
   let broker: BrokerInfo | undefined;
   let raw: RawLoop | undefined;
   let finalHealth: Awaited<ReturnType<Api['health']>> | undefined;
   let alarmsAfter: string[] = [];
-  let failure: unknown;
-  let apis: Record<Bus, Api> | undefined;
 
   try {
     broker = await waitForBroker();
     const rabbitPid = findRabbitmqPid();
     const postmaster = findPostmasterPid();
-    const busEnv = await environments.create();
-    for (const bus of ['on', 'off'] as const) {
-      await createDatabase(settings.pgServerUrl, databases[bus]);
-      created.push(databases[bus]);
-    }
-    progress(`databases ${databases.on}, ${databases.off}; vhost ${busEnv.vhost.vhost}`);
-    const on = await startApi(
-      {
-        label: 'api (bus on)',
-        databaseUrl: `${settings.pgServerUrl}/${databases.on}`,
-        env: { ...busEnv.env, TELEMETRY_ENABLED: 'true' },
-        nodeArgs: cpuProfArgs(settings.serverCpuProfDir, 'bus-on'),
-      },
-      processes,
-    );
-    const off = await startApi(
-      {
-        label: 'api (bus off)',
-        databaseUrl: `${settings.pgServerUrl}/${databases.off}`,
-        env: {
-          RABBITMQ_URL: busEnv.env.RABBITMQ_URL,
-          DATA_DIR: dirs[0] as string,
-          TELEMETRY_ENABLED: 'false',
-        },
-        nodeArgs: cpuProfArgs(settings.serverCpuProfDir, 'bus-off'),
-      },
-      processes,
-    );
-    apis = { on, off };
-    const worker =
-      settings.consumers.length === 0
-        ? undefined
-        : await startWorker(
-            {
-              label: 'worker',
-              databaseUrl: on.databaseUrl,
-              rabbitmqUrl: busEnv.env.RABBITMQ_URL,
-              consumers: settings.consumers,
-              env: { DATA_DIR: dirs[1] as string },
-            },
-            processes,
-          );
-    progress(
-      `bus-on API pid ${on.pid}, bus-off API pid ${off.pid}${worker === undefined ? ', no worker' : `, worker pid ${worker.pid} (${worker.consumers.join(', ')})`}`,
-    );
-    const [onHealth, offHealth] = [await on.health(), await off.health()];
-    if (onHealth.events === null || offHealth.events !== null) {
-      throw new Error('the bus-on API must report events and the bus-off one none: check TELEMETRY_ENABLED');
-    }
+    const { on, off, worker } = await system.start(settings.consumers, settings.serverCpuProfDir);
+    const busEnv = system.busEnv as BusEnvironment;
+    const apis: Record<Bus, Api> = { on, off };
     const seeded = await Promise.all(
       [on, off].map((api) =>
         seedModels(api.url, api.key, settings.models, { throwIfInterrupted, interruptible }),
@@ -487,7 +309,7 @@ async function main(): Promise<number> {
     await drain(on, worker, busEnv.env.RABBITMQ_URL, settings.drainTimeoutS);
 
     const runOnce = async (scenario: ScenarioName, mode: Mode, bus: Bus, roundNumber: number) => {
-      const api = apis?.[bus] as Api;
+      const api = apis[bus];
       await waitForBroker();
       const scenarioLoad = scenarioRun(
         scenario,
@@ -545,7 +367,7 @@ async function main(): Promise<number> {
       };
       runs.push(result);
       progress(
-        `  ${SCENARIO_LABEL[scenario]} ${mode} bus ${bus} #${roundNumber}: ${formatNumber(load.requestsPerSec)} req/s, p50 ${ms(load.latencyMs.p50, 3)} p99 ${ms(load.latencyMs.p99, 3)} ms, ${formatUs(cpu.totalUsPerEvent)} µs CPU/request${service?.publishLatencyMs ? `, publish p95 ${ms(service.publishLatencyMs.p95, 3)} ms` : ''}`,
+        `  ${SCENARIO_LABEL[scenario]} ${mode} bus ${bus} #${roundNumber}: ${formatNumber(load.requestsPerSec)} req/s, p50 ${formatMs(load.latencyMs.p50, 3)} p99 ${formatMs(load.latencyMs.p99, 3)} ms, ${formatUs(cpu.totalUsPerEvent)} µs CPU/request${service?.publishLatencyMs ? `, publish p95 ${formatMs(service.publishLatencyMs.p95, 3)} ms` : ''}`,
       );
     };
 
@@ -580,22 +402,9 @@ async function main(): Promise<number> {
     }
     finalHealth = await on.health();
     alarmsAfter = await brokerAlarms();
-  } catch (error) {
-    failure = error;
   } finally {
-    await stopSystem(processes, exits);
-    for (const name of created) {
-      try {
-        await dropDatabase(settings.pgServerUrl, name);
-      } catch (error) {
-        process.stderr.write(`[bench] could not drop database ${name}: ${String(error)}\n`);
-      }
-    }
-    if (created.length > 0) progress(`dropped databases ${created.join(', ')}`);
-    await environments.removeAll();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    await system.close();
   }
-  if (failure !== undefined) throw failure;
 
   // ---------------------------------------------------------------------------------------------------
   // Comparisons and goals
@@ -644,7 +453,7 @@ async function main(): Promise<number> {
     return known.length === 0 ? null : Math.max(...known);
   };
   const perScenario = (pick: (c: (typeof comparisons)[number]) => number | null, digits = 3) =>
-    rateRows.map((c) => `${SCENARIO_LABEL[c.scenario]} ${ms(pick(c), digits)}`).join(', ');
+    rateRows.map((c) => `${SCENARIO_LABEL[c.scenario]} ${formatMs(pick(c), digits)}`).join(', ');
   const onRateRuns = runs.filter((run) => run.mode === 'rate' && run.bus === 'on');
   const publishP95 = worst(onRateRuns.map((run) => run.service?.publishLatencyMs?.p95 ?? null));
   const publisherUs = avg(
@@ -696,9 +505,8 @@ async function main(): Promise<number> {
   // ---------------------------------------------------------------------------------------------------
   // Tables
 
-  const load = (run: RunResult) =>
+  const load = (run: { mode: Mode }) =>
     run.mode === 'rate' ? `${formatNumber(settings.rate)}/s paced` : `max ${settings.maxConnections} conn`;
-  const usOf = (run: RunResult, name: string) => formatUs(run.cpu.processes[name]?.usPerEvent);
   const sections: Section[] = [
     {
       title: 'Runs, in the order they ran (paced: latency from each intended send time; ms)',
@@ -721,17 +529,13 @@ async function main(): Promise<number> {
         load(run),
         `${run.bus} #${run.round}`,
         formatNumber(run.load.requestsPerSec),
-        ms(run.load.latencyMs.p50, 3),
-        ms(run.load.latencyMs.p90, 3),
-        ms(run.load.latencyMs.p99, 3),
-        ms(run.load.latencyMs.p99_9, 3),
-        ms(run.load.sendLagMs?.p99, 3),
-        ms(run.loopDelayMs?.p99, 1),
-        run.service?.publishLatencyMs
-          ? `${ms(run.service.publishLatencyMs.p50)}/${ms(run.service.publishLatencyMs.p95)}/${ms(run.service.publishLatencyMs.p99)}`
-          : run.bus === 'on'
-            ? 'n/a'
-            : '',
+        formatMs(run.load.latencyMs.p50, 3),
+        formatMs(run.load.latencyMs.p90, 3),
+        formatMs(run.load.latencyMs.p99, 3),
+        formatMs(run.load.latencyMs.p99_9, 3),
+        formatMs(run.load.sendLagMs?.p99, 3),
+        formatMs(run.loopDelayMs?.p99, 1),
+        run.bus === 'on' ? formatTriple(run.service?.publishLatencyMs) : '',
         String(run.unexpected),
       ]),
     },
@@ -751,11 +555,11 @@ async function main(): Promise<number> {
       ],
       rows: comparisons.map((c) => [
         SCENARIO_LABEL[c.scenario],
-        c.mode === 'rate' ? `${formatNumber(settings.rate)}/s paced` : `max ${settings.maxConnections} conn`,
+        load(c),
         `${formatNumber(c.on.requestsPerSec)}/${formatNumber(c.off.requestsPerSec)}`,
-        `${ms(c.on.p50, 3)}/${ms(c.off.p50, 3)}`,
+        `${formatMs(c.on.p50, 3)}/${formatMs(c.off.p50, 3)}`,
         formatDelta(c.p50OverheadMs, 3),
-        `${ms(c.on.p99, 3)}/${ms(c.off.p99, 3)}`,
+        `${formatMs(c.on.p99, 3)}/${formatMs(c.off.p99, 3)}`,
         formatDelta(c.p99OverheadMs, 3),
         `${formatUs(c.on.totalUsPerRequest)}/${formatUs(c.off.totalUsPerRequest)}`,
         formatUs(c.busCostUsPerEvent),
@@ -764,38 +568,13 @@ async function main(): Promise<number> {
     },
     {
       title: 'µs of CPU per request, per process (PostgreSQL: backends of the run’s database)',
-      columns: [
-        'scenario',
-        'load',
-        'bus',
-        'API',
-        'API request thread',
-        'API other threads',
-        'worker',
-        'RabbitMQ',
-        'PostgreSQL',
-        'load generator',
-        'total',
-        'machine busy',
-      ],
-      rows: runs.map((run) => {
-        const threads = run.cpu.threads.api ?? [];
-        const helpers = threads.filter((t) => t.role === 'helper');
-        return [
-          SCENARIO_LABEL[run.scenario],
-          load(run),
-          `${run.bus} #${run.round}`,
-          usOf(run, 'api'),
-          formatUs(run.requestThreadUs),
-          formatUs(helpers.reduce((sum, t) => sum + (t.usPerEvent ?? 0), 0)),
-          run.bus === 'on' ? usOf(run, 'worker') : '',
-          usOf(run, 'rabbitmq'),
-          usOf(run, 'postgres'),
-          usOf(run, 'load generator'),
-          formatUs(run.cpu.totalUsPerEvent),
-          run.cpu.machineBusy === null ? 'n/a' : `${Math.round(run.cpu.machineBusy * 100)}%`,
-        ];
-      }),
+      columns: ['scenario', 'load', 'bus', ...CPU_COLUMNS],
+      rows: runs.map((run) => [
+        SCENARIO_LABEL[run.scenario],
+        load(run),
+        `${run.bus} #${run.round}`,
+        ...cpuCells(run.cpu),
+      ]),
     },
     {
       title: 'API threads over the paced runs (µs of CPU per request; the main thread serves requests)',
@@ -822,33 +601,18 @@ async function main(): Promise<number> {
     },
     {
       title: 'Event age per consumer, bus-on runs (event timestamp → commit; ms)',
-      columns: ['scenario', 'load', 'round', 'consumer', 'events', 'p50', 'p95', 'p99'],
+      columns: ['scenario', 'load', 'round', 'consumer', 'events', 'p50/p95/p99'],
       rows: runs
         .filter((run) => run.bus === 'on')
         .flatMap((run) =>
-          run.service?.eventAgeMs === null || run.service?.eventAgeMs === undefined
-            ? [
-                [
-                  SCENARIO_LABEL[run.scenario],
-                  load(run),
-                  `#${run.round}`,
-                  'n/a (no histogram)',
-                  '',
-                  '',
-                  '',
-                  '',
-                ],
-              ]
-            : Object.entries(run.service.eventAgeMs).map(([consumer, age]) => [
-                SCENARIO_LABEL[run.scenario],
-                load(run),
-                `#${run.round}`,
-                consumer,
-                formatNumber(age.count),
-                ms(age.p50),
-                ms(age.p95),
-                ms(age.p99),
-              ]),
+          Object.entries(run.service?.eventAgeMs ?? { 'n/a (no histogram)': null }).map(([consumer, age]) => [
+            SCENARIO_LABEL[run.scenario],
+            load(run),
+            `#${run.round}`,
+            consumer,
+            age === null ? '' : formatNumber(age.count),
+            ...(age === null ? ['', ''] : [formatTriple(age)]),
+          ]),
         ),
     },
     {
@@ -887,12 +651,7 @@ async function main(): Promise<number> {
         ? `bus-on API at the end: emitted ${formatNumber(finalHealth.events.emitted)}, confirmed ${formatNumber(finalHealth.publisher.confirmed)}, unpublished ${finalHealth.events.unpublished}, dropped ${JSON.stringify(finalHealth.events.dropped)}, resent ${finalHealth.publisher.resent}, nacked ${finalHealth.publisher.nacked}`
         : 'bus-on API at the end: n/a',
       `warnings logged: ${warnings}`,
-      `process exits: ${Object.entries(exits)
-        .map(
-          ([name, exit]) =>
-            `${name} code ${exit.code} after ${exit.stopMs} ms${exit.clean ? '' : ' (NOT CLEAN)'}`,
-        )
-        .join(', ')}`,
+      `process exits: ${exitsText(exits)}`,
       `broker alarms after the runs: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
     ],
   };

@@ -197,3 +197,34 @@ export class CpuMeter {
 /** `123.4` or `n/a`. */
 export const formatUs = (value: number | null | undefined): string =>
   value === null || value === undefined || Number.isNaN(value) ? 'n/a' : value.toFixed(1);
+
+/** The per-process table's columns (cpuCells gives a row's cells). */
+export const CPU_COLUMNS = [
+  'API',
+  'API request thread',
+  'API other threads',
+  'worker',
+  'RabbitMQ',
+  'PostgreSQL',
+  'load generator',
+  'total',
+  'machine busy',
+];
+
+/** µs per event of the API (and its request thread, and the rest of its threads), worker, … and the total. */
+export function cpuCells(cpu: CpuPerEvent): string[] {
+  const threads = cpu.threads.api ?? [];
+  const of = (name: string) =>
+    cpu.processes[name] === undefined ? '' : formatUs(cpu.processes[name].usPerEvent);
+  return [
+    of('api'),
+    formatUs(threads.find((t) => t.role === 'main')?.usPerEvent),
+    formatUs(threads.filter((t) => t.role === 'helper').reduce((sum, t) => sum + (t.usPerEvent ?? 0), 0)),
+    of('worker'),
+    of('rabbitmq'),
+    of('postgres'),
+    of('load generator'),
+    formatUs(cpu.totalUsPerEvent),
+    cpu.machineBusy === null ? 'n/a' : `${Math.round(cpu.machineBusy * 100)}%`,
+  ];
+}

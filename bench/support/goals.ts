@@ -26,6 +26,15 @@ export interface GoalSpec {
   issue?: number;
 }
 
+/** A goal of issue `issue`'s table, in one line. */
+export const goal = (
+  issue: number,
+  comparison: Comparison,
+  threshold: number,
+  unit: string,
+  name: string,
+): GoalSpec => ({ name, threshold, comparison, unit, issue });
+
 export interface Goal extends GoalSpec {
   measured: number | null;
   met: boolean | null;

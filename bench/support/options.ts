@@ -56,7 +56,7 @@ export const envOf = (flag: string): string => `BENCH_${flag.toUpperCase().repla
 /** An option in one line: its variable by envOf, `<n>` for its value unless `arg` says otherwise. */
 export function flag<T>(
   name: string,
-  defaultValue: string,
+  defaultValue: Option<T>['default'],
   parse: Option<T>['parse'],
   help: string,
   more: Partial<Option<T>> = {},

@@ -28,6 +28,19 @@ export const formatNumber = (value: number, digits = 0): string =>
 export const formatDelta = (value: number, digits = 2): string =>
   `${value >= 0 ? '+' : '-'}${formatNumber(Math.abs(value), digits)}`;
 
+/** A figure in ms, `n/a` where there is none. */
+export const formatMs = (value: number | null | undefined, digits = 2): string =>
+  value === null || value === undefined || Number.isNaN(value) ? 'n/a' : formatNumber(value, digits);
+
+/** `p50/p95/p99` in ms. */
+export const formatTriple = (
+  d: { p50: number; p95: number; p99: number } | null | undefined,
+  digits = 2,
+): string =>
+  d === null || d === undefined
+    ? 'n/a'
+    : `${formatMs(d.p50, digits)}/${formatMs(d.p95, digits)}/${formatMs(d.p99, digits)}`;
+
 export function textTable(columns: string[], body: string[][]): string {
   const rows = [columns, ...body];
   const widths = columns.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length)));
