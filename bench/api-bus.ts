@@ -9,7 +9,7 @@ import { applyTopology } from '../src/bus/apply-topology.ts';
 import { connectToBroker } from '../src/bus/broker-connection.ts';
 import { buildTopology, WORK_QUEUES } from '../src/bus/topology.ts';
 import { CONSUMER_NAMES } from '../src/config.ts';
-import { LEDGER_CONSUMERS } from '../src/metrics/ledger/ledger-summary.ts';
+import { LEDGER_CONSUMERS } from '../src/ledger/ledger-summary.ts';
 import {
   type BrokerInfo,
   type BusEnvironment,

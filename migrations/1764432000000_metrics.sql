@@ -12,7 +12,7 @@
 -- the same events). A bucket starts at a multiple of its length since the epoch (UTC); the CHECKs use the
 -- epoch, which (unlike date_trunc) does not depend on the session's TimeZone.
 --
--- Latency histograms are log-linear (src/metrics/log-linear-histogram.ts: 64 buckets per power of two,
+-- Latency histograms are log-linear (src/log-linear-histogram.ts: 64 buckets per power of two,
 -- ≤ 0.78 % relative error), stored sparse as bigint[] of `bucket_index << 40 | count`, non-empty buckets
 -- only, in index order. Text columns use '' for "none" so they can be part of a primary key.
 

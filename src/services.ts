@@ -5,7 +5,6 @@
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { ApiKeyStore } from './auth/api-key-store.ts';
-import { registerBusMetrics } from './bus/bus-metrics.ts';
 import { EventBus } from './bus/event-bus.ts';
 import { LedgerCounts } from './bus/ledger-counts.ts';
 import { QueueInspector } from './bus/queue-inspector.ts';
@@ -15,11 +14,12 @@ import { cacheBudget } from './cache-budget.ts';
 import type { Config } from './config.ts';
 import { DlqService } from './consumers/dlq/dlq-service.ts';
 import { createPool } from './db/create-pool.ts';
-import { registerDeadLetterMetrics } from './metrics/dead-letter-metrics.ts';
-import { EventLoopHealth, registerEventLoopMetrics } from './metrics/event-loop-health.ts';
-import { LedgerWriter } from './metrics/ledger/ledger-writer.ts';
-import { createPrometheusRegistry } from './metrics/prometheus-registry.ts';
-import { registerQueueMetrics } from './metrics/queue-metrics.ts';
+import { LedgerWriter } from './ledger/ledger-writer.ts';
+import { registerBusMetrics } from './prometheus/bus-metrics.ts';
+import { registerDeadLetterMetrics } from './prometheus/dead-letter-metrics.ts';
+import { EventLoopHealth, registerEventLoopMetrics } from './prometheus/event-loop-health.ts';
+import { createPrometheusRegistry } from './prometheus/prometheus-registry.ts';
+import { registerQueueMetrics } from './prometheus/queue-metrics.ts';
 import { ModelRegistry } from './registry/model-registry.ts';
 import { ModelRepository } from './registry/model-repository.ts';
 

@@ -5,8 +5,8 @@ import { CONSUMER_NAMES, type Config, type ConsumerName, parseConsumerList } fro
 import { runConsumers } from '../consumers/run-consumers.ts';
 import { createPool } from '../db/create-pool.ts';
 import { loggerOptions } from '../logger.ts';
-import { type MetricsServer, startMetricsServer } from '../metrics/metrics-server.ts';
-import { createPrometheusRegistry } from '../metrics/prometheus-registry.ts';
+import { type MetricsServer, startMetricsServer } from '../prometheus/metrics-server.ts';
+import { createPrometheusRegistry } from '../prometheus/prometheus-registry.ts';
 import { CliError } from './cli-error.ts';
 import { prepareDatabase } from './prepare-database.ts';
 

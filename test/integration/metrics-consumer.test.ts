@@ -21,10 +21,14 @@ import { DlqService } from '../../src/consumers/dlq/dlq-service.ts';
 import type { RequestEvent } from '../../src/consumers/metrics/metrics-aggregation.ts';
 import { MetricsCompactor } from '../../src/consumers/metrics/metrics-compactor.ts';
 import { metricsConsumer } from '../../src/consumers/metrics/metrics-consumer.ts';
+import {
+  type MetricsFilters,
+  MetricsQuery,
+  type MetricsReport,
+} from '../../src/consumers/metrics/metrics-query.ts';
+import { resolveMetricsRange } from '../../src/consumers/metrics/metrics-range.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { percentileRank } from '../../src/log-linear-histogram.ts';
-import { type MetricsFilters, MetricsQuery, type MetricsReport } from '../../src/metrics/metrics-query.ts';
-import { resolveMetricsRange } from '../../src/metrics/metrics-range.ts';
 import { createServices } from '../../src/services.ts';
 import { modelBody } from '../helper.ts';
 import { consumerHarness } from '../support/consumer-harness.ts';

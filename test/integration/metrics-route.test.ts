@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { MetricsReport } from '../../src/metrics/metrics-query.ts';
+import type { MetricsReport } from '../../src/consumers/metrics/metrics-query.ts';
 import { build, modelBody } from '../helper.ts';
 import { percentile } from '../support/http-load.ts';
 

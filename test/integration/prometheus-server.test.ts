@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parse, stringify } from 'yaml';
-import { startMetricsServer } from '../../src/metrics/metrics-server.ts';
-import { createPrometheusRegistry } from '../../src/metrics/prometheus-registry.ts';
+import { startMetricsServer } from '../../src/prometheus/metrics-server.ts';
+import { createPrometheusRegistry } from '../../src/prometheus/prometheus-registry.ts';
 import { build, modelBody, type TestApp } from '../helper.ts';
 import { waitUntil } from '../support/wait-until.ts';
 

@@ -5,7 +5,7 @@
  * lock them in the same order and cannot deadlock each other.
  */
 import type { EventOf, TelemetryEvent } from '../../bus/event-schemas.ts';
-import { tierDimension } from '../../metrics/metrics-dimensions.ts';
+import { tierDimension } from '../dimensions.ts';
 
 /** Filter parameters whose values are few enough to count one by one. */
 export const COUNTED_FILTER_VALUES = [
@@ -146,7 +146,7 @@ class Rows<T> {
 
 /**
  * Folds events into hourly counts. Event types analytics does not count are skipped. A filter's counted
- * values are recorded as src/metrics/metrics-dimensions.ts says: a vendor `filterVendor` does not know, or
+ * values are recorded as src/consumers/dimensions.ts says: a vendor `filterVendor` does not know, or
  * a tier that does not exist, becomes OTHER.
  */
 export function aggregateEvents(

@@ -9,8 +9,8 @@ import type pg from 'pg';
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
 import { QUEUES } from '../../bus/topology.ts';
 import { type BatchWrite, batchStatement } from '../../db/batch-statement.ts';
-import { filterVendors, KnownVendors } from '../../metrics/metrics-dimensions.ts';
 import type { Consumer } from '../consumer.ts';
+import { filterVendors, KnownVendors } from '../dimensions.ts';
 import { type AnalyticsAggregate, aggregateEvents } from './analytics-aggregation.ts';
 
 /** The state columns of `analytics_model_activity`: they move together, from the newest event. */

@@ -8,8 +8,8 @@
  */
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
 import { LogLinearHistogram } from '../../log-linear-histogram.ts';
-import { routeDimension, tierDimension } from '../../metrics/metrics-dimensions.ts';
-import { GRANULARITIES, GRANULARITY_MS, type Granularity } from '../../metrics/metrics-granularity.ts';
+import { routeDimension, tierDimension } from '../dimensions.ts';
+import { GRANULARITIES, GRANULARITY_MS, type Granularity } from './metrics-granularity.ts';
 
 /** What one event contributes, flattened: the fields of a raw `metrics_events` row. */
 export interface MetricsFact {
@@ -137,7 +137,7 @@ export function isRequestEvent(event: TelemetryEvent | undefined): event is Requ
 
 /**
  * One event as a fact; `appliedAt` (ms) is when the consumer applies it, for the processing latency.
- * Dimensions are recorded as src/metrics/metrics-dimensions.ts says: a route or tier that does not exist,
+ * Dimensions are recorded as src/consumers/dimensions.ts says: a route or tier that does not exist,
  * and a filter's vendor that `filterVendor` does not know, become OTHER.
  */
 export function toFact(

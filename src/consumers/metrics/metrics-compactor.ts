@@ -20,7 +20,6 @@ import type pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
 import { batchStatement } from '../../db/batch-statement.ts';
 import { LogLinearHistogram } from '../../log-linear-histogram.ts';
-import { GRANULARITY_MS, type Granularity } from '../../metrics/metrics-granularity.ts';
 import { PeriodicTask } from '../periodic-task.ts';
 import {
   bucketStartOf,
@@ -32,6 +31,7 @@ import {
   type TotalsRow,
 } from './metrics-aggregation.ts';
 import { lockWatermark, rollupsWrite, totalsWrite } from './metrics-consumer.ts';
+import { GRANULARITY_MS, type Granularity } from './metrics-granularity.ts';
 
 export interface MetricsCompactionOptions {
   /**

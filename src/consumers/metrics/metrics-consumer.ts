@@ -17,8 +17,8 @@ import type pg from 'pg';
 import { QUEUES } from '../../bus/topology.ts';
 import type { BatchWrite } from '../../db/batch-statement.ts';
 import type { LogLinearHistogram } from '../../log-linear-histogram.ts';
-import { filterVendors, KnownVendors } from '../../metrics/metrics-dimensions.ts';
 import type { Consumer } from '../consumer.ts';
+import { filterVendors, KnownVendors } from '../dimensions.ts';
 import {
   aggregateFacts,
   bucketStartOf,

@@ -11,9 +11,9 @@
 import pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
 import { deleteInChunks } from '../../db/delete-in-chunks.ts';
-import { GRANULARITIES, GRANULARITY_MS } from '../../metrics/metrics-granularity.ts';
-import { METRICS_RETENTION_DEFAULTS } from '../../metrics/metrics-retention.ts';
 import { PeriodicTask } from '../periodic-task.ts';
+import { GRANULARITIES, GRANULARITY_MS } from './metrics-granularity.ts';
+import { METRICS_RETENTION_DEFAULTS } from './metrics-retention.ts';
 
 export interface MetricsRetentionOptions {
   /**

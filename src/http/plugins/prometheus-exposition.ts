@@ -24,7 +24,7 @@ import {
   negotiateExposition,
   renderExposition,
   scrapeAllowed,
-} from '../../metrics/exposition.ts';
+} from '../../prometheus/exposition.ts';
 
 export interface PrometheusExpositionOptions {
   /** The registry to serve. */

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import type { HttpRequestMetrics } from '../../metrics/http-request-metrics.ts';
+import type { HttpRequestMetrics } from '../../prometheus/http-request-metrics.ts';
 import { METRICS_PATH } from './prometheus-exposition.ts';
 
 export interface RequestMetricsOptions {

@@ -21,7 +21,7 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { EVENT_TYPES } from '../../bus/event-types.ts';
-import type { DashboardFeed } from '../../metrics/live/dashboard-feed.ts';
+import type { DashboardFeed } from '../../dashboard-feed/dashboard-feed.ts';
 
 export interface DashboardRoutesOptions {
   feed: DashboardFeed;

@@ -4,8 +4,8 @@ import type pg from 'pg';
 import { type TSchema, Type } from 'typebox';
 import type { EventBus } from '../../bus/event-bus.ts';
 import type { QueueInspector } from '../../bus/queue-inspector.ts';
-import type { EventLoopHealth } from '../../metrics/event-loop-health.ts';
-import { LedgerQuery } from '../../metrics/ledger/ledger-query.ts';
+import { LedgerQuery } from '../../ledger/ledger-query.ts';
+import type { EventLoopHealth } from '../../prometheus/event-loop-health.ts';
 import { withTimeout } from '../../with-timeout.ts';
 import { LedgerResponse } from './ledger.ts';
 

@@ -1,8 +1,8 @@
 /** `GET /telemetry/ledger`: the loss ledger of a time range — events per stage, and per consumer what is missing. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { LedgerQuery } from '../../metrics/ledger/ledger-query.ts';
-import { LEDGER_CONSUMERS } from '../../metrics/ledger/ledger-summary.ts';
+import type { LedgerQuery } from '../../ledger/ledger-query.ts';
+import { LEDGER_CONSUMERS } from '../../ledger/ledger-summary.ts';
 import { resolveTimeRange } from '../../time-range.ts';
 import { errorResponses } from '../error-response.ts';
 import { rangeFields } from '../time-range-query.ts';

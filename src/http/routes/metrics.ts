@@ -6,10 +6,10 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type TSchema, Type } from 'typebox';
+import { GRANULARITIES } from '../../consumers/metrics/metrics-granularity.ts';
+import { METRICS_LIST_LIMIT, type MetricsQuery } from '../../consumers/metrics/metrics-query.ts';
+import { METRICS_RANGE_LIMITS, resolveMetricsRange } from '../../consumers/metrics/metrics-range.ts';
 import { MAX_RELATIVE_ERROR } from '../../log-linear-histogram.ts';
-import { GRANULARITIES } from '../../metrics/metrics-granularity.ts';
-import { METRICS_LIST_LIMIT, type MetricsQuery } from '../../metrics/metrics-query.ts';
-import { METRICS_RANGE_LIMITS, resolveMetricsRange } from '../../metrics/metrics-range.ts';
 import { CapabilityTierSchema, VendorId } from '../../registry/model-schemas.ts';
 import { errorResponses } from '../error-response.ts';
 

@@ -3,8 +3,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type pg from 'pg';
 import { Type } from 'typebox';
 import type { EventBus } from '../../bus/event-bus.ts';
-import { LEDGER_CONSUMERS } from '../../metrics/ledger/ledger-summary.ts';
-import { runSelfTest } from '../../metrics/ledger/self-test.ts';
+import { LEDGER_CONSUMERS } from '../../ledger/ledger-summary.ts';
+import { runSelfTest } from '../../ledger/self-test.ts';
 import { errorResponses } from '../error-response.ts';
 
 export interface SelfTestRoutesOptions {

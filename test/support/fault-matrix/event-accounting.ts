@@ -13,8 +13,8 @@
  * - The loss ledger (telemetry_ledger) must agree: no consumer missing anything.
  */
 import type pg from 'pg';
-import { LedgerQuery } from '../../../src/metrics/ledger/ledger-query.ts';
-import { type LedgerConsumer, routedTypes } from '../../../src/metrics/ledger/ledger-summary.ts';
+import { LedgerQuery } from '../../../src/ledger/ledger-query.ts';
+import { type LedgerConsumer, routedTypes } from '../../../src/ledger/ledger-summary.ts';
 import { waitUntil } from '../wait-until.ts';
 
 /** What was sent: the correlation ids of answered requests, or the events themselves by id. */

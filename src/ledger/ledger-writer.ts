@@ -5,7 +5,7 @@
  * themselves are in the spool, it is their count in the ledger that is short).
  */
 import type pg from 'pg';
-import type { LedgerCounts } from '../../bus/ledger-counts.ts';
+import type { LedgerCounts } from '../bus/ledger-counts.ts';
 import { addLedgerRows } from './ledger-store.ts';
 
 export interface LedgerWriterOptions {

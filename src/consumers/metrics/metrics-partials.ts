@@ -1,6 +1,6 @@
 /**
  * One bucket of rollups (a day, an hour or a minute), for one filter, read and merged: the unit GET
- * /metrics adds up over a range, and caches when the bucket is closed (src/metrics/metrics-cache.ts).
+ * /metrics adds up over a range, and caches when the bucket is closed (src/consumers/metrics/metrics-cache.ts).
  *
  * Reads take the rollup rows as they are stored — no grouping or `unnest` in SQL: a bucket holds one row
  * per key (an open minute also the deltas not yet compacted, added up here), and the histograms come back
@@ -8,7 +8,12 @@
  * several times faster than unnesting and grouping them in SQL.
  */
 import pg from 'pg';
-import { BucketSum, EMPTY_BUCKETS, percentileOfSparse, type SparseBuckets } from '../log-linear-histogram.ts';
+import {
+  BucketSum,
+  EMPTY_BUCKETS,
+  percentileOfSparse,
+  type SparseBuckets,
+} from '../../log-linear-histogram.ts';
 import { GRANULARITY_INTERVAL, type Granularity } from './metrics-granularity.ts';
 
 export interface MetricsFilters {

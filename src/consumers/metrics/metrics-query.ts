@@ -8,7 +8,7 @@
  * watermark (migrations/1764460800000_metrics-compaction.sql):
  *
  * - before it, into whole days, whole hours and ragged-end minutes ({@link planSegments}), each a
- *   {@link Partial} — taken from the cache (src/metrics/metrics-cache.ts) when it holds that bucket at
+ *   {@link Partial} — taken from the cache (src/consumers/metrics/metrics-cache.ts) when it holds that bucket at
  *   the revision the snapshot shows for its day, read (and cached) otherwise;
  * - from it on, the minutes, read each time (they still change).
  *
@@ -17,8 +17,8 @@
  * the partials inside the others (the ragged ends, and the bucket holding the watermark).
  */
 import type pg from 'pg';
-import { cacheBudget } from '../cache-budget.ts';
-import { BucketSum, percentileOfSparse, type SparseBuckets } from '../log-linear-histogram.ts';
+import { cacheBudget } from '../../cache-budget.ts';
+import { BucketSum, percentileOfSparse, type SparseBuckets } from '../../log-linear-histogram.ts';
 import { MetricsCache, type MetricsCacheOptions } from './metrics-cache.ts';
 import { GRANULARITY_MS, type Granularity } from './metrics-granularity.ts';
 import {

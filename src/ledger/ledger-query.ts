@@ -1,6 +1,6 @@
 /** Reads the loss ledger of a time window (every minute overlapping it) for GET /telemetry/ledger and /health. */
 import type pg from 'pg';
-import type { TimeRange } from '../../time-range.ts';
+import type { TimeRange } from '../time-range.ts';
 import { type LedgerCountRow, type LedgerSummary, summarizeLedger } from './ledger-summary.ts';
 
 export interface LedgerWindow extends LedgerSummary {

@@ -8,8 +8,6 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { BucketHistogram, registerHistogramFamily } from '../bucket-histogram.ts';
-import type { Delivery } from './consumer.ts';
-import type { ConsumerCounters, ConsumerStatus } from './consumer-runtime.ts';
 
 /** Batch durations, in seconds: a batch is one PostgreSQL transaction, from a few ms to a slow second. */
 export const BATCH_DURATION_BUCKETS_SECONDS = [
@@ -30,8 +28,25 @@ export const EVENT_AGE_BUCKETS_SECONDS = [
 /** The CloudEvents time header of a raw message (a consumer with `validate: false` has no parsed event). */
 const TIME_HEADER = 'cloudEvents:time';
 
+/**
+ * What these metrics read of a consumer's status: the runtime's ConsumerStatus
+ * (src/consumers/consumer-runtime.ts) has this shape and more. Written here, not imported, so that the
+ * consumers import their instrumentation and not the other way round.
+ */
+interface ConsumerReading {
+  name: string;
+  state: string;
+  counters: Readonly<Record<'applied' | 'duplicates' | 'poison' | 'deadLettered' | 'databasePauses', number>>;
+}
+
+/** What the event-age histogram reads of an applied delivery (src/consumers/consumer.ts's Delivery). */
+interface AppliedDelivery {
+  event: { timestamp: string } | undefined;
+  properties: { headers: Readonly<Record<string, unknown>> };
+}
+
 export interface ConsumerMetricsSource {
-  status(): ConsumerStatus[];
+  status(): readonly ConsumerReading[];
   /** Deliveries each consumer holds and has not acknowledged, by consumer name. */
   inFlight(): Map<string, number>;
 }
@@ -52,7 +67,7 @@ export class ConsumerMetrics {
     options: { prefetch: number; retryDelaysMs: readonly number[] },
   ) {
     const { prefetch } = options;
-    const fromStatus = (name: string, help: string, key: keyof ConsumerCounters) =>
+    const fromStatus = (name: string, help: string, key: keyof ConsumerReading['counters']) =>
       new Counter({
         name,
         help,
@@ -165,7 +180,7 @@ export class ConsumerMetrics {
    * Events just committed at `nowMs` (Unix ms): each one's age, from its envelope `timestamp` (a raw
    * message: its `cloudEvents:time` header; without either it is not observed).
    */
-  observeEventAges(consumer: string, applied: readonly Delivery[], nowMs: number): void {
+  observeEventAges(consumer: string, applied: readonly AppliedDelivery[], nowMs: number): void {
     const histogram = this.#eventAge.get(consumer);
     if (histogram === undefined) return;
     for (const delivery of applied) {

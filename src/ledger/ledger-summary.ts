@@ -12,10 +12,10 @@
  * count are left out of it and shown apart as `applied_unflushed` — so it is never negative, and a
  * consumer ahead in one minute cannot hide a gap in another.
  */
-import type { EventType } from '../../bus/event-types.ts';
-import { EVENT_TYPES } from '../../bus/event-types.ts';
-import type { LedgerStage } from '../../bus/ledger-counts.ts';
-import { buildTopology, exchangeFor, QUEUES, queuesFor } from '../../bus/topology.ts';
+import type { EventType } from '../bus/event-types.ts';
+import { EVENT_TYPES } from '../bus/event-types.ts';
+import type { LedgerStage } from '../bus/ledger-counts.ts';
+import { buildTopology, exchangeFor, QUEUES, queuesFor } from '../bus/topology.ts';
 
 /** The consumers the ledger follows, and the queue each applies. */
 export const LEDGER_CONSUMERS = {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import { HttpRequestMetrics } from '../../../src/metrics/http-request-metrics.ts';
+import { HttpRequestMetrics } from '../../../src/prometheus/http-request-metrics.ts';
 import { parseExposition } from '../../support/prometheus-text.ts';
 
 test('observations land in the first bucket whose bound they do not exceed; buckets are written cumulative', async () => {

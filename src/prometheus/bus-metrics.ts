@@ -4,8 +4,8 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { registerHistogramFamily } from '../bucket-histogram.ts';
-import type { EventBus } from './event-bus.ts';
-import type { BrokerState } from './spool-publisher.ts';
+import type { EventBus } from '../bus/event-bus.ts';
+import type { BrokerState } from '../bus/spool-publisher.ts';
 
 const BROKER_STATES: BrokerState[] = ['connecting', 'connected', 'blocked', 'disconnected', 'stopped'];
 

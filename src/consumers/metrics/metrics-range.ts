@@ -5,8 +5,8 @@
  * and ragged-end minutes so that a long range reads few rows.
  */
 
-import { ValidationError } from '../errors.ts';
-import { parseInstant } from '../time-range.ts';
+import { ValidationError } from '../../errors.ts';
+import { parseInstant } from '../../time-range.ts';
 import { GRANULARITIES, GRANULARITY_MS, type Granularity, isGranularity } from './metrics-granularity.ts';
 
 export const METRICS_RANGE_LIMITS = {

@@ -10,7 +10,7 @@ import {
   negotiateExposition,
   renderExposition,
   scrapeAllowed,
-} from '../../../src/metrics/exposition.ts';
+} from '../../../src/prometheus/exposition.ts';
 
 /** What Prometheus 2.42 sends (scrape.go, acceptHeader). */
 const PROMETHEUS_ACCEPT =

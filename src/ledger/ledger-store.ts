@@ -4,8 +4,8 @@
  * rows go in its batch's one statement ({@link ledgerWrite}); the API's on their own ({@link addLedgerRows}).
  */
 import type pg from 'pg';
-import type { LedgerRow } from '../../bus/ledger-counts.ts';
-import type { BatchWrite } from '../../db/batch-statement.ts';
+import type { LedgerRow } from '../bus/ledger-counts.ts';
+import type { BatchWrite } from '../db/batch-statement.ts';
 
 const UPSERT = `INSERT INTO telemetry_ledger AS t (minute, stage, consumer, event_type, events)
            SELECT to_timestamp(minute_ms / 1000.0), stage, consumer, event_type, events

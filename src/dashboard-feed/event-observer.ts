@@ -1,5 +1,5 @@
 /** Feeds the live window and the recent errors from each request's telemetry event. */
-import type { TelemetryEvent } from '../../bus/event-schemas.ts';
+import type { TelemetryEvent } from '../bus/event-schemas.ts';
 import type { LiveWindow } from './live-window.ts';
 import type { RecentErrors } from './recent-errors.ts';
 

@@ -1,7 +1,7 @@
 /**
  * What GET /metrics read of closed periods, kept in memory so that the next request over a range that
  * shares them does not read them again. Never stale, by construction of what is cached and how it is
- * checked (src/metrics/metrics-query.ts):
+ * checked (src/consumers/metrics/metrics-query.ts):
  *
  * - only periods wholly before the compaction watermark are kept, and their rows change after that only
  *   by late events, each of which raises its day's revision (metrics_revisions) in the same transaction;
@@ -13,7 +13,7 @@
  * used: a hit only sets a flag, where strict LRU would move the entry — 1,440 moves for a day of minutes).
  */
 
-import { cacheBudget } from '../cache-budget.ts';
+import { cacheBudget } from '../../cache-budget.ts';
 
 export interface MetricsCacheOptions {
   /** Estimated bytes kept at most; 0 turns the cache off. @default the metrics' share of CACHE_MAX_BYTES's default */

@@ -1,7 +1,7 @@
 /** The cache of closed periods: a revision mismatch is a miss, and the bound evicts the oldest unused. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MetricsCache } from '../../../src/metrics/metrics-cache.ts';
+import { MetricsCache } from '../../../src/consumers/metrics/metrics-cache.ts';
 
 test('an entry is used only at the revision it was read at', () => {
   const cache = new MetricsCache<string>();

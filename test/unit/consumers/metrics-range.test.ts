@@ -2,14 +2,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { AppError } from '../../../src/errors.ts';
-import { GRANULARITY_MS } from '../../../src/metrics/metrics-granularity.ts';
+import { GRANULARITY_MS } from '../../../src/consumers/metrics/metrics-granularity.ts';
 import {
   defaultBucket,
   parseMetricsInstant,
   planSegments,
   resolveMetricsRange,
-} from '../../../src/metrics/metrics-range.ts';
+} from '../../../src/consumers/metrics/metrics-range.ts';
+import { AppError } from '../../../src/errors.ts';
 
 const NOW = new Date('2026-11-28T11:38:27.500Z');
 const at = (iso: string) => new Date(iso).getTime();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LiveWindow, quantile } from '../../../src/metrics/live/live-window.ts';
+import { LiveWindow, quantile } from '../../../src/dashboard-feed/live-window.ts';
 
 const SECOND = 1_800_000_000;
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LedgerCounts, minuteOf } from '../../../src/bus/ledger-counts.ts';
-import { appliedRows } from '../../../src/metrics/ledger/applied-rows.ts';
-import { type LedgerCountRow, summarizeLedger } from '../../../src/metrics/ledger/ledger-summary.ts';
+import { appliedRows } from '../../../src/ledger/applied-rows.ts';
+import { type LedgerCountRow, summarizeLedger } from '../../../src/ledger/ledger-summary.ts';
 import { exampleEvent } from '../../support/event-examples.ts';
 
 test('minuteOf truncates to the start of the minute, before 1970 too', () => {

@@ -19,7 +19,7 @@ import {
   percentileOfSparse,
   percentileRank,
   unpackBucket,
-} from '../../../src/log-linear-histogram.ts';
+} from '../../src/log-linear-histogram.ts';
 
 const MIN = 2 ** HISTOGRAM_LAYOUT.minExponent;
 const MAX = 2 ** (HISTOGRAM_LAYOUT.maxExponent + 1);

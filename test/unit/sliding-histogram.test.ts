@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { MAX_RELATIVE_ERROR } from '../../../src/log-linear-histogram.ts';
-import { SlidingHistogram } from '../../../src/sliding-histogram.ts';
+import { MAX_RELATIVE_ERROR } from '../../src/log-linear-histogram.ts';
+import { SlidingHistogram } from '../../src/sliding-histogram.ts';
 
 const T0 = 1_765_000_000_000;
 

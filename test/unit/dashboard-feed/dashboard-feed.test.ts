@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BackgroundValue } from '../../../src/metrics/live/background-value.ts';
-import { DashboardFeed, type DashboardSources } from '../../../src/metrics/live/dashboard-feed.ts';
-import { LiveWindow } from '../../../src/metrics/live/live-window.ts';
-import { RecentErrors } from '../../../src/metrics/live/recent-errors.ts';
+import { BackgroundValue } from '../../../src/dashboard-feed/background-value.ts';
+import { DashboardFeed, type DashboardSources } from '../../../src/dashboard-feed/dashboard-feed.ts';
+import { LiveWindow } from '../../../src/dashboard-feed/live-window.ts';
+import { RecentErrors } from '../../../src/dashboard-feed/recent-errors.ts';
 
 function sources(overrides: Partial<DashboardSources> = {}): DashboardSources {
   return {

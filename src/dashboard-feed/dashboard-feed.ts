@@ -8,11 +8,11 @@
  * refresh and sends the last value it has, marked stale when its load failed or is late. So the feed
  * keeps ticking through a PostgreSQL or RabbitMQ outage, and says which one is down.
  */
-import type { EventBusStatus } from '../../bus/event-bus.ts';
-import type { QueueReport } from '../../bus/queue-inspector.ts';
-import type { WindowPercentiles } from '../../sliding-histogram.ts';
-import type { EventLoopWindow } from '../event-loop-health.ts';
+import type { EventBusStatus } from '../bus/event-bus.ts';
+import type { QueueReport } from '../bus/queue-inspector.ts';
 import type { LedgerWindow } from '../ledger/ledger-query.ts';
+import type { EventLoopWindow } from '../prometheus/event-loop-health.ts';
+import type { WindowPercentiles } from '../sliding-histogram.ts';
 import { type BackgroundReading, BackgroundValue } from './background-value.ts';
 import type { LivePoint, LiveWindow } from './live-window.ts';
 import type { RecentError, RecentErrors } from './recent-errors.ts';

@@ -11,11 +11,11 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import type { EventBus } from '../../bus/event-bus.ts';
-import { newEventId } from '../../bus/event-id.ts';
-import type { TelemetryEvent } from '../../bus/event-schemas.ts';
-import { SCHEMA_VERSION } from '../../bus/event-types.ts';
-import { childTraceparent } from '../../bus/trace-context.ts';
+import type { EventBus } from '../bus/event-bus.ts';
+import { newEventId } from '../bus/event-id.ts';
+import type { TelemetryEvent } from '../bus/event-schemas.ts';
+import { SCHEMA_VERSION } from '../bus/event-types.ts';
+import { childTraceparent } from '../bus/trace-context.ts';
 import { LEDGER_CONSUMERS, type LedgerConsumer, routedTypes } from './ledger-summary.ts';
 
 /** The model id of the self-test's model read (no consumer applies it, so it may name a real one). */

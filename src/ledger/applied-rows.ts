@@ -3,8 +3,8 @@
  * their timestamps and per type. Written in the batch's own transaction, so the count is exact — it
  * commits with the effect or not at all.
  */
-import type { TelemetryEvent } from '../../bus/event-schemas.ts';
-import { type LedgerRow, minuteOf } from '../../bus/ledger-counts.ts';
+import type { TelemetryEvent } from '../bus/event-schemas.ts';
+import { type LedgerRow, minuteOf } from '../bus/ledger-counts.ts';
 
 export function appliedRows(consumer: string, events: Iterable<TelemetryEvent | undefined>): LedgerRow[] {
   const rows = new Map<string, LedgerRow>();
