@@ -184,14 +184,24 @@ interface RunResult {
   cpu: CpuPerEvent;
   /** The API's request thread (tid = pid), µs per request. */
   requestThreadUs: number | null;
-  /** The publisher thread, if the API names its tid in GET /health (publisher.thread.tid). */
-  publisherThread: { tid: number; usPerMessage: number | null } | null;
+  /**
+   * The publisher thread, if the API names its tid in GET /health (publisher.thread.tid): its CPU over
+   * the run ÷ the events emitted during it (each is one message).
+   */
+  publisherThread: {
+    tid: number;
+    messages: number;
+    cpuUs: number | null;
+    usPerMessage: number | null;
+  } | null;
   loopDelayMs: LoopDelay | null;
   service: ServiceLatencies | null;
   drain: { confirmedAfterMs: number; emitted: number; unpublished: number; purged: number } | null;
 }
 
 interface RawLoop {
+  /** Messages per second it was paced at; null: as fast as the window allows. */
+  rate: number | null;
   published: number;
   seconds: number;
   messagesPerSec: number;
@@ -199,6 +209,8 @@ interface RawLoop {
   cpu: CpuPerEvent;
   /** The publishing client (this process), µs per message. */
   clientUsPerMessage: number | null;
+  /** The client's publishing thread (this process's main thread), µs per message: a publisher thread's like. */
+  clientThreadUsPerMessage: number | null;
   rabbitmqUsPerMessage: number | null;
 }
 
@@ -241,7 +253,12 @@ async function drain(
   }
 }
 
-async function rawLoop(environments: Environments, durationS: number, rabbitPid: number | undefined) {
+async function rawLoop(
+  environments: Environments,
+  durationS: number,
+  rabbitPid: number | undefined,
+  rate: number | undefined,
+) {
   const env = await environments.create();
   try {
     const connection = await connectToBroker(env.env.RABBITMQ_URL, { name: 'telemetry-bus bench raw loop' });
@@ -250,21 +267,27 @@ async function rawLoop(environments: Environments, durationS: number, rabbitPid:
       await applyTopology(connection, buildTopology());
       const channel = await connection.createConfirmChannel();
       const messages = mixMessages(2000);
-      const meter = new CpuMeter({ processes: { rabbitmq: rabbitPid } });
+      const meter = new CpuMeter({
+        processes: { client: process.pid, rabbitmq: rabbitPid },
+        threadsOf: ['client'],
+      });
       meter.start();
       const outcome = await confirmPublish(channel, {
         message: (index) => messages[index % messages.length],
         deadline: performance.now() + durationS * 1000,
+        ...(rate === undefined ? {} : { rate }),
       });
       const cpu = meter.stop(outcome.published);
       await channel.close().catch(() => {});
       return {
+        rate: rate ?? null,
         published: outcome.published,
         seconds: outcome.seconds,
         messagesPerSec: Math.round(outcome.published / outcome.seconds),
         nacked: outcome.nacked,
         cpu,
         clientUsPerMessage: cpu.processes['load generator']?.usPerEvent ?? null,
+        clientThreadUsPerMessage: cpu.threads.client?.find((t) => t.role === 'main')?.usPerEvent ?? null,
         rabbitmqUsPerMessage: cpu.processes.rabbitmq?.usPerEvent ?? null,
       } satisfies RawLoop;
     } finally {
@@ -289,6 +312,7 @@ async function main(): Promise<number> {
   const runs: RunResult[] = [];
   let broker: BrokerInfo | undefined;
   let raw: RawLoop | undefined;
+  let rawPaced: RawLoop | undefined;
   let finalHealth: Awaited<ReturnType<Api['health']>> | undefined;
   let alarmsAfter: string[] = [];
 
@@ -328,6 +352,7 @@ async function main(): Promise<number> {
       const histograms = bus === 'on' ? new ServiceHistograms({ api, worker }) : undefined;
       await histograms?.start();
       await api.loopDelay();
+      const emittedBefore = bus === 'on' ? ((await api.health()).events?.emitted ?? 0) : 0;
       meter.start();
       const load = await runLoad({
         url: api.url,
@@ -338,6 +363,7 @@ async function main(): Promise<number> {
         label: `${scenario} ${mode} ${bus}`,
       });
       const cpu = meter.stop(load.responses);
+      const emitted = bus === 'on' ? ((await api.health()).events?.emitted ?? 0) - emittedBefore : 0;
       const loopDelayMs = await api.loopDelay();
       let drained: RunResult['drain'] = null;
       let service: ServiceLatencies | null = null;
@@ -347,8 +373,14 @@ async function main(): Promise<number> {
         service = (await histograms?.stop()) ?? null;
         const tid = publisherTid(await api.health());
         if (tid !== undefined) {
-          const thread = cpu.threads.api?.find((t) => t.tid === tid);
-          publisherThread = { tid, usPerMessage: thread?.usPerEvent ?? 0 };
+          // A thread that used no CPU is left out of the figures: 0 µs.
+          const cpuUs = cpu.threads.api?.find((t) => t.tid === tid)?.cpuUs ?? 0;
+          publisherThread = {
+            tid,
+            messages: emitted,
+            cpuUs,
+            usPerMessage: emitted > 0 ? round(cpuUs / emitted, 1) : null,
+          };
         }
       }
       const result: RunResult = {
@@ -394,11 +426,25 @@ async function main(): Promise<number> {
       }
     }
     if (settings.rawDurationS > 0) {
-      progress(`raw amqplib confirm-publish loop, ${settings.rawDurationS} s`);
-      raw = await rawLoop(environments, settings.rawDurationS, rabbitPid);
-      progress(
-        `  ${formatNumber(raw.messagesPerSec)} msgs/s, client ${formatUs(raw.clientUsPerMessage)} µs/msg, RabbitMQ ${formatUs(raw.rabbitmqUsPerMessage)} µs/msg`,
-      );
+      // Paced at the rate the bus-on runs emitted, the raw loop works as the publisher thread did (a few
+      // messages per wake-up): the like-for-like baseline. Unpaced, it shows amqplib's floor with full
+      // batches.
+      const paced = runs.filter((run) => run.bus === 'on' && run.mode === 'rate' && run.publisherThread);
+      const eventRate =
+        paced.length === 0
+          ? undefined
+          : Math.round(mean(paced.map((run) => (run.publisherThread?.messages ?? 0) / run.cpu.elapsedS)));
+      for (const rate of eventRate === undefined || eventRate <= 0 ? [undefined] : [eventRate, undefined]) {
+        progress(
+          `raw amqplib confirm-publish loop, ${settings.rawDurationS} s, ${rate === undefined ? 'unpaced' : `paced at ${formatNumber(rate)}/s`}`,
+        );
+        const result = await rawLoop(environments, settings.rawDurationS, rabbitPid, rate);
+        if (rate === undefined) raw = result;
+        else rawPaced = result;
+        progress(
+          `  ${formatNumber(result.messagesPerSec)} msgs/s, client ${formatUs(result.clientUsPerMessage)} µs/msg (its thread ${formatUs(result.clientThreadUsPerMessage)}), RabbitMQ ${formatUs(result.rabbitmqUsPerMessage)} µs/msg`,
+        );
+      }
     }
     finalHealth = await on.health();
     alarmsAfter = await brokerAlarms();
@@ -459,6 +505,8 @@ async function main(): Promise<number> {
   const publisherUs = avg(
     onRateRuns.length === 0 ? [null] : onRateRuns.map((run) => run.publisherThread?.usPerMessage ?? null),
   );
+  const ratioOf = (a: number | null, b: number | null | undefined) =>
+    a === null || b === null || b === undefined || b === 0 ? null : round(a / b, 2);
   const getMax = comparisons.find((c) => c.scenario === 'get-model' && c.mode === 'max');
   const at = `paced ${formatNumber(settings.rate)} req/s`;
   const goals: Goal[] = [
@@ -479,12 +527,10 @@ async function main(): Promise<number> {
     ),
     judge(
       GOALS.publisherThread,
-      publisherUs === null || raw?.clientUsPerMessage == null || raw.clientUsPerMessage === 0
-        ? null
-        : round(publisherUs / raw.clientUsPerMessage, 2),
+      ratioOf(publisherUs, rawPaced?.clientThreadUsPerMessage),
       publisherUs === null
         ? 'not measured: GET /health names no publisher thread (publisher.thread.tid)'
-        : `${formatUs(publisherUs)} vs ${formatUs(raw?.clientUsPerMessage)} µs per message (raw loop client)`,
+        : `${formatUs(publisherUs)} µs per message (tid from GET /health, ÷ events emitted) vs the raw loop's thread paced at the same ${formatNumber(rawPaced?.rate ?? 0)} msgs/s: ${formatUs(rawPaced?.clientThreadUsPerMessage)} µs; vs the raw loop unpaced (full batches): ${formatUs(raw?.clientThreadUsPerMessage)} µs, ratio ${formatMs(ratioOf(publisherUs, raw?.clientThreadUsPerMessage), 2)}`,
     ),
     judge(
       GOALS.publishLatency,
@@ -616,21 +662,51 @@ async function main(): Promise<number> {
         ),
     },
     {
-      title: 'Raw amqplib confirm-publish loop (same run; the mix’s messages, window 1000, no consumers)',
-      columns: ['messages', 'seconds', 'msgs/s', 'client µs/msg', 'RabbitMQ µs/msg', 'nacked'],
-      rows:
-        raw === undefined
-          ? [['not run', '', '', '', '', '']]
-          : [
-              [
-                formatNumber(raw.published),
-                String(raw.seconds),
-                formatNumber(raw.messagesPerSec),
-                formatUs(raw.clientUsPerMessage),
-                formatUs(raw.rabbitmqUsPerMessage),
-                String(raw.nacked),
-              ],
-            ],
+      title:
+        'Raw amqplib confirm-publish loop (same run; the mix’s messages, window 1000, no consumers) against the publisher thread',
+      columns: [
+        'publisher',
+        'paced at',
+        'messages',
+        'seconds',
+        'msgs/s',
+        'client µs/msg',
+        'its thread µs/msg',
+        'RabbitMQ µs/msg',
+        'nacked',
+      ],
+      rows: [
+        ...[rawPaced, raw]
+          .filter((loop): loop is RawLoop => loop !== undefined)
+          .map((loop) => [
+            'raw amqplib loop',
+            loop.rate === null ? 'unpaced' : `${formatNumber(loop.rate)}/s`,
+            formatNumber(loop.published),
+            String(loop.seconds),
+            formatNumber(loop.messagesPerSec),
+            formatUs(loop.clientUsPerMessage),
+            formatUs(loop.clientThreadUsPerMessage),
+            formatUs(loop.rabbitmqUsPerMessage),
+            String(loop.nacked),
+          ]),
+        ...onRateRuns
+          .filter((run) => run.publisherThread !== null)
+          .map((run) => [
+            `API publisher thread, ${SCENARIO_LABEL[run.scenario]} #${run.round}`,
+            `${formatNumber(settings.rate)} req/s`,
+            formatNumber(run.publisherThread?.messages ?? 0),
+            String(round(run.cpu.elapsedS, 2)),
+            formatNumber((run.publisherThread?.messages ?? 0) / run.cpu.elapsedS),
+            '',
+            formatUs(run.publisherThread?.usPerMessage),
+            formatUs(
+              run.cpu.processes.rabbitmq?.cpuUs == null || !run.publisherThread?.messages
+                ? null
+                : run.cpu.processes.rabbitmq.cpuUs / run.publisherThread.messages,
+            ),
+            '',
+          ]),
+      ],
     },
   ];
   const totalUnexpected = runs.reduce((sum, run) => sum + run.unexpected, 0);
@@ -673,6 +749,7 @@ async function main(): Promise<number> {
       comparisons,
       runs,
       rawLoop: raw ?? null,
+      rawLoopPaced: rawPaced ?? null,
       finalHealth: finalHealth ?? null,
       warnings: Object.fromEntries(processes.map((p) => [p.name, p.warnings.slice(0, 50)])),
       processExits: exits,

@@ -18,6 +18,12 @@ export interface ConfirmPublishOptions {
   window?: number;
   /** performance.now() after which no message is published. @default none */
   deadline?: number;
+  /**
+   * Messages per second, paced: message n is published at start + n ÷ rate (a 1 ms timer between), so the
+   * client works as a publisher fed by requests does, a few messages per wake-up instead of a full
+   * window per socket write. @default none (as fast as the window allows)
+   */
+  rate?: number;
   /** Called as each message is published (e.g. to count what each queue should receive). */
   onPublish?: (index: number) => void;
 }
@@ -38,6 +44,7 @@ export async function confirmPublish(
 ): Promise<ConfirmPublishResult> {
   const window = options.window ?? 1000;
   const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
+  const rate = options.rate;
   let published = 0;
   let confirmed = 0;
   let nacked = 0;
@@ -50,6 +57,7 @@ export async function confirmPublish(
       let inflight = 0;
       let waitingForDrain = false;
       let exhausted = false;
+      let timer: NodeJS.Timeout | undefined;
       const onAbort = () => reject(interruptSignal.reason);
       const onClose = () => reject(new Error('the publishing channel closed during the run'));
       if (interruptSignal.aborted) return onAbort();
@@ -60,10 +68,22 @@ export async function confirmPublish(
           return;
         interruptSignal.removeEventListener('abort', onAbort);
         channel.off('close', onClose);
+        clearTimeout(timer);
         resolve();
       };
+      const due = () =>
+        rate === undefined
+          ? Number.POSITIVE_INFINITY
+          : Math.floor(((performance.now() - started) * rate) / 1000) + 1;
       const pump = () => {
-        while (inflight < window && !waitingForDrain && !exhausted && performance.now() < deadline) {
+        const upTo = due();
+        while (
+          inflight < window &&
+          !waitingForDrain &&
+          !exhausted &&
+          published < upTo &&
+          performance.now() < deadline
+        ) {
           const index = published;
           const message = options.message(index);
           if (message === undefined) {
@@ -93,6 +113,12 @@ export async function confirmPublish(
               pump();
             });
           }
+        }
+        if (rate !== undefined && timer === undefined && !exhausted && performance.now() < deadline) {
+          timer = setTimeout(() => {
+            timer = undefined;
+            pump();
+          }, 1);
         }
         finish();
       };

@@ -41,6 +41,8 @@ export type FromPublisherThread =
       latency: Float64Array;
       status: PublisherStatus;
     }
+  /** Sent first: the thread's OS thread id (Linux; null elsewhere), for per-thread CPU figures. */
+  | { kind: 'started'; tid: number | null }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; object: object; message: string }
   | { kind: 'damage'; segmentFirstOffset: number; position: number; damage: 'torn' | 'corrupt' }
   | { kind: 'stopped'; left: number };

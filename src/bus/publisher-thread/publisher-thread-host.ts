@@ -33,6 +33,8 @@ export interface PublisherThreadStatus {
   restarts: number;
   /** Why the thread last crashed, or null. */
   lastError: string | null;
+  /** The running thread's OS thread id (`/proc/<pid>/task/<tid>`, named `tb-publisher`); null when none runs or not on Linux. */
+  tid: number | null;
 }
 
 export interface PublisherThreadOptions {
@@ -76,6 +78,8 @@ export class PublisherThread {
   /** Counters of the threads before this one. */
   #base: PublisherCounters = zeroCounters();
   #stopped: ((left: number) => void) | undefined;
+  /** The running thread's tid, as it reported it. */
+  #tid: number | null = null;
 
   constructor(options: PublisherThreadOptions) {
     this.#options = options;
@@ -108,10 +112,11 @@ export class PublisherThread {
     const worker = startWorker('./publisher-thread', import.meta.url, {
       workerData: data,
       name: 'tb-publisher',
-      // None of the process's own flags: a preload meant for the request thread (`--import` of a probe or
-      // an APM agent) would load again in this thread, and a `.ts` one cannot load here at all (Node 20
-      // gives a thread no loader hooks), crashing the thread at every start.
-      execArgv: [],
+      // None of the process's own flags but the CPU profiler's: a preload meant for the request thread
+      // (`--import` of a probe or an APM agent) would load again in this thread, and a `.ts` one cannot
+      // load here at all (Node 20 gives a thread no loader hooks), crashing the thread at every start.
+      // `--cpu-prof` is per thread: kept, a profiled API writes this thread's profile beside its own.
+      execArgv: process.execArgv.filter((flag) => /^--cpu-prof($|-dir=|-interval=)/.test(flag)),
     });
     this.#worker = worker;
     this.#startedAt = Date.now();
@@ -144,6 +149,7 @@ export class PublisherThread {
       since: new Date(this.#since).toISOString(),
       restarts: this.#incarnation,
       lastError: this.#lastError,
+      tid: this.#state === 'running' ? this.#tid : null,
     };
   }
 
@@ -177,6 +183,7 @@ export class PublisherThread {
       await worker.terminate();
     }
     this.#worker = undefined;
+    this.#tid = null;
     this.#setState('stopped');
     this.#status = { ...this.#status, state: 'stopped', node: null };
     return this.#options.spool.stats().unconfirmed;
@@ -184,6 +191,9 @@ export class PublisherThread {
 
   #onMessage(message: FromPublisherThread): void {
     switch (message.kind) {
+      case 'started':
+        this.#tid = message.tid;
+        return;
       case 'progress':
         this.#options.spool.confirm(message.confirmedOffset);
         if (message.ledger.length > 0) this.#options.ledger?.restore(message.ledger);
@@ -212,6 +222,7 @@ export class PublisherThread {
   #onExit(worker: Worker, code: number): void {
     if (this.#worker !== worker) return;
     this.#worker = undefined;
+    this.#tid = null;
     for (const key of Object.keys(this.#base) as (keyof PublisherCounters)[])
       this.#base[key] += this.#status.counters[key];
     // What the thread had in flight is sent again by the next one.

@@ -19,6 +19,7 @@ import { SpoolTailReader } from '../spool/spool-tail-reader.ts';
 import { type PublisherLogger, SpoolPublisher } from '../spool-publisher.ts';
 import { CRASH_SWITCH, crashAfter } from './crash-switch.ts';
 import type { FromPublisherThread, PublisherThreadData, ToPublisherThread } from './messages.ts';
+import { identifyThread } from './thread-identity.ts';
 import { ThreadSpool } from './thread-spool.ts';
 
 /** Interval at which a changed status is reported even without confirms, in ms. */
@@ -29,6 +30,8 @@ if (port === null) throw new Error('publisher-thread.ts runs as a worker thread'
 const data = workerData as PublisherThreadData;
 const post = (message: FromPublisherThread, transfer: ArrayBuffer[] = []) =>
   port.postMessage(message, transfer);
+
+post({ kind: 'started', tid: identifyThread('tb-publisher') });
 
 const crash = crashAfter(process.env[CRASH_SWITCH], data.incarnation);
 const tail = new SpoolTail(data.tailBuffer);

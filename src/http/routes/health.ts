@@ -82,6 +82,12 @@ const Health = Type.Object({
             since: Type.String({ format: 'date-time' }),
             restarts: Count,
             last_error: Nullable(Type.String()),
+            tid: Nullable(
+              Type.Integer({
+                description:
+                  'Its OS thread id (/proc/<pid>/task/<tid>, named tb-publisher in top -H), for per-thread CPU; null while none runs or off Linux',
+              }),
+            ),
           }),
           Type.Null(),
         ],
@@ -285,6 +291,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
                         since: status.publisherThread.since,
                         restarts: status.publisherThread.restarts,
                         last_error: status.publisherThread.lastError,
+                        tid: status.publisherThread.tid,
                       },
               },
         events:
