@@ -1,65 +1,39 @@
 /**
- * The end-to-end benchmark: the whole system, as separate processes, driven over HTTP, with every event
- * followed from the request that emitted it to the commit of each consumer that applied it. It prints
- * issue 15's goals table ("Half the CPU per event downstream") and writes it as the results' `goals`.
- *
- *   npm run bench -- [--duration 15] [--rate 1000] [--max-connections 50] [--quick] …
- *   npx telemetry-bus bench …   (the same script; --help lists every option and its variable)
- *
- * What runs, all on 127.0.0.1 and on databases and RabbitMQ vhosts made for the run and dropped after it:
- *   API          `telemetry-bus start`, CONSUMERS=none, RATE_LIMIT_PER_MINUTE=0, its own DATA_DIR
- *   worker       `telemetry-bus worker --consumers <every consumer of this build>`
- *   bus-off API  the same `start` with TELEMETRY_ENABLED=false on a database of its own (stopped after
- *                its phases)
- *   load         in this process, the request mix of bench/support/e2e-mix.ts: the paced open-model
- *                generator for the fixed-rate phases, autocannon for the maximum ones
- *
- * The phases, in order: the raw broker ceiling (bench/support/raw-ceiling.ts, in a vhost of its own,
- * before the system starts), a warm-up of both APIs, then
- *   1. bus on, maximum (autocannon, `max-connections`), and bus off, maximum: the share of the API's
- *      capacity the bus costs;
- *   2. bus off and bus on, paced at the comparison rate: `rate` (1,000/s), or 60% of the bus-on maximum
- *      where the machine cannot sustain it end to end (as issue 15's goals allow).
- * After every bus-on phase the benchmark waits (for `settle-timeout` s at most) until the loss ledger says
- * every event is confirmed and applied by every consumer. Per phase: API latency; µs of CPU per event per
- * process (API, worker, RabbitMQ, PostgreSQL backends, load generator) and per API thread; publish latency
- * (the API's telemetry_publish_latency_seconds); event age per consumer (the worker's
- * telemetry_consumer_event_age_seconds, and from PostgreSQL: applied_events.applied_at − the event's
- * timestamp, a lower bound by the batch's apply time); events/s applied end to end (the phase's events ÷
- * the last commit of any of them − phase start, so a backlog drained after the load counts against it).
- * The bus cost per event is the bus-on total − the bus-off total at the same paced rate; the raw ceiling's
- * CPU per message is its publishing process (which also runs its bare consumers) + RabbitMQ.
- * At the end: lost and duplicated events from the ledger and the tables, over the whole run.
- *
- * Everything is bounded in time; the processes are stopped, the databases dropped and the vhosts deleted in
- * a `finally`, also on Ctrl-C (a second Ctrl-C exits at once).
+ * The end-to-end benchmark (`npm run bench`): the whole system, as separate processes, driven over HTTP,
+ * with every event followed from the request that emitted it to the commit of each consumer that applied
+ * it; prints issue 15's goals table. Its phases and how each figure is measured: bench/README.md.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { QUEUES } from '../src/bus/topology.ts';
 import { CONSUMER_NAMES } from '../src/config.ts';
 import { LedgerQuery, type LedgerWindow } from '../src/ledger/ledger-query.ts';
 import { LEDGER_CONSUMERS } from '../src/ledger/ledger-summary.ts';
-import { type BrokerInfo, brokerAlarms, Environments, purgeQueues, waitForBroker } from './support/broker.ts';
+import {
+  type BrokerInfo,
+  type BusEnvironment,
+  brokerAlarms,
+  purgeQueues,
+  waitForBroker,
+} from './support/broker.ts';
+import { type Bus, BusOnOff, exitsText } from './support/bus-on-off.ts';
 import { findRabbitmqPid } from './support/cpu.ts';
-import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
-import { createDatabase, dropDatabase } from './support/databases.ts';
+import { CPU_COLUMNS, CpuMeter, type CpuPerEvent, cpuCells, formatUs } from './support/cpu-per-event.ts';
 import { BLOCK, type MixContext, mixRequests, StatusTally } from './support/e2e-mix.ts';
-import { type Goal, judge } from './support/goals.ts';
+import { type Goal, goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
 import { PeakMemory, statusKib } from './support/memory.ts';
 import { mixMessages } from './support/mix-messages.ts';
-import { commandLine, integer, option, toggle, url } from './support/options.ts';
+import { commandLine, flag, integer, onOff, url } from './support/options.ts';
 import { findPostmasterPid } from './support/postgres-cpu.ts';
 import { type RawCeilingResult, rawCeiling } from './support/raw-ceiling.ts';
 import {
   environment,
   environmentText,
   formatDelta,
+  formatMs,
   formatNumber,
+  formatTriple,
   commandLine as invocation,
   progress,
   publishResults,
@@ -73,11 +47,9 @@ import { barChartSvg } from './support/svg-chart.ts';
 import {
   type Api,
   assertRunning,
-  type ProcessExit,
   type SystemProcess,
-  startApi,
-  startWorker,
   stopSystem,
+  type Worker,
 } from './support/system-under-test.ts';
 
 const NAME = 'e2e';
@@ -87,123 +59,72 @@ const cli = commandLine({
   summary:
     "The whole system end to end (API → spool → RabbitMQ → consumers → PostgreSQL), bus on vs off, paced and\nat the maximum, with µs of CPU per event per process; prints issue 15's goals table.",
   options: {
-    quick: toggle({
-      flag: 'quick',
-      env: 'BENCH_QUICK',
-      help: 'a smoke run: 5 s phases, 1 s warm-up, 200 models',
-    }),
-    durationS: option({
-      flag: 'duration',
-      env: 'BENCH_DURATION',
+    quick: onOff('quick', 'a smoke run: 5 s phases, 1 s warm-up, 200 models'),
+    durationS: flag('duration', (e) => (e.quick ? '5' : '15'), integer(1), 'measured seconds per phase', {
       arg: '<s>',
-      default: (earlier) => (earlier.quick === true ? '5' : '15'),
-      parse: integer(1),
-      help: 'measured seconds per phase',
     }),
-    rate: option({
-      flag: 'rate',
-      env: 'BENCH_RATE',
-      arg: '<n>',
-      default: '1000',
-      parse: integer(1),
-      help: 'paced rate of the bus on/off comparison, req/s (60% of the bus-on maximum if that is lower)',
-    }),
-    maxConnections: option({
-      flag: 'max-connections',
-      env: 'BENCH_MAX_CONNECTIONS',
-      arg: '<n>',
-      default: '50',
-      parse: integer(0),
-      help: 'autocannon connections of the maximum phases; 0 = none',
-    }),
-    warmupS: option({
-      flag: 'warmup',
-      env: 'BENCH_WARMUP',
+    rate: flag(
+      'rate',
+      '1000',
+      integer(1),
+      'paced rate of the on/off comparison, req/s (60% of the bus-on max if lower)',
+    ),
+    maxConnections: flag(
+      'max-connections',
+      '50',
+      integer(0),
+      'autocannon connections of the max phases; 0 = none',
+    ),
+    warmupS: flag('warmup', (e) => (e.quick ? '1' : '3'), integer(0), 'unmeasured seconds per API', {
       arg: '<s>',
-      default: (earlier) => (earlier.quick === true ? '1' : '3'),
-      parse: integer(0),
-      help: 'unmeasured seconds per API before the phases',
     }),
-    models: option({
-      flag: 'models',
-      env: 'BENCH_MODELS',
-      arg: '<n>',
-      default: (earlier) => (earlier.quick === true ? '200' : '500'),
-      parse: integer(20),
-      help: 'models seeded in each database',
-    }),
-    rawDurationS: option({
-      flag: 'raw-duration',
-      env: 'BENCH_RAW_DURATION',
+    models: flag('models', (e) => (e.quick ? '200' : '500'), integer(20), 'models seeded in each database'),
+    rawDurationS: flag(
+      'raw-duration',
+      (e) => String(Math.min(10, e.durationS as number)),
+      integer(1),
+      'seconds of the raw ceiling (default: the duration, 10 at most)',
+      { arg: '<s>' },
+    ),
+    settleTimeoutS: flag('settle-timeout', '180', integer(1), 'wait after a phase for every event applied', {
       arg: '<s>',
-      default: (earlier) => String(Math.min(10, earlier.durationS as number)),
-      parse: integer(1),
-      help: 'seconds of publishing of the raw ceiling (default: the duration, 10 at most)',
     }),
-    settleTimeoutS: option({
-      flag: 'settle-timeout',
-      env: 'BENCH_SETTLE_TIMEOUT',
-      arg: '<s>',
-      default: '180',
-      parse: integer(1),
-      help: 'wait after a phase for every event applied',
-    }),
-    pgServerUrl: option({
-      flag: 'pg-url',
-      env: 'BENCH_PG_URL',
-      arg: '<url>',
-      default: 'postgres://root@127.0.0.1:5432',
-      parse: url,
-      help: 'PostgreSQL server for the databases',
-    }),
+    pgServerUrl: flag('pg-url', 'postgres://root@127.0.0.1:5432', url, 'PostgreSQL server', { arg: '<url>' }),
   },
 });
 type Settings = ReturnType<typeof cli.read>;
 
 /** Issue 15's goals, named as its table names them. */
 const GOALS = {
-  busCost: {
-    name: 'bus cost per event (all processes, bus on − bus off at the same rate) ÷ raw ceiling’s CPU per message',
-    threshold: 2,
-    comparison: '<=',
-    unit: 'ratio',
-    issue: 15,
-  },
-  sustained: {
-    name: 'sustained end to end, everything on one machine, ÷ raw ceiling',
-    threshold: 0.35,
-    comparison: '>=',
-    unit: 'ratio',
-    issue: 15,
-  },
-  ageP95: {
-    name: 'event age at the slowest consumer, p95, at 1,000 events/s (or at 60% of the maximum)',
-    threshold: 50,
-    comparison: '<',
-    unit: 'ms',
-    issue: 15,
-  },
-  ageP99: {
-    name: 'event age at the slowest consumer, p99, at 1,000 events/s (or at 60% of the maximum)',
-    threshold: 100,
-    comparison: '<',
-    unit: 'ms',
-    issue: 15,
-  },
-  consumers: {
-    name: 'each consumer (bench:consumers) ÷ the bare batched insert loop',
-    threshold: 0.7,
-    comparison: '>=',
-    unit: 'ratio',
-    issue: 15,
-  },
-  lost: { name: 'lost', threshold: 0, comparison: '=', unit: 'events', issue: 15 },
-  duplicated: { name: 'duplicated', threshold: 0, comparison: '=', unit: 'events', issue: 15 },
-  unexpected: { name: 'unexpected HTTP errors', threshold: 0.1, comparison: '<', unit: '%', issue: 15 },
-} as const;
+  busCost: goal(
+    15,
+    '<=',
+    2,
+    'ratio',
+    'bus cost per event (all processes, bus on − bus off at the same rate) ÷ raw ceiling’s CPU per message',
+  ),
+  sustained: goal(15, '>=', 0.35, 'ratio', 'sustained end to end, everything on one machine, ÷ raw ceiling'),
+  ageP95: goal(
+    15,
+    '<',
+    50,
+    'ms',
+    'event age at the slowest consumer, p95, at 1,000 events/s (or at 60% of the maximum)',
+  ),
+  ageP99: goal(
+    15,
+    '<',
+    100,
+    'ms',
+    'event age at the slowest consumer, p99, at 1,000 events/s (or at 60% of the maximum)',
+  ),
+  consumers: goal(15, '>=', 0.7, 'ratio', 'each consumer (bench:consumers) ÷ the bare batched insert loop'),
+  lost: goal(15, '=', 0, 'events', 'lost'),
+  duplicated: goal(15, '=', 0, 'events', 'duplicated'),
+  unexpected: goal(15, '<', 0.1, '%', 'unexpected HTTP errors'),
+};
 
 type PhaseKind = 'max' | 'paced';
-type Bus = 'on' | 'off';
 
 interface HttpResult extends LoadResult {
   statusByKind: Record<string, Record<string, number>>;
@@ -398,11 +319,6 @@ async function tableChecks(pool: pg.Pool): Promise<TableChecks> {
 // ---------------------------------------------------------------------------------------------------
 // Main
 
-const ms = (value: number | null | undefined, digits = 2) =>
-  value === null || value === undefined || Number.isNaN(value) ? 'n/a' : formatNumber(value, digits);
-const mib = (value: number | null | undefined) =>
-  value === null || value === undefined ? 'n/a' : formatNumber(value, 0);
-
 function httpResult(load: LoadResult, tally: StatusTally): HttpResult {
   const requests = load.responses + load.errors + load.timeouts;
   const unexpected = tally.unexpected + load.errors + load.timeouts;
@@ -420,13 +336,9 @@ async function main(): Promise<number> {
   handleSignals();
   const startedAt = new Date();
   const env = environment();
-  const environments = new Environments();
-  const tag = randomBytes(4).toString('hex');
-  const databases: Record<Bus, string> = { on: `tb_bench_e2e_${tag}`, off: `tb_bench_e2e_${tag}_off` };
-  const created: string[] = [];
-  const dirs: string[] = [];
-  const processes: SystemProcess[] = [];
-  const exits: Record<string, ProcessExit> = {};
+  const system = new BusOnOff(settings.pgServerUrl, `e2e_${randomBytes(4).toString('hex')}`);
+  const { environments, processes, exits } = system;
+  const tag = system.databases.on;
   const phases: PhaseResult[] = [];
   const consumers = [...CONSUMER_NAMES] as string[];
   /** The consumers the ledger follows that run here (the dlq consumer applies only dead letters). */
@@ -443,7 +355,6 @@ async function main(): Promise<number> {
   let alarmsAfter: string[] = [];
   let stoppedEarly: string | null = null;
   let pool: pg.Pool | undefined;
-  let failure: unknown;
   let expectedEmitted = 0;
   let compareRate = settings.rate;
 
@@ -476,52 +387,11 @@ async function main(): Promise<number> {
     }
 
     // 2. The system.
-    const busEnv = await environments.create();
-    const workerDir = mkdtempSync(path.join(os.tmpdir(), 'tb-bench-e2e-worker-'));
-    const offDir = mkdtempSync(path.join(os.tmpdir(), 'tb-bench-e2e-off-'));
-    dirs.push(workerDir, offDir);
-    for (const name of [databases.on, databases.off]) {
-      await createDatabase(settings.pgServerUrl, name);
-      created.push(name);
-    }
-    progress(`databases ${databases.on}, ${databases.off}; vhost ${busEnv.vhost.vhost}`);
-    const on: Target = {
-      api: await startApi(
-        {
-          label: 'api',
-          databaseUrl: `${settings.pgServerUrl}/${databases.on}`,
-          env: { ...busEnv.env, TELEMETRY_ENABLED: 'true' },
-        },
-        processes,
-      ),
-      database: databases.on,
-      otherRequests: 1,
-    };
-    const worker = await startWorker(
-      {
-        label: 'worker',
-        databaseUrl: on.api.databaseUrl,
-        rabbitmqUrl: busEnv.env.RABBITMQ_URL,
-        consumers,
-        env: { DATA_DIR: workerDir },
-      },
-      processes,
-    );
-    const off: Target = {
-      api: await startApi(
-        {
-          label: 'api-bus-off',
-          databaseUrl: `${settings.pgServerUrl}/${databases.off}`,
-          env: { RABBITMQ_URL: busEnv.env.RABBITMQ_URL, DATA_DIR: offDir, TELEMETRY_ENABLED: 'false' },
-        },
-        processes,
-      ),
-      database: databases.off,
-      otherRequests: 0,
-    };
-    progress(
-      `API pid ${on.api.pid} at ${on.api.url}, worker pid ${worker.pid}, bus-off API pid ${off.api.pid}`,
-    );
+    const system_ = await system.start(consumers);
+    const busEnv = system.busEnv as BusEnvironment;
+    const worker = system_.worker as Worker;
+    const on: Target = { api: system_.on, database: system.databases.on, otherRequests: 1 };
+    const off: Target = { api: system_.off, database: system.databases.off, otherRequests: 0 };
 
     pool = new pg.Pool({ connectionString: on.api.databaseUrl, max: 2 });
     pool.on('error', () => {});
@@ -602,7 +472,7 @@ async function main(): Promise<number> {
       const cpu = meter.stop(load.responses);
       const http = httpResult(load, mix.tally);
       progress(
-        `  ${formatNumber(http.requestsPerSec)} req/s, API p50 ${ms(http.latencyMs.p50)} p99 ${ms(http.latencyMs.p99)} ms, ${formatUs(cpu.totalUsPerEvent)} µs CPU/event, unexpected ${http.unexpectedStatus + http.errors + http.timeouts}`,
+        `  ${formatNumber(http.requestsPerSec)} req/s, API p50 ${formatMs(http.latencyMs.p50)} p99 ${formatMs(http.latencyMs.p99)} ms, ${formatUs(cpu.totalUsPerEvent)} µs CPU/event, unexpected ${http.unexpectedStatus + http.errors + http.timeouts}`,
       );
       if (bus === 'off') {
         return {
@@ -661,7 +531,7 @@ async function main(): Promise<number> {
         },
       };
       progress(
-        `  ${formatNumber(latency.events)} events, e2e ${formatNumber(phase.e2e?.e2eEventsPerSec ?? 0)} events/s, p95 ${ms(latency.e2e.p95)} ms, drained ${phase.e2e?.drainedAfterLoadS} s after the load${settled.settled ? '' : ' — NOT SETTLED'}`,
+        `  ${formatNumber(latency.events)} events, e2e ${formatNumber(phase.e2e?.e2eEventsPerSec ?? 0)} events/s, p95 ${formatMs(latency.e2e.p95)} ms, drained ${phase.e2e?.drainedAfterLoadS} s after the load${settled.settled ? '' : ' — NOT SETTLED'}`,
       );
       if (!hasMetrics) await purgeQueues(busEnv.env.RABBITMQ_URL, [QUEUES.metrics]);
       if (!settled.settled) {
@@ -702,23 +572,10 @@ async function main(): Promise<number> {
     apiHwmMiB = round((statusKib(on.api.pid, 'VmHWM') ?? Number.NaN) / 1024, 1);
     workerHwmMiB = round((statusKib(worker.pid, 'VmHWM') ?? Number.NaN) / 1024, 1);
     alarmsAfter = await brokerAlarms();
-  } catch (error) {
-    failure = error;
   } finally {
-    await stopSystem(processes, exits);
     await pool?.end().catch(() => {});
-    for (const name of created) {
-      try {
-        await dropDatabase(settings.pgServerUrl, name);
-      } catch (error) {
-        process.stderr.write(`[bench] could not drop database ${name}: ${String(error)}\n`);
-      }
-    }
-    if (created.length > 0) progress(`dropped databases ${created.join(', ')}`);
-    await environments.removeAll();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    await system.close();
   }
-  if (failure !== undefined) throw failure;
 
   // ---------------------------------------------------------------------------------------------------
   // Loss, duplicates, goals
@@ -834,7 +691,6 @@ async function main(): Promise<number> {
   // ---------------------------------------------------------------------------------------------------
   // Tables, chart, files
 
-  const usOf = (phase: PhaseResult, name: string) => formatUs(phase.cpu.processes[name]?.usPerEvent);
   const sections: Section[] = [
     {
       title:
@@ -856,18 +712,14 @@ async function main(): Promise<number> {
       rows: phases.map((p) => [
         p.name,
         formatNumber(p.http.requestsPerSec),
-        ms(p.http.latencyMs.p50),
-        ms(p.http.latencyMs.p95),
-        ms(p.http.latencyMs.p99),
-        p.service?.publishLatencyMs
-          ? `${ms(p.service.publishLatencyMs.p50)}/${ms(p.service.publishLatencyMs.p95)}/${ms(p.service.publishLatencyMs.p99)}`
-          : p.bus === 'on'
-            ? 'n/a'
-            : '',
+        formatMs(p.http.latencyMs.p50),
+        formatMs(p.http.latencyMs.p95),
+        formatMs(p.http.latencyMs.p99),
+        p.bus === 'on' ? formatTriple(p.service?.publishLatencyMs) : '',
         p.e2e === null ? '(bus off)' : formatNumber(p.e2e.e2eEventsPerSec),
-        ms(p.e2e?.e2eLatencyMs.p50),
-        ms(p.e2e?.e2eLatencyMs.p95),
-        ms(p.e2e?.e2eLatencyMs.p99),
+        formatMs(p.e2e?.e2eLatencyMs.p50),
+        formatMs(p.e2e?.e2eLatencyMs.p95),
+        formatMs(p.e2e?.e2eLatencyMs.p99),
         p.e2e === null ? '' : `${p.e2e.drainedAfterLoadS} s`,
         `${p.http.unexpectedStatus + p.http.errors + p.http.timeouts} (${formatNumber(100 * p.http.unexpectedShare, 3)}%)`,
       ]),
@@ -887,8 +739,8 @@ async function main(): Promise<number> {
         ],
         [
           `API p50 / p99 at ${formatNumber(compareRate)}/s paced, ms`,
-          `${ms(pacedOn?.http.latencyMs.p50)} / ${ms(pacedOn?.http.latencyMs.p99)}`,
-          `${ms(pacedOff?.http.latencyMs.p50)} / ${ms(pacedOff?.http.latencyMs.p99)}`,
+          `${formatMs(pacedOn?.http.latencyMs.p50)} / ${formatMs(pacedOn?.http.latencyMs.p99)}`,
+          `${formatMs(pacedOff?.http.latencyMs.p50)} / ${formatMs(pacedOff?.http.latencyMs.p99)}`,
           pacedOn === undefined || pacedOff === undefined
             ? 'n/a'
             : `${formatDelta(pacedOn.http.latencyMs.p50 - pacedOff.http.latencyMs.p50)} / ${formatDelta(pacedOn.http.latencyMs.p99 - pacedOff.http.latencyMs.p99)}`,
@@ -912,39 +764,13 @@ async function main(): Promise<number> {
     },
     {
       title: 'µs of CPU per event, per process (PostgreSQL: backends of the phase’s database)',
-      columns: [
-        'phase',
-        'API',
-        'API request thread',
-        'API other threads',
-        'worker',
-        'RabbitMQ',
-        'PostgreSQL',
-        'load generator',
-        'total',
-        'machine busy',
-        'API RSS MiB',
-        'worker RSS MiB',
-      ],
-      rows: phases.map((p) => {
-        const threads = p.cpu.threads.api ?? [];
-        return [
-          p.name,
-          usOf(p, 'api'),
-          formatUs(threads.find((t) => t.role === 'main')?.usPerEvent),
-          formatUs(
-            threads.filter((t) => t.role === 'helper').reduce((sum, t) => sum + (t.usPerEvent ?? 0), 0),
-          ),
-          p.bus === 'on' ? usOf(p, 'worker') : '',
-          usOf(p, 'rabbitmq'),
-          usOf(p, 'postgres'),
-          usOf(p, 'load generator'),
-          formatUs(p.cpu.totalUsPerEvent),
-          p.cpu.machineBusy === null ? 'n/a' : `${Math.round(p.cpu.machineBusy * 100)}%`,
-          mib(p.peakRssMiB.api),
-          mib(p.peakRssMiB.worker),
-        ];
-      }),
+      columns: ['phase', ...CPU_COLUMNS, 'API RSS MiB', 'worker RSS MiB'],
+      rows: phases.map((p) => [
+        p.name,
+        ...cpuCells(p.cpu),
+        formatMs(p.peakRssMiB.api, 0),
+        formatMs(p.peakRssMiB.worker, 0),
+      ]),
     },
     {
       title:
@@ -972,8 +798,8 @@ async function main(): Promise<number> {
             p.name,
             consumer,
             formatNumber(h?.count ?? c?.events ?? 0),
-            h === undefined ? 'n/a' : `${ms(h.p50)}/${ms(h.p95)}/${ms(h.p99)}`,
-            c === undefined ? 'n/a' : `${ms(c.p50)}/${ms(c.p95)}/${ms(c.p99)}`,
+            formatTriple(h),
+            formatTriple(c),
             c === undefined ? 'n/a' : formatNumber(c.appliedPerSecDuringLoad),
           ];
         });
@@ -1046,13 +872,8 @@ async function main(): Promise<number> {
     environmentText(env, broker === undefined ? '' : `, RabbitMQ ${broker.version}`),
   ];
   const checks = [
-    `process exits: ${Object.entries(exits)
-      .map(
-        ([name, exit]) =>
-          `${name} code ${exit.code} after ${exit.stopMs} ms${exit.clean ? '' : ' (NOT CLEAN)'}`,
-      )
-      .join(', ')}`,
-    `peak RSS over the process lifetime (VmHWM): API ${ms(apiHwmMiB, 1)} MiB, worker ${ms(workerHwmMiB, 1)} MiB`,
+    `process exits: ${exitsText(exits)}`,
+    `peak RSS over the process lifetime (VmHWM): API ${formatMs(apiHwmMiB, 1)} MiB, worker ${formatMs(workerHwmMiB, 1)} MiB`,
     `warnings logged: ${processes.map((p) => `${p.name} ${p.warnings.length}`).join(', ')}`,
     `GET /telemetry/ledger at the end: HTTP ${(httpLedger as { status?: number } | undefined)?.status ?? 'n/a'}`,
     `broker alarms after the run: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
