@@ -127,6 +127,12 @@ export interface Config {
    * @default 30
    */
   appliedEventsRetentionDays: number;
+  /**
+   * Days the audit trail keeps each client error of a request without a valid key as a record; after
+   * that, only its count per day, status and error code. 0 keeps them for ever.
+   * @default 30
+   */
+  auditKeylessRetentionDays: number;
 }
 
 /** The leader locators of RabbitMQ 3.10 quorum queues. */
@@ -572,6 +578,14 @@ export const CONFIG_VARIABLES = {
     description:
       'Days the consumers keep a de-duplication record unused (a producer stream in `consumer_stream_marks`, an event id in `consumer_applied_events`), to refuse a second copy; one whose producer or event has a dead letter in the archive stays until that is replayed or deleted.',
     parse: integer(1, 3650),
+  },
+  AUDIT_KEYLESS_RETENTION_DAYS: {
+    key: 'auditKeylessRetentionDays',
+    default: '30',
+    form: 'an integer number of days, 0–3650',
+    description:
+      'Days the audit trail keeps each client error (4xx) of a request without a valid key as a record; then only its count per day, status and error code (`GET /audit/keyless`). 0 keeps them as records for ever. Model events, filters, authenticated errors and 5xx are kept for ever.',
+    parse: integer(0, 3650),
   },
 } satisfies { [name: string]: VariableSpec<keyof Config> };
 

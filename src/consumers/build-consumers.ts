@@ -25,13 +25,16 @@ export interface BuiltConsumers {
  */
 export function buildConsumers(
   names: readonly ConsumerName[],
-  config: Pick<Config, 'dataDir' | 'errorLogMaxBytes' | 'errorLogMaxFiles'>,
+  config: Pick<Config, 'dataDir' | 'errorLogMaxBytes' | 'errorLogMaxFiles' | 'auditKeylessRetentionDays'>,
   logger: Logger,
   topology: Topology = buildTopology(),
 ): BuiltConsumers {
   const closers: Array<() => void> = [];
   const factories: Record<ConsumerName, () => Consumer | Consumer[]> = {
-    audit: () => consumedQueues(topology, QUEUES.audit).map((queue) => auditConsumer({ queue })),
+    audit: () =>
+      consumedQueues(topology, QUEUES.audit).map((queue) =>
+        auditConsumer({ queue, keylessRetentionDays: config.auditKeylessRetentionDays }),
+      ),
     analytics: () => analyticsConsumer(),
     metrics: () => metricsConsumer(),
     dlq: () => dlqConsumer(logger.child({ component: 'dead-letters' })),

@@ -27,6 +27,7 @@ export const API_ROUTES: ReadonlySet<string> = new Set([
   '/analytics/models/:model_id',
   '/analytics/models/popular',
   '/audit',
+  '/audit/keyless',
   '/dashboard',
   '/dashboard/assets/dashboard.css',
   '/dashboard/assets/dashboard.js',

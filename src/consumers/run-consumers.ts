@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import type { Config, ConsumerName } from '../config.ts';
 import { AppliedEventsPruner } from './applied-events-pruner.ts';
+import { KeylessPruner } from './audit/keyless-pruner.ts';
 import { buildConsumers } from './build-consumers.ts';
 import { ConsumerRuntime } from './consumer-runtime.ts';
 import { MetricsCompactor } from './metrics/metrics-compactor.ts';
@@ -16,6 +17,8 @@ export interface RunningConsumers {
   pruner: MetricsPruner | undefined;
   /** Prunes `consumer_applied_events` on a timer; present when a consumer that records there runs here. */
   appliedPruner: AppliedEventsPruner | undefined;
+  /** Turns the audit trail's keyless client errors past their retention into counts; present when the audit consumer runs here. */
+  keylessPruner: KeylessPruner | undefined;
   /** Adds closed minutes into the hour and day rollups on a timer; present when the metrics consumer runs here. */
   compactor: MetricsCompactor | undefined;
   /** Stops taking deliveries, finishes the batches in hand within `timeoutMs`, closes. */
@@ -57,7 +60,15 @@ export async function runConsumers(
       })
     : undefined;
   pruner?.start();
-  // The audit trail de-duplicates in its own (append-only, never pruned) table.
+  // Several audit workers (AUDIT_PARTITIONS) prune in turn: the keyless chain's head is locked meanwhile.
+  const keylessPruner = names.includes('audit')
+    ? new KeylessPruner(pool, {
+        retentionDays: config.auditKeylessRetentionDays,
+        logger: logger.child({ component: 'audit-keyless-pruner' }),
+      })
+    : undefined;
+  keylessPruner?.start();
+  // The audit trail de-duplicates in its own table.
   const appliedPruner = names.some((name) => name !== 'audit')
     ? new AppliedEventsPruner(pool, {
         retentionDays: config.appliedEventsRetentionDays,
@@ -74,10 +85,12 @@ export async function runConsumers(
     runtime,
     pruner,
     appliedPruner,
+    keylessPruner,
     compactor,
     async stop(timeoutMs) {
       await pruner?.stop();
       await appliedPruner?.stop();
+      await keylessPruner?.stop();
       await compactor?.stop();
       await runtime.stop(timeoutMs);
       built.close();

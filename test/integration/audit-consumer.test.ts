@@ -98,10 +98,10 @@ async function tamper(sql: string, values: unknown[] = []): Promise<void> {
   }
 }
 
-/** A whole row, to put back after a tampering test (chain_key is generated: it is left out). */
+/** A whole row, to put back after a tampering test. */
 async function snapshotRow(id: number): Promise<Record<string, unknown>> {
   const { rows } = await pool.query(
-    `SELECT id, event_id, event_type, model_id, chain_position, correlation_id, user_id, sequence,
+    `SELECT id, event_id, event_type, model_id, chain_key, chain_position, correlation_id, user_id, sequence,
             occurred_at, recorded_at, envelope, prev_hash, hash FROM audit_records WHERE id = $1`,
     [id],
   );

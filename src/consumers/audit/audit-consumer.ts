@@ -21,6 +21,8 @@
  * (`prepareAhead`), or else while the statement that locks the heads runs.
  * Records of one model are appended in the order their events were consumed: the queue's order, which is
  * the order they were published in (see docs/guides/ordering.md).
+ * Keyless client errors go to a chain of their own, which is pruned after a retention (see
+ * ./keyless-errors.ts); one older than that retention is not appended (it may have been pruned already).
  */
 import type pg from 'pg';
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
@@ -34,6 +36,7 @@ import {
   type OpenDocument,
   openDocument,
 } from './audit-hash.ts';
+import { isKeylessClientError, KEYLESS_CHAIN_KEY, keylessRecordedSince } from './keyless-errors.ts';
 import { RecordBatchWriter } from './record-batch-writer.ts';
 
 /** The fields of a record that come from its event alone. */
@@ -82,12 +85,17 @@ interface RecordKey {
   envelope: Record<string, unknown>;
 }
 
+/** The chain of an event's record: its model's, '~global', or '~keyless' for a keyless client error. */
+function chainOf(event: TelemetryEvent): string {
+  return isKeylessClientError(event) ? KEYLESS_CHAIN_KEY : chainKeyOf(modelIdOf(event));
+}
+
 function recordKey(delivery: Delivery): RecordKey {
   const event = delivery.event;
   if (event === undefined) throw new TypeError('the audit consumer needs validated events');
   const envelope = storableEnvelope(delivery, event);
   const stored = envelope as unknown as TelemetryEvent;
-  return { eventId: stored.event_id, chainKey: chainKeyOf(modelIdOf(stored)), envelope };
+  return { eventId: stored.event_id, chainKey: chainOf(stored), envelope };
 }
 
 /** The columns a record takes from its (stored) event. */
@@ -110,12 +118,31 @@ function eventFields(envelope: Record<string, unknown>): EventFields {
 interface PreparedRecord {
   eventId: string;
   chainKey: string;
+  /** When its event occurred, in ms since the epoch: for the keyless chain's retention (0 in other chains). */
+  occurredMs: number;
   /** The canonical document but for chain_position and recorded_at: hashed, and inserted as it is. */
   open: OpenDocument;
 }
 
 function preparedRecord(key: RecordKey): PreparedRecord {
-  return { eventId: key.eventId, chainKey: key.chainKey, open: openDocument(eventFields(key.envelope)) };
+  // Only the keyless chain's retention needs it.
+  const occurredMs =
+    key.chainKey === KEYLESS_CHAIN_KEY
+      ? Date.parse((key.envelope as unknown as TelemetryEvent).timestamp)
+      : 0;
+  return {
+    eventId: key.eventId,
+    chainKey: key.chainKey,
+    occurredMs,
+    open: openDocument(eventFields(key.envelope)),
+  };
+}
+
+/** A keyless client error that occurred before `keylessSince`: not appended (see ./keyless-errors.ts). */
+function tooOld(record: PreparedRecord, keylessSince: number | undefined): boolean {
+  return (
+    keylessSince !== undefined && record.chainKey === KEYLESS_CHAIN_KEY && record.occurredMs < keylessSince
+  );
 }
 
 interface ChainState {
@@ -180,12 +207,12 @@ async function lockHeads(
  * objects are the records' canonical documents (the bytes their hash covers) with `n`, `prev_hash` and
  * `hash` added, sent as binary jsonb (./record-batch-writer.ts): node serialises nothing twice.
  */
-const RECORDS_INSERT = `INSERT INTO audit_records (event_id, event_type, model_id, chain_position, correlation_id,
-                             user_id, sequence, occurred_at, recorded_at, envelope, prev_hash, hash)
-  SELECT event_id, event_type, model_id, chain_position, correlation_id, user_id,
+const RECORDS_INSERT = `INSERT INTO audit_records (event_id, event_type, model_id, chain_key, chain_position,
+                             correlation_id, user_id, sequence, occurred_at, recorded_at, envelope, prev_hash, hash)
+  SELECT event_id, event_type, model_id, chain_key, chain_position, correlation_id, user_id,
          sequence, occurred_at, recorded_at, envelope, decode(prev_hash, 'hex'), decode(hash, 'hex')
     FROM jsonb_to_recordset($1::jsonb) AS r(
-           n integer, event_id uuid, event_type text, model_id text, chain_position bigint,
+           n integer, chain_key text, event_id uuid, event_type text, model_id text, chain_position bigint,
            correlation_id text, user_id text, sequence bigint, occurred_at timestamptz,
            recorded_at timestamptz, envelope jsonb, prev_hash text, hash text)
    ORDER BY n`;
@@ -199,8 +226,8 @@ const INSERT_RECORDS = `
    WHERE h.chain_key = l.chain_key`;
 
 /**
- * Chains the records onto the heads (in batch order, skipping `recorded` events and second copies) and
- * inserts them; returns the deliveries inserted.
+ * Chains the records onto the heads (in batch order, skipping `recorded` events, second copies and keyless
+ * client errors older than `keylessSince`) and inserts them; returns the deliveries inserted.
  */
 async function insertRecords(
   client: pg.PoolClient,
@@ -209,16 +236,17 @@ async function insertRecords(
   heads: Map<string, ChainState>,
   recordedAt: string,
   seen: Set<string>,
+  keylessSince: number | undefined,
 ): Promise<Delivery[]> {
   const appended: Delivery[] = [];
   const batch = new RecordBatchWriter(recordedAt);
   for (let index = 0; index < records.length; index++) {
     const record = records[index] as PreparedRecord;
-    if (seen.has(record.eventId)) continue;
+    if (seen.has(record.eventId) || tooOld(record, keylessSince)) continue;
     seen.add(record.eventId);
     const head = heads.get(record.chainKey) as ChainState;
     const position = head.position + 1;
-    head.hash = batch.add(index, record.open, position, head.hash);
+    head.hash = batch.add(index, record.chainKey, record.open, position, head.hash);
     head.position = position;
     appended.push(deliveries[index] as Delivery);
   }
@@ -244,6 +272,8 @@ export async function appendAuditRecords(
   knownChains: Set<string> = new Set(),
   /** Receives the heads of the chains appended to, as this transaction leaves them. */
   headsAfter?: Map<string, ChainState>,
+  /** Keyless client errors that occurred before this (ms since the epoch) are left out (./keyless-errors.ts). */
+  keylessSince?: number,
 ): Promise<Delivery[]> {
   if (deliveries.length === 0) return [];
   const keys = deliveries.map(recordKey);
@@ -259,7 +289,15 @@ export async function appendAuditRecords(
   // The documents are written while PostgreSQL locks the heads (node would wait for it otherwise).
   const records = keys.map(preparedRecord);
   const { heads, now, recorded } = await locking;
-  const appended = await insertRecords(client, deliveries, records, heads, canonicalTimestamp(now), recorded);
+  const appended = await insertRecords(
+    client,
+    deliveries,
+    records,
+    heads,
+    canonicalTimestamp(now),
+    recorded,
+    keylessSince,
+  );
   if (headsAfter !== undefined) for (const [key, head] of heads) headsAfter.set(key, head);
   return appended;
 }
@@ -290,8 +328,17 @@ const HEADS_CACHE_LIMIT = 100_000;
 export interface AuditConsumerOptions {
   /** The queue consumed: a partition (`audit.trail.p2`) when `audit.trail` is partitioned. @default 'audit.trail' */
   queue?: string;
-  /** The clock of `recorded_at` on the fast path, in ms since the epoch. @default Date.now */
+  /**
+   * The clock of `recorded_at` on the fast path, and of the keyless chain's retention, in ms since the
+   * epoch. @default Date.now
+   */
   now?: () => number;
+  /**
+   * Days a keyless client error is kept as a record (AUDIT_KEYLESS_RETENTION_DAYS): one that occurred
+   * longer ago is not appended, since it may have been pruned already. 0: kept for ever, none refused.
+   * @default 0
+   */
+  keylessRetentionDays?: number;
 }
 
 /**
@@ -310,6 +357,7 @@ export interface AuditConsumerOptions {
  */
 export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
   const now = options.now ?? Date.now;
+  const keylessRetentionDays = options.keylessRetentionDays ?? 0;
   // Chains whose head this consumer has seen: their creating INSERT is left out.
   const knownChains = new Set<string>();
   /** Each chain's head as this consumer's last commit left it (insertion order: oldest first). */
@@ -333,8 +381,11 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
     },
     writes(deliveries) {
       const keys = deliveries.map(recordOf);
-      for (const key of keys) if (!heads.has(key.chainKey)) return undefined;
-      const recordedAt = canonicalTimestamp(new Date(now()));
+      const nowMs = now();
+      const keylessSince = keylessRecordedSince(keylessRetentionDays, nowMs);
+      // A keyless error too old to append: the locking path leaves it out.
+      for (const key of keys) if (!heads.has(key.chainKey) || tooOld(key, keylessSince)) return undefined;
+      const recordedAt = canonicalTimestamp(new Date(nowMs));
       const batch = new RecordBatchWriter(recordedAt);
       const moved = new Map<string, { before: ChainState; after: ChainState }>();
       const seen = new Set<string>();
@@ -345,7 +396,7 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
         const entry = moved.get(key.chainKey);
         const head = entry?.after ?? (heads.get(key.chainKey) as ChainState);
         const position = head.position + 1;
-        const hash = batch.add(index, key.open, position, head.hash);
+        const hash = batch.add(index, key.chainKey, key.open, position, head.hash);
         moved.set(key.chainKey, { before: entry?.before ?? head, after: { position, hash } });
       }
       pending = new Map([...moved].map(([chain, { after }]) => [chain, after]));
@@ -371,7 +422,8 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
     },
     apply(deliveries, client) {
       pending = new Map();
-      return appendAuditRecords(deliveries, client, knownChains, pending);
+      const keylessSince = keylessRecordedSince(keylessRetentionDays, now());
+      return appendAuditRecords(deliveries, client, knownChains, pending, keylessSince);
     },
     afterCommit() {
       for (const [chain, head] of pending) {

@@ -9,8 +9,10 @@
  * - `prev_hash`: the 32-byte `hash` of the previous record of the same chain; 32 zero bytes
  *   ({@link GENESIS_HASH}) for the first record of a chain.
  * - A chain is one model's records (`chain_key` = `model_id`); records without a model_id (filters, some
- *   errors, `dlq.replayed`) share the chain {@link GLOBAL_CHAIN_KEY}. Records are numbered 1, 2, 3, … in their chain
- *   (`chain_position`).
+ *   errors, `dlq.replayed`) share the chain {@link GLOBAL_CHAIN_KEY}, and client errors of requests
+ *   without a valid key, whatever model they name, the chain `~keyless` (./keyless-errors.ts), whose
+ *   oldest records are pruned after a retention. Records are numbered 1, 2, 3, … in their chain
+ *   (`chain_position`); a pruned chain starts where its head says (`first_position`, `first_prev_hash`).
  * - `document`: a JSON object with exactly these members, taken from the stored columns:
  *   `chain_position` (number), `event_id`, `event_type`, `model_id` (string or null), `correlation_id`,
  *   `user_id` (string or null), `sequence` (number or null), `occurred_at`, `recorded_at` (strings, see
@@ -23,7 +25,8 @@
  *   RFC 8785 (JCS). Members whose value is `undefined` are left out, as `JSON.stringify` does, so the
  *   canonical form of a value and of its JSON round trip (through `jsonb`) are the same.
  *
- * `chain_key` is not hashed: it is a generated column, always `COALESCE(model_id, '~global')`.
+ * `chain_key` is not hashed: the consumer writes it, and a record moved to another chain breaks both
+ * chains' positions and hashes.
  */
 import { createHash } from 'node:crypto';
 

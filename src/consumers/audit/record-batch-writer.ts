@@ -3,9 +3,10 @@
  * canonical document is encoded to UTF-8 once: the bytes hashed are the bytes inserted.
  *
  * The buffer is jsonb's binary input (a version byte, 1, then JSON text): an array of the records'
- * canonical documents, each with `n` (its index in the batch), `prev_hash` and `hash` (hex) in front:
+ * canonical documents, each with `n` (its index in the batch), `chain_key` (not hashed), `prev_hash` and
+ * `hash` (hex) in front:
  *
- *     {"n":0,"prev_hash":"…","hash":"…","chain_position":1,"correlation_id":…}
+ *     {"n":0,"chain_key":"…","prev_hash":"…","hash":"…","chain_position":1,"correlation_id":…}
  *
  * Each record is written where it goes, its document behind a gap as long as that prefix: the previous
  * hash is copied into the gap's last 32 bytes, right before the document's opening brace, SHA-256 runs
@@ -18,9 +19,14 @@ import { documentPieces, type OpenDocument } from './audit-hash.ts';
 /** jsonb's binary format version. */
 const JSONB_VERSION = 1;
 
-/** The prefix of record `n`: `{"n":…,"prev_hash":"…","hash":"…",` (64 hex digits each). */
-function prefixLength(n: number): number {
-  return `{"n":${n},"prev_hash":"","hash":"",`.length + 128;
+/** The prefix of record `n` up to its hashes: `{"n":…,"chain_key":"…",`. */
+function prefixHead(n: number, chainKey: string): string {
+  return `{"n":${n},"chain_key":${JSON.stringify(chainKey)},`;
+}
+
+/** The length in bytes of a prefix whose head is `head`: `…"prev_hash":"…","hash":"…",` (64 hex digits each). */
+function prefixLength(head: string): number {
+  return Buffer.byteLength(head) + `"prev_hash":"","hash":"",`.length + 128;
 }
 
 export class RecordBatchWriter {
@@ -36,11 +42,12 @@ export class RecordBatchWriter {
     this.#length = 2;
   }
 
-  /** Appends record `n` (its document completed with `chainPosition`); returns its hash. */
-  add(n: number, open: OpenDocument, chainPosition: number, prevHash: Buffer): Buffer {
+  /** Appends record `n` of chain `chainKey` (its document completed with `chainPosition`); returns its hash. */
+  add(n: number, chainKey: string, open: OpenDocument, chainPosition: number, prevHash: Buffer): Buffer {
     const pieces = documentPieces(open, chainPosition, this.#recordedAt);
     if (prevHash.length !== 32) throw new RangeError('prev_hash must be 32 bytes');
-    const gap = prefixLength(n);
+    const head = prefixHead(n, chainKey);
+    const gap = prefixLength(head);
     // UTF-8 takes at most 3 bytes per UTF-16 code unit.
     let documentLength = 0;
     for (const piece of pieces) documentLength += piece.length;
@@ -59,9 +66,9 @@ export class RecordBatchWriter {
       'buffer',
     ) as unknown as Buffer;
     buffer.write(
-      `{"n":${n},"prev_hash":"${prevHash.toString('hex')}","hash":"${hash.toString('hex')}",`,
+      `${head}"prev_hash":"${prevHash.toString('hex')}","hash":"${hash.toString('hex')}",`,
       start,
-      'latin1',
+      'utf8',
     );
     this.#length = end;
     return hash;

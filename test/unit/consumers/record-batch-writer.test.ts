@@ -29,7 +29,7 @@ function open(index: number, envelope: Record<string, unknown>) {
 }
 
 describe('RecordBatchWriter', () => {
-  test('writes jsonb binary input: each record the canonical document with n, prev_hash and hash', () => {
+  test('writes jsonb binary input: each record the canonical document with n, chain_key, prev_hash and hash', () => {
     const envelopes: Array<Record<string, unknown>> = [
       exampleEvent('model.updated') as unknown as Record<string, unknown>,
       { é: 'ünïcødé ✓ 𝄞', '\u2028': 'x\u0001', nested: [{ b: 1, a: [null, true] }] },
@@ -41,9 +41,17 @@ describe('RecordBatchWriter', () => {
     for (let n = 0; n < 9; n++) {
       const document = open(n, envelopes[n % envelopes.length] as Record<string, unknown>);
       const text = documentText(document, n + 1, RECORDED_AT);
-      const hash = writer.add(n, document, n + 1, prev);
+      // Chain keys of every kind: a model id, the shared chains, and one with characters to escape.
+      const chainKey = ['openai/gpt-4', '~global', '~keyless', 'é"\\'][n % 4] as string;
+      const hash = writer.add(n, chainKey, document, n + 1, prev);
       assert.deepEqual(hash, documentHash(prev, text));
-      expected.push({ n, prev_hash: prev.toString('hex'), hash: hash.toString('hex'), ...JSON.parse(text) });
+      expected.push({
+        n,
+        chain_key: chainKey,
+        prev_hash: prev.toString('hex'),
+        hash: hash.toString('hex'),
+        ...JSON.parse(text),
+      });
       prev = hash;
     }
     const bytes = writer.finish();
@@ -54,7 +62,7 @@ describe('RecordBatchWriter', () => {
   test('an empty batch is an empty array; a bad position or previous hash is refused', () => {
     const writer = new RecordBatchWriter(RECORDED_AT);
     assert.equal(writer.finish().subarray(1).toString(), '[]');
-    assert.throws(() => writer.add(0, open(0, {}), 1.5, GENESIS_HASH), RangeError);
-    assert.throws(() => writer.add(0, open(0, {}), 1, Buffer.alloc(31)), RangeError);
+    assert.throws(() => writer.add(0, '~global', open(0, {}), 1.5, GENESIS_HASH), RangeError);
+    assert.throws(() => writer.add(0, '~global', open(0, {}), 1, Buffer.alloc(31)), RangeError);
   });
 });
