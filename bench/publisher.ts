@@ -17,6 +17,12 @@
  *   ours  the records are appended to a Spool first, with no publisher; then a SpoolPublisher (same window)
  *         is started and timed until the spool has nothing unconfirmed: from its connection (after its
  *         topology declare, as the raw loop's clock starts after its own), and from start() as well.
+ *   raw prebuilt  the same loop through amqplib's lower level with the messages' pre-built fields
+ *         (src/bus/confirm-send.ts, the way the service publishes): the encoder's choice, in numbers.
+ *   thread  the records appended to a spool, then an EventBus opened on it: its publisher thread (the
+ *         API's way) sends them; its CPU is read from its own /proc/self/task/<tid> (the tid it reports).
+ * Per run, the CPU of the publishing thread per message (this process's main thread for raw and ours)
+ * gives issue 14's "publisher thread CPU per message ÷ raw amqplib loop" (thread ÷ raw, medians).
  * and once more:
  *   ours+emit  an EventBus publishes while events are emitted into it, in the same event loop, at
  *         `concurrent-rate` per second (default: 1.5 × the raw median, more than the broker takes, so the
@@ -56,6 +62,7 @@ import {
   formatCores,
   othersCores,
 } from './support/cpu.ts';
+import { threadTicks } from './support/cpu-per-event.ts';
 import {
   buildEmitCalls,
   DEFAULT_MIX,
@@ -132,7 +139,7 @@ function readSettings(): Settings {
 // ---------------------------------------------------------------------------------------------------
 // Runs
 
-type Kind = 'raw' | 'ours' | 'ours+emit';
+type Kind = 'raw' | 'raw prebuilt' | 'ours' | 'thread' | 'ours+emit';
 
 interface RunResult {
   kind: Kind;
@@ -160,7 +167,21 @@ interface RunResult {
   /** Depth of metrics.updates (every event is routed there) after the run; must equal `confirmed`. */
   metricsQueueDepth: number | null;
   cpu: CpuUse;
+  /**
+   * CPU of the thread that published, in µs: this process's main thread (raw, ours), the publisher
+   * thread (thread, by the tid it reports); null where /proc could not be read.
+   */
+  publishingThreadUs: number | null;
 }
+
+/** utime + stime of one of this process's threads, in µs; undefined where /proc cannot be read. */
+function threadUs(tid: number): number | undefined {
+  const thread = threadTicks(process.pid).find((entry) => entry.tid === tid);
+  return thread === undefined ? undefined : (thread.ticks.user + thread.ticks.system) * 10_000;
+}
+
+const usBetween = (before: number | undefined, after: number | undefined) =>
+  before === undefined || after === undefined ? null : after - before;
 
 const METRICS_QUEUE = QUEUES.metrics;
 
@@ -188,6 +209,7 @@ async function runRaw(
   messages: OutboundMessage[],
   settings: Settings,
   rabbitPid: number | undefined,
+  send: 'publish' | 'prebuilt',
 ): Promise<Omit<RunResult, 'round' | 'metricsQueueDepth'>> {
   const url = env.env.RABBITMQ_URL;
   await declareTopology(url, buildTopology());
@@ -197,17 +219,20 @@ async function runRaw(
     const channel: ConfirmChannel = await connection.createConfirmChannel();
     const total = messages.length;
     const before = cpuSnapshot({ rabbitmq: rabbitPid });
+    const threadBefore = threadUs(process.pid);
     const started = performance.now();
     const { confirmed, nacked, returned } = await bounded(
-      confirmPublish(channel, { message: (index) => messages[index], window: settings.window }),
+      confirmPublish(channel, { message: (index) => messages[index], window: settings.window, send }),
       settings.runTimeoutS,
       'the raw run',
     );
     const seconds = (performance.now() - started) / 1000;
     const after = cpuSnapshot({ rabbitmq: rabbitPid });
+    const threadAfter = threadUs(process.pid);
     await channel.close().catch(() => {});
     return {
-      kind: 'raw',
+      kind: send === 'publish' ? 'raw' : 'raw prebuilt',
+      publishingThreadUs: usBetween(threadBefore, threadAfter),
       messages: total,
       seconds: round(seconds, 3),
       messagesPerSec: Math.round(total / seconds),
@@ -263,6 +288,7 @@ async function runOurs(
     });
     const running = publisher;
     const before = cpuSnapshot({ rabbitmq: rabbitPid });
+    const threadBefore = threadUs(process.pid);
     const started = performance.now();
     running.start();
     const connected = whenTrue(() => running.status().state === 'connected', 1);
@@ -273,12 +299,14 @@ async function runOurs(
     );
     const connectedAt = await connected;
     const after = cpuSnapshot({ rabbitmq: rabbitPid });
+    const threadAfter = threadUs(process.pid);
     await running.stop(1000);
     const { counters } = running.status();
     const seconds = (drained - connectedAt) / 1000;
     const fromStart = (drained - started) / 1000;
     return {
       kind: 'ours',
+      publishingThreadUs: usBetween(threadBefore, threadAfter),
       messages: records.length,
       seconds: round(seconds, 3),
       messagesPerSec: Math.round(records.length / seconds),
@@ -294,6 +322,73 @@ async function runOurs(
   } finally {
     await publisher?.stop(0);
     await spool.close();
+  }
+}
+
+/**
+ * The publisher thread (the API's way): the records appended to a spool first, then an EventBus opened
+ * on it, whose thread sends them; timed and its CPU read from the moment the thread reports its tid
+ * (its modules loaded; connect and topology declare included) until the spool has nothing unconfirmed.
+ */
+async function runThread(
+  env: BusEnvironment,
+  records: SpoolRecordText[],
+  settings: Settings,
+  rabbitPid: number | undefined,
+): Promise<Omit<RunResult, 'round' | 'metricsQueueDepth'>> {
+  const dataDir = env.env.DATA_DIR;
+  const spoolMaxBytes = Math.max(1024 ** 3, records.length * 4096);
+  const spool = Spool.open({ directory: join(dataDir, 'spool'), maxBytes: spoolMaxBytes });
+  try {
+    for (const record of records) {
+      if (spool.append(record) < 0) throw new Error(`spool append failed: ${JSON.stringify(spool.stats())}`);
+    }
+  } finally {
+    await spool.close();
+  }
+  const bus = EventBus.open({
+    dataDir,
+    rabbitmqUrls: [env.env.RABBITMQ_URL],
+    topology: buildTopology(),
+    publishWindow: settings.window,
+    spoolMaxBytes,
+  });
+  try {
+    await bounded(
+      whenTrue(() => bus.status().publisherThread?.tid != null, 1),
+      15,
+      'the publisher thread to start',
+    );
+    const tid = bus.status().publisherThread?.tid as number;
+    const before = cpuSnapshot({ rabbitmq: rabbitPid });
+    const threadBefore = threadUs(tid);
+    const started = performance.now();
+    const drained = await bounded(
+      whenTrue(() => bus.status().spool.unconfirmed === 0),
+      settings.runTimeoutS,
+      'the thread run',
+    );
+    const after = cpuSnapshot({ rabbitmq: rabbitPid });
+    const threadAfter = threadUs(tid);
+    const { counters } = bus.status().publisher;
+    const seconds = (drained - started) / 1000;
+    return {
+      kind: 'thread',
+      publishingThreadUs: usBetween(threadBefore, threadAfter),
+      messages: records.length,
+      seconds: round(seconds, 3),
+      messagesPerSec: Math.round(records.length / seconds),
+      fromStart: null,
+      concurrent: null,
+      confirmed: counters.confirmed,
+      nacked: counters.nacked,
+      returned: counters.returned,
+      resent: counters.resent,
+      connects: counters.connects,
+      cpu: cpuUse(before, after),
+    };
+  } finally {
+    await bus.close(1000);
   }
 }
 
@@ -367,6 +462,7 @@ async function runConcurrent(
     await bus.close(0);
     return {
       kind: 'ours+emit',
+      publishingThreadUs: null,
       messages: confirmedSteady,
       seconds: round(seconds, 3),
       messagesPerSec: Math.round(confirmedSteady / seconds),
@@ -448,8 +544,10 @@ async function main(): Promise<number> {
     };
 
     for (let i = 1; i <= settings.repeat; i++) {
-      await runOne('raw', i, (busEnv) => runRaw(busEnv, messages, settings, rabbitPid));
+      await runOne('raw', i, (busEnv) => runRaw(busEnv, messages, settings, rabbitPid, 'publish'));
+      await runOne('raw prebuilt', i, (busEnv) => runRaw(busEnv, messages, settings, rabbitPid, 'prebuilt'));
       await runOne('ours', i, (busEnv) => runOurs(busEnv, records, settings, rabbitPid));
+      await runOne('thread', i, (busEnv) => runThread(busEnv, records, settings, rabbitPid));
     }
     if (settings.concurrentDurationS > 0) {
       const rawMedian = median(runs.filter((run) => run.kind === 'raw').map((run) => run.messagesPerSec));
@@ -473,6 +571,18 @@ async function main(): Promise<number> {
   const oursMedian = median(rates('ours'));
   const concurrent = runs.find((run) => run.kind === 'ours+emit');
   const ratio = oursMedian / rawMedian;
+  const threadPerMessage = (run: RunResult) =>
+    run.publishingThreadUs === null || run.messages === 0 ? null : run.publishingThreadUs / run.messages;
+  const threadMedian = (kind: Kind) => {
+    const values = runs
+      .filter((run) => run.kind === kind)
+      .map(threadPerMessage)
+      .filter((value): value is number => value !== null);
+    return values.length === 0 ? null : median(values);
+  };
+  const rawThreadUs = threadMedian('raw');
+  const publisherThreadUs = threadMedian('thread');
+  const prebuiltThreadUs = threadMedian('raw prebuilt');
   const perMessageUs = (run: RunResult, cpu: { userUs: number; systemUs: number } | null | undefined) =>
     cpu === null || cpu === undefined || run.messages === 0
       ? 'n/a'
@@ -494,6 +604,7 @@ async function main(): Promise<number> {
         'bench CPU µs/msg',
         'RabbitMQ cores',
         'RabbitMQ CPU µs/msg',
+        'publishing thread µs/msg',
         'others cores',
       ],
       rows: runs.map((run) => [
@@ -506,23 +617,29 @@ async function main(): Promise<number> {
         perMessageUs(run, run.cpu.self),
         formatCores(run.cpu.processes.rabbitmq),
         perMessageUs(run, run.cpu.processes.rabbitmq),
+        threadPerMessage(run) === null ? 'n/a' : formatNumber(threadPerMessage(run) as number, 1),
         othersCores(run.cpu, env.cpus),
       ]),
     },
     {
       title: 'Medians',
-      columns: ['kind', 'runs', 'msgs/s', '/ raw'],
-      rows: (['raw', 'ours', 'ours+emit'] as const)
+      columns: ['kind', 'runs', 'msgs/s', '/ raw', 'publishing thread µs/msg', '/ raw'],
+      rows: (['raw', 'raw prebuilt', 'ours', 'thread', 'ours+emit'] as const)
         .filter((kind) => rates(kind).length > 0)
         .map((kind) => [
           kind,
           String(rates(kind).length),
           formatNumber(median(rates(kind))),
           `${formatNumber((100 * median(rates(kind))) / rawMedian)}%`,
+          threadMedian(kind) === null ? 'n/a' : formatNumber(threadMedian(kind) as number, 1),
+          threadMedian(kind) === null || rawThreadUs === null
+            ? 'n/a'
+            : formatNumber((threadMedian(kind) as number) / rawThreadUs, 2),
         ]),
     },
   ];
   const verdicts = [
+    `amqplib's lower level with pre-built fields (src/bus/confirm-send.ts) against its publish() with options, same messages: ${formatNumber(prebuiltThreadUs ?? Number.NaN, 1)} vs ${formatNumber(rawThreadUs ?? Number.NaN, 1)} µs of the publishing thread per message (medians).`,
     ...(concurrent === undefined
       ? []
       : [
@@ -576,6 +693,19 @@ async function main(): Promise<number> {
           },
           round(ratio, 3),
           `ours ${formatNumber(oursMedian)} msgs/s / raw ${formatNumber(rawMedian)} msgs/s`,
+        ),
+        judge(
+          {
+            name: 'publisher thread CPU per message ÷ raw amqplib loop',
+            threshold: 1.1,
+            comparison: '<=',
+            unit: 'ratio',
+            issue: 14,
+          },
+          publisherThreadUs === null || rawThreadUs === null
+            ? null
+            : round(publisherThreadUs / rawThreadUs, 2),
+          `the publisher thread (its tid's /proc ticks, from its start; connect included) ${formatNumber(publisherThreadUs ?? Number.NaN, 1)} µs/msg vs the raw loop's thread (publish() with options) ${formatNumber(rawThreadUs ?? Number.NaN, 1)} µs/msg, medians, both with a backlog`,
         ),
       ],
     },

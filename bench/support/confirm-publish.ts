@@ -8,12 +8,24 @@
  * Rejects if the channel closes or the run is interrupted (Ctrl-C); nacks are counted, not thrown.
  */
 import type { ConfirmChannel } from 'amqplib';
+import { lowLevel, sendConfirmed } from '../../src/bus/confirm-send.ts';
 import type { OutboundMessage } from '../../src/bus/outbound-message.ts';
+
+/** What the loop publishes: the publisher's messages, or anything with the same routing and options. */
+export type PublishedMessage = Pick<OutboundMessage, 'exchange' | 'routingKey' | 'body' | 'options'> &
+  Partial<Pick<OutboundMessage, 'fields'>>;
+
 import { interruptSignal } from './settings.ts';
 
 export interface ConfirmPublishOptions {
   /** The i-th message (from 0), or undefined when there are no more. */
-  message: (index: number) => OutboundMessage | undefined;
+  message: (index: number) => PublishedMessage | undefined;
+  /**
+   * 'publish': amqplib's `publish()` with options, as any client does; 'prebuilt': the service
+   * publisher's way (src/bus/confirm-send.ts: the message's pre-built `fields` through amqplib's lower
+   * level). @default 'publish'
+   */
+  send?: 'publish' | 'prebuilt';
   /** Unconfirmed messages at most. @default 1000 (PUBLISH_WINDOW's default) */
   window?: number;
   /** performance.now() after which no message is published. @default none */
@@ -45,6 +57,7 @@ export async function confirmPublish(
   const window = options.window ?? 1000;
   const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
   const rate = options.rate;
+  const sender = options.send === 'prebuilt' ? lowLevel(channel) : undefined;
   let published = 0;
   let confirmed = 0;
   let nacked = 0;
@@ -93,19 +106,27 @@ export async function confirmPublish(
           published++;
           inflight++;
           options.onPublish?.(index);
-          const writable = channel.publish(
-            message.exchange,
-            message.routingKey,
-            message.body,
-            message.options,
-            (error) => {
-              inflight--;
-              if (error !== null && error !== undefined) nacked++;
-              else confirmed++;
-              pump();
-              finish();
-            },
-          );
+          const onConfirm = (error: unknown) => {
+            inflight--;
+            if (error !== null && error !== undefined) nacked++;
+            else confirmed++;
+            pump();
+            finish();
+          };
+          let writable: boolean;
+          if (sender === undefined) {
+            writable = channel.publish(
+              message.exchange,
+              message.routingKey,
+              message.body,
+              message.options,
+              onConfirm,
+            );
+          } else {
+            if (message.fields === undefined)
+              throw new Error("send 'prebuilt' needs the publisher's messages");
+            writable = sendConfirmed(sender, message as Pick<OutboundMessage, 'fields' | 'body'>, onConfirm);
+          }
           if (!writable) {
             waitingForDrain = true;
             channel.once('drain', () => {

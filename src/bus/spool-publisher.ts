@@ -14,9 +14,10 @@ import { redactedMessage as describe } from '../redact-credentials.ts';
 import { applyTopology } from './apply-topology.ts';
 import { closeConnection, destroyConnection } from './broker-connection.ts';
 import { BrokerSession } from './broker-session.ts';
+import { lowLevel, sendConfirmed } from './confirm-send.ts';
 import { InflightWindow, type Label } from './inflight-window.ts';
 import type { LedgerCounts } from './ledger-counts.ts';
-import { toOutboundMessage } from './outbound-message.ts';
+import { type OutboundMessage, toOutboundMessage } from './outbound-message.ts';
 import { PublishLatency } from './publish-latency.ts';
 import type { SpoolRecord } from './spool/spool.ts';
 import type { Topology } from './topology.ts';
@@ -114,6 +115,8 @@ interface Session {
   connection: ChannelModel;
   node: string;
   channel: ConfirmChannel;
+  /** The channel's lower level, which publishes pre-built messages (./confirm-send.ts). */
+  sender: ReturnType<typeof lowLevel>;
   closed: boolean;
   closeReason: string | null;
 }
@@ -288,6 +291,7 @@ export class SpoolPublisher {
     try {
       await applyTopology(connection, this.#options.topology);
       session.channel = await connection.createConfirmChannel();
+      session.sender = lowLevel(session.channel);
     } catch (error) {
       await this.#closeSession(session, 'setup failed');
       throw error;
@@ -325,7 +329,7 @@ export class SpoolPublisher {
 
   async #publishUntilClosed(session: Session): Promise<void> {
     const generation = ++this.#generation;
-    const { channel } = session;
+    const { sender } = session;
     // Resend from the first record the broker has not confirmed: in order, duplicates allowed.
     let next = this.#spool.stats().confirmedOffset + 1;
     while (!session.closed && !this.#stopping) {
@@ -347,7 +351,7 @@ export class SpoolPublisher {
       let writable = true;
       for (const record of records) {
         next = record.offset + 1;
-        writable = this.#publish(channel, record, generation) && writable;
+        writable = this.#publish(sender, record, generation) && writable;
       }
       if (!writable && !session.closed) await this.#waitForDrain(session);
       // This runs on the API's event loop: give requests their turn between batches (reads at the tail
@@ -357,8 +361,8 @@ export class SpoolPublisher {
     throw new Error(session.closeReason ?? 'stopped');
   }
 
-  #publish(channel: ConfirmChannel, record: SpoolRecord, generation: number): boolean {
-    let message: ReturnType<typeof toOutboundMessage>;
+  #publish(channel: Session['sender'], record: SpoolRecord, generation: number): boolean {
+    let message: OutboundMessage;
     try {
       message = toOutboundMessage(record.payload);
     } catch {
@@ -374,8 +378,8 @@ export class SpoolPublisher {
   }
 
   #tryPublish(
-    channel: ConfirmChannel,
-    message: ReturnType<typeof toOutboundMessage>,
+    channel: Session['sender'],
+    message: OutboundMessage,
     sequence: number,
     generation: number,
   ): boolean {
@@ -392,19 +396,19 @@ export class SpoolPublisher {
   }
 
   #sendOne(
-    channel: ConfirmChannel,
-    message: ReturnType<typeof toOutboundMessage>,
+    channel: Session['sender'],
+    message: OutboundMessage,
     sequence: number,
     generation: number,
   ): boolean {
-    return channel.publish(message.exchange, message.routingKey, message.body, message.options, (error) => {
+    return sendConfirmed(channel, message, (error) => {
       if (generation !== this.#generation) return;
       if (error !== null && error !== undefined) {
         this.counters.nacked++;
         this.#throttledLog(
           'nack',
           'warn',
-          { eventId: message.options.messageId },
+          { eventId: message.fields.messageId },
           'RabbitMQ refused an event; resending',
         );
         // Resending one message out of turn could reorder a model's events: resend all, in order.
