@@ -8,7 +8,7 @@ import type { Request } from 'autocannon';
 import { applyTopology } from '../src/bus/apply-topology.ts';
 import { connectToBroker } from '../src/bus/broker-connection.ts';
 import { buildTopology, WORK_QUEUES } from '../src/bus/topology.ts';
-import { CONSUMER_NAMES } from '../src/config.ts';
+import { CONSUMER_NAMES } from '../src/consumers/consumer-names.ts';
 import { LEDGER_CONSUMERS } from '../src/ledger/ledger-summary.ts';
 import {
   type BrokerInfo,

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { QUEUES } from '../src/bus/topology.ts';
-import { CONSUMER_NAMES } from '../src/config.ts';
+import { CONSUMER_NAMES } from '../src/consumers/consumer-names.ts';
 import { LedgerQuery, type LedgerWindow } from '../src/ledger/ledger-query.ts';
 import { LEDGER_CONSUMERS } from '../src/ledger/ledger-summary.ts';
 import {

@@ -3,76 +3,91 @@
  *
  * `process.env` is read nowhere else. Each variable is declared once in {@link CONFIG_VARIABLES} with its
  * default, unit and expected form; that table drives parsing, the error message for a bad value, and the
- * configuration reference in the README (a test keeps them in step).
+ * configuration reference (docs/reference/configuration.md; a test keeps them in step).
+ *
+ * A default that a component also needs when it is built without this configuration (in tests, the
+ * benchmarks) is the component's: exported next to its options (`SPOOL_PUBLISHER_DEFAULTS` …) and taken
+ * from there, so each number is written once.
  */
 
+import { API_KEY_STORE_DEFAULTS } from './auth/api-key-store.ts';
+import { vhostOf } from './bus/broker-connection.ts';
+import { SPOOL_DEFAULTS } from './bus/spool/spool.ts';
+import { SPOOL_PUBLISHER_DEFAULTS } from './bus/spool-publisher.ts';
+import { DEFAULT_RETRY_DELAYS_MS } from './bus/topology.ts';
 import { DEFAULT_CACHE_MAX_BYTES } from './cache-budget.ts';
 import { IP_ADDRESS_MODES, type IpAddressMode } from './client-address.ts';
+import { APPLIED_EVENTS_RETENTION_DEFAULTS } from './consumers/applied-events-pruner.ts';
+import { CONSUMER_NAMES, type ConsumerName } from './consumers/consumer-names.ts';
+import { CONSUMER_RUNTIME_DEFAULTS } from './consumers/consumer-runtime.ts';
+import { ROTATING_FILE_DEFAULTS } from './consumers/logging/rotating-file.ts';
+import { METRICS_PRUNER_DEFAULTS } from './consumers/metrics/metrics-pruner.ts';
 import { ConfigError } from './errors.ts';
+import { SERVER_LIMIT_DEFAULTS, type ServerLimits } from './http/server-limits.ts';
+import { LEDGER_WRITER_DEFAULTS } from './ledger/ledger-writer.ts';
+import { LOG_LEVELS, type LogLevel } from './logger.ts';
 import { redactCredentials } from './redact-credentials.ts';
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
+/** The configuration, parsed. Each field's default is its variable's in {@link CONFIG_VARIABLES}. */
 export interface Config {
   /** PostgreSQL connection URL. The database is created at start if it does not exist. */
   databaseUrl: string;
   /** AMQP URLs of the RabbitMQ nodes, tried in this order; one node, or every node of a cluster. */
   rabbitmqUrls: string[];
-  /** Interface the HTTP server binds to. @default '127.0.0.1' */
+  /** Interface the HTTP server binds to. */
   host: string;
-  /** TCP port of the HTTP server; 0 picks a free port. @default 8080 */
+  /** TCP port of the HTTP server; 0 picks a free port. */
   port: number;
-  /** pino log level. @default 'info' */
+  /** pino log level. */
   logLevel: LogLevel;
-  /** Maximum PostgreSQL connections in the API's pool. @default 10 */
+  /** Maximum PostgreSQL connections in the API's pool. */
   dbPoolMax: number;
-  /** Time a cached model or filter result stays valid, in milliseconds; 0 disables the cache. @default 30000 */
+  /** Time a cached model or filter result stays valid, in milliseconds; 0 disables the cache. */
   cacheTtlMs: number;
   /**
    * Bytes the read caches of a process hold at most, together (models, filter pages, metrics periods,
-   * API keys; shared out by src/cache-budget.ts). @default 64 MiB
+   * API keys; shared out by src/cache-budget.ts).
    */
   cacheMaxBytes: number;
-  /** Time to receive a whole request (headers and body), in milliseconds; 0: no limit. @default 10000 */
+  /** Time to receive a whole request (headers and body), in milliseconds; 0: no limit. */
   httpRequestTimeoutMs: number;
-  /** Time to receive a request's headers, in milliseconds (at most the request's). @default 5000 */
+  /** Time to receive a request's headers, in milliseconds (at most the request's). */
   httpHeadersTimeoutMs: number;
-  /** Time a connection may go without traffic either way, in milliseconds; 0: no limit. @default 60000 */
+  /** Time a connection may go without traffic either way, in milliseconds; 0: no limit. */
   httpConnectionTimeoutMs: number;
-  /** Time an idle keep-alive connection waits for its next request, in milliseconds. @default 5000 */
+  /** Time an idle keep-alive connection waits for its next request, in milliseconds. */
   httpKeepAliveTimeoutMs: number;
-  /** Connections open at once per process; over it a new one is closed. 0: no cap. @default 4096 */
+  /** Connections open at once per process; over it a new one is closed. 0: no cap. */
   httpMaxConnections: number;
-  /** Requests allowed per API key per minute; 0 disables rate limiting. @default 60000 */
+  /** Requests allowed per API key per minute; 0 disables rate limiting. */
   rateLimitPerMinute: number;
-  /** Requests without a valid API key allowed per client address per minute; 0 disables this limit. @default 600 */
+  /** Requests without a valid API key allowed per client address per minute; 0 disables this limit. */
   rateLimitKeylessPerMinute: number;
-  /** Time an API key lookup is cached in memory, in milliseconds (bounds how late a revocation bites). @default 5000 */
+  /** Time an API key lookup is cached in memory, in milliseconds (bounds how late a revocation bites). */
   apiKeyCacheTtlMs: number;
-  /** Time allowed for a graceful shutdown before the process exits anyway, in milliseconds. @default 10000 */
+  /** Time allowed for a graceful shutdown before the process exits anyway, in milliseconds. */
   shutdownTimeoutMs: number;
-  /** Create and print an admin API key on a start that finds no keys at all. @default true */
+  /** Create and print an admin API key on a start that finds no keys at all. */
   bootstrapAdminKey: boolean;
-  /** Trust `X-Forwarded-For` from a reverse proxy for the client address. @default false */
+  /** Trust `X-Forwarded-For` from a reverse proxy for the client address. */
   trustProxy: boolean;
-  /** What an event stores of the client's IP address: full, truncated (/24, /48) or hashed. @default 'full' */
+  /** What an event stores of the client's IP address: full, truncated (/24, /48) or hashed. */
   eventIpAddress: IpAddressMode;
-  /** Key of the HMAC of EVENT_IP_ADDRESS=hashed; '' draws a random one per process. @default '' */
+  /** Key of the HMAC of EVENT_IP_ADDRESS=hashed; '' draws a random one per process. */
   eventIpHashKey: string;
-  /** Directory for this process's durable state (the event spool); one per process. @default 'data' */
+  /** Directory for this process's durable state (the event spool); one per process. */
   dataDir: string;
-  /** Publish an event for every request. Off only to measure the bus's cost. @default true */
+  /** Publish an event for every request. Off only to measure the bus's cost. */
   telemetryEnabled: boolean;
-  /** Size of the event spool above which new events are dropped (and counted), in bytes. @default 1 GiB */
+  /** Size of the event spool above which new events are dropped (and counted), in bytes. */
   spoolMaxBytes: number;
-  /** Size of one spool segment file, in bytes. @default 64 MiB */
+  /** Size of one spool segment file, in bytes. */
   spoolSegmentBytes: number;
-  /** Interval between fsyncs of the event spool, in milliseconds; 0 syncs every event. @default 50 */
+  /** Interval between fsyncs of the event spool, in milliseconds; 0 syncs every event. */
   spoolFsyncIntervalMs: number;
-  /** Interval between writes of the API's loss-ledger counts to PostgreSQL, in milliseconds. @default 1000 */
+  /** Interval between writes of the API's loss-ledger counts to PostgreSQL, in milliseconds. */
   ledgerFlushIntervalMs: number;
-  /** AMQP heartbeat interval, in seconds: a dead broker connection is detected within about twice this. @default 5 */
+  /** AMQP heartbeat interval, in seconds: a dead broker connection is detected within about twice this. */
   rabbitmqHeartbeatSeconds: number;
   /**
    * RabbitMQ management API URLs, for queue statistics in GET /health and the queues' leaders in `topology
@@ -81,50 +96,50 @@ export interface Config {
   rabbitmqManagementUrls: string[];
   /**
    * Members a quorum queue gets when it is created (`x-quorum-initial-group-size`); null (`broker`) leaves
-   * it to the broker, which puts every queue on every node of the cluster. @default null
+   * it to the broker, which puts every queue on every node of the cluster.
    */
   quorumInitialGroupSize: number | null;
   /**
    * Where a new quorum queue's leader goes (`x-queue-leader-locator`): `balanced` spreads the leaders over
    * the nodes, `client-local` puts them on the node the declaring client is connected to, null (`broker`)
-   * leaves it to the broker's `queue_leader_locator`. @default 'balanced'
+   * leaves it to the broker's `queue_leader_locator`.
    */
   queueLeaderLocator: QueueLeaderLocator | null;
-  /** Events published but not yet confirmed by the broker, at most. @default 1000 */
+  /** Events published but not yet confirmed by the broker, at most. */
   publishWindow: number;
-  /** Time to wait for a broker confirm before reconnecting and resending, in milliseconds. @default 15000 */
+  /** Time to wait for a broker confirm before reconnecting and resending, in milliseconds. */
   publishConfirmTimeoutMs: number;
-  /** Delays of the consumers' retry ladder, in milliseconds. @default [1000, 5000, 30000] */
+  /** Delays of the consumers' retry ladder, in milliseconds. */
   retryDelaysMs: number[];
-  /** Consumers `start` runs beside the API, and `worker` runs by default. @default all of them */
+  /** Consumers `start` runs beside the API, and `worker` runs by default. */
   consumers: ConsumerName[];
-  /** Unacknowledged deliveries per consumer. @default 500 */
+  /** Unacknowledged deliveries per consumer. */
   consumerPrefetch: number;
-  /** Messages a consumer applies in one PostgreSQL transaction, at most. @default 250 */
+  /** Messages a consumer applies in one PostgreSQL transaction, at most. */
   consumerBatchSize: number;
   /**
    * Partitions of `audit.trail` by model_id (a consistent-hash exchange into `audit.trail.p0…`); 1 is the
-   * one queue. Every process of a deployment must use the same value. @default 1
+   * one queue. Every process of a deployment must use the same value.
    */
   auditPartitions: number;
-  /** Size at which the logging consumer rotates `<DATA_DIR>/logs/errors.log`, in bytes. @default 10 MiB */
+  /** Size at which the logging consumer rotates `<DATA_DIR>/logs/errors.log`, in bytes. */
   errorLogMaxBytes: number;
-  /** Rotated error log files kept besides errors.log (`errors.log.1` … `.N`). @default 5 */
+  /** Rotated error log files kept besides errors.log (`errors.log.1` … `.N`). */
   errorLogMaxFiles: number;
-  /** Bearer token a Prometheus scrape must present; '' (`off`) leaves the metrics open. @default '' */
+  /** Bearer token a Prometheus scrape must present; '' (`off`) leaves the metrics open. */
   metricsScrapeToken: string;
-  /** Port of `telemetry-bus worker`'s metrics endpoint (on HOST); null (`off`) serves none; 0 picks one. @default null */
+  /** Port of `telemetry-bus worker`'s metrics endpoint (on HOST); null (`off`) serves none; 0 picks one. */
   workerMetricsPort: number | null;
-  /** Days the metrics consumer keeps raw applied events (`metrics_events`) after their timestamp. @default 7 */
+  /** Days the metrics consumer keeps raw applied events (`metrics_events`) after their timestamp. */
   metricsRawRetentionDays: number;
-  /** Days the metrics rollups are kept; GET /metrics refuses ranges reaching further back. @default 400 */
+  /** Days the metrics rollups are kept; GET /metrics refuses ranges reaching further back. */
   metricsRollupRetentionDays: number;
-  /** Time between two prunings of the metrics tables, in milliseconds. @default 3600000 (1 h) */
+  /** Time between two prunings of the metrics tables, in milliseconds. */
   metricsPruneIntervalMs: number;
   /**
    * Days a consumer keeps a de-duplication record unused (a producer stream, an event id), to refuse a
    * second copy; those with a dead copy in the dead-letter archive stay until it is replayed or deleted.
-   * @default 30
+   *
    */
   appliedEventsRetentionDays: number;
   /**
@@ -138,10 +153,6 @@ export interface Config {
 /** The leader locators of RabbitMQ 3.10 quorum queues. */
 export const QUEUE_LEADER_LOCATORS = ['balanced', 'client-local'] as const;
 export type QueueLeaderLocator = (typeof QUEUE_LEADER_LOCATORS)[number];
-
-/** The consumers a process can run, by name. */
-export const CONSUMER_NAMES = ['audit', 'logging', 'analytics', 'metrics', 'dlq'] as const;
-export type ConsumerName = (typeof CONSUMER_NAMES)[number];
 
 /** `all`, `none`, or a comma-separated list of consumer names. */
 export function parseConsumerList(raw: string): ConsumerName[] | undefined {
@@ -201,12 +212,6 @@ function urlList(protocols: string[]) {
     if (entries.some((entry) => one(entry) === undefined)) return undefined;
     return new Set(entries).size === entries.length ? entries : undefined;
   };
-}
-
-/** The vhost an AMQP URL names ('/' when none). */
-export function vhostOf(amqpUrl: string): string {
-  const path = new URL(amqpUrl).pathname;
-  return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
 }
 
 /** Every variable the service reads, in the order the reference lists them. */
@@ -279,7 +284,7 @@ export const CONFIG_VARIABLES = {
   },
   HTTP_REQUEST_TIMEOUT_MS: {
     key: 'httpRequestTimeoutMs',
-    default: '10000',
+    default: String(SERVER_LIMIT_DEFAULTS.requestTimeoutMs),
     form: 'an integer number of milliseconds, 0–3600000 (0: no limit)',
     description:
       'Time a client has to send a whole request (headers and body), in ms; past it, 408 and the connection is closed. A response (a dashboard stream) is not limited by it.',
@@ -287,7 +292,7 @@ export const CONFIG_VARIABLES = {
   },
   HTTP_HEADERS_TIMEOUT_MS: {
     key: 'httpHeadersTimeoutMs',
-    default: '5000',
+    default: String(SERVER_LIMIT_DEFAULTS.headersTimeoutMs),
     form: 'an integer number of milliseconds, 100–3600000',
     description:
       "Time a client has to send a request's headers, in ms (at most HTTP_REQUEST_TIMEOUT_MS); past it, 408 and the connection is closed.",
@@ -295,7 +300,7 @@ export const CONFIG_VARIABLES = {
   },
   HTTP_CONNECTION_TIMEOUT_MS: {
     key: 'httpConnectionTimeoutMs',
-    default: '60000',
+    default: String(SERVER_LIMIT_DEFAULTS.connectionTimeoutMs),
     form: 'an integer number of milliseconds, 0–86400000 (0: no limit)',
     description:
       'Time a connection may go without traffic either way, in ms, before it is closed (a dashboard stream writes every second).',
@@ -303,7 +308,7 @@ export const CONFIG_VARIABLES = {
   },
   HTTP_KEEP_ALIVE_TIMEOUT_MS: {
     key: 'httpKeepAliveTimeoutMs',
-    default: '5000',
+    default: String(SERVER_LIMIT_DEFAULTS.keepAliveTimeoutMs),
     form: 'an integer number of milliseconds, 1–3600000',
     description:
       "Time an idle keep-alive connection is kept for the client's next request, in ms (behind a load balancer: above its idle timeout).",
@@ -311,7 +316,7 @@ export const CONFIG_VARIABLES = {
   },
   HTTP_MAX_CONNECTIONS: {
     key: 'httpMaxConnections',
-    default: '4096',
+    default: String(SERVER_LIMIT_DEFAULTS.maxConnections),
     form: 'an integer 0–1000000 (0: no cap)',
     description:
       'Connections open at once per API process, dashboard streams included; a new one over it is closed at once (and counted).',
@@ -334,7 +339,7 @@ export const CONFIG_VARIABLES = {
   },
   API_KEY_CACHE_TTL_MS: {
     key: 'apiKeyCacheTtlMs',
-    default: '5000',
+    default: String(API_KEY_STORE_DEFAULTS.cacheTtlMs),
     form: 'an integer number of milliseconds, 0–3600000',
     description: 'How long a verified API key is remembered, in ms (a revocation takes effect within it).',
     parse: integer(0, 3_600_000),
@@ -397,28 +402,28 @@ export const CONFIG_VARIABLES = {
   },
   SPOOL_MAX_BYTES: {
     key: 'spoolMaxBytes',
-    default: '1073741824',
+    default: String(SPOOL_DEFAULTS.maxBytes),
     form: 'an integer number of bytes, 1048576–1099511627776',
     description: 'Spool size at which new events are dropped (and counted as `spool_full`), in bytes.',
     parse: integer(1_048_576, 1_099_511_627_776),
   },
   SPOOL_SEGMENT_BYTES: {
     key: 'spoolSegmentBytes',
-    default: '67108864',
+    default: String(SPOOL_DEFAULTS.segmentBytes),
     form: 'an integer number of bytes, 65536–1073741824',
     description: 'Size of one spool segment file, in bytes; confirmed segments are deleted whole.',
     parse: integer(65_536, 1_073_741_824),
   },
   SPOOL_FSYNC_INTERVAL_MS: {
     key: 'spoolFsyncIntervalMs',
-    default: '50',
+    default: String(SPOOL_DEFAULTS.fsyncIntervalMs),
     form: 'an integer number of milliseconds, 0–1000 (0 syncs every event)',
     description: 'Interval between fsyncs of the spool, in ms: what a power cut (not a crash) can lose.',
     parse: integer(0, 1000),
   },
   LEDGER_FLUSH_INTERVAL_MS: {
     key: 'ledgerFlushIntervalMs',
-    default: '1000',
+    default: String(LEDGER_WRITER_DEFAULTS.intervalMs),
     form: 'an integer number of milliseconds, 100–60000',
     description:
       'Interval between writes of the loss-ledger counts (emitted, spooled, confirmed) to PostgreSQL, in ms.',
@@ -426,7 +431,7 @@ export const CONFIG_VARIABLES = {
   },
   RABBITMQ_HEARTBEAT_S: {
     key: 'rabbitmqHeartbeatSeconds',
-    default: '5',
+    default: String(SPOOL_PUBLISHER_DEFAULTS.heartbeatSeconds),
     form: 'an integer number of seconds, 1–60',
     description: 'AMQP heartbeat, in s: a silent broker connection is dropped after about twice this.',
     parse: integer(1, 60),
@@ -461,21 +466,21 @@ export const CONFIG_VARIABLES = {
   },
   PUBLISH_WINDOW: {
     key: 'publishWindow',
-    default: '1000',
+    default: String(SPOOL_PUBLISHER_DEFAULTS.window),
     form: 'an integer 1–100000',
     description: 'Events published to RabbitMQ and not yet confirmed, at most.',
     parse: integer(1, 100_000),
   },
   PUBLISH_CONFIRM_TIMEOUT_MS: {
     key: 'publishConfirmTimeoutMs',
-    default: '15000',
+    default: String(SPOOL_PUBLISHER_DEFAULTS.confirmTimeoutMs),
     form: 'an integer number of milliseconds, 100–600000',
     description: 'Time to wait for a broker confirm before reconnecting and resending, in ms.',
     parse: integer(100, 600_000),
   },
   RETRY_DELAYS_MS: {
     key: 'retryDelaysMs',
-    default: '1000,5000,30000',
+    default: DEFAULT_RETRY_DELAYS_MS.join(','),
     form: 'comma-separated distinct integers of milliseconds, 1–86400000 each',
     description: "Delays of the consumers' retry ladder, in ms; a message fails for good after the last.",
     parse: (raw) => {
@@ -493,14 +498,14 @@ export const CONFIG_VARIABLES = {
   },
   CONSUMER_PREFETCH: {
     key: 'consumerPrefetch',
-    default: '500',
+    default: String(CONSUMER_RUNTIME_DEFAULTS.prefetch),
     form: 'an integer 1–65535',
     description: 'Unacknowledged deliveries per consumer: what one consumer holds in memory at most.',
     parse: integer(1, 65_535),
   },
   CONSUMER_BATCH_SIZE: {
     key: 'consumerBatchSize',
-    default: '250',
+    default: String(CONSUMER_RUNTIME_DEFAULTS.batchSize),
     form: 'an integer 1–10000',
     description: 'Messages a consumer applies in one PostgreSQL transaction, at most.',
     parse: integer(1, 10_000),
@@ -515,14 +520,14 @@ export const CONFIG_VARIABLES = {
   },
   ERROR_LOG_MAX_BYTES: {
     key: 'errorLogMaxBytes',
-    default: '10485760',
+    default: String(ROTATING_FILE_DEFAULTS.maxFileBytes),
     form: 'an integer number of bytes, 4096–1073741824',
     description: 'Size at which the logging consumer rotates `<DATA_DIR>/logs/errors.log`, in bytes.',
     parse: integer(4096, 1_073_741_824),
   },
   ERROR_LOG_MAX_FILES: {
     key: 'errorLogMaxFiles',
-    default: '5',
+    default: String(ROTATING_FILE_DEFAULTS.maxFiles),
     form: 'an integer 0–100',
     description: 'Rotated error log files kept (`errors.log.1` … `.N`); older ones are deleted.',
     parse: integer(0, 100),
@@ -549,7 +554,7 @@ export const CONFIG_VARIABLES = {
   },
   METRICS_RAW_RETENTION_DAYS: {
     key: 'metricsRawRetentionDays',
-    default: '7',
+    default: String(METRICS_PRUNER_DEFAULTS.rawRetentionDays),
     form: 'an integer number of days, 1–3650',
     description:
       'Days the metrics consumer keeps raw applied events (`metrics_events`); older ones are pruned.',
@@ -557,7 +562,7 @@ export const CONFIG_VARIABLES = {
   },
   METRICS_ROLLUP_RETENTION_DAYS: {
     key: 'metricsRollupRetentionDays',
-    default: '400',
+    default: String(METRICS_PRUNER_DEFAULTS.rollupRetentionDays),
     form: 'an integer number of days, 1–3650',
     description:
       'Days the per-minute, hourly and daily metrics rollups are kept; `GET /metrics` reaches no further back.',
@@ -565,7 +570,7 @@ export const CONFIG_VARIABLES = {
   },
   METRICS_PRUNE_INTERVAL_MS: {
     key: 'metricsPruneIntervalMs',
-    default: '3600000',
+    default: String(METRICS_PRUNER_DEFAULTS.intervalMs),
     form: 'an integer number of milliseconds, 1000–86400000',
     description:
       'Time between two prunings of the metrics tables by the process running the metrics consumer, in ms.',
@@ -573,7 +578,7 @@ export const CONFIG_VARIABLES = {
   },
   APPLIED_EVENTS_RETENTION_DAYS: {
     key: 'appliedEventsRetentionDays',
-    default: '30',
+    default: String(APPLIED_EVENTS_RETENTION_DEFAULTS.retentionDays),
     form: 'an integer number of days, 1–3650',
     description:
       'Days the consumers keep a de-duplication record unused (a producer stream in `consumer_stream_marks`, an event id in `consumer_applied_events`), to refuse a second copy; one whose producer or event has a dead letter in the archive stays until that is replayed or deleted.',
@@ -613,4 +618,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (first !== undefined)
     throw new ConfigError(first.name, problems.map((problem) => problem.line).join('\n'));
   return config as Config;
+}
+
+/** The HTTP server's limits, as configured. */
+export function serverLimitsOf(config: Config): ServerLimits {
+  return {
+    requestTimeoutMs: config.httpRequestTimeoutMs,
+    headersTimeoutMs: config.httpHeadersTimeoutMs,
+    connectionTimeoutMs: config.httpConnectionTimeoutMs,
+    keepAliveTimeoutMs: config.httpKeepAliveTimeoutMs,
+    maxConnections: config.httpMaxConnections,
+  };
 }

@@ -1,5 +1,8 @@
 import type { LoggerOptions } from 'pino';
-import type { LogLevel } from './config.ts';
+
+/** pino's levels, as LOG_LEVEL takes them. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /**
  * pino options shared by every process. Keys, passwords and credentials in URLs are redacted wherever a

@@ -9,7 +9,6 @@ import { EventBus } from './bus/event-bus.ts';
 import { LedgerCounts } from './bus/ledger-counts.ts';
 import { QueueInspector } from './bus/queue-inspector.ts';
 import type { PublisherLogger } from './bus/spool-publisher.ts';
-import { topologyFromConfig } from './bus/topology-from-config.ts';
 import { cacheBudget } from './cache-budget.ts';
 import type { Config } from './config.ts';
 import { DlqService } from './consumers/dlq/dlq-service.ts';
@@ -22,6 +21,7 @@ import { createPrometheusRegistry } from './prometheus/prometheus-registry.ts';
 import { registerQueueMetrics } from './prometheus/queue-metrics.ts';
 import { ModelRegistry } from './registry/model-registry.ts';
 import { ModelRepository } from './registry/model-repository.ts';
+import { topologyFromConfig } from './topology-from-config.ts';
 
 export interface Services {
   pool: pg.Pool;

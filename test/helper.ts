@@ -9,11 +9,10 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import type { Role } from '../src/auth/roles.ts';
-import { type Config, loadConfig } from '../src/config.ts';
+import { type Config, loadConfig, serverLimitsOf } from '../src/config.ts';
 import { ensureDatabase } from '../src/db/ensure-database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { buildApp } from '../src/http/app.ts';
-import { serverLimitsOf } from '../src/http/server-limits.ts';
 import { createServices, type Services } from '../src/services.ts';
 import { createTestVhost, type TestBroker, type TestVhost } from './support/rabbitmq-vhost.ts';
 

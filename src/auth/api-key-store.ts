@@ -25,8 +25,13 @@ export interface ApiKeyInfo {
   revoked_at: string | null;
 }
 
+export const API_KEY_STORE_DEFAULTS = {
+  /** How long a verified key is remembered, in milliseconds; bounds how late a revocation bites. */
+  cacheTtlMs: 5000,
+} as const;
+
 export interface ApiKeyStoreOptions {
-  /** How long a verified key is remembered, in milliseconds; bounds how late a revocation bites. @default 5000 */
+  /** How long a verified key is remembered, in ms. @default {@link API_KEY_STORE_DEFAULTS} */
   cacheTtlMs?: number;
   /** Bytes the cache of verified (and unknown) keys may hold. @default the API keys' share of CACHE_MAX_BYTES's default */
   cacheMaxBytes?: number;
@@ -48,7 +53,7 @@ export class ApiKeyStore {
     private readonly pool: pg.Pool,
     options: ApiKeyStoreOptions = {},
   ) {
-    const ttl = options.cacheTtlMs ?? 5000;
+    const ttl = options.cacheTtlMs ?? API_KEY_STORE_DEFAULTS.cacheTtlMs;
     const maxBytes = options.cacheMaxBytes ?? cacheBudget().apiKeys;
     // Made-up keys are remembered too (as unknown), so the bound, and the purge of expired entries, is
     // what keeps a flood of them from growing the process.

@@ -11,13 +11,27 @@ import { hostname } from 'node:os';
 import amqp, { type ChannelModel } from 'amqplib';
 import { withTimeout } from '../with-timeout.ts';
 
+/** The defaults of a broker connection, which the session, the publisher and the consumers take too. */
+export const BROKER_CONNECTION_DEFAULTS = {
+  /** AMQP heartbeat interval, in seconds: a dead connection is detected within about twice this. */
+  heartbeatSeconds: 5,
+  /** Time allowed for the TCP connect and the AMQP handshake, in milliseconds. */
+  connectTimeoutMs: 5000,
+} as const;
+
 export interface BrokerConnectionOptions {
-  /** AMQP heartbeat interval, in seconds. @default 5 */
+  /** AMQP heartbeat interval, in seconds. @default {@link BROKER_CONNECTION_DEFAULTS} */
   heartbeatSeconds?: number;
-  /** Time allowed for the TCP connect and the AMQP handshake, in milliseconds. @default 5000 */
+  /** Time allowed for the TCP connect and the AMQP handshake, in ms. @default {@link BROKER_CONNECTION_DEFAULTS} */
   connectTimeoutMs?: number;
   /** Shown as the connection's name in the management UI, e.g. `telemetry-bus publisher`. */
   name: string;
+}
+
+/** The vhost an AMQP URL names ('/' when none). */
+export function vhostOf(amqpUrl: string): string {
+  const path = new URL(amqpUrl).pathname;
+  return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
 }
 
 /** The URL with a heartbeat, unless the URL already asks for one. */
@@ -109,8 +123,9 @@ export async function closeConnection(connection: ChannelModel, timeoutMs = 2000
  * connection that opens after the time-out is closed at once.
  */
 export async function connectToBroker(url: string, options: BrokerConnectionOptions): Promise<ChannelModel> {
-  const timeoutMs = options.connectTimeoutMs ?? 5000;
-  const connecting = amqp.connect(withHeartbeat(url, options.heartbeatSeconds ?? 5), {
+  const timeoutMs = options.connectTimeoutMs ?? BROKER_CONNECTION_DEFAULTS.connectTimeoutMs;
+  const heartbeatSeconds = options.heartbeatSeconds ?? BROKER_CONNECTION_DEFAULTS.heartbeatSeconds;
+  const connecting = amqp.connect(withHeartbeat(url, heartbeatSeconds), {
     timeout: timeoutMs,
     clientProperties: { connection_name: `${options.name} ${hostname()}:${process.pid}` },
   });

@@ -20,27 +20,29 @@
  */
 import type { ChannelModel } from 'amqplib';
 import { redactCredentials, redactedMessage } from '../redact-credentials.ts';
-import { connectToBroker } from './broker-connection.ts';
+import { BROKER_CONNECTION_DEFAULTS, connectToBroker } from './broker-connection.ts';
 
 export interface BrokerSessionOptions {
   /** AMQP URLs of the nodes, tried in this order (at least one). */
   urls: readonly string[];
   /** Shown as the connections' name in the management UI, e.g. `telemetry-bus publisher`. */
   name: string;
-  /** AMQP heartbeat interval, in seconds. @default 5 */
+  /** AMQP heartbeat interval, in seconds. @default {@link BROKER_SESSION_DEFAULTS} */
   heartbeatSeconds?: number;
-  /** Time one node gets for the TCP connect and the AMQP handshake, in milliseconds. @default 5000 */
+  /** Time one node gets for the TCP connect and the AMQP handshake, in ms. @default {@link BROKER_SESSION_DEFAULTS} */
   connectTimeoutMs?: number;
-  /** Upper bound of the first pause after every node failed, in ms; it doubles per round. @default 100 */
+  /** Upper bound of the first pause after every node failed, in ms. @default {@link BROKER_SESSION_DEFAULTS} */
   reconnectMinDelayMs?: number;
-  /** Longest pause between two rounds, in milliseconds. @default 5000 */
+  /** Longest pause between two rounds, in ms. @default {@link BROKER_SESSION_DEFAULTS} */
   reconnectMaxDelayMs?: number;
 }
 
-const DEFAULTS = {
-  heartbeatSeconds: 5,
-  connectTimeoutMs: 5000,
+/** The defaults of a session: a connection's, and the pauses between rounds over the nodes. */
+export const BROKER_SESSION_DEFAULTS = {
+  ...BROKER_CONNECTION_DEFAULTS,
+  /** Upper bound of the first pause after every node failed, in milliseconds; it doubles per round. */
   reconnectMinDelayMs: 100,
+  /** Longest pause between two rounds, in milliseconds. */
   reconnectMaxDelayMs: 5000,
 } as const;
 
@@ -105,7 +107,7 @@ export class BrokerSession {
     this.#urls = [...urls];
     this.#labels = urls.map(nodeLabel);
     this.#options = {
-      ...DEFAULTS,
+      ...BROKER_SESSION_DEFAULTS,
       ...(Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)) as Partial<
         typeof rest
       >),

@@ -31,17 +31,17 @@ export interface EventBusOptions {
   /** AMQP URLs of the broker's nodes, tried in order. */
   rabbitmqUrls: readonly string[];
   topology: Topology;
-  /** Spool size above which events are dropped, in bytes. @default 1 GiB */
+  /** Spool size above which events are dropped, in bytes. @default {@link SPOOL_DEFAULTS}'s maxBytes */
   spoolMaxBytes?: number;
-  /** Spool segment size, in bytes. @default 64 MiB */
+  /** Spool segment size, in bytes. @default {@link SPOOL_DEFAULTS}'s segmentBytes */
   spoolSegmentBytes?: number;
-  /** Interval between spool fsyncs, in ms. @default 50 */
+  /** Interval between spool fsyncs, in ms. @default {@link SPOOL_DEFAULTS}'s fsyncIntervalMs */
   spoolFsyncIntervalMs?: number;
-  /** Unconfirmed messages in flight, at most. @default 1000 */
+  /** Unconfirmed messages in flight, at most. @default {@link SPOOL_PUBLISHER_DEFAULTS}'s window */
   publishWindow?: number;
-  /** Confirm time-out before a reconnect and resend, in ms. @default 15000 */
+  /** Confirm time-out before a reconnect and resend, in ms. @default {@link SPOOL_PUBLISHER_DEFAULTS}'s confirmTimeoutMs */
   publishConfirmTimeoutMs?: number;
-  /** AMQP heartbeat, in seconds. @default 5 */
+  /** AMQP heartbeat, in seconds. @default {@link SPOOL_PUBLISHER_DEFAULTS}'s heartbeatSeconds */
   heartbeatSeconds?: number;
   logger?: PublisherLogger;
   /** Counts every event emitted, spooled and confirmed, for the loss ledger. */

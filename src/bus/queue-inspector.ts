@@ -8,10 +8,9 @@
  * callers share one lookup, so a health probe storm costs the broker nothing.
  */
 import type { Channel, ChannelModel } from 'amqplib';
-import { vhostOf } from '../config.ts';
 import { redactedMessage } from '../redact-credentials.ts';
 import { withTimeout } from '../with-timeout.ts';
-import { closeConnection } from './broker-connection.ts';
+import { closeConnection, vhostOf } from './broker-connection.ts';
 import { BrokerSession } from './broker-session.ts';
 import { ManagementApi, type ManagementQueue } from './management-api.ts';
 

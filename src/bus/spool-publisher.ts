@@ -13,7 +13,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { redactedMessage as describe } from '../redact-credentials.ts';
 import { applyTopology } from './apply-topology.ts';
 import { closeConnection, destroyConnection } from './broker-connection.ts';
-import { BrokerSession } from './broker-session.ts';
+import { BROKER_SESSION_DEFAULTS, BrokerSession } from './broker-session.ts';
 import { lowLevel, sendConfirmed } from './confirm-send.ts';
 import { InflightWindow, type Label } from './inflight-window.ts';
 import type { LedgerCounts } from './ledger-counts.ts';
@@ -47,19 +47,19 @@ export interface SpoolPublisherOptions {
   urls: readonly string[];
   /** The topology declared at every connect before publishing. */
   topology: Topology;
-  /** Messages published and not yet confirmed, at most. @default 1000 */
+  /** Messages published and not yet confirmed, at most. @default {@link SPOOL_PUBLISHER_DEFAULTS} */
   window?: number;
-  /** Time a confirm may take before the connection is dropped and its messages resent, in ms. @default 15000 */
+  /** Time a confirm may take before the connection is dropped and its messages resent, in ms. @default {@link SPOOL_PUBLISHER_DEFAULTS} */
   confirmTimeoutMs?: number;
-  /** AMQP heartbeat interval, in seconds. @default 5 */
+  /** AMQP heartbeat interval, in seconds. @default {@link SPOOL_PUBLISHER_DEFAULTS} */
   heartbeatSeconds?: number;
-  /** Time allowed for connecting and the AMQP handshake, in ms. @default 5000 */
+  /** Time allowed for connecting and the AMQP handshake, in ms. @default {@link SPOOL_PUBLISHER_DEFAULTS} */
   connectTimeoutMs?: number;
-  /** Upper bound of the first reconnect delay, in ms; it doubles per failed round. @default 100 */
+  /** Upper bound of the first reconnect delay, in ms; it doubles per failed round. @default {@link SPOOL_PUBLISHER_DEFAULTS} */
   reconnectMinDelayMs?: number;
-  /** Longest reconnect delay, in ms. @default 5000 */
+  /** Longest reconnect delay, in ms. @default {@link SPOOL_PUBLISHER_DEFAULTS} */
   reconnectMaxDelayMs?: number;
-  /** Records read and published per batch, at most, before requests get a turn. @default 100 */
+  /** Records read and published per batch, at most, before requests get a turn. @default {@link SPOOL_PUBLISHER_DEFAULTS} */
   readBatch?: number;
   logger?: PublisherLogger;
   /** Where each record is counted once, when the broker's confirms reach it. */
@@ -101,13 +101,14 @@ export interface PublisherStatus {
   counters: PublisherCounters;
 }
 
-const DEFAULTS = {
+/** The publisher's defaults: its broker session's (heartbeat, connect time-out, reconnect delays) and these. */
+export const SPOOL_PUBLISHER_DEFAULTS = {
+  ...BROKER_SESSION_DEFAULTS,
+  /** Messages published and not yet confirmed by the broker, at most (the publish window). */
   window: 1000,
+  /** Time a confirm may take before the connection is dropped and its messages resent, in milliseconds. */
   confirmTimeoutMs: 15_000,
-  heartbeatSeconds: 5,
-  connectTimeoutMs: 5000,
-  reconnectMinDelayMs: 100,
-  reconnectMaxDelayMs: 5000,
+  /** Records read and published per batch, at most, before requests get a turn. */
   readBatch: 100,
 } as const;
 
@@ -173,7 +174,7 @@ export class SpoolPublisher {
     const { logger, ledger, latency, ...rest } = options;
     this.latency = latency ?? new PublishLatency();
     this.#logger = logger ?? silentLogger;
-    this.#options = { ...DEFAULTS, ...stripUndefined(rest) } as Required<
+    this.#options = { ...SPOOL_PUBLISHER_DEFAULTS, ...stripUndefined(rest) } as Required<
       Omit<SpoolPublisherOptions, 'logger' | 'ledger' | 'latency'>
     >;
     if (ledger !== undefined)

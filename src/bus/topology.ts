@@ -83,11 +83,12 @@ export interface Topology {
 }
 
 export interface TopologyOptions {
-  /** Delays of the retry ladder, in milliseconds. @default [1000, 5000, 30000] */
+  /** Delays of the retry ladder, in milliseconds. @default {@link DEFAULT_RETRY_DELAYS_MS} */
   retryDelaysMs?: readonly number[];
   /**
    * Deliveries of one message before a quorum queue dead-letters it by itself: a backstop for messages
-   * that crash their consumer over and over (the consumer's own ladder normally acts first). @default 20
+   * that crash their consumer over and over (the consumer's own ladder normally acts first).
+   * @default {@link DEFAULT_DELIVERY_LIMIT}
    */
   deliveryLimit?: number;
   /**
@@ -149,7 +150,9 @@ export function consumedQueues(topology: Topology, queue: string): string[] {
     .sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)));
 }
 
+/** Delays of the retry ladder, in milliseconds: a failed message is tried again after 1 s, 5 s, 30 s. */
 export const DEFAULT_RETRY_DELAYS_MS = [1000, 5000, 30000] as const;
+/** Deliveries of one message before a quorum queue dead-letters it by itself. */
 export const DEFAULT_DELIVERY_LIMIT = 20;
 
 /** The exchange an event type is published to; its routing key is the event type itself. */

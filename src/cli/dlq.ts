@@ -4,7 +4,6 @@
  * dlq_operations as `cli:<user>@<host>`.
  */
 import { hostname, userInfo } from 'node:os';
-import { topologyFromConfig } from '../bus/topology-from-config.ts';
 import type { Config } from '../config.ts';
 import {
   type DeadLetterFilterInput,
@@ -15,6 +14,7 @@ import { DlqService } from '../consumers/dlq/dlq-service.ts';
 import type { DlqActor } from '../consumers/dlq/dlq-store.ts';
 import { createPool } from '../db/create-pool.ts';
 import { AppError } from '../errors.ts';
+import { topologyFromConfig } from '../topology-from-config.ts';
 import { CliError } from './cli-error.ts';
 import { prepareDatabase } from './prepare-database.ts';
 

@@ -3,7 +3,8 @@
  * validated before any command runs.
  */
 import { Command } from 'commander';
-import { CONSUMER_NAMES, loadConfig } from '../config.ts';
+import { loadConfig } from '../config.ts';
+import { CONSUMER_NAMES } from '../consumers/consumer-names.ts';
 import { ConfigError } from '../errors.ts';
 import { redactCredentials } from '../redact-credentials.ts';
 import { auditVerify } from './audit.ts';

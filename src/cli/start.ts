@@ -2,12 +2,12 @@
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import type { Config } from '../config.ts';
-import { runConsumers } from '../consumers/run-consumers.ts';
+import { serverLimitsOf } from '../config.ts';
 import { buildApp } from '../http/app.ts';
-import { serverLimitsOf } from '../http/server-limits.ts';
 import { loggerOptions } from '../logger.ts';
 import { createServices } from '../services.ts';
 import { prepareDatabase } from './prepare-database.ts';
+import { runConsumers } from './run-consumers.ts';
 
 function printBootstrapKey(key: string, baseUrl: string): void {
   // Written once to the terminal, deliberately not through the logger: keys never enter the logs.

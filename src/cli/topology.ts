@@ -3,13 +3,13 @@
  * API, where each queue's leader and members are), or declare it now.
  */
 import { applyTopology } from '../bus/apply-topology.ts';
-import { closeConnection } from '../bus/broker-connection.ts';
+import { closeConnection, vhostOf } from '../bus/broker-connection.ts';
 import { BrokerSession } from '../bus/broker-session.ts';
 import { ManagementApi } from '../bus/management-api.ts';
 import type { Topology } from '../bus/topology.ts';
-import { topologyFromConfig } from '../bus/topology-from-config.ts';
-import { type Config, vhostOf } from '../config.ts';
+import type { Config } from '../config.ts';
 import { redactedMessage } from '../redact-credentials.ts';
+import { topologyFromConfig } from '../topology-from-config.ts';
 import { CliError } from './cli-error.ts';
 
 /** Where the queues are in the cluster, as the management API says; `error` when it could not be asked. */

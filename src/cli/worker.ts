@@ -1,14 +1,15 @@
 /** `telemetry-bus worker`: run consumers without the API, until a signal says stop. */
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
-import { CONSUMER_NAMES, type Config, type ConsumerName, parseConsumerList } from '../config.ts';
-import { runConsumers } from '../consumers/run-consumers.ts';
+import { type Config, parseConsumerList } from '../config.ts';
+import { CONSUMER_NAMES, type ConsumerName } from '../consumers/consumer-names.ts';
 import { createPool } from '../db/create-pool.ts';
 import { loggerOptions } from '../logger.ts';
 import { type MetricsServer, startMetricsServer } from '../prometheus/metrics-server.ts';
 import { createPrometheusRegistry } from '../prometheus/prometheus-registry.ts';
 import { CliError } from './cli-error.ts';
 import { prepareDatabase } from './prepare-database.ts';
+import { runConsumers } from './run-consumers.ts';
 
 export async function worker(config: Config, options: { consumers?: string }): Promise<void> {
   let names: readonly ConsumerName[] = config.consumers;

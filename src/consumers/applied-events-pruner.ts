@@ -18,18 +18,21 @@ import { deleteInChunks } from '../db/delete-in-chunks.ts';
 import { PeriodicTask } from './periodic-task.ts';
 
 export interface AppliedEventsRetentionOptions {
-  /** Applied event ids are kept this many days after they were applied. @default 30 */
+  /** Applied event ids are kept this many days after they were applied. @default {@link APPLIED_EVENTS_RETENTION_DEFAULTS} */
   retentionDays?: number;
-  /** Time between two prunings, in ms; the first runs at start. @default 3600000 (1 h) */
+  /** Time between two prunings, in ms; the first runs at start. @default {@link APPLIED_EVENTS_RETENTION_DEFAULTS} */
   intervalMs?: number;
-  /** Rows deleted per statement. @default 10000 */
+  /** Rows deleted per statement. @default {@link APPLIED_EVENTS_RETENTION_DEFAULTS} */
   chunkRows?: number;
   logger?: PublisherLogger;
 }
 
 export const APPLIED_EVENTS_RETENTION_DEFAULTS = {
+  /** Days a de-duplication record is kept unused (a dead copy in the archive keeps it longer). */
   retentionDays: 30,
+  /** Time between two prunings, in milliseconds: 1 h. */
   intervalMs: 3_600_000,
+  /** Rows deleted per statement. */
   chunkRows: 10_000,
 } as const;
 

@@ -5,10 +5,10 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { buildTopology, consumedQueues, QUEUES, type Topology } from '../bus/topology.ts';
-import type { Config, ConsumerName } from '../config.ts';
 import { analyticsConsumer } from './analytics/analytics-consumer.ts';
 import { auditConsumer } from './audit/audit-consumer.ts';
 import type { Consumer } from './consumer.ts';
+import type { ConsumerName } from './consumer-names.ts';
 import { dlqConsumer } from './dlq/dlq-consumer.ts';
 import { loggingConsumer } from './logging/logging-consumer.ts';
 import { metricsConsumer } from './metrics/metrics-consumer.ts';
@@ -25,7 +25,13 @@ export interface BuiltConsumers {
  */
 export function buildConsumers(
   names: readonly ConsumerName[],
-  config: Pick<Config, 'dataDir' | 'errorLogMaxBytes' | 'errorLogMaxFiles' | 'auditKeylessRetentionDays'>,
+  /** DATA_DIR, ERROR_LOG_*, AUDIT_KEYLESS_RETENTION_DAYS, as configured (src/config.ts). */
+  config: {
+    dataDir: string;
+    errorLogMaxBytes: number;
+    errorLogMaxFiles: number;
+    auditKeylessRetentionDays: number;
+  },
   logger: Logger,
   topology: Topology = buildTopology(),
 ): BuiltConsumers {

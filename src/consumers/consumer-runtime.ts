@@ -25,7 +25,7 @@ import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { applyTopology } from '../bus/apply-topology.ts';
 import { closeConnection } from '../bus/broker-connection.ts';
-import { BrokerSession } from '../bus/broker-session.ts';
+import { BROKER_SESSION_DEFAULTS, BrokerSession } from '../bus/broker-session.ts';
 import { validateEvent } from '../bus/event-validator.ts';
 import type { PublisherLogger } from '../bus/spool-publisher.ts';
 import { EXCHANGES, type Topology } from '../bus/topology.ts';
@@ -49,17 +49,17 @@ export interface ConsumerRuntimeOptions {
   consumers: Consumer[];
   /** Delays of the retry ladder, in ms; must match the topology's retry queues. */
   retryDelaysMs: readonly number[];
-  /** Unacknowledged deliveries per consumer. @default 500 */
+  /** Unacknowledged deliveries per consumer. @default {@link CONSUMER_RUNTIME_DEFAULTS} */
   prefetch?: number;
-  /** Messages applied in one transaction, at most. @default 250 */
+  /** Messages applied in one transaction, at most. @default {@link CONSUMER_RUNTIME_DEFAULTS} */
   batchSize?: number;
-  /** Time a partial batch waits for more messages, in ms. @default 10 */
+  /** Time a partial batch waits for more messages, in ms. @default {@link CONSUMER_RUNTIME_DEFAULTS} */
   batchWaitMs?: number;
-  /** AMQP heartbeat, in seconds. @default 5 */
+  /** AMQP heartbeat, in seconds. @default {@link CONSUMER_RUNTIME_DEFAULTS} */
   heartbeatSeconds?: number;
-  /** Wait between attempts while PostgreSQL is unreachable, in ms. @default 1000 */
+  /** Wait between attempts while PostgreSQL is unreachable, in ms. @default {@link CONSUMER_RUNTIME_DEFAULTS} */
   databaseRetryMs?: number;
-  /** Upper bound of the first reconnect delay, in ms (doubles per failed round, up to 5 s). @default 100 */
+  /** Upper bound of the first reconnect delay, in ms (doubles per failed round). @default {@link CONSUMER_RUNTIME_DEFAULTS} */
   reconnectMinDelayMs?: number;
   logger?: PublisherLogger;
   /**
@@ -68,6 +68,21 @@ export interface ConsumerRuntimeOptions {
    */
   metrics?: Registry;
 }
+
+export const CONSUMER_RUNTIME_DEFAULTS = {
+  /** Unacknowledged deliveries per consumer: what one consumer holds in memory at most. */
+  prefetch: 500,
+  /** Messages applied in one PostgreSQL transaction, at most. */
+  batchSize: 250,
+  /** Time a partial batch waits for more messages, in milliseconds. */
+  batchWaitMs: 10,
+  /** AMQP heartbeat interval, in seconds. */
+  heartbeatSeconds: BROKER_SESSION_DEFAULTS.heartbeatSeconds,
+  /** Wait between attempts while PostgreSQL is unreachable, in milliseconds. */
+  databaseRetryMs: 1000,
+  /** Upper bound of the first reconnect delay, in milliseconds (doubles per failed round). */
+  reconnectMinDelayMs: BROKER_SESSION_DEFAULTS.reconnectMinDelayMs,
+} as const;
 
 export interface ConsumerCounters {
   /** Events applied (first time). */
@@ -158,12 +173,7 @@ export class ConsumerRuntime {
     const { logger, metrics, ...rest } = options;
     this.#logger = logger ?? silentLogger;
     this.#options = {
-      prefetch: 500,
-      batchSize: 250,
-      batchWaitMs: 10,
-      heartbeatSeconds: 5,
-      databaseRetryMs: 1000,
-      reconnectMinDelayMs: 100,
+      ...CONSUMER_RUNTIME_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     } as Required<Omit<ConsumerRuntimeOptions, 'logger' | 'metrics'>>;
     this.#broker = new BrokerSession({

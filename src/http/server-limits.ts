@@ -14,8 +14,6 @@
  * - `maxConnections`: over it, Node closes a new connection at once (counted in
  *   `telemetry_http_connections_refused_total`).
  */
-import type { Config } from '../config.ts';
-
 export interface ServerLimits {
   /** Time to receive a whole request (headers and body), in milliseconds; 0: none. */
   requestTimeoutMs: number;
@@ -29,18 +27,21 @@ export interface ServerLimits {
   maxConnections: number;
 }
 
+/** The limits an API process grants by default. */
+export const SERVER_LIMIT_DEFAULTS: Readonly<ServerLimits> = {
+  /** 10 s to send a whole request. */
+  requestTimeoutMs: 10_000,
+  /** 5 s to send the headers. */
+  headersTimeoutMs: 5000,
+  /** 60 s without traffic either way. */
+  connectionTimeoutMs: 60_000,
+  /** 5 s idle between two requests of a keep-alive connection. */
+  keepAliveTimeoutMs: 5000,
+  maxConnections: 4096,
+};
+
 /** How often Node looks for requests past their time, in milliseconds (its default is 30 s). */
 export const CONNECTIONS_CHECKING_INTERVAL_MS = 1000;
-
-export function serverLimitsOf(config: Config): ServerLimits {
-  return {
-    requestTimeoutMs: config.httpRequestTimeoutMs,
-    headersTimeoutMs: config.httpHeadersTimeoutMs,
-    connectionTimeoutMs: config.httpConnectionTimeoutMs,
-    keepAliveTimeoutMs: config.httpKeepAliveTimeoutMs,
-    maxConnections: config.httpMaxConnections,
-  };
-}
 
 /** Fastify's server options for these limits (Node refuses a headers timeout above the request timeout). */
 export function fastifyServerOptions(limits: ServerLimits) {

@@ -8,10 +8,15 @@ import type pg from 'pg';
 import type { LedgerCounts } from '../bus/ledger-counts.ts';
 import { addLedgerRows } from './ledger-store.ts';
 
+export const LEDGER_WRITER_DEFAULTS = {
+  /** Time between two writes of the counts, in milliseconds: what a crash of the process can leave uncounted. */
+  intervalMs: 1000,
+} as const;
+
 export interface LedgerWriterOptions {
   pool: pg.Pool;
   counts: LedgerCounts;
-  /** Time between writes, in ms. @default 1000 */
+  /** Time between writes, in ms. @default {@link LEDGER_WRITER_DEFAULTS} */
   intervalMs?: number;
   /** Told once per outage, not once per attempt. */
   onError?: (error: unknown) => void;
@@ -32,7 +37,10 @@ export class LedgerWriter {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.flush(), this.#options.intervalMs ?? 1000);
+    this.#timer = setInterval(
+      () => void this.flush(),
+      this.#options.intervalMs ?? LEDGER_WRITER_DEFAULTS.intervalMs,
+    );
     this.#timer.unref();
   }
 

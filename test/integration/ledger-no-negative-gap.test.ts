@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import pino from 'pino';
-import { topologyFromConfig } from '../../src/bus/topology-from-config.ts';
 import { buildConsumers } from '../../src/consumers/build-consumers.ts';
 import { ConsumerRuntime } from '../../src/consumers/consumer-runtime.ts';
+import { topologyFromConfig } from '../../src/topology-from-config.ts';
 import { build, modelBody } from '../helper.ts';
 import { waitUntil } from '../support/wait-until.ts';
 

@@ -11,8 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import amqp from 'amqplib';
 import pino from 'pino';
 import { EXCHANGES, QUEUES, WORK_QUEUES } from '../../src/bus/topology.ts';
-import { CONSUMER_NAMES } from '../../src/config.ts';
-import { runConsumers } from '../../src/consumers/run-consumers.ts';
+import { runConsumers } from '../../src/cli/run-consumers.ts';
+import { CONSUMER_NAMES } from '../../src/consumers/consumer-names.ts';
 import { build, modelBody, type TestApp } from '../helper.ts';
 import {
   documentedFamilies,

@@ -11,9 +11,9 @@ import amqp from 'amqplib';
 import { applyTopology, TopologyMismatchError } from '../../src/bus/apply-topology.ts';
 import { closeConnection } from '../../src/bus/broker-connection.ts';
 import { buildTopology, QUEUES } from '../../src/bus/topology.ts';
-import { topologyFromConfig } from '../../src/bus/topology-from-config.ts';
 import { readPlacement, renderTopology } from '../../src/cli/topology.ts';
 import { loadConfig } from '../../src/config.ts';
+import { topologyFromConfig } from '../../src/topology-from-config.ts';
 import { createTestVhost, listQueues } from '../support/rabbitmq-vhost.ts';
 
 const placed = buildTopology({ placement: { initialGroupSize: 1, leaderLocator: 'balanced' } });

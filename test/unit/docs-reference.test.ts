@@ -10,10 +10,20 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { API_KEY_STORE_DEFAULTS } from '../../src/auth/api-key-store.ts';
 import { EVENT_TYPES } from '../../src/bus/event-types.ts';
-import { buildTopology, exchangeFor, queuesFor } from '../../src/bus/topology.ts';
+import { SPOOL_DEFAULTS } from '../../src/bus/spool/spool.ts';
+import { SPOOL_PUBLISHER_DEFAULTS } from '../../src/bus/spool-publisher.ts';
+import { buildTopology, DEFAULT_RETRY_DELAYS_MS, exchangeFor, queuesFor } from '../../src/bus/topology.ts';
+import { DEFAULT_CACHE_MAX_BYTES } from '../../src/cache-budget.ts';
 import { CONFIG_VARIABLES } from '../../src/config.ts';
+import { APPLIED_EVENTS_RETENTION_DEFAULTS } from '../../src/consumers/applied-events-pruner.ts';
+import { CONSUMER_RUNTIME_DEFAULTS } from '../../src/consumers/consumer-runtime.ts';
+import { ROTATING_FILE_DEFAULTS } from '../../src/consumers/logging/rotating-file.ts';
+import { METRICS_PRUNER_DEFAULTS } from '../../src/consumers/metrics/metrics-pruner.ts';
 import { ERROR_CODES } from '../../src/errors.ts';
+import { SERVER_LIMIT_DEFAULTS } from '../../src/http/server-limits.ts';
+import { LEDGER_WRITER_DEFAULTS } from '../../src/ledger/ledger-writer.ts';
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 const docsDir = fileURLToPath(new URL('../../docs/', import.meta.url));
@@ -92,6 +102,36 @@ function jsonBlocks(markdown: string): unknown[] {
   return [...markdown.matchAll(/```json\n([\s\S]*?)```/g)].map((match) => JSON.parse(match[1] ?? ''));
 }
 
+/**
+ * The variables whose default is a component's own (exported next to its options, with its unit): the
+ * reference must show that value, so a default changed in the component shows in the docs or fails here.
+ */
+const COMPONENT_DEFAULTS: Record<string, string | number | readonly number[]> = {
+  CACHE_MAX_BYTES: DEFAULT_CACHE_MAX_BYTES,
+  HTTP_REQUEST_TIMEOUT_MS: SERVER_LIMIT_DEFAULTS.requestTimeoutMs,
+  HTTP_HEADERS_TIMEOUT_MS: SERVER_LIMIT_DEFAULTS.headersTimeoutMs,
+  HTTP_CONNECTION_TIMEOUT_MS: SERVER_LIMIT_DEFAULTS.connectionTimeoutMs,
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: SERVER_LIMIT_DEFAULTS.keepAliveTimeoutMs,
+  HTTP_MAX_CONNECTIONS: SERVER_LIMIT_DEFAULTS.maxConnections,
+  API_KEY_CACHE_TTL_MS: API_KEY_STORE_DEFAULTS.cacheTtlMs,
+  SPOOL_MAX_BYTES: SPOOL_DEFAULTS.maxBytes,
+  SPOOL_SEGMENT_BYTES: SPOOL_DEFAULTS.segmentBytes,
+  SPOOL_FSYNC_INTERVAL_MS: SPOOL_DEFAULTS.fsyncIntervalMs,
+  LEDGER_FLUSH_INTERVAL_MS: LEDGER_WRITER_DEFAULTS.intervalMs,
+  RABBITMQ_HEARTBEAT_S: SPOOL_PUBLISHER_DEFAULTS.heartbeatSeconds,
+  PUBLISH_WINDOW: SPOOL_PUBLISHER_DEFAULTS.window,
+  PUBLISH_CONFIRM_TIMEOUT_MS: SPOOL_PUBLISHER_DEFAULTS.confirmTimeoutMs,
+  RETRY_DELAYS_MS: DEFAULT_RETRY_DELAYS_MS,
+  CONSUMER_PREFETCH: CONSUMER_RUNTIME_DEFAULTS.prefetch,
+  CONSUMER_BATCH_SIZE: CONSUMER_RUNTIME_DEFAULTS.batchSize,
+  ERROR_LOG_MAX_BYTES: ROTATING_FILE_DEFAULTS.maxFileBytes,
+  ERROR_LOG_MAX_FILES: ROTATING_FILE_DEFAULTS.maxFiles,
+  METRICS_RAW_RETENTION_DAYS: METRICS_PRUNER_DEFAULTS.rawRetentionDays,
+  METRICS_ROLLUP_RETENTION_DAYS: METRICS_PRUNER_DEFAULTS.rollupRetentionDays,
+  METRICS_PRUNE_INTERVAL_MS: METRICS_PRUNER_DEFAULTS.intervalMs,
+  APPLIED_EVENTS_RETENTION_DAYS: APPLIED_EVENTS_RETENTION_DEFAULTS.retentionDays,
+};
+
 const errorCodes = Object.entries(ERROR_CODES);
 const variables = Object.entries(CONFIG_VARIABLES);
 
@@ -145,6 +185,14 @@ describe('docs/reference/configuration.md', () => {
   test('lists no variable that the service does not read', () => {
     for (const name of rows.keys()) {
       assert.ok(Object.hasOwn(CONFIG_VARIABLES, name), `${name} is documented but not in CONFIG_VARIABLES`);
+    }
+  });
+
+  test("shows the component's exported default for the variables a component owns", () => {
+    for (const [name, value] of Object.entries(COMPONENT_DEFAULTS)) {
+      assert.ok(Object.hasOwn(CONFIG_VARIABLES, name), `${name} is a variable`);
+      const expected = Array.isArray(value) ? value.join(',') : String(value);
+      assert.equal(rows.get(name)?.default, `\`${expected}\``, `documented default of ${name}`);
     }
   });
 });

@@ -19,7 +19,7 @@ import type {
   PublisherLogger,
   PublisherStatus,
 } from '../spool-publisher.ts';
-import { zeroCounters } from '../spool-publisher.ts';
+import { SPOOL_PUBLISHER_DEFAULTS, zeroCounters } from '../spool-publisher.ts';
 import type { Topology } from '../topology.ts';
 import type { FromPublisherThread, PublisherThreadData, ToPublisherThread } from './messages.ts';
 
@@ -90,7 +90,7 @@ export class PublisherThread {
       since: new Date().toISOString(),
       lastError: null,
       unconfirmed: 0,
-      window: options.window ?? 1000,
+      window: options.window ?? SPOOL_PUBLISHER_DEFAULTS.window,
       counters: zeroCounters(),
     };
   }

@@ -26,15 +26,26 @@ export { MAX_PAYLOAD_BYTES } from './record-format.ts';
 export interface SpoolOptions {
   /** Directory holding the segment files; created if missing. */
   directory: string;
-  /** Total bytes of segment files above which appends are dropped (counted as 'spool_full'). @default 1 GiB */
+  /** Total bytes of segment files above which appends are dropped (counted as 'spool_full'). @default {@link SPOOL_DEFAULTS} */
   maxBytes?: number;
-  /** Size at which the current segment is closed and a new one started, in bytes. @default 64 MiB */
+  /** Size at which the current segment is closed and a new one started, in bytes. @default {@link SPOOL_DEFAULTS} */
   segmentBytes?: number;
-  /** Interval between fdatasync calls while there are unsynced writes, in milliseconds; 0 syncs after every append. @default 50 */
+  /** Interval between fdatasync calls while there are unsynced writes, in ms; 0 syncs after every append. @default {@link SPOOL_DEFAULTS} */
   fsyncIntervalMs?: number;
-  /** Payload bytes of the newest records kept in memory for a reader at the tail; 0 reads only from disk. @default 8 MiB */
+  /** Payload bytes of the newest records kept in memory for a reader at the tail; 0 reads only from disk. @default {@link SPOOL_DEFAULTS} */
   recentBytes?: number;
 }
+
+export const SPOOL_DEFAULTS = {
+  /** Total bytes of segment files above which appends are dropped: 1 GiB. */
+  maxBytes: 1024 * 1024 * 1024,
+  /** Size at which a segment is closed and the next started, in bytes: 64 MiB. */
+  segmentBytes: 64 * 1024 * 1024,
+  /** Interval between fdatasync calls while there are unsynced writes, in milliseconds. */
+  fsyncIntervalMs: 50,
+  /** Payload bytes of the newest records kept in memory for a reader at the tail: 8 MiB. */
+  recentBytes: 8 * 1024 * 1024,
+} as const;
 
 export type DropReason = 'spool_full' | 'write_error';
 
@@ -70,9 +81,6 @@ export interface SpoolStats {
   diskReadBytes: number;
 }
 
-const DEFAULT_MAX_BYTES = 1024 * 1024 * 1024;
-const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
-const DEFAULT_FSYNC_INTERVAL_MS = 50;
 /** Records up to this size are laid out in a buffer kept for the next append; larger ones get their own. */
 const SCRATCH_BYTES = 1024 * 1024;
 
@@ -650,10 +658,10 @@ export class Spool {
 function validate(options: SpoolOptions): Required<SpoolOptions> {
   const settings = {
     directory: options.directory,
-    maxBytes: options.maxBytes ?? DEFAULT_MAX_BYTES,
-    segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
-    fsyncIntervalMs: options.fsyncIntervalMs ?? DEFAULT_FSYNC_INTERVAL_MS,
-    recentBytes: options.recentBytes ?? 8 * 1024 * 1024,
+    maxBytes: options.maxBytes ?? SPOOL_DEFAULTS.maxBytes,
+    segmentBytes: options.segmentBytes ?? SPOOL_DEFAULTS.segmentBytes,
+    fsyncIntervalMs: options.fsyncIntervalMs ?? SPOOL_DEFAULTS.fsyncIntervalMs,
+    recentBytes: options.recentBytes ?? SPOOL_DEFAULTS.recentBytes,
   };
   if (typeof settings.directory !== 'string' || settings.directory === '') {
     throw new TypeError('spool directory must be a non-empty path');

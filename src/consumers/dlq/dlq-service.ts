@@ -25,7 +25,7 @@ export interface DlqServiceOptions {
   pool: pg.Pool;
   /** AMQP URLs of the broker's nodes replays publish to, tried in order. */
   amqpUrls: readonly string[];
-  /** AMQP heartbeat of the replay connection, in seconds. @default 5 */
+  /** AMQP heartbeat of the replay connection, in seconds. @default {@link BROKER_SESSION_DEFAULTS} */
   heartbeatSeconds?: number;
   /** Opens the replay connection; by default a {@link BrokerSession} on `amqpUrls`. */
   connect?: () => Promise<ChannelModel>;

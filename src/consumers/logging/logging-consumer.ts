@@ -23,15 +23,15 @@ import { QUEUES } from '../../bus/topology.ts';
 import { loggerOptions } from '../../logger.ts';
 import type { Consumer, Delivery } from '../consumer.ts';
 import { PoisonMessageError } from '../poison-message-error.ts';
-import { DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES, RotatingFile } from './rotating-file.ts';
+import { RotatingFile } from './rotating-file.ts';
 import { REDACTED, sanitizeLogText, sanitizeStackTrace } from './sanitize-log-text.ts';
 
 export interface LoggingConsumerOptions {
   /** Directory of the error log: `<directory>/errors.log` and its rotated copies. Normally `<DATA_DIR>/logs`. */
   directory: string;
-  /** Size at which `errors.log` is rotated, in bytes. @default 10485760 (10 MiB) */
+  /** Size at which `errors.log` is rotated, in bytes. @default the RotatingFile's (ROTATING_FILE_DEFAULTS) */
   maxFileBytes?: number;
-  /** Rotated files kept besides `errors.log` (`errors.log.1` newest … `errors.log.<maxFiles>`). @default 5 */
+  /** Rotated files kept besides `errors.log` (`errors.log.1` newest … `errors.log.<maxFiles>`). @default the RotatingFile's (ROTATING_FILE_DEFAULTS) */
   maxFiles?: number;
   /** Also write each line to the process's stdout (`true`), to this stream, or nowhere else (`false`). @default true */
   stdout?: boolean | Writable;
@@ -147,8 +147,8 @@ export function loggingConsumer(options: LoggingConsumerOptions): LoggingConsume
   };
   const file = new RotatingFile({
     path: join(options.directory, ERROR_LOG_FILE),
-    maxFileBytes: options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES,
-    maxFiles: options.maxFiles ?? DEFAULT_MAX_FILES,
+    maxFileBytes: options.maxFileBytes,
+    maxFiles: options.maxFiles,
     onRotationError: (error) => {
       counters.rotationErrors++;
       report(error, `cannot rotate ${ERROR_LOG_FILE}; it grows past its limit until a rotation succeeds`);

@@ -21,10 +21,10 @@ export interface RotatingFileOptions {
   /**
    * Size of the active file at which it is rotated, in bytes: a line that would take it past this starts
    * a new file, so no file exceeds it (unless one line alone is larger: it then gets a file of its own).
-   * @default 10485760 (10 MiB)
+   * @default {@link ROTATING_FILE_DEFAULTS}
    */
   maxFileBytes?: number;
-  /** Rotated files kept besides the active one (`<path>.1` … `<path>.<maxFiles>`); 0 keeps none. @default 5 */
+  /** Rotated files kept besides the active one (`<path>.1` … `<path>.<maxFiles>`); 0 keeps none. @default {@link ROTATING_FILE_DEFAULTS} */
   maxFiles?: number;
   /** Permissions of a created file (log lines carry client addresses and user ids). @default 0o640 */
   mode?: number;
@@ -35,8 +35,12 @@ export interface RotatingFileOptions {
   onRotationError?: (error: unknown) => void;
 }
 
-export const DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024;
-export const DEFAULT_MAX_FILES = 5;
+export const ROTATING_FILE_DEFAULTS = {
+  /** Size at which the file is rotated, in bytes: 10 MiB. */
+  maxFileBytes: 10 * 1024 * 1024,
+  /** Rotated files kept besides the active one. */
+  maxFiles: 5,
+} as const;
 
 /** The file name of rotated copy `index` (0 is the active file). */
 export function rotatedPath(path: string, index: number): string {
@@ -55,8 +59,8 @@ export class RotatingFile {
   rotations = 0;
 
   constructor(options: RotatingFileOptions) {
-    const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-    const maxFiles = options.maxFiles ?? DEFAULT_MAX_FILES;
+    const maxFileBytes = options.maxFileBytes ?? ROTATING_FILE_DEFAULTS.maxFileBytes;
+    const maxFiles = options.maxFiles ?? ROTATING_FILE_DEFAULTS.maxFiles;
     if (!Number.isSafeInteger(maxFileBytes) || maxFileBytes < 1) {
       throw new RangeError('maxFileBytes must be a positive integer');
     }

@@ -37,28 +37,32 @@ export interface MetricsCompactionOptions {
   /**
    * A minute is compacted once it ended this long ago, in ms. An event applied later than that after its
    * timestamp is still counted exactly (the consumer adds it to its hour and day), at some cost, and
-   * makes GET /metrics read its day again. @default 300000 (5 min)
+   * makes GET /metrics read its day again. @default {@link METRICS_COMPACTION_DEFAULTS}
    */
   lagMs?: number;
-  /** Time between two compactions of closed minutes, in ms; the first runs at start. @default 60000 (1 min) */
+  /** Time between two compactions of closed minutes, in ms; the first runs at start. @default {@link METRICS_COMPACTION_DEFAULTS} */
   intervalMs?: number;
   /**
    * Time between two moves of the rollup deltas into their minute rows, in ms. GET /metrics reads the
-   * deltas not moved yet: the longer this, the more it reads. @default 1000
+   * deltas not moved yet: the longer this, the more it reads. @default {@link METRICS_COMPACTION_DEFAULTS}
    */
   deltaIntervalMs?: number;
   /**
    * Minutes of time compacted per transaction at most (empty time is skipped), so that catching up after a
-   * long stop commits as it goes and holds the consumers back briefly each time. @default 60
+   * long stop commits as it goes and holds the consumers back briefly each time. @default {@link METRICS_COMPACTION_DEFAULTS}
    */
   stepMinutes?: number;
   logger?: PublisherLogger;
 }
 
 export const METRICS_COMPACTION_DEFAULTS = {
+  /** A minute is compacted once it ended this long ago, in milliseconds: 5 min. */
   lagMs: 300_000,
+  /** Time between two compactions of closed minutes, in milliseconds: 1 min. */
   intervalMs: 60_000,
+  /** Time between two moves of the rollup deltas into their minute rows, in milliseconds. */
   deltaIntervalMs: 1000,
+  /** Minutes of time compacted per transaction, at most. */
   stepMinutes: 60,
 } as const;
 

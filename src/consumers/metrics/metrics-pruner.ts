@@ -18,21 +18,24 @@ import { METRICS_RETENTION_DEFAULTS } from './metrics-retention.ts';
 export interface MetricsRetentionOptions {
   /**
    * Raw events (`metrics_events`) are kept this many days after their timestamp (at least: a day goes
-   * whole once its last event is past it). @default 7
+   * whole once its last event is past it). @default {@link METRICS_PRUNER_DEFAULTS}
    */
   rawRetentionDays?: number;
-  /** Rollup buckets are kept this many days after they end. @default 400 */
+  /** Rollup buckets are kept this many days after they end. @default {@link METRICS_PRUNER_DEFAULTS} */
   rollupRetentionDays?: number;
-  /** Time between two prunings, in ms; the first runs at start. @default 3600000 (1 h) */
+  /** Time between two prunings, in ms; the first runs at start. @default {@link METRICS_PRUNER_DEFAULTS} */
   intervalMs?: number;
-  /** Rows deleted per statement. @default 10000 */
+  /** Rows deleted per statement. @default {@link METRICS_PRUNER_DEFAULTS} */
   chunkRows?: number;
   logger?: PublisherLogger;
 }
 
-const PRUNER_DEFAULTS = {
+/** The retention (./metrics-retention.ts), and how often and in what steps it is applied. */
+export const METRICS_PRUNER_DEFAULTS = {
   ...METRICS_RETENTION_DEFAULTS,
+  /** Time between two prunings, in milliseconds: 1 h. */
   intervalMs: 3_600_000,
+  /** Rows deleted per statement. */
   chunkRows: 10_000,
 } as const;
 
@@ -61,7 +64,7 @@ export class MetricsPruner {
     const { logger, ...rest } = options;
     this.#logger = logger;
     this.#options = {
-      ...PRUNER_DEFAULTS,
+      ...METRICS_PRUNER_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     };
     this.#schedule = new PeriodicTask(

@@ -3,8 +3,9 @@
  * queues go in a cluster. Every process (API, worker, CLI) builds it here, so they all declare, consume
  * and replay into the same queues.
  */
-import type { Config } from '../config.ts';
-import { buildTopology, QUEUES, type Topology } from './topology.ts';
+
+import { buildTopology, QUEUES, type Topology } from './bus/topology.ts';
+import type { Config } from './config.ts';
 
 export function topologyFromConfig(
   config: Pick<Config, 'retryDelaysMs' | 'auditPartitions' | 'quorumInitialGroupSize' | 'queueLeaderLocator'>,

@@ -2,14 +2,15 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { topologyFromConfig } from '../bus/topology-from-config.ts';
-import type { Config, ConsumerName } from '../config.ts';
-import { AppliedEventsPruner } from './applied-events-pruner.ts';
-import { KeylessPruner } from './audit/keyless-pruner.ts';
-import { buildConsumers } from './build-consumers.ts';
-import { ConsumerRuntime } from './consumer-runtime.ts';
-import { MetricsCompactor } from './metrics/metrics-compactor.ts';
-import { MetricsPruner } from './metrics/metrics-pruner.ts';
+import type { Config } from '../config.ts';
+import { AppliedEventsPruner } from '../consumers/applied-events-pruner.ts';
+import { KeylessPruner } from '../consumers/audit/keyless-pruner.ts';
+import { buildConsumers } from '../consumers/build-consumers.ts';
+import type { ConsumerName } from '../consumers/consumer-names.ts';
+import { ConsumerRuntime } from '../consumers/consumer-runtime.ts';
+import { MetricsCompactor } from '../consumers/metrics/metrics-compactor.ts';
+import { MetricsPruner } from '../consumers/metrics/metrics-pruner.ts';
+import { topologyFromConfig } from '../topology-from-config.ts';
 
 export interface RunningConsumers {
   runtime: ConsumerRuntime;
