@@ -5,7 +5,7 @@
  * (this project, amqplib, other packages, Node's own JavaScript, and V8's pseudo-frames: GC, program =
  * native code outside JavaScript such as syscalls, idle).
  *
- *   npm run profile:summary -- <file.cpuprofile | dir>… [--top 25] [--per <n> --per-label events]
+ *   npm run profile:summary -- <file.cpuprofile | dir>… [--top 25] [--areas 15] [--per <n> --per-label event]
  *
  * With `--per n`, each figure is also given in µs per unit (e.g. the events the profiled run emitted),
  * so a profile says where each event's CPU goes. Profiles are sampled (1 kHz by default): a function
@@ -48,7 +48,13 @@ function areaOf(url: string, functionName: string): string {
   return url;
 }
 
-function summarise(file: string, top: number, per: number | undefined, perLabel: string): string {
+function summarise(
+  file: string,
+  top: number,
+  areasShown: number,
+  per: number | undefined,
+  perLabel: string,
+): string {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const selfUs = new Map<number, number>();
@@ -83,11 +89,14 @@ function summarise(file: string, top: number, per: number | undefined, perLabel:
   const line = (us: number, name: string) =>
     `${(us / 1000).toFixed(1).padStart(9)} ms ${((100 * us) / total).toFixed(1).padStart(5)} %${perText(us)}  ${name}`;
   const out = [
-    `# ${file}`,
+    `# ${path.basename(file)}`,
     `wall ${(wallUs / 1e6).toFixed(1)} s, busy (not idle) ${(total / 1000).toFixed(0)} ms = ${((100 * total) / wallUs).toFixed(1)} % of one core, idle ${(idle / 1000).toFixed(0)} ms${per === undefined ? '' : `; per ${perLabel}: ${(total / per).toFixed(1)} µs (${per} ${perLabel})`}`,
     '',
     'Self time by where the code lives:',
-    ...[...areas].sort((a, b) => b[1] - a[1]).map(([area, us]) => line(us, area)),
+    ...[...areas]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, areasShown)
+      .map(([area, us]) => line(us, area)),
     '',
     `Top ${top} functions by self time:`,
     ...[...functions]
@@ -103,6 +112,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     top: { type: 'string', default: '25' },
+    areas: { type: 'string', default: '15' },
     per: { type: 'string' },
     'per-label': { type: 'string', default: 'event' },
   },
@@ -121,6 +131,6 @@ if (files.length === 0) {
 }
 for (const file of files) {
   process.stdout.write(
-    `${summarise(file, Number(values.top), values.per === undefined ? undefined : Number(values.per), values['per-label'])}\n`,
+    `${summarise(file, Number(values.top), Number(values.areas), values.per === undefined ? undefined : Number(values.per), values['per-label'])}\n`,
   );
 }
