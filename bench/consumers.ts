@@ -1,43 +1,8 @@
 /**
- * Consumer throughput: events per second each consumer (audit, analytics, logging) applies to PostgreSQL
- * with its queue pre-filled, against a bare `INSERT … ON CONFLICT DO NOTHING` loop of the same rows, in
- * the same run and the same database.
- *
- *   npm run bench:consumers -- --help
- *
- * For a CPU profile of the
- * consumer side: `node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/consumers.ts --consumers audit …`
- * (the runtime runs in this process).
- *
- * For each batch size, for each consumer, in a fresh database (migrated) and a fresh vhost:
- *   fill   `events` events of the kinds its queue receives (bench/support/consumer-events.ts) are published
- *          as the API's publisher sends them (spool record → toOutboundMessage(): same exchange, routing
- *          key, properties and headers), confirmed, `window` unconfirmed at most; only the queue under
- *          test is bound during the fill (the runtime declares the full topology when it starts), so the
- *          broker does not also write the copies other queues would get. Then the queue must hold them all.
- *   bare   the same events as rows (event_id, envelope jsonb) into a plain table keyed by event_id, in
- *          batches of the same size: BEGIN; INSERT … SELECT FROM unnest($1::text[], $2::jsonb[]) ON
- *          CONFLICT DO NOTHING; COMMIT per batch, one connection. What PostgreSQL takes for these events
- *          with nothing else to do: the ceiling the consumer is measured against.
- *   consumer  a ConsumerRuntime (src/consumers/consumer-runtime.ts) with that consumer alone (batch size,
- *          prefetch = 2 × batch unless --prefetch; default retry ladder), timed from start() resolving
- *          (connected, topology declared, subscribed) until its `applied` counter reaches `events`; from
- *          start() itself too. Every statement the consumer's transactions run is timed from node (round
- *          trip included), which shows where the time goes without pg_stat_statements.
- * A CHECKPOINT precedes each timed phase, so neither pays for the other's dirty pages. Then the counts are
- * checked (applied, no duplicates, retries, poison or dead letters, the queue empty, the rows in the
- * tables), and the database and vhost removed (also on failure or Ctrl-C).
- *
- * 30,000 events per queue by default, so that the default run (3 consumers × 2 batch sizes) stays under
- * about 3 minutes on the shared 2-core machine; `--events 100000` is the figure of the issue (6.5 min
- * with both batch sizes there, 3.4 with `--batch 250` alone, most of it the audit consumer and the fills).
- *
- * The logging consumer writes its lines to <DATA_DIR>/logs/errors.log (rotated at 10 MiB, as deployed)
- * and, in place of stdout, to /dev/null.
- *
- * CPU (from /proc, bench/support/cpu.ts): this process (node: the runtime, or the bare loop's client),
- * the whole PostgreSQL server (bench/support/postgres-cpu.ts) and its backends of the bench database,
- * RabbitMQ, and every other process ("others": the machine is shared; a high figure means a disturbed run).
+ * Consumer throughput: events per second each consumer applies to PostgreSQL with its queue pre-filled,
+ * against a bare batched `INSERT … ON CONFLICT DO NOTHING` loop of the same rows, in the same run and
+ * database. Method (fill, bare loop, consumer, checks, CPU): bench/README.md ("bench:consumers"). For a
+ * CPU profile: `node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/consumers.ts --consumers audit …`.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
@@ -70,16 +35,8 @@ import {
 } from './support/broker.ts';
 import { confirmPublish } from './support/confirm-publish.ts';
 import { type BenchedConsumer, mixText, queueEmitCalls } from './support/consumer-events.ts';
-import {
-  type CpuSnapshot,
-  type CpuUse,
-  cpuSnapshot,
-  cpuUse,
-  findRabbitmqPid,
-  formatCores,
-  othersCores,
-  type Ticks,
-} from './support/cpu.ts';
+import { findRabbitmqPid } from './support/cpu.ts';
+import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
 import { createDatabase as createEmptyDatabase, dropDatabase, withClient } from './support/databases.ts';
 import { recordBytes, recordOf } from './support/events.ts';
 import { judge } from './support/goals.ts';
@@ -92,12 +49,7 @@ import {
   type Settings as SettingsOf,
   url,
 } from './support/options.ts';
-import {
-  databaseTicks,
-  findPostmasterPid,
-  type PostgresTicks,
-  postgresTicks,
-} from './support/postgres-cpu.ts';
+import { findPostmasterPid } from './support/postgres-cpu.ts';
 import {
   environment,
   environmentText,
@@ -107,7 +59,7 @@ import {
   round,
   type Section,
 } from './support/report.ts';
-import { handleSignals, interruptible, interruptSignal, runMain, UsageError } from './support/settings.ts';
+import { bounded, handleSignals, interruptible, runMain, UsageError, whenTrue } from './support/settings.ts';
 
 const NAME = 'consumers';
 /** The consumers a default run measures; `metrics` has its own benchmark (bench/metrics.ts runs this one). */
@@ -177,38 +129,25 @@ interface Probes {
   postmaster: number | undefined;
 }
 
-interface Snapshot {
-  cpu: CpuSnapshot;
-  postgres: PostgresTicks | undefined;
-}
+/** This process (node), RabbitMQ, the PostgreSQL server and its backends of `database`. */
+const cpuMeter = (probes: Probes, database: string) =>
+  new CpuMeter({
+    processes: { rabbitmq: probes.rabbitmq },
+    postgres: { postmaster: probes.postmaster, database },
+  });
 
-function snapshot(probes: Probes, database: string): Snapshot {
-  const postgres = postgresTicks(probes.postmaster, database);
-  const cpu = cpuSnapshot({ rabbitmq: probes.rabbitmq });
-  cpu.processes.postgresql = postgres?.server;
-  return { cpu, postgres };
-}
+const NODE = 'load generator';
+const PG = 'postgres (server)';
+const cores = (cpu: CpuPerEvent, name: string) => cpu.processes[name]?.cores?.toFixed(2) ?? 'n/a';
 
-interface PhaseCpu extends CpuUse {
-  /** The backends connected to the bench database (a share of `processes.postgresql`). */
-  benchDatabase: { cores: number; userUs: number; systemUs: number } | null;
-}
-
-function phaseCpu(before: Snapshot, after: Snapshot): PhaseCpu {
-  const use = cpuUse(before.cpu, after.cpu);
-  const ticks: Ticks | undefined = databaseTicks(before.postgres, after.postgres);
-  const elapsedUs = use.elapsedS * 1e6;
-  return {
-    ...use,
-    benchDatabase:
-      ticks === undefined
-        ? null
-        : {
-            cores: Math.round((100 * (ticks.user + ticks.system) * 10_000) / elapsedUs) / 100,
-            userUs: ticks.user * 10_000,
-            systemUs: ticks.system * 10_000,
-          },
-  };
+/** Cores used by every other process on the machine (shared: a high figure means a disturbed run). */
+function othersCores(cpu: CpuPerEvent, cpus: number): string {
+  const known = [NODE, PG, 'rabbitmq'].map((name) => cpu.processes[name]?.cores);
+  if (cpu.machineBusy === null || known.some((value) => value === null || value === undefined)) return 'n/a';
+  return Math.max(
+    0,
+    cpu.machineBusy * cpus - known.reduce((sum: number, value) => sum + (value ?? 0), 0),
+  ).toFixed(2);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -292,35 +231,6 @@ function prepare(consumer: BenchedConsumer, count: number): Prepared {
   return { messages, ids, envelopes, byType, bytesPerEvent: Math.round(bytes / count) };
 }
 
-/** Rejects if `promise` takes longer than the run time-out, or on Ctrl-C. */
-function bounded<T>(promise: Promise<T>, timeoutS: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutS} s`)), timeoutS * 1000);
-  });
-  return interruptible(Promise.race([promise, timeout]).finally(() => clearTimeout(timer)));
-}
-
-/** Polls `check` every few ms until it returns true; resolves with performance.now() of that moment. */
-function whenTrue(check: () => boolean, everyMs = 5): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const timer = setInterval(() => {
-      try {
-        if (interruptSignal.aborted) {
-          clearInterval(timer);
-          reject(interruptSignal.reason);
-        } else if (check()) {
-          clearInterval(timer);
-          resolve(performance.now());
-        }
-      } catch (error) {
-        clearInterval(timer);
-        reject(error);
-      }
-    }, everyMs);
-  });
-}
-
 const QUEUE_OF: Record<BenchedConsumer, string> = {
   audit: QUEUES.audit,
   analytics: QUEUES.analytics,
@@ -389,7 +299,7 @@ interface BareResult {
   transactions: number;
   rows: number;
   statements: StatementTime[];
-  cpu: PhaseCpu;
+  cpu: CpuPerEvent;
 }
 
 const BARE_TABLE = 'bench_bare_events';
@@ -410,7 +320,8 @@ async function bare(
     await client.query('CHECKPOINT');
     const times = { begin: 0, insert: 0, commit: 0 };
     const { ids, envelopes } = prepared;
-    const before = snapshot(probes, database);
+    const meter = cpuMeter(probes, database);
+    meter.start();
     const started = performance.now();
     let transactions = 0;
     await bounded(
@@ -436,7 +347,7 @@ async function bare(
       'the bare INSERT loop',
     );
     const seconds = (performance.now() - started) / 1000;
-    const after = snapshot(probes, database);
+    const cpu = meter.stop(ids.length);
     const { rows } = await client.query<{ count: string }>(`SELECT count(*) FROM ${BARE_TABLE}`);
     return {
       seconds: round(seconds, 3),
@@ -452,7 +363,7 @@ async function bare(
         },
         { statement: 'COMMIT', count: transactions, ms: round(times.commit, 1) },
       ],
-      cpu: phaseCpu(before, after),
+      cpu,
     };
   });
 }
@@ -472,7 +383,7 @@ interface ConsumerPhase {
   /** The consumer de-duplicates in its own table: nothing of it in consumer_applied_events. */
   deduplicates: boolean;
   loggedLines: number | null;
-  cpu: PhaseCpu;
+  cpu: CpuPerEvent;
 }
 
 function buildConsumer(
@@ -567,7 +478,8 @@ async function consume(
   });
   let stopped = false;
   try {
-    const before = snapshot(probes, database);
+    const meter = cpuMeter(probes, database);
+    meter.start();
     const started = performance.now();
     await bounded(runtime.start(), 30, 'starting the consumer runtime');
     const subscribed = performance.now();
@@ -585,7 +497,7 @@ async function consume(
       settings.runTimeoutS,
       `the ${name} consumer`,
     );
-    const after = snapshot(probes, database);
+    const cpu = meter.stop(total);
     const status = runtime.status()[0] as ConsumerStatus;
     await runtime.stop(10_000);
     stopped = true;
@@ -613,7 +525,7 @@ async function consume(
       tables: await tableCounts(databaseUrl, name),
       deduplicates: consumer.deduplicates === true,
       loggedLines: logging?.counters.logged ?? null,
-      cpu: phaseCpu(before, after),
+      cpu,
     };
   } finally {
     if (!stopped) await runtime.stop(2000).catch(() => {});
@@ -762,7 +674,7 @@ async function main(): Promise<number> {
             settings,
           );
           progress(
-            `  ${formatNumber(run.eventsPerSec)} events/s over ${run.seconds} s; node ${run.cpu.self.cores.toFixed(2)}, PostgreSQL ${formatCores(run.cpu.processes.postgresql)}, RabbitMQ ${formatCores(run.cpu.processes.rabbitmq)} cores`,
+            `  ${formatNumber(run.eventsPerSec)} events/s over ${run.seconds} s; node ${cores(run.cpu, NODE)}, PostgreSQL ${cores(run.cpu, PG)}, RabbitMQ ${cores(run.cpu, 'rabbitmq')} cores`,
           );
           const result = {
             consumer,
@@ -807,8 +719,6 @@ async function main(): Promise<number> {
   // Report
 
   const label = (run: RunResult) => `${run.consumer} b${run.batch}`;
-  const perEvent = (cpu: { userUs: number; systemUs: number } | null | undefined, events: number) =>
-    cpu === null || cpu === undefined ? 'n/a' : formatNumber((cpu.userUs + cpu.systemUs) / events, 1);
   const sections: Section[] = [
     {
       title:
@@ -858,12 +768,12 @@ async function main(): Promise<number> {
         ).map(([phase, seconds, cpu]) => [
           `${label(run)} ${phase}`,
           formatNumber(seconds, 2),
-          cpu.self.cores.toFixed(2),
-          perEvent(cpu.self, run.events),
-          formatCores(cpu.processes.postgresql),
-          perEvent(cpu.processes.postgresql, run.events),
-          formatCores(cpu.benchDatabase),
-          formatCores(cpu.processes.rabbitmq),
+          cores(cpu, NODE),
+          formatUs(cpu.processes[NODE]?.usPerEvent),
+          cores(cpu, PG),
+          formatUs(cpu.processes[PG]?.usPerEvent),
+          cores(cpu, 'postgres'),
+          cores(cpu, 'rabbitmq'),
           othersCores(cpu, env.cpus),
         ]),
       ),

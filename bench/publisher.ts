@@ -85,12 +85,12 @@ import {
   type Section,
 } from './support/report.ts';
 import {
+  bounded,
   handleSignals,
-  interruptible,
-  interruptSignal,
   runMain,
   throwIfInterrupted,
   UsageError,
+  whenTrue,
 } from './support/settings.ts';
 import { median } from './support/stats.ts';
 
@@ -185,15 +185,6 @@ const usBetween = (before: number | undefined, after: number | undefined) =>
 
 const METRICS_QUEUE = QUEUES.metrics;
 
-/** Rejects if `promise` takes longer than the run time-out. */
-function bounded<T>(promise: Promise<T>, timeoutS: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutS} s`)), timeoutS * 1000);
-  });
-  return interruptible(Promise.race([promise, timeout]).finally(() => clearTimeout(timer)));
-}
-
 async function declareTopology(url: string, topology: Topology): Promise<void> {
   const connection = await connectToBroker(url, { name: 'telemetry-bus bench topology' });
   try {
@@ -248,21 +239,6 @@ async function runRaw(
   } finally {
     await connection.close().catch(() => {});
   }
-}
-
-/** Polls `check` every few ms until it returns true; resolves with performance.now() of that moment. */
-function whenTrue(check: () => boolean, everyMs = 5): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const timer = setInterval(() => {
-      if (interruptSignal.aborted) {
-        clearInterval(timer);
-        reject(interruptSignal.reason);
-      } else if (check()) {
-        clearInterval(timer);
-        resolve(performance.now());
-      }
-    }, everyMs);
-  });
 }
 
 /** Ours: a spool filled first, then a SpoolPublisher started and timed until all is confirmed. */

@@ -84,3 +84,32 @@ export function runMain(name: string, help: string, main: () => Promise<number>)
     },
   );
 }
+
+/** Rejects if `promise` takes longer than `timeoutS` (naming `what`), or on Ctrl-C. */
+export function bounded<T>(promise: Promise<T>, timeoutS: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutS} s`)), timeoutS * 1000);
+  });
+  return interruptible(Promise.race([promise, timeout]).finally(() => clearTimeout(timer)));
+}
+
+/**
+ * Polls `check` every `everyMs` until it returns true; resolves with performance.now() of that moment,
+ * rejects with what `check` throws, or on Ctrl-C.
+ */
+export function whenTrue(check: () => boolean, everyMs = 5): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setInterval(() => {
+      try {
+        if (interruption.signal.aborted) throw interruption.signal.reason;
+        if (!check()) return;
+        clearInterval(timer);
+        resolve(performance.now());
+      } catch (error) {
+        clearInterval(timer);
+        reject(error);
+      }
+    }, everyMs);
+  });
+}
