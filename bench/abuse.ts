@@ -217,7 +217,7 @@ async function main(): Promise<number> {
     const writer = await key('writer');
     const reader = await key('reader');
     progress(`seeding ${MODELS} models`);
-    await seedModels(base, writer, MODELS, { throwIfInterrupted, interruptible });
+    await seedModels(base, writer, MODELS);
     await sleep(5000);
     const idleKib = statusKib(api.pid, 'VmRSS') ?? 0;
     progress(`idle RSS ${mib(idleKib)} MiB`);

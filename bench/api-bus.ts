@@ -44,7 +44,7 @@ import {
 } from './support/report.ts';
 import { seedModels } from './support/seed-models.ts';
 import { ServiceHistograms, type ServiceLatencies } from './support/service-histograms.ts';
-import { handleSignals, interruptible, runMain, sleep, throwIfInterrupted } from './support/settings.ts';
+import { handleSignals, runMain, sleep } from './support/settings.ts';
 import { mean } from './support/stats.ts';
 import type { Api, LoopDelay, Worker } from './support/system-under-test.ts';
 
@@ -323,11 +323,7 @@ async function main(): Promise<number> {
     const { on, off, worker } = await system.start(settings.consumers, settings.serverCpuProfDir);
     const busEnv = system.busEnv as BusEnvironment;
     const apis: Record<Bus, Api> = { on, off };
-    const seeded = await Promise.all(
-      [on, off].map((api) =>
-        seedModels(api.url, api.key, settings.models, { throwIfInterrupted, interruptible }),
-      ),
-    );
+    const seeded = await Promise.all([on, off].map((api) => seedModels(api.url, api.key, settings.models)));
     const ids: Record<Bus, string[]> = { on: seeded[0] as string[], off: seeded[1] as string[] };
     progress(`seeded ${settings.models} models in each database`);
     await drain(on, worker, busEnv.env.RABBITMQ_URL, settings.drainTimeoutS);

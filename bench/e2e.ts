@@ -42,7 +42,7 @@ import {
 } from './support/report.ts';
 import { seedModels } from './support/seed-models.ts';
 import { ServiceHistograms, type ServiceLatencies, slowestConsumer } from './support/service-histograms.ts';
-import { handleSignals, interruptible, runMain, sleep, throwIfInterrupted } from './support/settings.ts';
+import { handleSignals, interruptible, runMain, sleep } from './support/settings.ts';
 import { barChartSvg } from './support/svg-chart.ts';
 import {
   type Api,
@@ -400,9 +400,7 @@ async function main(): Promise<number> {
     const ledgerFrom = new Date(Date.now() - 60_000);
 
     const seeded = await Promise.all(
-      [on, off].map((target) =>
-        seedModels(target.api.url, target.api.key, settings.models, { throwIfInterrupted, interruptible }),
-      ),
+      [on, off].map((target) => seedModels(target.api.url, target.api.key, settings.models)),
     );
     on.otherRequests += settings.models;
     const seededIds: Record<Bus, string[]> = { on: seeded[0] as string[], off: seeded[1] as string[] };

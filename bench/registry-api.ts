@@ -17,8 +17,8 @@ import {
   progress,
   publishResults,
 } from './support/report.ts';
-import { CONTEXT_WINDOWS, seedModels, TIERS } from './support/seed-models.ts';
-import { handleSignals, interruptible, runMain, throwIfInterrupted } from './support/settings.ts';
+import { createdModel, seedModels } from './support/seed-models.ts';
+import { handleSignals, interruptible, runMain } from './support/settings.ts';
 import {
   type Api,
   cpuProfArgs,
@@ -111,15 +111,7 @@ function scenarioRequests(scenario: ScenarioName, context: Context, lane: number
       // (mcollina/autocannon#539), so the server would wait for body bytes that never come.
       setupRequest: (request: Request) => {
         const n = context.created.next++;
-        request.body = JSON.stringify({
-          model_id: `bench-${context.runTag}/created-${n}`,
-          vendor_id: 'BenchVendor',
-          capability_tier: TIERS[n % TIERS.length],
-          context_window: CONTEXT_WINDOWS[n % CONTEXT_WINDOWS.length],
-          cost_in_per_mil: 1.5,
-          cost_out_per_mil: 6,
-          function_call_support: n % 2 === 0,
-        });
+        request.body = JSON.stringify(createdModel(`bench-${context.runTag}/created-${n}`, n));
         return request;
       },
     },
@@ -168,10 +160,7 @@ async function main(): Promise<number> {
       env: { CONSUMERS: 'all' },
       nodeArgs: cpuProfArgs(settings.serverCpuProfDir, 'api'),
     });
-    const modelIds = await seedModels(api.url, api.key, settings.models, {
-      throwIfInterrupted,
-      interruptible,
-    });
+    const modelIds = await seedModels(api.url, api.key, settings.models);
     progress(`seeded ${modelIds.length} models`);
     const context: Context = { modelIds, runTag: randomBytes(4).toString('hex'), created: { next: 0 } };
     for (const scenario of settings.scenarios) {

@@ -22,7 +22,7 @@
  * as are connection errors and time-outs.
  */
 import type { Request } from 'autocannon';
-import { CONTEXT_WINDOWS, TIERS } from './seed-models.ts';
+import { createdModel } from './seed-models.ts';
 
 export type RequestKind =
   | 'get'
@@ -143,16 +143,7 @@ export function mixRequests(context: MixContext, client: number, connections: nu
           headers: json,
           setupRequest: (request) => {
             const n = context.registered.next++;
-            const id = `e2e-${context.tag}/m-${n}`;
-            request.body = JSON.stringify({
-              model_id: id,
-              vendor_id: 'BenchVendor',
-              capability_tier: TIERS[n % TIERS.length],
-              context_window: CONTEXT_WINDOWS[n % CONTEXT_WINDOWS.length],
-              cost_in_per_mil: 1.5,
-              cost_out_per_mil: 6,
-              function_call_support: n % 2 === 0,
-            });
+            request.body = JSON.stringify(createdModel(`e2e-${context.tag}/m-${n}`, n));
             return request;
           },
           onResponse: (status, body) => {

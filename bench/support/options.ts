@@ -84,15 +84,6 @@ export function integer(min = 1, max = Number.MAX_SAFE_INTEGER): (raw: string, f
   };
 }
 
-/** A number > 0 (fractions allowed). */
-export function positive(raw: string, flag: string): number {
-  const value = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(value) || value <= 0) {
-    throw new UsageError(`--${flag} must be a number > 0, got '${raw}'`);
-  }
-  return value;
-}
-
 /** A comma-separated list of `item`s (at least one). */
 export function list<T>(item: (raw: string, flag: string) => T | undefined) {
   return (raw: string, flag: string): T[] => {

@@ -2,6 +2,7 @@
  * The models the API benchmarks seed: a spread of vendors, tiers, context windows and prices, with ids
  * that contain a '/' like real ones ('openai/gpt-4o'), so reads go through the percent-encoded path.
  */
+import { interruptible, throwIfInterrupted } from './settings.ts';
 
 const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
 export const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'];
@@ -22,24 +23,24 @@ export function seedModel(index: number) {
   };
 }
 
-/** How the calling benchmark is interrupted (each has its own Ctrl-C handling). */
-export interface Interruption {
-  throwIfInterrupted(): void;
-  interruptible<T>(promise: Promise<T>): Promise<T>;
-}
+/** The body of the `n`th model a benchmark registers under load, with id `id`. */
+export const createdModel = (id: string, n: number) => ({
+  model_id: id,
+  vendor_id: 'BenchVendor',
+  capability_tier: TIERS[n % TIERS.length],
+  context_window: CONTEXT_WINDOWS[n % CONTEXT_WINDOWS.length],
+  cost_in_per_mil: 1.5,
+  cost_out_per_mil: 6,
+  function_call_support: n % 2 === 0,
+});
 
 /** Registers `count` models over HTTP with 16 requests in flight; resolves with their ids, sorted. */
-export async function seedModels(
-  baseUrl: string,
-  writerKey: string,
-  count: number,
-  interruption: Interruption,
-): Promise<string[]> {
+export async function seedModels(baseUrl: string, writerKey: string, count: number): Promise<string[]> {
   const ids: string[] = [];
   let next = 0;
   const worker = async () => {
     while (next < count) {
-      interruption.throwIfInterrupted();
+      throwIfInterrupted();
       const model = seedModel(next++);
       const response = await fetch(`${baseUrl}/models`, {
         method: 'POST',
@@ -52,6 +53,6 @@ export async function seedModels(
       ids.push(model.model_id);
     }
   };
-  await interruption.interruptible(Promise.all(Array.from({ length: 16 }, worker)));
+  await interruptible(Promise.all(Array.from({ length: 16 }, worker)));
   return ids.sort();
 }
