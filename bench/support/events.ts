@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { newEventId } from '../../src/bus/event-id.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { validateEvent } from '../../src/bus/event-validator.ts';
-import { encodeRecord } from '../../src/bus/outbound-message.ts';
+import { eventRecord } from '../../src/bus/outbound-message.ts';
 import { ProducerSequences } from '../../src/bus/producer-sequence.ts';
 import { childTraceparent } from '../../src/bus/trace-context.ts';
 import { exampleEvent } from '../../test/support/event-examples.ts';
@@ -159,32 +159,22 @@ export function buildEmitCalls(
   return calls;
 }
 
-/** What `encodeRecord()` returns, and `EventBus.emit()` hands to `Spool.append()`. */
-export type SpoolRecordText = ReturnType<typeof encodeRecord>;
+/** What `eventRecord()` returns, and `EventBus.emit()` hands to `Spool.append()`. */
+export type SpoolRecordText = ReturnType<typeof eventRecord>;
 
 /** The producer the records below are stamped as, as one API process stamps what it emits. */
 const producer = new ProducerSequences();
 
 /**
- * The spool record `EventBus.emit()` writes for a call: the same `encodeRecord()` call with the same
- * header fields (src/bus/event-bus.ts), byte for byte; each call takes the next number of its type.
+ * The spool record `EventBus.emit()` writes for a call: the same `eventRecord()` call
+ * (src/bus/outbound-message.ts), byte for byte; each call takes the next number of its type.
  */
 export function recordOf(call: EmitCall): SpoolRecordText {
   const { event } = call;
-  const data = event.data as { model_id?: unknown };
-  return encodeRecord(
-    {
-      eventType: event.event_type,
-      eventId: event.event_id,
-      correlationId: event.correlation_id,
-      timestampMs: call.timestampMs,
-      source: event.source,
-      traceparent: call.traceparent,
-      modelId: typeof data.model_id === 'string' ? data.model_id : '',
-      stamp: { producer: producer.producer, sequence: producer.claim(event.event_type) },
-    },
-    JSON.stringify(event),
-  );
+  return eventRecord(event, call.traceparent, call.timestampMs, {
+    producer: producer.producer,
+    sequence: producer.claim(event.event_type),
+  });
 }
 
 /** The record's bytes as the spool stores them (UTF-8), as the publisher reads them back. */

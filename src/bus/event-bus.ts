@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { TelemetryEvent } from './event-schemas.ts';
 import { EVENT_TYPES, type EventType } from './event-types.ts';
 import type { LedgerCounts } from './ledger-counts.ts';
-import { encodeRecord } from './outbound-message.ts';
+import { eventRecord } from './outbound-message.ts';
 import { ProducerSequences } from './producer-sequence.ts';
 import { PublishLatency } from './publish-latency.ts';
 import {
@@ -155,19 +155,7 @@ export class EventBus {
     const type = event.event_type;
     const stamp = { producer: this.#sequences.producer, sequence: this.#sequences.claim(type) };
     try {
-      record = encodeRecord(
-        {
-          eventType: event.event_type,
-          eventId: event.event_id,
-          correlationId: event.correlation_id,
-          timestampMs,
-          source: event.source,
-          traceparent,
-          modelId: modelIdOf(event),
-          stamp,
-        },
-        JSON.stringify(event),
-      );
+      record = eventRecord(event, traceparent, timestampMs, stamp);
     } catch {
       this.#sequences.unclaim(type);
       this.#invalid++;
@@ -210,9 +198,4 @@ export class EventBus {
     await this.#spool.close();
     return left;
   }
-}
-
-function modelIdOf(event: TelemetryEvent): string {
-  const data = event.data as { model_id?: unknown };
-  return typeof data.model_id === 'string' ? data.model_id : '';
 }

@@ -6,6 +6,7 @@
  * the JSON: it slices the body off the header, so sending costs no per-event parse.
  */
 import type { Options } from 'amqplib';
+import type { TelemetryEvent } from './event-schemas.ts';
 import type { EventType } from './event-types.ts';
 import { PRODUCER_HEADERS, type ProducerStamp } from './producer-sequence.ts';
 import { exchangeFor } from './topology.ts';
@@ -104,6 +105,32 @@ export const APP_ID = 'telemetry-bus';
 export function encodeRecord(header: OutboundHeader, json: string): string {
   const stamp = header.stamp === undefined ? '' : `\t${header.stamp.producer}\t${header.stamp.sequence}`;
   return `${header.eventType}\t${header.eventId}\t${header.correlationId}\t${header.timestampMs}\t${header.source}\t${header.traceparent}\t${header.modelId}${stamp}\n${json}`;
+}
+
+/**
+ * The spool record of an event, as `EventBus.emit` writes it: the header from the event's own fields (its
+ * `data.model_id`, or '' when it has none), then its JSON. Throws if the event cannot be serialised.
+ */
+export function eventRecord(
+  event: TelemetryEvent,
+  traceparent: string,
+  timestampMs: number,
+  stamp?: ProducerStamp,
+): string {
+  const data = event.data as { model_id?: unknown };
+  return encodeRecord(
+    {
+      eventType: event.event_type,
+      eventId: event.event_id,
+      correlationId: event.correlation_id,
+      timestampMs,
+      source: event.source,
+      traceparent,
+      modelId: typeof data.model_id === 'string' ? data.model_id : '',
+      stamp,
+    },
+    JSON.stringify(event),
+  );
 }
 
 /** `cloudEvents:source` per spool source: the same few strings for every event. */

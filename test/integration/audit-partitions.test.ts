@@ -13,7 +13,7 @@ import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
 import { closeConnection } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
-import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
+import { eventRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, consumedQueues, QUEUES } from '../../src/bus/topology.ts';
 import { auditConsumer } from '../../src/consumers/audit/audit-consumer.ts';
 import { verifyAuditTrail } from '../../src/consumers/audit/audit-verify.ts';
@@ -101,18 +101,10 @@ function updateOf(modelId: string, sequence: number): TelemetryEvent {
 /** Publishes as the API's publisher does: same exchange, routing key and headers (model_id included). */
 async function publish(events: TelemetryEvent[]): Promise<void> {
   for (const event of events) {
-    const modelId = (event.data as { model_id?: unknown }).model_id;
-    const record = encodeRecord(
-      {
-        eventType: event.event_type,
-        eventId: event.event_id,
-        correlationId: event.correlation_id,
-        timestampMs: Date.parse(event.timestamp),
-        source: event.source,
-        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-        modelId: typeof modelId === 'string' ? modelId : '',
-      },
-      JSON.stringify(event),
+    const record = eventRecord(
+      event,
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      Date.parse(event.timestamp),
     );
     const message = toOutboundMessage(Buffer.from(record));
     channel.publish(message.exchange, message.routingKey, message.body, message.options);

@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import amqp from 'amqplib';
 import type pg from 'pg';
 import { closeConnection } from '../../src/bus/broker-connection.ts';
-import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
+import { eventRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { EXCHANGES, QUEUES } from '../../src/bus/topology.ts';
 import type { Consumer, Delivery } from '../../src/consumers/consumer.ts';
 import { dlqConsumer } from '../../src/consumers/dlq/dlq-consumer.ts';
@@ -236,18 +236,11 @@ async function deadLetterAsTheRuntimeDoes(events: ReturnType<typeof queried>[]):
     for (const event of events) {
       const message = toOutboundMessage(
         Buffer.from(
-          encodeRecord(
-            {
-              eventType: event.event_type,
-              eventId: event.event_id,
-              correlationId: event.correlation_id,
-              timestampMs: Date.parse(event.timestamp),
-              source: event.source,
-              traceparent: `00-${randomUUID().replaceAll('-', '')}-${randomUUID().replaceAll('-', '').slice(0, 16)}-01`,
-              modelId: event.data.model_id,
-              stamp: harness.producer.stamp(event),
-            },
-            JSON.stringify(event),
+          eventRecord(
+            event,
+            `00-${randomUUID().replaceAll('-', '')}-${randomUUID().replaceAll('-', '').slice(0, 16)}-01`,
+            Date.parse(event.timestamp),
+            harness.producer.stamp(event),
           ),
         ),
       );

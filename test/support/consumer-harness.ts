@@ -10,7 +10,7 @@ import pg from 'pg';
 import { applyTopology } from '../../src/bus/apply-topology.ts';
 import { closeConnection } from '../../src/bus/broker-connection.ts';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
-import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
+import { eventRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, type Topology } from '../../src/bus/topology.ts';
 import type { Consumer } from '../../src/consumers/consumer.ts';
 import { ConsumerRuntime, type ConsumerRuntimeOptions } from '../../src/consumers/consumer-runtime.ts';
@@ -95,21 +95,11 @@ export async function consumerHarness(
     producer,
     async publish(events) {
       for (const event of events) {
-        const record = encodeRecord(
-          {
-            eventType: event.event_type,
-            eventId: event.event_id,
-            correlationId: event.correlation_id,
-            timestampMs: Date.parse(event.timestamp),
-            source: event.source,
-            traceparent: `00-${randomUUID().replaceAll('-', '')}-${randomUUID().replaceAll('-', '').slice(0, 16)}-01`,
-            modelId:
-              typeof (event.data as { model_id?: unknown }).model_id === 'string'
-                ? (event.data as { model_id: string }).model_id
-                : '',
-            stamp: producer.stamp(event),
-          },
-          JSON.stringify(event),
+        const record = eventRecord(
+          event,
+          `00-${randomUUID().replaceAll('-', '')}-${randomUUID().replaceAll('-', '').slice(0, 16)}-01`,
+          Date.parse(event.timestamp),
+          producer.stamp(event),
         );
         const message = toOutboundMessage(Buffer.from(record));
         channel.publish(message.exchange, message.routingKey, message.body, message.options);

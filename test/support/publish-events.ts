@@ -5,7 +5,7 @@
  */
 import type { ConfirmChannel } from 'amqplib';
 import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
-import { encodeRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
+import { eventRecord, toOutboundMessage } from '../../src/bus/outbound-message.ts';
 import { TestProducer } from './test-producer.ts';
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -23,20 +23,7 @@ export async function publishEvents(
   producer: TestProducer | null = sameProducer,
 ): Promise<void> {
   for (const event of events) {
-    const modelId = (event.data as { model_id?: string }).model_id ?? '';
-    const record = encodeRecord(
-      {
-        eventType: event.event_type,
-        eventId: event.event_id,
-        correlationId: event.correlation_id,
-        timestampMs: Date.parse(event.timestamp),
-        source: event.source,
-        traceparent: TRACEPARENT,
-        modelId,
-        stamp: producer?.stamp(event),
-      },
-      JSON.stringify(event),
-    );
+    const record = eventRecord(event, TRACEPARENT, Date.parse(event.timestamp), producer?.stamp(event));
     const message = toOutboundMessage(Buffer.from(record));
     channel.publish(message.exchange, message.routingKey, message.body, message.options);
   }

@@ -18,8 +18,8 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
 import { closeConnection } from '../../bus/broker-connection.ts';
-import { DLQ_REPLAYED_MAX_DEAD_LETTERS, type TelemetryEvent } from '../../bus/event-schemas.ts';
-import { encodeRecord, toOutboundMessage } from '../../bus/outbound-message.ts';
+import { DLQ_REPLAYED_MAX_DEAD_LETTERS } from '../../bus/event-schemas.ts';
+import { eventRecord, toOutboundMessage } from '../../bus/outbound-message.ts';
 import {
   buildTopology,
   EXCHANGES,
@@ -437,9 +437,8 @@ export class DlqReplayer {
       return;
     }
     if (session === undefined) throw new Error('a replay without a spool records on its channel');
-    const message = toOutboundMessage(
-      Buffer.from(encodeRecord(outboundHeader(event, traceparent, timestampMs), JSON.stringify(event))),
-    );
+    // The same message as EventBus.emit's, without a producer stamp: nothing de-duplicates it by stream.
+    const message = toOutboundMessage(Buffer.from(eventRecord(event, traceparent, timestampMs)));
     try {
       session.channel.publish(message.exchange, message.routingKey, message.body, message.options);
       await session.channel.waitForConfirms();
@@ -520,19 +519,6 @@ function auditEntry(row: Pick<ReplayRow, 'id' | 'event_id' | 'event_type' | 'mod
     event_type: row.event_type,
     model_id: row.model_id,
     queue: row.original_queue as string,
-  };
-}
-
-/** The spool-record header of an event, as `EventBus.emit` writes it, so the CLI publishes the same message. */
-function outboundHeader(event: TelemetryEvent, traceparent: string, timestampMs: number) {
-  return {
-    eventType: event.event_type,
-    eventId: event.event_id,
-    correlationId: event.correlation_id,
-    timestampMs,
-    source: event.source,
-    traceparent,
-    modelId: '',
   };
 }
 

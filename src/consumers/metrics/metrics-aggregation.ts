@@ -53,6 +53,27 @@ export interface RollupRow {
   minuteRequests: number[] | null;
 }
 
+/**
+ * A rollup row as PostgreSQL returns it from `metrics_rollups` or `metrics_rollup_deltas`: the key
+ * columns, the counts (bigint, as text) and the two latency histograms as the query selects them
+ * (`Latency`: the bucket array, or its text form).
+ */
+export interface StoredRollupRow<Latency = string[]> {
+  bucket_start: Date;
+  event_type: string;
+  method: string;
+  route: string;
+  vendor_id: string;
+  capability_tier: string;
+  status_class: number;
+  error_type: string;
+  requests: string;
+  cache_hits: string;
+  cache_misses: string;
+  request_latency: Latency;
+  processing_latency: Latency;
+}
+
 export interface TotalsRow {
   granularity: Granularity;
   bucketStart: string;

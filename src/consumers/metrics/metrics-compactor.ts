@@ -28,6 +28,7 @@ import {
   newTotalsRow,
   type RollupRow,
   Rows,
+  type StoredRollupRow,
   type TotalsRow,
 } from './metrics-aggregation.ts';
 import { lockWatermark, rollupsWrite, totalsWrite } from './metrics-consumer.ts';
@@ -76,27 +77,6 @@ export interface CompactionResult {
   minuteRows: number;
   /** Transactions committed. */
   steps: number;
-}
-
-interface MinuteRow {
-  bucket_start: Date;
-  event_type: string;
-  method: string;
-  route: string;
-  vendor_id: string;
-  capability_tier: string;
-  status_class: number;
-  error_type: string;
-  requests: string;
-  cache_hits: string;
-  cache_misses: string;
-  request_latency: string[];
-  processing_latency: string[];
-}
-
-interface DeltaRow extends Omit<MinuteRow, 'request_latency' | 'processing_latency'> {
-  request_latency: string[];
-  processing_latency: string[];
 }
 
 interface MinuteTotalsRow {
@@ -207,7 +187,7 @@ export class MetricsCompactor {
           ? target
           : Math.min(target, firstMinute + this.#options.stepMinutes * MINUTE_MS);
       const range = [new Date(watermark).toISOString(), new Date(end).toISOString()];
-      const minutes = await client.query<MinuteRow>(
+      const minutes = await client.query<StoredRollupRow>(
         `SELECT bucket_start, event_type, method, route, vendor_id, capability_tier, status_class, error_type,
                 requests, cache_hits, cache_misses, request_latency, processing_latency
          FROM metrics_rollups
@@ -245,7 +225,7 @@ export class MetricsCompactor {
  * their minute rows, in the caller's transaction; returns how many it moved.
  */
 async function moveDeltas(client: pg.ClientBase): Promise<number> {
-  const { rows } = await client.query<DeltaRow>({
+  const { rows } = await client.query<StoredRollupRow>({
     name: 'metrics.deltas.take',
     text: `DELETE FROM metrics_rollup_deltas
            RETURNING bucket_start, event_type, method, route, vendor_id, capability_tier, status_class,
@@ -258,7 +238,10 @@ async function moveDeltas(client: pg.ClientBase): Promise<number> {
 }
 
 /** Deltas into the minute rows (by key) and minute totals they add to, sorted by key. */
-export function foldDeltas(deltas: readonly DeltaRow[]): { rollups: RollupRow[]; totals: TotalsRow[] } {
+export function foldDeltas(deltas: readonly StoredRollupRow[]): {
+  rollups: RollupRow[];
+  totals: TotalsRow[];
+} {
   const rollups = new Rows<RollupRow>();
   const totals = new Rows<TotalsRow>();
   for (const delta of deltas) {
@@ -311,7 +294,7 @@ export function foldDeltas(deltas: readonly DeltaRow[]): { rollups: RollupRow[];
 }
 
 /** Minute rows into the hour and day rows they add to, sorted by key as the consumer sorts them. */
-export function foldRollups(minutes: readonly MinuteRow[]): RollupRow[] {
+export function foldRollups(minutes: readonly StoredRollupRow[]): RollupRow[] {
   const rows = new Rows<RollupRow>();
   for (const minute of minutes) {
     const requestLatency = LogLinearHistogram.fromPacked(minute.request_latency);

@@ -14,6 +14,7 @@ import {
   percentileOfSparse,
   type SparseBuckets,
 } from '../../log-linear-histogram.ts';
+import type { StoredRollupRow } from './metrics-aggregation.ts';
 import { GRANULARITY_INTERVAL, type Granularity } from './metrics-granularity.ts';
 
 export interface MetricsFilters {
@@ -139,22 +140,6 @@ const WITH_DELTAS = `(SELECT granularity, bucket_start, event_type, method, rout
                             processing_latency
                        FROM metrics_rollup_deltas) AS rollups`;
 
-interface RollupRow {
-  bucket_start: Date;
-  event_type: string;
-  method: string;
-  route: string;
-  vendor_id: string;
-  capability_tier: string;
-  status_class: number;
-  error_type: string;
-  requests: string;
-  cache_hits: string;
-  cache_misses: string;
-  request_latency: string;
-  processing_latency: string;
-}
-
 /**
  * Reads the selected buckets' partials, with their busiest minute and hour. Buckets without a row are
  * absent from the result (an empty bucket: see {@link emptyPartial}).
@@ -167,7 +152,7 @@ export async function loadPartials(
   const where = new Where();
   // Minutes of a range are open ones (after the compaction watermark): their rollup deltas not yet moved
   // into the minute rows count too (migrations/1765065600002_metrics-deltas.sql), several rows per key.
-  const { rows } = await client.query<RollupRow>({
+  const { rows } = await client.query<StoredRollupRow<string>>({
     text: `SELECT bucket_start, event_type, method, route, vendor_id, capability_tier, status_class,
                   error_type, requests, cache_hits, cache_misses, request_latency, processing_latency
            FROM ${'from' in selection && selection.granularity === '1m' ? WITH_DELTAS : 'metrics_rollups'}
