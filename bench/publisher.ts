@@ -73,7 +73,13 @@ import {
   type SpoolRecordText,
 } from './support/events.ts';
 import { judge } from './support/goals.ts';
-import { flag, integer, commandLine as options, type Settings as SettingsOf } from './support/options.ts';
+import {
+  flag,
+  integer,
+  list,
+  commandLine as options,
+  type Settings as SettingsOf,
+} from './support/options.ts';
 import {
   commandLine,
   environment,
@@ -121,6 +127,22 @@ const cli = options({
     concurrentSkipS: flag('concurrent-skip', '3', integer(0), 'seconds before its steady state is measured', {
       arg: '<s>',
     }),
+    pacedRate: flag('paced-rate', '1000', integer(1), 'events per second of the paced thread runs'),
+    pacedDurationS: flag(
+      'paced-duration',
+      '10',
+      integer(0),
+      'seconds of each paced thread run; 0 = skip them',
+      {
+        arg: '<s>',
+      },
+    ),
+    lingers: flag(
+      'linger',
+      '0,2',
+      list(integer(0)),
+      "the publisher thread's linger (ms) in the paced thread runs, one run each",
+    ),
     runTimeoutS: flag('run-timeout', '120', integer(1), 'a run taking longer fails the benchmark', {
       arg: '<s>',
     }),
@@ -139,7 +161,7 @@ function readSettings(): Settings {
 // ---------------------------------------------------------------------------------------------------
 // Runs
 
-type Kind = 'raw' | 'raw prebuilt' | 'ours' | 'thread' | 'ours+emit';
+type Kind = 'raw' | 'raw prebuilt' | 'ours' | 'thread' | 'thread paced' | 'ours+emit';
 
 interface RunResult {
   kind: Kind;
@@ -167,6 +189,11 @@ interface RunResult {
   /** Depth of metrics.updates (every event is routed there) after the run; must equal `confirmed`. */
   metricsQueueDepth: number | null;
   cpu: CpuUse;
+  /** thread paced: the linger it ran with, and the publish latency (emit → confirm) of its messages, ms. */
+  paced?: {
+    lingerMs: number;
+    publishLatencyMs: { p50: number | null; p95: number | null; p99: number | null };
+  };
   /**
    * CPU of the thread that published, in µs: this process's main thread (raw, ours), the publisher
    * thread (thread, by the tid it reports); null where /proc could not be read.
@@ -368,6 +395,87 @@ async function runThread(
   }
 }
 
+/**
+ * The publisher thread fed as the API feeds it: an EventBus whose events are emitted at `rate` per second
+ * from this thread (each 1 ms timer tick emits what is due, so the thread is woken about once per event
+ * at 1,000/s), with the thread lingering `lingerMs` after each wake-up. Its CPU and RabbitMQ's per
+ * message, and the publish latency, over `paced-duration` s.
+ */
+async function runThreadPaced(
+  env: BusEnvironment,
+  calls: EmitCall[],
+  settings: Settings,
+  rabbitPid: number | undefined,
+  lingerMs: number,
+): Promise<Omit<RunResult, 'round' | 'metricsQueueDepth'>> {
+  const rate = settings.pacedRate;
+  const bus = EventBus.open({
+    dataDir: env.env.DATA_DIR,
+    rabbitmqUrls: [env.env.RABBITMQ_URL],
+    topology: buildTopology(),
+    publishWindow: settings.window,
+    publishLingerMs: lingerMs,
+  });
+  try {
+    await bounded(
+      whenTrue(
+        () => bus.status().publisher.state === 'connected' && bus.status().publisherThread?.tid != null,
+      ),
+      15,
+      'connecting',
+    );
+    const tid = bus.status().publisherThread?.tid as number;
+    const before = cpuSnapshot({ rabbitmq: rabbitPid });
+    const threadBefore = threadUs(tid);
+    const confirmedBefore = bus.status().publisher.counters.confirmed;
+    const started = performance.now();
+    let emitted = 0;
+    for (;;) {
+      throwIfInterrupted();
+      const elapsed = performance.now() - started;
+      if (elapsed >= settings.pacedDurationS * 1000) break;
+      const due = Math.floor((rate * elapsed) / 1000) - emitted;
+      for (let i = 0; i < due; i++) {
+        const call = calls[emitted % calls.length] as EmitCall;
+        bus.emit(call.event, call.traceparent, Date.now());
+        emitted++;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await bounded(
+      whenTrue(() => bus.status().spool.unconfirmed === 0),
+      settings.runTimeoutS,
+      'the paced run to drain',
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const after = cpuSnapshot({ rabbitmq: rabbitPid });
+    const threadAfter = threadUs(tid);
+    const status = bus.status();
+    const latency = bus.publishLatency.recent(Date.now());
+    return {
+      kind: 'thread paced',
+      publishingThreadUs: usBetween(threadBefore, threadAfter),
+      messages: status.publisher.counters.confirmed - confirmedBefore,
+      seconds: round(seconds, 3),
+      messagesPerSec: Math.round(emitted / settings.pacedDurationS),
+      fromStart: null,
+      concurrent: null,
+      confirmed: status.publisher.counters.confirmed,
+      nacked: status.publisher.counters.nacked,
+      returned: status.publisher.counters.returned,
+      resent: status.publisher.counters.resent,
+      connects: status.publisher.counters.connects,
+      cpu: cpuUse(before, after),
+      paced: {
+        lingerMs,
+        publishLatencyMs: { p50: latency.p50_ms, p95: latency.p95_ms, p99: latency.p99_ms },
+      },
+    };
+  } finally {
+    await bus.close(1000);
+  }
+}
+
 /** Ours while events keep arriving: an EventBus emitting at `rate`/s in the publisher's event loop. */
 async function runConcurrent(
   env: BusEnvironment,
@@ -525,6 +633,13 @@ async function main(): Promise<number> {
       await runOne('ours', i, (busEnv) => runOurs(busEnv, records, settings, rabbitPid));
       await runOne('thread', i, (busEnv) => runThread(busEnv, records, settings, rabbitPid));
     }
+    if (settings.pacedDurationS > 0) {
+      for (const lingerMs of settings.lingers) {
+        await runOne('thread paced', lingerMs, (busEnv) =>
+          runThreadPaced(busEnv, emitCalls, settings, rabbitPid, lingerMs),
+        );
+      }
+    }
     if (settings.concurrentDurationS > 0) {
       const rawMedian = median(runs.filter((run) => run.kind === 'raw').map((run) => run.messagesPerSec));
       concurrentRate = settings.concurrentRate ?? Math.round(1.5 * rawMedian);
@@ -614,7 +729,12 @@ async function main(): Promise<number> {
         ]),
     },
   ];
+  const pacedRuns = runs.filter((run) => run.paced !== undefined);
   const verdicts = [
+    ...pacedRuns.map(
+      (run) =>
+        `Paced at ${formatNumber(settings.pacedRate)} events/s, linger ${run.paced?.lingerMs} ms: publisher thread ${formatNumber(threadPerMessage(run) ?? Number.NaN, 1)} µs/msg, RabbitMQ ${perMessageUs(run, run.cpu.processes.rabbitmq)} µs/msg, publish latency p50/p95/p99 ${run.paced?.publishLatencyMs.p50 ?? 'n/a'}/${run.paced?.publishLatencyMs.p95 ?? 'n/a'}/${run.paced?.publishLatencyMs.p99 ?? 'n/a'} ms.`,
+    ),
     `amqplib's lower level with pre-built fields (src/bus/confirm-send.ts) against its publish() with options, same messages: ${formatNumber(prebuiltThreadUs ?? Number.NaN, 1)} vs ${formatNumber(rawThreadUs ?? Number.NaN, 1)} µs of the publishing thread per message (medians).`,
     ...(concurrent === undefined
       ? []

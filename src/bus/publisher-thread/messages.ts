@@ -24,6 +24,8 @@ export interface PublisherThreadData {
   window?: number | undefined;
   confirmTimeoutMs?: number | undefined;
   heartbeatSeconds?: number | undefined;
+  /** Wait after a wake-up before reading the spool, in ms (ThreadSpool). */
+  lingerMs?: number | undefined;
 }
 
 /** From the API's thread. */

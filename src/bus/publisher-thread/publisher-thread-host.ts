@@ -45,6 +45,11 @@ export interface PublisherThreadOptions {
   /** Passed to the thread's SpoolPublisher (its defaults apply when undefined). */
   window?: number | undefined;
   confirmTimeoutMs?: number | undefined;
+  /**
+   * Time the thread waits after it is woken by appends before it reads them, in ms: events that arrive
+   * meanwhile go out in the same socket write and broker round. @default 0
+   */
+  lingerMs?: number | undefined;
   heartbeatSeconds?: number | undefined;
   logger?: PublisherLogger | undefined;
   ledger?: LedgerCounts | undefined;
@@ -107,6 +112,7 @@ export class PublisherThread {
       topology: options.topology,
       window: options.window,
       confirmTimeoutMs: options.confirmTimeoutMs,
+      lingerMs: options.lingerMs,
       heartbeatSeconds: options.heartbeatSeconds,
     };
     const worker = startWorker('./publisher-thread', import.meta.url, {

@@ -48,7 +48,7 @@ const reader = new SpoolTailReader(data.directory, tail, (segmentFirstOffset, po
 const ledger = data.countLedger ? new LedgerCounts() : undefined;
 let reportPending = false;
 let lastReportAt = 0;
-const spool = new ThreadSpool(reader, tail, data.confirmedOffset, () => {
+const spool = new ThreadSpool(reader, tail, data.confirmedOffset, data.lingerMs ?? 0, () => {
   if (reportPending) return;
   reportPending = true;
   const wait = lastReportAt + REPORT_MIN_INTERVAL_MS - performance.now();

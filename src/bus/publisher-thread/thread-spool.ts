@@ -4,6 +4,7 @@
  * offset of its own that the thread reports to the spool's owner (who persists it and deletes the
  * segments it frees).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SpoolRecord } from '../spool/spool.ts';
 import type { SpoolTail } from '../spool/spool-tail.ts';
 import type { SpoolTailReader } from '../spool/spool-tail-reader.ts';
@@ -16,10 +17,19 @@ export class ThreadSpool implements PublishedSpool {
   readonly #reader: SpoolTailReader;
   readonly #tail: SpoolTail;
   readonly #onConfirm: () => void;
+  readonly #lingerMs: number;
   #confirmedOffset: number;
 
-  constructor(reader: SpoolTailReader, tail: SpoolTail, confirmedOffset: number, onConfirm: () => void) {
+  /** @param lingerMs wait after a wake-up before the listener is told, in ms (0: tell it at once) */
+  constructor(
+    reader: SpoolTailReader,
+    tail: SpoolTail,
+    confirmedOffset: number,
+    lingerMs: number,
+    onConfirm: () => void,
+  ) {
     this.#reader = reader;
+    this.#lingerMs = lingerMs;
     this.#tail = tail;
     this.#confirmedOffset = confirmedOffset;
     this.#onConfirm = onConfirm;
@@ -53,6 +63,9 @@ export class ThreadSpool implements PublishedSpool {
       let seen = tail.wakeCount();
       while (active) {
         await tail.waitForWake(seen, WAKE_TIMEOUT_MS);
+        // Appends that come while it lingers are read with the one that woke it: one socket write and
+        // one broker round for all of them.
+        if (this.#lingerMs > 0 && tail.wakeCount() !== seen) await sleep(this.#lingerMs);
         seen = tail.wakeCount();
         if (active) listener();
       }
