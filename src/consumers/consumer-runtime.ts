@@ -10,7 +10,7 @@
  *   applied (./deduplication/: per producer stream, so a redelivered, resent or replayed duplicate
  *   changes nothing) and counts it in the ledger — usually as one statement, the consumer's writes with
  *   the runtime's — then acknowledged with one multiple-ack. Batches of a queue are applied one after
- *   another, in queue order; the next one is parsed, validated and prepared (`prepareAhead`) while the
+ *   another, in queue order; the next one is parsed and validated while the
  *   one before is in PostgreSQL.
  * - An invalid message is poison: dead-lettered at once with the reason. A failing batch is split to find
  *   the message(s) at fault; each goes up the retry ladder (only in its own queue), then to the
@@ -433,22 +433,15 @@ export class ConsumerRuntime {
     }
   }
 
-  /** Takes the next batch from what is pending, parses and validates it, and has the consumer prepare it (no side effect). */
+  /** Takes the next batch from what is pending and parses and validates it (no side effect). */
   #prepareNext(worker: Worker, channel: Channel | undefined): PreparedBatch | undefined {
     if (channel === undefined || worker.channel !== channel || worker.pending.length === 0) return undefined;
     const batch = worker.pending.splice(0, this.#options.batchSize);
-    const deliveries = batch.map((message) => this.#toDelivery(worker.consumer, message));
-    const { consumer } = worker;
-    if (consumer.prepareAhead !== undefined) {
-      try {
-        consumer.prepareAhead(
-          deliveries.filter((delivery): delivery is Delivery => !(delivery instanceof PoisonMessageError)),
-        );
-      } catch {
-        // The consumer meets the same error when it writes the batch, where it fails the right message.
-      }
-    }
-    return { channel, batch, deliveries };
+    return {
+      channel,
+      batch,
+      deliveries: batch.map((message) => this.#toDelivery(worker.consumer, message)),
+    };
   }
 
   async #process(worker: Worker, prepared: PreparedBatch): Promise<void> {

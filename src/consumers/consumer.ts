@@ -75,13 +75,6 @@ export interface Consumer {
     attempt: { afterConflict: boolean },
   ): Promise<void>;
   /**
-   * Work on deliveries that depends on them alone — no database, no state that applying an earlier batch
-   * changes — which the runtime asks for while the batch before them is in PostgreSQL (it would wait
-   * otherwise). What it computes the consumer keeps for `writes` or `apply` (by delivery, e.g. in a
-   * WeakMap), which must still work without it. A throw is ignored: `writes` meets the same error.
-   */
-  prepareAhead?(deliveries: readonly Delivery[]): void;
-  /**
    * Called after the transaction committed, with the deliveries that had an effect (side effects that
    * must not run twice, e.g. log lines; what the consumer caches of what it wrote).
    */

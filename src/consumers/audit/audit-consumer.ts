@@ -17,8 +17,7 @@
  * same chain) holds its head until it commits; the second one then fails on the unique event_id and its
  * events are applied again one by one (see appendAuditRecords).
  * Everything a record takes from its event alone (the canonical document but for its place in the chain
- * and its recording time) is written once: ahead, while the batch before is in PostgreSQL
- * (`prepareAhead`), or else while the statement that locks the heads runs.
+ * and its recording time) is written once, while the statement that locks the heads runs.
  * Records of one model are appended in the order their events were consumed: the queue's order, which is
  * the order they were published in (see docs/guides/ordering.md).
  * Keyless client errors go to a chain of their own, which is pruned after a retention (see
@@ -115,33 +114,21 @@ function eventFields(envelope: Record<string, unknown>): EventFields {
 }
 
 /** What a record takes from its event alone. */
-interface PreparedRecord {
-  eventId: string;
-  chainKey: string;
-  /** When its event occurred, in ms since the epoch: for the keyless chain's retention (0 in other chains). */
-  occurredMs: number;
+interface PreparedRecord extends RecordKey {
   /** The canonical document but for chain_position and recorded_at: hashed, and inserted as it is. */
   open: OpenDocument;
 }
 
 function preparedRecord(key: RecordKey): PreparedRecord {
-  // Only the keyless chain's retention needs it.
-  const occurredMs =
-    key.chainKey === KEYLESS_CHAIN_KEY
-      ? Date.parse((key.envelope as unknown as TelemetryEvent).timestamp)
-      : 0;
-  return {
-    eventId: key.eventId,
-    chainKey: key.chainKey,
-    occurredMs,
-    open: openDocument(eventFields(key.envelope)),
-  };
+  return { ...key, open: openDocument(eventFields(key.envelope)) };
 }
 
 /** A keyless client error that occurred before `keylessSince`: not appended (see ./keyless-errors.ts). */
-function tooOld(record: PreparedRecord, keylessSince: number | undefined): boolean {
+function tooOld(key: RecordKey, keylessSince: number | undefined): boolean {
   return (
-    keylessSince !== undefined && record.chainKey === KEYLESS_CHAIN_KEY && record.occurredMs < keylessSince
+    keylessSince !== undefined &&
+    key.chainKey === KEYLESS_CHAIN_KEY &&
+    Date.parse((key.envelope as unknown as TelemetryEvent).timestamp) < keylessSince
   );
 }
 
@@ -364,9 +351,6 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
   const heads = new Map<string, ChainState>();
   /** The heads the attempt under way would leave, taken into `heads` once it committed. */
   let pending = new Map<string, ChainState>();
-  /** Records written ahead (prepareAhead), while the batch before was in PostgreSQL. */
-  const ahead = new WeakMap<Delivery, PreparedRecord>();
-  const recordOf = (delivery: Delivery) => ahead.get(delivery) ?? preparedRecord(recordKey(delivery));
   return {
     name: 'audit',
     queue: options.queue ?? QUEUES.audit,
@@ -376,11 +360,8 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
       // A failed one statement: something moved that the cache did not see.
       if (attempt.afterConflict) heads.clear();
     },
-    prepareAhead(deliveries) {
-      for (const delivery of deliveries) ahead.set(delivery, preparedRecord(recordKey(delivery)));
-    },
     writes(deliveries) {
-      const keys = deliveries.map(recordOf);
+      const keys = deliveries.map(recordKey);
       const nowMs = now();
       const keylessSince = keylessRecordedSince(keylessRetentionDays, nowMs);
       // A keyless error too old to append: the locking path leaves it out.
@@ -396,7 +377,7 @@ export function auditConsumer(options: AuditConsumerOptions = {}): Consumer {
         const entry = moved.get(key.chainKey);
         const head = entry?.after ?? (heads.get(key.chainKey) as ChainState);
         const position = head.position + 1;
-        const hash = batch.add(index, key.chainKey, key.open, position, head.hash);
+        const hash = batch.add(index, key.chainKey, preparedRecord(key).open, position, head.hash);
         moved.set(key.chainKey, { before: entry?.before ?? head, after: { position, hash } });
       }
       pending = new Map([...moved].map(([chain, { after }]) => [chain, after]));
