@@ -1,13 +1,7 @@
 /**
- * Which AMQP client for the connection layer (issue 16): amqplib, which the bus uses, against
- * rabbitmq-client, which takes a list of hosts and reconnects by itself. What the publisher needs of
- * either is a confirm channel it drives itself — a window of unconfirmed messages, confirms in order,
- * and a resend from the spool after any doubt — so both are measured that way: the same messages (the
- * bus's own, from a spool-sized event), the same window, to the same quorum queue, rounds alternating
- * between the clients in one run, throughput and this process's CPU per message.
- *
- * rabbitmq-client is not a dependency: `npm install --no-save rabbitmq-client@5` before running
- * `node --import tsx bench/amqp-clients.ts [--messages 20000] [--window 1000] [--rounds 3]`.
+ * Which AMQP client for the connection layer (issue 16): amqplib against rabbitmq-client, driven the way
+ * the publisher drives a confirm channel. Method: bench/README.md ("bench:amqp-clients"); rabbitmq-client is
+ * not a dependency: `npm install --no-save rabbitmq-client@5` first.
  */
 import type { ConfirmChannel } from 'amqplib';
 import { closeConnection, connectToBroker } from '../src/bus/broker-connection.ts';

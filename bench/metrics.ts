@@ -1,19 +1,6 @@
 /**
- * The metrics benchmark, in two parts:
- *
- *   1. Throughput: events/s the metrics consumer applies from `metrics.updates` pre-filled with `events`
- *      events, against a bare `INSERT … ON CONFLICT DO NOTHING` loop of the same events in the same run —
- *      bench/consumers.ts run as a child (`--consumers metrics --name metrics-consumer`), which writes its
- *      own full report (bench/results/metrics-consumer-latest.md); its figures are quoted here.
- *   2. Reads: latency of GET /metrics (through the Fastify app, `inject`, one request at a time) over the
- *      last 24 hours and the last 30 days of generated rollups — a row per minute, hour and day for each
- *      of `keys` keys (routes × vendors × tiers × statuses, as the consumer writes them), with latency
- *      histograms of a realistic width — unfiltered and filtered.
- *
- *   npm run bench:metrics -- [--events 100000] [--batch 250] [--days 30] [--requests 200] [--skip-consumer]
- *   (the script: `node --import tsx bench/metrics.ts`)
- *
- * Goals: ≥ 10,000 events/s applied; GET /metrics p99 < 50 ms over 30 days of per-minute rollups.
+ * The metrics benchmark: the metrics consumer's throughput against a bare INSERT loop (bench/consumers.ts
+ * as a child), and GET /metrics latency over generated rollups. Method: bench/README.md ("bench:metrics").
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';

@@ -1,16 +1,6 @@
 /**
- * Latency of Spool.append(), the one cost every API request pays for telemetry.
- *
- *   node --import tsx bench/spool-append.ts --help
- *
- * Appends `records` payloads of `payload-bytes` to a spool in a temporary directory (removed at the end)
- * and times every append() alone (tinybench, process.hrtime; support/micro-bench.ts). Every `batch` appends it yields to the
- * event loop, so the fsync timer runs as it does in the service (its fdatasync then overlaps the appends
- * that follow); and, unless --no-confirm, it confirms all it has appended, as a publisher that keeps up
- * would, so confirmed segments are deleted (outside the timed call) and the disk use stays bounded.
- * Then, unless --no-baseline, it times the same number of bare write syscalls of the same size, the floor
- * under any append. Prints the percentiles in µs and the throughput, and writes
- * bench/results/spool-append-<date>.json. Ctrl-C stops early and still removes the directory.
+ * Latency of Spool.append(), the one cost every API request pays for telemetry, against bare write
+ * syscalls of the same size. Method: bench/README.md ("bench:spool-append").
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';

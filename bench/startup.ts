@@ -1,17 +1,6 @@
 /**
- * Start time and memory of the API process, run from the compiled build (dist/, plain Node: what
- * `npm start` runs) against the TypeScript sources through tsx (what it ran before there was a build).
- *
- *   node --import tsx bench/startup.ts [--rounds 7] [--settle-ms 3000] [--no-build]
- *
- * Builds dist/ first (`npm run build`) unless --no-build. One untimed start creates the database, applies
- * the migrations and makes the admin key; then each round starts `telemetry-bus start` once per runtime,
- * in alternating order, on that database and a vhost and data directory of the benchmark's own:
- *   dist  `node bin/telemetry-bus.js start` (bin picks dist/, which is newer than every source file);
- *   tsx   `node --import tsx src/cli/main.ts start` (the loader bin registered before: the same hooks).
- * Start time is from spawn to the first 200 of GET /health (polled every 5 ms); RSS is VmRSS at that
- * moment and after --settle-ms more, the peak is VmHWM then, CPU is the process's user + system time up
- * to ready. Prints medians and ranges; writes bench/results/startup-<date>.json and startup-latest.md.
+ * Start time and memory of the API process, from the compiled build (dist/, plain Node: what `npm start`
+ * runs) against the TypeScript sources through tsx. Method: bench/README.md ("bench:startup").
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
