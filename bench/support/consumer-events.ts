@@ -15,7 +15,8 @@ import type { TelemetryEvent } from '../../src/bus/event-schemas.ts';
 import { validateEvent } from '../../src/bus/event-validator.ts';
 import { childTraceparent } from '../../src/bus/trace-context.ts';
 import { exampleEvent } from '../../test/support/event-examples.ts';
-import { apiEvent, type EmitCall } from './events.ts';
+import { apiEvent, type EmitCall, mixSequence } from './events.ts';
+import { TIERS, VENDORS } from './seed-models.ts';
 
 export type BenchedConsumer = 'audit' | 'analytics' | 'logging' | 'metrics';
 
@@ -69,25 +70,6 @@ export const QUEUE_MIXES: Record<BenchedConsumer, ReadonlyArray<readonly [Kind, 
 export const mixText = (consumer: BenchedConsumer): string =>
   QUEUE_MIXES[consumer].map(([kind, share]) => `${share}% ${kind}`).join(', ');
 
-/** A fixed interleaving (per 100 events) of a mix's shares: smooth weighted round-robin. */
-function interleave<T>(mix: ReadonlyArray<readonly [T, number]>, length = 100): T[] {
-  const total = mix.reduce((sum, [, share]) => sum + share, 0);
-  const credit = mix.map(() => 0);
-  const sequence: T[] = [];
-  for (let i = 0; i < length; i++) {
-    let best = 0;
-    mix.forEach(([, share], k) => {
-      credit[k] = (credit[k] as number) + share;
-      if ((credit[k] as number) > (credit[best] as number)) best = k;
-    });
-    credit[best] = (credit[best] as number) - total;
-    sequence.push((mix[best] as readonly [T, number])[0]);
-  }
-  return sequence;
-}
-
-const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
-const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'] as const;
 const USER_AGENT = 'openai-python/1.54.4 (linux; x86_64) httpx/0.27.2 CPython/3.12.7 registry-client/2.3.1';
 const userId = (index: number) => `${index.toString(16).padStart(8, '0')}${'c5d6e7f8'.repeat(7)}`;
 
@@ -208,7 +190,7 @@ export function queueEmitCalls(
   validate = 4096,
   endMs = Date.now(),
 ): { calls: EmitCall[]; byType: Record<string, number> } {
-  const kinds = interleave(QUEUE_MIXES[consumer]);
+  const kinds = mixSequence(QUEUE_MIXES[consumer]);
   const calls: EmitCall[] = [];
   const byType: Record<string, number> = {};
   const startMs = endMs - count * 20;

@@ -109,10 +109,10 @@ export function apiEvent(type: MixType, index: number, nowMs: number): Telemetry
   }
 }
 
-/** The type of event number `index` in a mix: a fixed interleaving (per 100 events) of the mix's shares. */
-export function mixSequence(mix: ReadonlyArray<readonly [MixType, number]>, length = 100): MixType[] {
+/** The kind of item number `index` in a mix: a fixed interleaving (per 100 items) of the mix's shares. */
+export function mixSequence<T>(mix: ReadonlyArray<readonly [T, number]>, length = 100): T[] {
   const total = mix.reduce((sum, [, share]) => sum + share, 0);
-  const sequence: MixType[] = [];
+  const sequence: T[] = [];
   const credit = mix.map(() => 0);
   for (let i = 0; i < length; i++) {
     // Smooth weighted round-robin: spreads each type evenly instead of in blocks.
@@ -122,7 +122,7 @@ export function mixSequence(mix: ReadonlyArray<readonly [MixType, number]>, leng
       if ((credit[k] as number) > (credit[best] as number)) best = k;
     });
     credit[best] = (credit[best] as number) - total;
-    sequence.push((mix[best] as readonly [MixType, number])[0]);
+    sequence.push((mix[best] as readonly [T, number])[0]);
   }
   return sequence;
 }

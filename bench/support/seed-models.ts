@@ -4,8 +4,8 @@
  */
 import { interruptible, throwIfInterrupted } from './settings.ts';
 
-const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
-export const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'];
+export const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
+export const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'] as const;
 export const CONTEXT_WINDOWS = [8_192, 32_768, 128_000, 200_000, 1_000_000];
 
 export function seedModel(index: number) {
