@@ -737,9 +737,6 @@ async function main(): Promise<number> {
     notes,
     command: invocation('bench:api-bus'),
     report: {
-      benchmark: NAME,
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
       settings,
       environment: { ...env, rabbitmq: broker ?? null, sharedMachine: true },
       comparisons,

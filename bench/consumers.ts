@@ -889,9 +889,6 @@ async function main(): Promise<number> {
     notes: { settings: [...cli.settingsBlock(settings), ...settingsText], checks },
     command: effectiveCommand(settings),
     report: {
-      benchmark: settings.name,
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
       settings: {
         ...settings,
         prefetch: settings.prefetch ?? '2 × batch',

@@ -447,12 +447,9 @@ async function main(): Promise<number> {
         ...(bus === 'on' ? { worker: worker.pid } : {}),
         rabbitmq: rabbitPid,
       };
-      const memory = new PeakMemory({ processes: pids, postgres: { postmaster, database: target.database } });
-      const meter = new CpuMeter({
-        processes: pids,
-        postgres: { postmaster, database: target.database },
-        threadsOf: ['api'],
-      });
+      const postgres = { postmaster, database: target.database };
+      const memory = new PeakMemory({ processes: pids, postgres });
+      const meter = new CpuMeter({ processes: pids, postgres, threadsOf: ['api'] });
       const histograms = bus === 'on' ? new ServiceHistograms({ api: on.api, worker }) : undefined;
       await histograms?.start();
       progress(`phase ${name}`);
@@ -472,38 +469,25 @@ async function main(): Promise<number> {
       progress(
         `  ${formatNumber(http.requestsPerSec)} req/s, API p50 ${formatMs(http.latencyMs.p50)} p99 ${formatMs(http.latencyMs.p99)} ms, ${formatUs(cpu.totalUsPerEvent)} µs CPU/event, unexpected ${http.unexpectedStatus + http.errors + http.timeouts}`,
       );
+      const base = { name, kind, bus, startedAt: phaseStart.toISOString(), http, cpu };
       if (bus === 'off') {
-        return {
-          name,
-          kind,
-          bus,
-          startedAt: phaseStart.toISOString(),
-          http,
-          cpu,
-          peakRssMiB: { ...memory.stop(), worker: null },
-          service: null,
-          e2e: null,
-        };
+        return { ...base, peakRssMiB: { ...memory.stop(), worker: null }, service: null, e2e: null };
       }
       // Every response is an event; requests cut off by the end of the run may be events too.
       expectedEmitted += mix.tally.total;
       const settled = await settleNow(expectedEmitted, settings.settleTimeoutS);
       const service = (await histograms?.stop()) ?? null;
-      const peak = memory.stop();
+      const peakRssMiB = memory.stop();
       const latency = await phaseLatency(pool as pg.Pool, phaseStart, new Date(), loadEnd);
       const lastApplied = Math.max(
         ...latency.perConsumer.map((row) => row.last_applied_ms),
         phaseStart.getTime(),
       );
       const loadSeconds = (loadEnd.getTime() - phaseStart.getTime()) / 1000;
+      const { p50, p95, p99, max } = latency.e2e;
       const phase: PhaseResult = {
-        name,
-        kind,
-        bus,
-        startedAt: phaseStart.toISOString(),
-        http,
-        cpu,
-        peakRssMiB: peak,
+        ...base,
+        peakRssMiB,
         service,
         e2e: {
           events: latency.events,
@@ -511,20 +495,10 @@ async function main(): Promise<number> {
           settleMs: settled.ms,
           drainedAfterLoadS: round(Math.max(0, lastApplied - loadEnd.getTime()) / 1000, 2),
           e2eEventsPerSec: round(latency.events / ((lastApplied - phaseStart.getTime()) / 1000), 0),
-          e2eLatencyMs: {
-            p50: latency.e2e.p50,
-            p95: latency.e2e.p95,
-            p99: latency.e2e.p99,
-            max: latency.e2e.max,
-          },
-          consumers: latency.perConsumer.map((row) => ({
-            consumer: row.consumer,
-            events: row.events,
-            p50: row.p50,
-            p95: row.p95,
-            p99: row.p99,
-            max: row.max,
-            appliedPerSecDuringLoad: round(row.during_load / loadSeconds, 0),
+          e2eLatencyMs: { p50, p95, p99, max },
+          consumers: latency.perConsumer.map(({ last_applied_ms: _, during_load, ...row }) => ({
+            ...row,
+            appliedPerSecDuringLoad: round(during_load / loadSeconds, 0),
           })),
         },
       };
@@ -909,9 +883,6 @@ async function main(): Promise<number> {
     notes: { settings: settingsText, checks },
     command: invocation('bench'),
     report: {
-      benchmark: NAME,
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
       settings,
       compareRate,
       environment: { ...env, rabbitmq: broker ?? null, sharedMachine: true },

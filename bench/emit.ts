@@ -482,9 +482,6 @@ async function main(): Promise<number> {
     notes: { settings: settingsText, checks },
     command: commandLine('bench:emit'),
     report: {
-      benchmark: NAME,
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
       settings: { ...settings, recordBytes },
       environment: { ...env, rabbitmq: broker ?? null },
       phases,

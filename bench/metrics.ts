@@ -412,9 +412,6 @@ async function main(): Promise<number> {
     notes: { settings: settingsText, checks },
     command: invocation('bench:metrics'),
     report: {
-      benchmark: NAME,
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
       settings,
       environment: env,
       consumer: consumer ?? null,

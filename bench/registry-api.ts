@@ -280,9 +280,6 @@ async function main(): Promise<number> {
     },
     command: invocation('bench:registry'),
     report: {
-      benchmark: NAME,
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
       settings: { ...settings, filterQueries: FILTER_QUERIES },
       environment: { ...env, postgres: postgresVersion },
       runs,

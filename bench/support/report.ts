@@ -120,7 +120,8 @@ export interface ResultFiles {
 }
 
 /**
- * Prints the sections and the lines under them, and writes `<name>-<date>.json` (the `report` object) and
+ * Prints the sections and the lines under them, and writes `<name>-<date>.json` (the `report` object,
+ * after `benchmark`, `startedAt` and `finishedAt`) and
  * `<name>-latest.md`. With `goals`, their table comes first and the JSON gets the `goals` object
  * (goals.ts); with `chart`, the SVG is written to bench/results/<file> and linked from the Markdown.
  */
@@ -145,10 +146,11 @@ export async function publishResults(options: {
     options.goals === undefined
       ? options.sections
       : [goalsSection(options.goals.title, options.goals.goals), ...options.sections];
+  const stamp = { benchmark: name, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString() };
   const report =
     options.goals === undefined
-      ? options.report
-      : { goals: goalsObject(options.goals.goals), ...options.report };
+      ? { ...stamp, ...options.report }
+      : { goals: goalsObject(options.goals.goals), ...stamp, ...options.report };
   process.stdout.write(
     [
       '',
