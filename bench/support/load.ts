@@ -9,7 +9,7 @@
 import autocannon, { type Client, type Instance, type Request } from 'autocannon';
 import { pacedLoad } from './paced-load.ts';
 import { interruptible, stoppable, throwIfInterrupted } from './settings.ts';
-import { distribution, Samples } from './stats.ts';
+import { type Distribution, distribution, Samples } from './stats.ts';
 
 export interface LoadSpec {
   url: string;
@@ -38,9 +38,9 @@ export interface LoadResult {
   /** Paced: 1 − achieved ÷ target (0 = the target was met); null for max phases. */
   shortfall: number | null;
   /** Paced: from the intended send time; autocannon: from the send (float ms, exact). */
-  latencyMs: { p50: number; p90: number; p95: number; p99: number; p99_9: number; max: number; mean: number };
+  latencyMs: Distribution;
   /** Paced: how late requests went out behind their intended time (ms). */
-  sendLagMs: { p50: number; p99: number; max: number } | null;
+  sendLagMs: Distribution | null;
   statusCodes: Record<string, number>;
   errors: number;
   timeouts: number;
@@ -59,7 +59,6 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       }),
     );
     throwIfInterrupted();
-    const { latencyMs, sendLagMs } = result;
     return {
       generator: 'paced',
       targetRate: spec.rate,
@@ -68,16 +67,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       responses: result.responses,
       requestsPerSec: result.achievedRate,
       shortfall: result.shortfall,
-      latencyMs: {
-        p50: latencyMs.p50,
-        p90: latencyMs.p90,
-        p95: latencyMs.p95,
-        p99: latencyMs.p99,
-        p99_9: latencyMs.p99_9,
-        max: latencyMs.max,
-        mean: latencyMs.mean,
-      },
-      sendLagMs: { p50: sendLagMs.p50, p99: sendLagMs.p99, max: sendLagMs.max },
+      latencyMs: result.latencyMs,
+      sendLagMs: result.sendLagMs,
       statusCodes: result.statusCodes,
       errors: result.errors,
       timeouts: result.timeouts,
@@ -105,8 +96,6 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   );
   throwIfInterrupted();
   const exact = distribution(samples.sorted(), 1, 3);
-  const sorted = samples.sorted();
-  const p95 = sorted.length === 0 ? Number.NaN : (sorted[Math.ceil(0.95 * sorted.length) - 1] as number);
   return {
     generator: 'autocannon',
     targetRate: null,
@@ -115,15 +104,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     responses: exact.count,
     requestsPerSec: Math.round((10 * exact.count) / result.duration) / 10,
     shortfall: null,
-    latencyMs: {
-      p50: exact.p50,
-      p90: exact.p90,
-      p95: Math.round(p95 * 1000) / 1000,
-      p99: exact.p99,
-      p99_9: exact.p99_9,
-      max: exact.max,
-      mean: exact.mean,
-    },
+    latencyMs: exact,
     sendLagMs: null,
     statusCodes: Object.fromEntries(
       Object.entries(result.statusCodeStats).map(([code, { count }]) => [code, count]),

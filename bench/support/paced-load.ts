@@ -22,6 +22,7 @@ import { Worker } from 'node:worker_threads';
 import type { Request } from 'autocannon';
 import * as hdr from 'hdr-histogram-js';
 import { interruptSignal } from './settings.ts';
+import type { Distribution } from './stats.ts';
 
 export interface PacedLoadOptions {
   /** Base URL, e.g. http://127.0.0.1:3000. */
@@ -42,16 +43,8 @@ export interface PacedLoadOptions {
   onResponse?: (status: number, latencyMs: number) => void;
 }
 
-export interface LatencySummaryMs {
-  count: number;
-  mean: number;
-  p50: number;
-  p90: number;
-  p95: number;
-  p99: number;
-  p99_9: number;
-  max: number;
-}
+/** Latencies in ms, with the count. */
+export type LatencySummaryMs = Distribution;
 
 export interface PacedLoadResult {
   targetRate: number;

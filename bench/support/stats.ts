@@ -39,6 +39,7 @@ export interface Distribution {
   mean: number;
   p50: number;
   p90: number;
+  p95: number;
   p99: number;
   p99_9: number;
   max: number;
@@ -54,6 +55,7 @@ export function distribution(sorted: Float64Array, scale = 1, digits = 3): Distr
     mean: r(sorted.length === 0 ? Number.NaN : sum / sorted.length),
     p50: r(percentile(sorted, 50)),
     p90: r(percentile(sorted, 90)),
+    p95: r(percentile(sorted, 95)),
     p99: r(percentile(sorted, 99)),
     p99_9: r(percentile(sorted, 99.9)),
     max: r(sorted.length === 0 ? Number.NaN : (sorted[sorted.length - 1] as number)),
