@@ -3,16 +3,15 @@
  * runs) against the TypeScript sources through tsx. Method: bench/README.md ("bench:startup").
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { Environments } from './support/broker.ts';
 import { processTicks } from './support/cpu.ts';
 import { createDatabase, dropDatabase } from './support/databases.ts';
 import { statusKib } from './support/memory.ts';
-import { integer } from './support/options.ts';
+import { commandLine, flag, integer, onOff } from './support/options.ts';
 import {
-  commandLine,
   environment,
   environmentText,
+  commandLine as invocation,
   progress,
   publishResults,
   REPO_ROOT,
@@ -22,7 +21,15 @@ import { handleSignals, runMain, sleep, throwIfInterrupted } from './support/set
 import { median } from './support/stats.ts';
 import { freePort } from './support/system-process.ts';
 
-const HELP = 'usage: node --import tsx bench/startup.ts [--rounds 7] [--settle-ms 3000] [--no-build]\n';
+const cli = commandLine({
+  script: 'bench:startup',
+  summary: 'Start time and memory of the API: the compiled build (dist/, plain Node) against tsx.',
+  options: {
+    rounds: flag('rounds', '7', integer(1), 'starts of each runtime, in alternating order'),
+    settleMs: flag('settle-ms', '3000', integer(0), 'ms after ready before the settled RSS is read'),
+    noBuild: onOff('no-build', 'use dist/ as it is (no npm run build first)'),
+  },
+});
 const SERVER = process.env.TEST_DATABASE_SERVER ?? 'postgres://root@127.0.0.1:5432';
 const RUNTIMES = {
   dist: ['bin/telemetry-bus.js', 'start'],
@@ -97,24 +104,12 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, settleMs
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      rounds: { type: 'string', default: '7' },
-      'settle-ms': { type: 'string', default: '3000' },
-      'no-build': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const rounds = integer(1)(values.rounds, 'rounds');
-  const settleMs = integer(0)(values['settle-ms'], 'settle-ms');
+  const settings = cli.read();
+  const { rounds, settleMs } = settings;
   handleSignals();
   const startedAt = new Date();
   const env = environment();
-  if (!values['no-build']) {
+  if (!settings.noBuild) {
     progress('building dist/ (npm run build)');
     execFileSync('npm', ['run', 'build', '--silent'], { cwd: REPO_ROOT, stdio: 'inherit' });
   }
@@ -174,13 +169,13 @@ async function main(): Promise<number> {
     ],
     verdicts: [`dist is ready in ${round(readyRatio * 100, 0)}% of tsx's start time (medians)`],
     notes: {
-      settings: [`rounds ${rounds}, settle ${settleMs} ms, ${environmentText(env)}`],
+      settings: [...cli.settingsBlock(settings), environmentText(env)],
       checks: [],
     },
-    command: commandLine('bench:startup'),
-    report: { settings: { rounds, settleMs }, environment: env, samples },
+    command: invocation('bench:startup'),
+    report: { settings, environment: env, samples },
   });
   return 0;
 }
 
-runMain('startup', HELP, main);
+runMain('startup', cli.help(), main);
