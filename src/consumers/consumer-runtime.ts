@@ -18,26 +18,29 @@
  *   broker before the original is acknowledged, so nothing is lost in between.
  * - PostgreSQL unreachable is not a message's fault: the batch waits, unacknowledged, and is tried again
  *   until PostgreSQL is back — consumption pauses (the prefetch bounds what is held), no retry is spent.
+ *
+ * This file is the batching: deliveries gathered per consumer, batches pipelined in queue order, the
+ * pause while PostgreSQL is away, the acknowledgement. The other parts, each readable and testable alone:
+ * the connections (./consumer-connections.ts), a message as a delivery (./delivery-parser.ts), a batch
+ * applied once with its de-duplication and ledger rows (./apply-batch.ts), and where a failed message
+ * goes (./failure-routing.ts, by ./failure-policy.ts).
  */
-import { createHash, randomUUID } from 'node:crypto';
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
-import { applyTopology } from '../bus/apply-topology.ts';
-import { closeConnection } from '../bus/broker-connection.ts';
-import { BROKER_SESSION_DEFAULTS, BrokerSession } from '../bus/broker-session.ts';
-import { validateEvent } from '../bus/event-validator.ts';
+import { BROKER_SESSION_DEFAULTS } from '../bus/broker-session.ts';
 import type { PublisherLogger } from '../bus/spool-publisher.ts';
-import { EXCHANGES, type Topology } from '../bus/topology.ts';
-import { batchStatement } from '../db/batch-statement.ts';
+import type { Topology } from '../bus/topology.ts';
 import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
-import { appliedRows } from '../ledger/applied-rows.ts';
-import { addLedgerRows, ledgerWrite } from '../ledger/ledger-store.ts';
 import { ConsumerMetrics } from '../prometheus/consumer-metrics.ts';
 import { redactedMessage as describe } from '../redact-credentials.ts';
+import { AbandonBatch } from './abandon-batch.ts';
+import { applyBatch, type BatchTarget } from './apply-batch.ts';
 import type { Consumer, Delivery } from './consumer.ts';
-import { Deduplicator, recordApplied, type Selection } from './deduplication/deduplicator.ts';
-import { decideFailure, FAILURE_HEADERS } from './failure-policy.ts';
+import { ConsumerConnections } from './consumer-connections.ts';
+import { Deduplicator } from './deduplication/deduplicator.ts';
+import { toDelivery } from './delivery-parser.ts';
+import { routeFailure } from './failure-routing.ts';
 import { ParsedEvents } from './parsed-events.ts';
 import { PoisonMessageError } from './poison-message-error.ts';
 
@@ -107,10 +110,7 @@ export interface ConsumerStatus {
   counters: ConsumerCounters;
 }
 
-interface Worker {
-  consumer: Consumer;
-  /** Which deliveries are new, for a consumer that does not de-duplicate in its own table. */
-  deduplicator: Deduplicator;
+interface Worker extends BatchTarget {
   channel: Channel | undefined;
   consumerTag: string | undefined;
   pending: ConsumeMessage[];
@@ -119,7 +119,7 @@ interface Worker {
   timer: NodeJS.Timeout | undefined;
   flushing: Promise<void> | undefined;
   /** Set by the drain while a batch starts: called once that batch's first statement is sent. */
-  statementSent: (() => void) | undefined;
+  onStatementSent: (() => void) | undefined;
   state: ConsumerStatus['state'];
   lastError: string | null;
   counters: ConsumerCounters;
@@ -145,22 +145,15 @@ interface PreparedBatch {
   deliveries: Array<Delivery | PoisonMessageError>;
 }
 
-/** Why a batch cannot finish now: the connection went, or the runtime is stopping. Not the message's fault. */
-class AbandonBatch extends Error {}
-
 export class ConsumerRuntime {
   readonly #options: Required<Omit<ConsumerRuntimeOptions, 'logger' | 'metrics'>>;
   readonly #logger: PublisherLogger;
   readonly #metrics: ConsumerMetrics | undefined;
   readonly #workers: Worker[];
-  readonly #broker: BrokerSession;
-  #consuming: ChannelModel | undefined;
-  #publishing: ChannelModel | undefined;
-  #confirm: ConfirmChannel | undefined;
+  readonly #connections: ConsumerConnections;
   #stopping = false;
   #running: Promise<void> | undefined;
   #connected: (() => void) | undefined;
-  #connectionLost: (() => void) | undefined;
   #markStopped: () => void = () => {};
   readonly #stopped = new Promise<void>((resolve) => {
     this.#markStopped = resolve;
@@ -176,26 +169,32 @@ export class ConsumerRuntime {
       ...CONSUMER_RUNTIME_DEFAULTS,
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     } as Required<Omit<ConsumerRuntimeOptions, 'logger' | 'metrics'>>;
-    this.#broker = new BrokerSession({
-      urls: this.#options.urls,
-      name: 'telemetry-bus worker',
-      heartbeatSeconds: this.#options.heartbeatSeconds,
-      reconnectMinDelayMs: this.#options.reconnectMinDelayMs,
+    this.#connections = new ConsumerConnections(this.#options);
+    this.#workers = options.consumers.map((consumer) => {
+      const worker: Worker = {
+        pool: this.#options.pool,
+        consumer,
+        deduplicator: new Deduplicator(consumer.name),
+        statementSent: () => {
+          const sent = worker.onStatementSent;
+          worker.onStatementSent = undefined;
+          sent?.();
+        },
+        committed: (applied, duplicates, effective) =>
+          this.#committed(worker, applied, duplicates, effective),
+        channel: undefined,
+        consumerTag: undefined,
+        pending: [],
+        processing: 0,
+        timer: undefined,
+        flushing: undefined,
+        onStatementSent: undefined,
+        state: 'starting',
+        lastError: null,
+        counters: { applied: 0, duplicates: 0, retried: 0, deadLettered: 0, poison: 0, databasePauses: 0 },
+      };
+      return worker;
     });
-    this.#workers = options.consumers.map((consumer) => ({
-      consumer,
-      deduplicator: new Deduplicator(consumer.name),
-      channel: undefined,
-      consumerTag: undefined,
-      pending: [],
-      processing: 0,
-      timer: undefined,
-      flushing: undefined,
-      statementSent: undefined,
-      state: 'starting',
-      lastError: null,
-      counters: { applied: 0, duplicates: 0, retried: 0, deadLettered: 0, poison: 0, databasePauses: 0 },
-    }));
     this.#metrics =
       metrics === undefined
         ? undefined
@@ -260,7 +259,7 @@ export class ConsumerRuntime {
     while (!this.#stopping) {
       try {
         const { lost, node } = await this.#connect();
-        this.#broker.established();
+        this.#connections.established();
         this.#connected?.();
         await Promise.race([lost, this.#stopped]);
         if (!this.#stopping)
@@ -272,28 +271,14 @@ export class ConsumerRuntime {
       }
       if (this.#stopping) break;
       await this.#closeConnections();
-      const delay = this.#broker.retryDelay();
+      const delay = this.#connections.retryDelay();
       await Promise.race([new Promise((resolve) => setTimeout(resolve, delay)), this.#stopped]);
     }
   }
 
   /** Opens both connections and subscribes every consumer; `lost` resolves when either connection goes. */
   async #connect(): Promise<{ lost: Promise<void>; node: string }> {
-    const lost = new Promise<void>((resolve) => {
-      this.#connectionLost = resolve;
-    });
-    const { connection: consuming, node } = await this.#broker.connect();
-    this.#consuming = consuming;
-    consuming.on('error', () => {});
-    consuming.on('close', () => this.#connectionLost?.());
-    // The same node first: the session prefers the node of its last connection.
-    const { connection: publishing } = await this.#broker.connect('telemetry-bus worker publisher');
-    this.#publishing = publishing;
-    publishing.on('error', () => {});
-    publishing.on('close', () => this.#connectionLost?.());
-    await applyTopology(publishing, this.#options.topology);
-    this.#confirm = await publishing.createConfirmChannel();
-    this.#confirm.on('error', () => {});
+    const { consuming, node, lost } = await this.#connections.open();
     for (const worker of this.#workers) await this.#subscribe(worker, consuming);
     this.#logger.info(
       { node, consumers: this.#workers.map((worker) => worker.consumer.name) },
@@ -314,10 +299,10 @@ export class ConsumerRuntime {
       worker.consumerTag = undefined;
       // Unacknowledged deliveries of a closed channel come back to the queue: drop our copies.
       worker.pending = [];
-      if (!this.#stopping && this.#consuming === connection) {
+      if (!this.#stopping && this.#connections.isConsuming(connection)) {
         setTimeout(() => {
-          if (!this.#stopping && this.#consuming === connection && worker.channel === undefined) {
-            this.#subscribe(worker, connection).catch(() => this.#connectionLost?.());
+          if (!this.#stopping && this.#connections.isConsuming(connection) && worker.channel === undefined) {
+            this.#subscribe(worker, connection).catch(() => this.#connections.lose());
           }
         }, 500).unref();
       }
@@ -395,12 +380,12 @@ export class ConsumerRuntime {
       const startedAt = process.hrtime.bigint();
       worker.processing = batch.length;
       const sent = new Promise<void>((resolve) => {
-        worker.statementSent = resolve;
+        worker.onStatementSent = resolve;
       });
       const applying = this.#process(worker, current);
       // Once its statement is sent (or it ended without one), while PostgreSQL runs it.
       await Promise.race([sent, applying.then(ignore, ignore)]);
-      worker.statementSent = undefined;
+      worker.onStatementSent = undefined;
       next = this.#prepareNext(worker, channel);
       try {
         await applying;
@@ -440,7 +425,7 @@ export class ConsumerRuntime {
     return {
       channel,
       batch,
-      deliveries: batch.map((message) => this.#toDelivery(worker.consumer, message)),
+      deliveries: batch.map((message) => toDelivery(worker.consumer, message, this.#parsed)),
     };
   }
 
@@ -486,7 +471,7 @@ export class ConsumerRuntime {
     let conflicts = 0;
     for (;;) {
       try {
-        await this.#applyInTransaction(worker, deliveries, conflicts > 0);
+        await applyBatch(worker, deliveries, conflicts > 0);
         if (worker.state === 'paused') {
           worker.state = 'consuming';
           this.#logger.info({ consumer: worker.consumer.name }, 'PostgreSQL is back; consuming again');
@@ -519,331 +504,28 @@ export class ConsumerRuntime {
     }
   }
 
-  async #applyInTransaction(worker: Worker, deliveries: Delivery[], afterConflict: boolean): Promise<void> {
-    if (!worker.consumer.deduplicates && worker.consumer.writes !== undefined) {
-      return this.#applyInOneStatement(worker, deliveries, afterConflict);
-    }
-    if (
-      worker.consumer.deduplicates &&
-      worker.consumer.writes !== undefined &&
-      (await this.#applyAllInOneStatement(worker, deliveries, afterConflict))
-    ) {
-      return;
-    }
-    const client = await this.#options.pool.connect();
-    let broken: unknown;
-    let committed: Delivery[] = [];
-    try {
-      const begun = client.query('BEGIN');
-      this.#statementSent(worker);
-      await begun;
-      const { todo, effective, selection } = worker.consumer.deduplicates
-        ? await this.#applyDeduplicating(worker.consumer, deliveries, client)
-        : await this.#applyRecorded(worker, deliveries, client);
-      if (todo.length > 0) {
-        await addLedgerRows(
-          client,
-          appliedRows(
-            worker.consumer.name,
-            todo.map((delivery) => delivery.event),
-          ),
-        );
-      }
-      await client.query('COMMIT');
-      if (selection !== undefined) worker.deduplicator.committed(selection);
-      this.#applied(worker, todo);
-      worker.counters.duplicates += deliveries.length - todo.length;
-      committed = effective;
-    } catch (error) {
-      // Whether the commit happened or not, what the deduplicator cached may be stale: it reads again.
-      worker.deduplicator.forget();
-      if (isDatabaseUnavailable(error)) broken = error;
-      else
-        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-          broken = rollbackError;
-        });
-      throw error;
-    } finally {
-      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
-    }
-    this.#afterCommit(worker, committed);
-  }
-
-  /** Counts events just committed, and observes their age (once per applied event, after its commit). */
-  #applied(worker: Worker, applied: readonly Delivery[]): void {
+  /** A batch committed: counts it, observes its events' ages, and runs the consumer's `afterCommit`. */
+  #committed(worker: Worker, applied: readonly Delivery[], duplicates: number, effective: Delivery[]): void {
     worker.counters.applied += applied.length;
     this.#metrics?.observeEventAges(worker.consumer.name, applied, Date.now());
-  }
-
-  /** The batch's first statement is on its way to PostgreSQL: the drain may prepare the next batch now. */
-  #statementSent(worker: Worker): void {
-    const sent = worker.statementSent;
-    worker.statementSent = undefined;
-    sent?.();
-  }
-
-  /** Outside the transaction: what it does cannot undo the commit, and its failure is only logged. */
-  #afterCommit(worker: Worker, committed: Delivery[]): void {
-    if (committed.length > 0 && worker.consumer.afterCommit !== undefined) {
+    worker.counters.duplicates += duplicates;
+    // Outside the transaction: what it does cannot undo the commit, and its failure is only logged.
+    if (effective.length > 0 && worker.consumer.afterCommit !== undefined) {
       try {
-        worker.consumer.afterCommit(committed);
+        worker.consumer.afterCommit(effective);
       } catch (error) {
         this.#logger.error({ consumer: worker.consumer.name, err: describe(error) }, 'afterCommit failed');
       }
     }
   }
 
-  /**
-   * A consumer with `writes`: the batch's effects, its de-duplication records and its ledger rows as one
-   * statement (src/db/batch-statement.ts). When the deduplicator can decide the batch from what it
-   * cached (the common case: every delivery stamped, above its stream's high), that statement is the
-   * whole transaction — one round trip, no BEGIN or COMMIT. Otherwise (copies below a high, streams or
-   * events to look up) the reads and the statement run in a transaction of their own.
-   */
-  async #applyInOneStatement(worker: Worker, deliveries: Delivery[], afterConflict: boolean): Promise<void> {
-    const { consumer, deduplicator } = worker;
-    await consumer.prepare?.(this.#options.pool, deliveries, { afterConflict });
-    const decided = deduplicator.decide(deliveries);
-    const client = await this.#options.pool.connect();
-    let broken: unknown;
-    let inTransaction = false;
-    let effective: Delivery[] = [];
-    try {
-      let selection = decided;
-      if (selection === undefined) {
-        const begun = client.query('BEGIN');
-        this.#statementSent(worker);
-        await begun;
-        inTransaction = true;
-        selection = await deduplicator.select(client, deliveries);
-      }
-      const todo = selection.fresh;
-      // Self-test events are recorded as applied (and counted in the ledger) with no effect.
-      effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
-      if (todo.length > 0 || inTransaction) {
-        const writes = consumer.writes?.(effective) ?? [];
-        const ledger = ledgerWrite(
-          appliedRows(
-            consumer.name,
-            todo.map((delivery) => delivery.event),
-          ),
-        );
-        const done = client.query(
-          batchStatement(`batch.${consumer.name}`, [
-            ...writes,
-            ...deduplicator.recordWrites(selection),
-            ledger,
-          ]),
-        );
-        this.#statementSent(worker);
-        await done;
-      }
-      if (inTransaction) await client.query('COMMIT');
-      deduplicator.committed(selection);
-      this.#applied(worker, todo);
-      worker.counters.duplicates += deliveries.length - todo.length;
-    } catch (error) {
-      // Whether the commit happened or not, what the deduplicator cached may be stale: it reads again.
-      deduplicator.forget();
-      if (isDatabaseUnavailable(error)) broken = error;
-      else if (inTransaction)
-        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-          broken = rollbackError;
-        });
-      throw error;
-    } finally {
-      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
-    }
-    this.#afterCommit(worker, effective);
-  }
-
-  /**
-   * A consumer that de-duplicates itself and has `writes`: the batch (each id once) as one statement, if
-   * the consumer can write it so, with checks that fail it unless every delivery was new. Returns false
-   * when the consumer cannot (or the batch holds self-test events, recorded by id): then the caller
-   * applies it in a transaction.
-   */
-  async #applyAllInOneStatement(
-    worker: Worker,
-    deliveries: Delivery[],
-    afterConflict: boolean,
-  ): Promise<boolean> {
-    const { consumer } = worker;
-    const ids = new Set<string>();
-    const unique: Delivery[] = [];
-    for (const delivery of deliveries) {
-      if (delivery.event?.source === 'selftest') return false;
-      if (ids.has(delivery.id)) continue;
-      ids.add(delivery.id);
-      unique.push(delivery);
-    }
-    await consumer.prepare?.(this.#options.pool, unique, { afterConflict });
-    const writes = consumer.writes?.(unique);
-    if (writes === undefined) return false;
-    const ledger = ledgerWrite(
-      appliedRows(
-        consumer.name,
-        unique.map((delivery) => delivery.event),
-      ),
-    );
-    const client = await this.#options.pool.connect();
-    let broken: unknown;
-    try {
-      const done = client.query(batchStatement(`batch.${consumer.name}`, [...writes, ledger]));
-      this.#statementSent(worker);
-      await done;
-    } catch (error) {
-      if (isDatabaseUnavailable(error)) broken = error;
-      throw error;
-    } finally {
-      client.release(broken instanceof Error ? broken : undefined);
-    }
-    this.#applied(worker, unique);
-    worker.counters.duplicates += deliveries.length - unique.length;
-    this.#afterCommit(worker, unique);
-    return true;
-  }
-
-  /**
-   * The runtime de-duplicates (./deduplication/deduplicator.ts: by producer stream, or by event id), and
-   * the consumer applies those that were new. Returns what was applied (`todo`, self-test events
-   * included), what had an effect, and what the deduplicator records once committed.
-   */
-  async #applyRecorded(
-    worker: Worker,
-    deliveries: Delivery[],
-    client: pg.PoolClient,
-  ): Promise<{ todo: Delivery[]; effective: Delivery[]; selection: Selection }> {
-    const selection = await worker.deduplicator.select(client, deliveries);
-    const todo = selection.fresh;
-    // Self-test events are recorded as applied (and counted in the ledger) with no effect.
-    const effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
-    if (effective.length > 0) await worker.consumer.apply?.(effective, client);
-    await worker.deduplicator.record(client, selection);
-    return { todo, effective, selection };
-  }
-
-  /**
-   * The consumer de-duplicates in its own table (`deduplicates`): it gets each id of the batch once and
-   * says which it applied. Self-test events, which have no effect to de-duplicate by, are still recorded in
-   * `consumer_applied_events` (where the self-test looks for them).
-   */
-  async #applyDeduplicating(
-    consumer: Consumer,
-    deliveries: Delivery[],
-    client: pg.PoolClient,
-  ): Promise<{ todo: Delivery[]; effective: Delivery[]; selection?: undefined }> {
-    const ids = new Set<string>();
-    const selfTest: Delivery[] = [];
-    const candidates: Delivery[] = [];
-    for (const delivery of deliveries) {
-      if (ids.has(delivery.id)) continue;
-      ids.add(delivery.id);
-      (delivery.event?.source === 'selftest' ? selfTest : candidates).push(delivery);
-    }
-    let todo: Delivery[] = [];
-    if (selfTest.length > 0) {
-      const fresh = await recordApplied(client, consumer.name, selfTest);
-      todo = selfTest.filter((delivery) => fresh.has(delivery.id));
-    }
-    let effective: Delivery[] = [];
-    if (candidates.length > 0) {
-      const applied = await consumer.apply?.(candidates, client);
-      if (!Array.isArray(applied)) {
-        throw new TypeError(`consumer ${consumer.name} de-duplicates but did not say what it applied`);
-      }
-      effective = applied;
-    }
-    return { todo: todo.length === 0 ? effective : [...todo, ...effective], effective };
-  }
-
-  #toDelivery(consumer: Consumer, message: ConsumeMessage): Delivery | PoisonMessageError {
-    const { properties, fields } = message;
-    const base = {
-      content: message.content,
-      exchange: fields.exchange,
-      routingKey: fields.routingKey,
-      redelivered: fields.redelivered,
-      properties: {
-        contentType: properties.contentType as string | undefined,
-        appId: properties.appId as string | undefined,
-        messageId: properties.messageId as string | undefined,
-        correlationId: properties.correlationId as string | undefined,
-        type: properties.type as string | undefined,
-        timestamp: properties.timestamp as number | undefined,
-        headers: (properties.headers ?? {}) as Record<string, unknown>,
-      },
-    };
-    if (consumer.validate === false) {
-      try {
-        const id =
-          consumer.idOf?.(base) ??
-          (typeof properties.messageId === 'string' && properties.messageId !== ''
-            ? properties.messageId
-            : `sha256:${createHash('sha256').update(message.content).digest('hex')}`);
-        return { ...base, event: undefined, id };
-      } catch (error) {
-        // A message the consumer cannot even identify would block its queue if redelivered forever.
-        return new PoisonMessageError(`cannot identify the message: ${describe(error)}`, { cause: error });
-      }
-    }
-    const messageId = base.properties.messageId;
-    const known = this.#parsed.get(messageId, message.content);
-    if (known !== undefined) return { ...base, event: known, id: known.event_id };
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(message.content.toString('utf8'));
-    } catch (error) {
-      return new PoisonMessageError(`the message is not JSON: ${(error as Error).message}`, { cause: error });
-    }
-    const validation = validateEvent(parsed);
-    if (!validation.ok) return new PoisonMessageError(`invalid event: ${validation.reason}`);
-    this.#parsed.set(messageId, message.content, validation.event);
-    return { ...base, event: validation.event, id: validation.event.event_id };
-  }
-
   /** Sends a failed message up the ladder or to the dead-letter queue, confirmed before it is acknowledged. */
   async #fail(worker: Worker, message: ConsumeMessage, error: unknown, poison: boolean): Promise<void> {
-    const decision = decideFailure(
-      {
-        queue: worker.consumer.queue,
-        exchange: message.fields.exchange,
-        routingKey: message.fields.routingKey,
-        headers: (message.properties.headers ?? {}) as Record<string, unknown>,
-      },
-      error,
-      { poison, retryDelaysMs: this.#options.retryDelaysMs, now: new Date(), deadLetterId: randomUUID() },
-    );
-    const exchange = decision.action === 'retry' ? decision.exchange : EXCHANGES.deadLetters;
-    const routingKey =
-      decision.action === 'retry'
-        ? decision.routingKey
-        : String(decision.headers[FAILURE_HEADERS.originalRoutingKey] ?? message.fields.routingKey);
-    const confirm = this.#confirm;
-    if (confirm === undefined) throw new AbandonBatch('no publishing channel');
+    const decision = await routeFailure(this.#connections.confirm, worker.consumer.queue, message, error, {
+      poison,
+      retryDelaysMs: this.#options.retryDelaysMs,
+    });
     const { properties } = message;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        confirm.publish(
-          exchange,
-          routingKey,
-          message.content,
-          {
-            persistent: true,
-            contentType: properties.contentType,
-            messageId: properties.messageId,
-            correlationId: properties.correlationId,
-            type: properties.type,
-            timestamp: properties.timestamp,
-            appId: properties.appId,
-            headers: decision.headers,
-          },
-          (publishError) => (publishError ? reject(publishError) : resolve()),
-        );
-      });
-    } catch (publishError) {
-      throw new AbandonBatch(`could not ${decision.action} a message: ${describe(publishError)}`);
-    }
     if (decision.action === 'retry') {
       worker.counters.retried++;
       this.#metrics?.retried(worker.consumer.name, decision.delayMs);
@@ -869,13 +551,7 @@ export class ConsumerRuntime {
       worker.consumerTag = undefined;
       worker.pending = [];
     }
-    this.#confirm = undefined;
-    for (const connection of [this.#consuming, this.#publishing]) {
-      if (connection === undefined) continue;
-      await closeConnection(connection);
-    }
-    this.#consuming = undefined;
-    this.#publishing = undefined;
+    await this.#connections.close();
   }
 
   async #withDeadline(promise: Promise<void>, deadline: number): Promise<void> {
