@@ -4,13 +4,15 @@
  */
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { isDateTime } from './date-time-format.ts';
 import { EVENT_SCHEMAS, eventJsonSchemas, type TelemetryEvent } from './event-schemas.ts';
 import { EVENT_TYPES, type EventType } from './event-types.ts';
 
 export type EventValidation = { ok: true; event: TelemetryEvent } | { ok: false; reason: string };
 
 const ajv = new Ajv({ allErrors: false, strict: true });
-addFormats.default(ajv, ['uuid', 'date-time']);
+addFormats.default(ajv, ['uuid']);
+ajv.addFormat('date-time', { type: 'string', validate: isDateTime });
 const schemas = eventJsonSchemas();
 const validators = new Map<string, ValidateFunction>(
   EVENT_TYPES.map((type) => [type, ajv.compile(schemas[type])]),
