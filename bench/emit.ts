@@ -296,71 +296,56 @@ async function main(): Promise<number> {
     // The halves alone.
     const split = Math.min(settings.splitCount, settings.count);
     const splitWarmup = Math.min(settings.warmup, split);
-    progress(`timing ${formatNumber(split)} JSON.stringify(event) calls alone`);
+    /** One of the halves of emit(), timed alone over `split` calls. */
+    const half = async (
+      name: string,
+      what: string,
+      call: (i: number) => boolean,
+      afterBatch?: () => void,
+    ) => {
+      progress(`timing ${formatNumber(split)} calls: ${what}`);
+      const timed = await timeCalls(split, settings.batch, call, { warmup: splitWarmup, afterBatch });
+      phases.push({ name, what, calls: split, ...timed, cpu: null });
+    };
+    const callOf = (i: number) => calls[i % calls.length] as EmitCall;
     let sink = 0;
-    phases.push({
-      name: 'JSON.stringify',
-      what: 'JSON.stringify(event) alone',
-      calls: split,
-      ...(await timeCalls(
-        split,
-        settings.batch,
-        (i) => {
-          sink += JSON.stringify((calls[i % calls.length] as EmitCall).event).length;
-          return true;
-        },
-        { warmup: splitWarmup },
-      )),
-      cpu: null,
+    await half('JSON.stringify', 'JSON.stringify(event) alone', (i) => {
+      sink += JSON.stringify(callOf(i).event).length;
+      return true;
     });
-    progress(`timing ${formatNumber(split)} JSON.stringify + encodeRecord calls alone`);
-    phases.push({
-      name: 'stringify + encodeRecord',
-      what: 'JSON.stringify + encodeRecord, as emit() calls them, alone',
-      calls: split,
-      ...(await timeCalls(
-        split,
-        settings.batch,
-        (i) => {
-          sink += recordOf(calls[i % calls.length] as EmitCall).length;
-          return true;
-        },
-        { warmup: splitWarmup },
-      )),
-      cpu: null,
-    });
+    await half(
+      'stringify + encodeRecord',
+      'JSON.stringify + encodeRecord, as emit() calls them, alone',
+      (i) => {
+        sink += recordOf(callOf(i)).length;
+        return true;
+      },
+    );
     if (sink === 0) throw new Error('nothing was serialised');
 
-    progress(`timing ${formatNumber(split)} Spool.append calls alone (own spool, confirmed every batch)`);
     const spoolDir = mkdtempSync(path.join(os.tmpdir(), 'tb-bench-emit-spool-'));
     scratchDirs.push(spoolDir);
     const spool = Spool.open({ directory: spoolDir });
     try {
-      // The publisher always listens; its wake-up scheduling is part of what an append costs.
+      // The publisher always listens; its wake-up scheduling is part of what an append costs. Confirmed
+      // every batch, as a publisher that keeps up would.
       spool.onAppend(() => {});
       let last = -1;
-      phases.push({
-        name: 'Spool.append',
-        what: 'Spool.append(record) of the same records, alone',
-        calls: split,
-        ...(await timeCalls(
-          split,
-          settings.batch,
-          (i) => {
-            last = spool.append(records[i % records.length] as SpoolRecordText);
-            return last >= 0;
-          },
-          { afterBatch: () => spool.confirm(last), warmup: splitWarmup },
-        )),
-        cpu: null,
-      });
+      await half(
+        'Spool.append',
+        'Spool.append(record) of the same records, alone',
+        (i) => {
+          last = spool.append(records[i % records.length] as SpoolRecordText);
+          return last >= 0;
+        },
+        () => spool.confirm(last),
+      );
     } finally {
       await spool.close();
     }
 
     // emit() again, with nothing else in the event loop: the publisher cannot reach a broker (a closed
     // port on 127.0.0.1) and only retries now and then, so the spool just grows.
-    progress(`timing ${formatNumber(split)} emit() calls with the publisher idle (no broker reachable)`);
     const idleDir = mkdtempSync(path.join(os.tmpdir(), 'tb-bench-emit-idle-'));
     scratchDirs.push(idleDir);
     const idleBus = EventBus.open({
@@ -370,17 +355,14 @@ async function main(): Promise<number> {
       spoolMaxBytes: Math.max(1024 ** 3, Math.ceil((split * 2 * (recordBytes + 20)) / 2 ** 20) * 2 ** 20),
     });
     try {
-      const idleEmit = (i: number) => {
-        const call = calls[i % calls.length] as EmitCall;
-        return idleBus.emit(call.event, call.traceparent, call.timestampMs);
-      };
-      phases.push({
-        name: 'emit, publisher idle',
-        what: 'EventBus.emit() with no broker reachable: nothing but emit() in the event loop',
-        calls: split,
-        ...(await timeCalls(split, settings.batch, idleEmit, { warmup: splitWarmup })),
-        cpu: null,
-      });
+      await half(
+        'emit, publisher idle',
+        'EventBus.emit() with no broker reachable: nothing but emit() in the event loop',
+        (i) => {
+          const call = callOf(i);
+          return idleBus.emit(call.event, call.traceparent, call.timestampMs);
+        },
+      );
     } finally {
       await idleBus.close(0);
     }
