@@ -1,5 +1,5 @@
 /**
- * Capability tiers, from most to least capable. Documented in the README and the OpenAPI document;
+ * Capability tiers, from most to least capable. Documented in docs/reference/api.md and the OpenAPI document;
  * the database CHECK constraint lists the same values.
  */
 export const CAPABILITY_TIERS = {

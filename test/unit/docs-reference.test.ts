@@ -1,9 +1,11 @@
 /**
  * The reference documents stay in step with the code: every code of ERROR_CODES is documented in
- * docs/reference/errors.md, every variable of CONFIG_VARIABLES in docs/reference/configuration.md and
- * in the README's configuration table, with the default the code really uses, and every type of
+ * docs/reference/errors.md, every variable of CONFIG_VARIABLES in docs/reference/configuration.md with
+ * the default the code really uses (a component's exported default where it has one), and every type of
  * EVENT_TYPES in docs/events/README.md with the exchange and queues the topology gives it. The index
- * docs/README.md links every document under docs/, and every relative link of those documents resolves.
+ * docs/README.md links every document under docs/; every relative link of README.md and of the Markdown
+ * under docs/ resolves, to a file that exists and, with an #anchor, to a heading it has. The README
+ * stays a landing page: under 250 lines.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -197,31 +199,6 @@ describe('docs/reference/configuration.md', () => {
   });
 });
 
-describe('README.md', () => {
-  const readme = read('README.md');
-  const rows = rowsByName(readme, ['variable', 'default']);
-
-  test('the configuration table lists every variable with its default and description', () => {
-    for (const [name, spec] of variables) {
-      const row = rows.get(name);
-      assert.ok(row, `${name} is missing from the README's configuration table`);
-      assert.equal(row.default, `\`${spec.default}\``, `default of ${name}`);
-      assert.equal(row.description, spec.description, `description of ${name}`);
-    }
-    for (const name of rows.keys()) {
-      assert.ok(
-        Object.hasOwn(CONFIG_VARIABLES, name),
-        `${name} is in the README but not in CONFIG_VARIABLES`,
-      );
-    }
-  });
-
-  test('links the reference documents', () => {
-    assert.match(readme, /\]\(docs\/reference\/errors\.md\)/);
-    assert.match(readme, /\]\(docs\/reference\/configuration\.md\)/);
-  });
-});
-
 /** `` `NAME` `` or `` [`NAME`](#anchor) `` → NAME; undefined for anything else. */
 function linkedCodeSpan(cell: string | undefined): string | undefined {
   return codeSpan(cell) ?? /^\[`([^`]+)`\]\(#[^)]*\)$/.exec(cell ?? '')?.[1];
@@ -326,5 +303,80 @@ describe('docs/README.md (the index)', () => {
 
   test('the README links the index', () => {
     assert.match(read('README.md'), /\]\(docs\/README\.md\)/);
+  });
+});
+
+/** GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens. */
+function anchorOf(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
+}
+
+/** The anchors of a Markdown document's headings (outside code fences); a repeated one gets -1, -2 … */
+function anchors(markdown: string): Set<string> {
+  const found = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const line of markdown.replace(/```[\s\S]*?```/g, '').split('\n')) {
+    const heading = /^#{1,6} (.+)$/.exec(line)?.[1];
+    if (heading === undefined) continue;
+    const base = anchorOf(heading);
+    const count = seen.get(base) ?? 0;
+    seen.set(base, count + 1);
+    found.add(count === 0 ? base : `${base}-${count}`);
+  }
+  return found;
+}
+
+/** Every relative link of a Markdown document (outside code fences), with its #anchor if any. */
+function linksWithAnchors(markdown: string): Array<{ path: string; anchor: string | undefined }> {
+  const prose = markdown.replace(/```[\s\S]*?```/g, '').replace(/`[^`\n]*`/g, '');
+  return [...prose.matchAll(/\]\(([^)\s]+)\)/g)]
+    .map((match) => match[1] ?? '')
+    .filter((target) => !/^[a-z][a-z0-9+.-]*:/i.test(target))
+    .map((target) => {
+      const [path = '', anchor] = target.split('#');
+      return { path: decodeURI(path), anchor };
+    });
+}
+
+describe('README.md and docs/: every relative link is alive', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const documents = ['README.md', ...markdownUnder(docsDir).map((name) => join('docs', name))];
+
+  test('the README is a landing page of fewer than 250 lines, linking the index', () => {
+    const readme = read('README.md');
+    assert.ok(readme.split('\n').length < 250, `README.md has ${readme.split('\n').length} lines`);
+    assert.match(readme, /\]\(docs\/README\.md\)/);
+    assert.match(readme, /\]\(bench\/README\.md\)/);
+  });
+
+  test('every relative link names a file that exists, and every #anchor a heading of it', () => {
+    const broken: string[] = [];
+    let checked = 0;
+    for (const document of documents) {
+      const path = join(root, document);
+      for (const { path: target, anchor } of linksWithAnchors(readFileSync(path, 'utf8'))) {
+        checked++;
+        const file = target === '' ? path : join(dirname(path), target);
+        if (!existsSync(file)) {
+          broken.push(`${document} -> ${target}`);
+          continue;
+        }
+        if (anchor !== undefined && anchor !== '' && file.endsWith('.md')) {
+          if (!anchors(readFileSync(file, 'utf8')).has(anchor))
+            broken.push(`${document} -> ${target}#${anchor}`);
+        }
+      }
+    }
+    assert.ok(checked > 100, `only ${checked} links found`);
+    assert.deepEqual(broken, [], `dead links:\n${broken.join('\n')}`);
+  });
+
+  test('the anchor check knows a dead anchor from a live one', () => {
+    const doc = '# Title\n\n## Register a model: `POST /models`\n\n```sh\n# not a heading\n```\n## Title\n';
+    assert.deepEqual([...anchors(doc)], ['title', 'register-a-model-post-models', 'title-1']);
   });
 });
