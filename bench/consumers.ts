@@ -37,7 +37,7 @@ import { confirmPublish } from './support/confirm-publish.ts';
 import { type BenchedConsumer, mixText, queueEmitCalls } from './support/consumer-events.ts';
 import { findRabbitmqPid } from './support/cpu.ts';
 import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
-import { createDatabase as createEmptyDatabase, dropDatabase, withClient } from './support/databases.ts';
+import { createDatabase, dropDatabase, withClient } from './support/databases.ts';
 import { recordBytes, recordOf } from './support/events.ts';
 import { judge } from './support/goals.ts';
 import {
@@ -101,25 +101,6 @@ const cli = options({
   },
 });
 type Settings = SettingsOf<typeof cli.options>;
-
-function readSettings(): Settings {
-  const settings = cli.read();
-  return {
-    ...settings,
-    batches: [...new Set(settings.batches)],
-    consumers: [...new Set(settings.consumers)],
-  };
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Databases
-
-/** A fresh database, migrated. */
-async function createDatabase(serverUrl: string, name: string): Promise<string> {
-  const url = await createEmptyDatabase(serverUrl, name);
-  await migrate(url);
-  return url;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // CPU
@@ -615,7 +596,7 @@ function effectiveCommand(settings: Settings): string {
 }
 
 async function main(): Promise<number> {
-  const settings = readSettings();
+  const settings = cli.read();
   handleSignals();
   const startedAt = new Date();
   const env = environment();
@@ -649,6 +630,7 @@ async function main(): Promise<number> {
         const database = `tb_bench_consumers_${tag}_${consumer}_${batch}`;
         databases.add(database);
         const databaseUrl = await createDatabase(settings.pgServerUrl, database);
+        await migrate(databaseUrl);
         await waitForBroker();
         const busEnv = await environments.create();
         try {

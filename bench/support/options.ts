@@ -84,7 +84,7 @@ export function integer(min = 1, max = Number.MAX_SAFE_INTEGER): (raw: string, f
   };
 }
 
-/** A comma-separated list of `item`s (at least one). */
+/** A comma-separated list of `item`s (at least one; a value given twice counts once). */
 export function list<T>(item: (raw: string, flag: string) => T | undefined) {
   return (raw: string, flag: string): T[] => {
     const items = raw
@@ -92,11 +92,12 @@ export function list<T>(item: (raw: string, flag: string) => T | undefined) {
       .map((part) => part.trim())
       .filter((part) => part !== '');
     if (items.length === 0) throw new UsageError(`--${flag} needs at least one value`);
-    return items.map((part) => {
+    const values = items.map((part) => {
       const value = item(part, flag);
       if (value === undefined) throw new UsageError(`--${flag}: bad value '${part}'`);
       return value;
     });
+    return [...new Set(values)];
   };
 }
 
