@@ -3,6 +3,7 @@
  * the OpenAPI document. No web framework here.
  */
 import { type Static, Type } from 'typebox';
+import { pageFields } from '../page-fields.ts';
 import { CAPABILITY_TIER_NAMES, CAPABILITY_TIERS } from './capability-tier.ts';
 
 /** Upper bounds keep values inside PostgreSQL's integer and sane for a price list. */
@@ -134,17 +135,7 @@ export const ModelFilterQuery = Type.Object(
         description: 'Sort column; prefix with - for descending',
       }),
     ),
-    limit: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: LIMITS.pageSizeMax, default: LIMITS.pageSizeDefault }),
-    ),
-    cursor: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: LIMITS.cursorMaxLength,
-        pattern: '^[A-Za-z0-9_-]+$',
-        description: 'Opaque `next_cursor` of the previous page (same sort)',
-      }),
-    ),
+    ...pageFields(LIMITS, ' (same sort)'),
   },
   { additionalProperties: false },
 );

@@ -9,9 +9,18 @@ import type pg from 'pg';
 import type { TelemetryEvent } from '../../bus/event-schemas.ts';
 import { QUEUES } from '../../bus/topology.ts';
 import { type BatchWrite, batchStatement } from '../../db/batch-statement.ts';
+import { type SummingTable, summingUpsert } from '../../db/summing-upsert.ts';
 import type { Consumer } from '../consumer.ts';
 import { filterVendors, KnownVendors } from '../dimensions.ts';
-import { type AnalyticsAggregate, aggregateEvents } from './analytics-aggregation.ts';
+import {
+  type AnalyticsAggregate,
+  aggregateEvents,
+  type FilterExecutionRow,
+  type FilterParameterRow,
+  type FilterValueRow,
+  type LifecycleRow,
+  type ModelQueryRow,
+} from './analytics-aggregation.ts';
 
 /** The state columns of `analytics_model_activity`: they move together, from the newest event. */
 const STATE_COLUMNS = [
@@ -34,6 +43,71 @@ const NEWER = `(EXCLUDED.last_sequence, EXCLUDED.last_event_at, EXCLUDED.last_ev
  * to a later read (GREATEST ignores NULL), so an older event applied late — a retry, a replayed dead
  * letter, a stale cached read — changes nothing; a row that neither would move is not even updated.
  */
+/** The hourly count tables: one row per hour and key, counts added as batches come. */
+const MODEL_QUERIES: SummingTable<ModelQueryRow> = {
+  name: 'model_queries',
+  table: 'analytics_model_queries',
+  key: [
+    ['hour', 'timestamptz', (row) => row.hour],
+    ['model_id', 'text', (row) => row.modelId],
+    ['vendor_id', 'text', (row) => row.vendorId],
+    ['capability_tier', 'text', (row) => row.capabilityTier],
+  ],
+  sums: [
+    ['queries', 'bigint', (row) => row.queries],
+    ['cache_hits', 'bigint', (row) => row.cacheHits],
+  ],
+};
+
+const FILTER_EXECUTIONS: SummingTable<FilterExecutionRow> = {
+  name: 'filter_executions',
+  table: 'analytics_filter_executions',
+  key: [['hour', 'timestamptz', (row) => row.hour]],
+  sums: [
+    ['executions', 'bigint', (row) => row.executions],
+    ['result_count_sum', 'bigint', (row) => row.resultCountSum],
+    ['zero_results', 'bigint', (row) => row.zeroResults],
+    ['has_more', 'bigint', (row) => row.hasMore],
+    ['cache_hits', 'bigint', (row) => row.cacheHits],
+  ],
+};
+
+const FILTER_PARAMETERS: SummingTable<FilterParameterRow> = {
+  name: 'filter_parameters',
+  table: 'analytics_filter_parameters',
+  key: [
+    ['hour', 'timestamptz', (row) => row.hour],
+    ['parameter', 'text', (row) => row.parameter],
+  ],
+  sums: [['executions', 'bigint', (row) => row.executions]],
+};
+
+const FILTER_VALUES: SummingTable<FilterValueRow> = {
+  name: 'filter_values',
+  table: 'analytics_filter_values',
+  key: [
+    ['hour', 'timestamptz', (row) => row.hour],
+    ['parameter', 'text', (row) => row.parameter],
+    ['value', 'text', (row) => row.value],
+  ],
+  sums: [['executions', 'bigint', (row) => row.executions]],
+};
+
+const LIFECYCLE: SummingTable<LifecycleRow> = {
+  name: 'lifecycle',
+  table: 'analytics_model_lifecycle',
+  key: [
+    ['hour', 'timestamptz', (row) => row.hour],
+    ['event_type', 'text', (row) => row.eventType],
+    ['vendor_id', 'text', (row) => row.vendorId],
+    ['capability_tier', 'text', (row) => row.capabilityTier],
+  ],
+  sums: [
+    ['events', 'bigint', (row) => row.events],
+    ['changes', 'bigint', (row) => row.changes],
+  ],
+};
+
 const MODEL_ACTIVITY_UPSERT = `INSERT INTO analytics_model_activity AS t
     (model_id, ${STATE_COLUMNS.join(', ')}, last_queried_at, updated_at)
   SELECT model_id, ${STATE_COLUMNS.join(', ')}, last_queried_at, now()
@@ -81,97 +155,11 @@ export function aggregateWrites(aggregate: AnalyticsAggregate): BatchWrite[] {
   const { modelQueries, filterExecutions, filterParameters, filterValues, lifecycle, modelActivity } =
     aggregate;
   return [
-    {
-      name: 'model_queries',
-      text: `INSERT INTO analytics_model_queries AS t
-               (hour, model_id, vendor_id, capability_tier, queries, cache_hits)
-             SELECT hour, model_id, vendor_id, capability_tier, queries, cache_hits
-             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
-                  WITH ORDINALITY AS r(hour, model_id, vendor_id, capability_tier, queries, cache_hits, n)
-             ORDER BY n
-             ON CONFLICT (hour, model_id, vendor_id, capability_tier) DO UPDATE
-             SET queries = t.queries + EXCLUDED.queries, cache_hits = t.cache_hits + EXCLUDED.cache_hits`,
-      values: [
-        modelQueries.map((row) => row.hour),
-        modelQueries.map((row) => row.modelId),
-        modelQueries.map((row) => row.vendorId),
-        modelQueries.map((row) => row.capabilityTier),
-        modelQueries.map((row) => row.queries),
-        modelQueries.map((row) => row.cacheHits),
-      ],
-    },
-    {
-      name: 'filter_executions',
-      text: `INSERT INTO analytics_filter_executions AS t
-               (hour, executions, result_count_sum, zero_results, has_more, cache_hits)
-             SELECT hour, executions, result_count_sum, zero_results, has_more, cache_hits
-             FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-                  WITH ORDINALITY
-                  AS r(hour, executions, result_count_sum, zero_results, has_more, cache_hits, n)
-             ORDER BY n
-             ON CONFLICT (hour) DO UPDATE
-             SET executions = t.executions + EXCLUDED.executions,
-                 result_count_sum = t.result_count_sum + EXCLUDED.result_count_sum,
-                 zero_results = t.zero_results + EXCLUDED.zero_results,
-                 has_more = t.has_more + EXCLUDED.has_more,
-                 cache_hits = t.cache_hits + EXCLUDED.cache_hits`,
-      values: [
-        filterExecutions.map((row) => row.hour),
-        filterExecutions.map((row) => row.executions),
-        filterExecutions.map((row) => row.resultCountSum),
-        filterExecutions.map((row) => row.zeroResults),
-        filterExecutions.map((row) => row.hasMore),
-        filterExecutions.map((row) => row.cacheHits),
-      ],
-    },
-    {
-      name: 'filter_parameters',
-      text: `INSERT INTO analytics_filter_parameters AS t (hour, parameter, executions)
-             SELECT hour, parameter, executions
-             FROM unnest($1::timestamptz[], $2::text[], $3::bigint[])
-                  WITH ORDINALITY AS r(hour, parameter, executions, n)
-             ORDER BY n
-             ON CONFLICT (hour, parameter) DO UPDATE SET executions = t.executions + EXCLUDED.executions`,
-      values: [
-        filterParameters.map((row) => row.hour),
-        filterParameters.map((row) => row.parameter),
-        filterParameters.map((row) => row.executions),
-      ],
-    },
-    {
-      name: 'filter_values',
-      text: `INSERT INTO analytics_filter_values AS t (hour, parameter, value, executions)
-             SELECT hour, parameter, value, executions
-             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[])
-                  WITH ORDINALITY AS r(hour, parameter, value, executions, n)
-             ORDER BY n
-             ON CONFLICT (hour, parameter, value) DO UPDATE SET executions = t.executions + EXCLUDED.executions`,
-      values: [
-        filterValues.map((row) => row.hour),
-        filterValues.map((row) => row.parameter),
-        filterValues.map((row) => row.value),
-        filterValues.map((row) => row.executions),
-      ],
-    },
-    {
-      name: 'lifecycle',
-      text: `INSERT INTO analytics_model_lifecycle AS t
-               (hour, event_type, vendor_id, capability_tier, events, changes)
-             SELECT hour, event_type, vendor_id, capability_tier, events, changes
-             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
-                  WITH ORDINALITY AS r(hour, event_type, vendor_id, capability_tier, events, changes, n)
-             ORDER BY n
-             ON CONFLICT (hour, event_type, vendor_id, capability_tier) DO UPDATE
-             SET events = t.events + EXCLUDED.events, changes = t.changes + EXCLUDED.changes`,
-      values: [
-        lifecycle.map((row) => row.hour),
-        lifecycle.map((row) => row.eventType),
-        lifecycle.map((row) => row.vendorId),
-        lifecycle.map((row) => row.capabilityTier),
-        lifecycle.map((row) => row.events),
-        lifecycle.map((row) => row.changes),
-      ],
-    },
+    summingUpsert(MODEL_QUERIES, modelQueries),
+    summingUpsert(FILTER_EXECUTIONS, filterExecutions),
+    summingUpsert(FILTER_PARAMETERS, filterParameters),
+    summingUpsert(FILTER_VALUES, filterValues),
+    summingUpsert(LIFECYCLE, lifecycle),
     {
       name: 'model_activity',
       text: MODEL_ACTIVITY_UPSERT,

@@ -10,6 +10,7 @@ import { CORRELATION_ID_PATTERN } from '../../bus/event-schemas.ts';
 import { EVENT_TYPES } from '../../bus/event-types.ts';
 import { isStorableDateTime, STORABLE_DATE_TIME_RULE } from '../../db/postgres-timestamp.ts';
 import { ValidationError } from '../../errors.ts';
+import { pageFields } from '../../page-fields.ts';
 import { ModelId } from '../../registry/model-schemas.ts';
 import { canonicalTimestampSql } from './audit-hash.ts';
 
@@ -34,17 +35,7 @@ export const AuditQuery = Type.Object(
         description: 'Only events that occurred before this ISO-8601 time (exclusive)',
       }),
     ),
-    limit: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: AUDIT_LIMITS.pageSizeMax, default: AUDIT_LIMITS.pageSizeDefault }),
-    ),
-    cursor: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: AUDIT_LIMITS.cursorMaxLength,
-        pattern: '^[A-Za-z0-9_-]+$',
-        description: 'Opaque `next_cursor` of the previous page',
-      }),
-    ),
+    ...pageFields(AUDIT_LIMITS),
   },
   { additionalProperties: false },
 );
