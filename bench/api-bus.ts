@@ -27,7 +27,7 @@ import { type MixContext, mixRequests, StatusTally } from './support/e2e-mix.ts'
 import { type Goal, goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
 import { mixMessages } from './support/mix-messages.ts';
-import { commandLine, flag, integer, list, oneOf, option, text, url } from './support/options.ts';
+import { commandLine, flag, integer, someOf, text, url } from './support/options.ts';
 import { findPostmasterPid } from './support/postgres-cpu.ts';
 import {
   environment,
@@ -74,24 +74,8 @@ const cli = commandLine({
       arg: '<s>',
     }),
     models: flag('models', '1000', integer(20), 'models seeded in each database'),
-    scenarios: option({
-      flag: 'scenario',
-      env: 'BENCH_SCENARIOS',
-      arg: '<name>',
-      default: SCENARIO_NAMES.join(','),
-      parse: list(oneOf(SCENARIO_NAMES)),
-      help: `scenarios: ${SCENARIO_NAMES.join(', ')}`,
-      repeatable: true,
-    }),
-    modes: option({
-      flag: 'mode',
-      env: 'BENCH_MODES',
-      arg: '<name>',
-      default: 'rate,max',
-      parse: list(oneOf(['rate', 'max'] as const)),
-      help: 'modes: rate (paced), max (autocannon)',
-      repeatable: true,
-    }),
+    scenarios: someOf('scenario', SCENARIO_NAMES, 'scenarios'),
+    modes: someOf('mode', ['rate', 'max'] as const, 'modes (rate: paced; max: autocannon)'),
     consumers: flag(
       'consumers',
       'all',

@@ -8,7 +8,7 @@ import { type CpuUse, cpuSnapshot, cpuUse, formatCores } from './support/cpu.ts'
 import { createDatabase, dropDatabase, withClient } from './support/databases.ts';
 import { judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
-import { commandLine, flag, integer, list, oneOf, option, text, url } from './support/options.ts';
+import { commandLine, flag, integer, list, someOf, text, url } from './support/options.ts';
 import {
   environment,
   environmentText,
@@ -45,15 +45,7 @@ const cli = commandLine({
     warmupS: flag('warmup', '3', integer(0), 'unmeasured seconds before each run', { arg: '<s>' }),
     connections: flag('connections', '10,50', list(integer(1)), 'connection counts', { arg: '<list>' }),
     models: flag('models', '1000', integer(1), 'models seeded before the runs'),
-    scenarios: option({
-      flag: 'scenario',
-      env: 'BENCH_SCENARIOS',
-      arg: '<name>',
-      default: SCENARIO_NAMES.join(','),
-      parse: list(oneOf(SCENARIO_NAMES)),
-      help: `scenarios to run (${SCENARIO_NAMES.join(', ')})`,
-      repeatable: true,
-    }),
+    scenarios: someOf('scenario', SCENARIO_NAMES, 'scenarios'),
     serverCpuProfDir: flag('server-cpu-prof', '', text, 'run the API under --cpu-prof into <dir>', {
       arg: '<dir>',
     }),

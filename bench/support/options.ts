@@ -64,6 +64,22 @@ export function flag<T>(
   return { flag: name, env: envOf(name), arg: '<n>', default: defaultValue, parse, help, ...more };
 }
 
+/**
+ * A repeatable option naming some of `names` (all by default), its variable the flag's plural in upper
+ * case (`--scenario` → BENCH_SCENARIOS).
+ */
+export function someOf<T extends string>(name: string, names: readonly T[], help: string): Option<T[]> {
+  return {
+    flag: name,
+    env: `${envOf(name)}S`,
+    arg: '<name>',
+    default: names.join(','),
+    parse: list(oneOf(names)),
+    help: `${help}: ${names.join(', ')}`,
+    repeatable: true,
+  };
+}
+
 /** A switch in one line, its variable by envOf. */
 export const onOff = (name: string, help: string): Option<boolean> =>
   toggle({ flag: name, env: envOf(name), help });
