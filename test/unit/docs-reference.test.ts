@@ -342,6 +342,41 @@ function linksWithAnchors(markdown: string): Array<{ path: string; anchor: strin
     });
 }
 
+/** Bytes and milliseconds of a quantity written in prose: `30 s`, `1 GiB`, `10`. */
+function quantity(number: string, unit: string | undefined): number {
+  const factor: Record<string, number> = {
+    ms: 1,
+    s: 1000,
+    min: 60_000,
+    h: 3_600_000,
+    KiB: 1024,
+    MiB: 1024 ** 2,
+    GiB: 1024 ** 3,
+  };
+  return Number(number.replaceAll(',', '')) * (unit === undefined ? 1 : (factor[unit] ?? Number.NaN));
+}
+
+describe('defaults quoted in prose', () => {
+  test('a default quoted as "`VARIABLE` (N unit by default" is the code\'s', () => {
+    const documents = ['README.md', ...markdownUnder(docsDir).map((name) => join('docs', name))];
+    const quoted = /`([A-Z][A-Z0-9_]+)`[,(\s]{1,3}([\d.,]+)(?:\s?(ms|s|min|h|KiB|MiB|GiB))? by default/g;
+    let checked = 0;
+    for (const document of documents) {
+      for (const [, name, number, unit] of read(document).matchAll(quoted)) {
+        const spec = (CONFIG_VARIABLES as Record<string, { default: string }>)[name as string];
+        assert.ok(spec, `${document} quotes a default of ${name}, which is not a variable`);
+        checked++;
+        assert.equal(
+          quantity(number as string, unit),
+          Number(spec.default),
+          `${document}: ${name}'s default is ${spec.default}, not ${number}${unit === undefined ? '' : ` ${unit}`}`,
+        );
+      }
+    }
+    assert.ok(checked >= 5, `only ${checked} quoted defaults found`);
+  });
+});
+
 describe('README.md and docs/: every relative link is alive', () => {
   const root = fileURLToPath(new URL('../../', import.meta.url));
   const documents = ['README.md', ...markdownUnder(docsDir).map((name) => join('docs', name))];
