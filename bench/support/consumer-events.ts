@@ -16,7 +16,7 @@ import { validateEvent } from '../../src/bus/event-validator.ts';
 import { childTraceparent } from '../../src/bus/trace-context.ts';
 import { exampleEvent } from '../../test/support/event-examples.ts';
 import { apiEvent, type EmitCall, mixSequence } from './events.ts';
-import { TIERS, VENDORS } from './seed-models.ts';
+import { seedModel } from './seed-models.ts';
 
 export type BenchedConsumer = 'audit' | 'analytics' | 'logging' | 'metrics';
 
@@ -93,19 +93,10 @@ function lifecycleEvent(
   index: number,
   nowMs: number,
 ): TelemetryEvent {
-  const vendor = VENDORS[index % VENDORS.length] as string;
-  const modelId = `${vendor.toLowerCase()}/bench-${String(index % 1000).padStart(5, '0')}`;
   const created = new Date(nowMs - 86_400_000 - (index % 1000) * 60_000).toISOString();
-  const costIn = Math.round(((index % 50) * 0.37 + 0.1) * 100) / 100;
   const version = kind === 'model.registered' ? 1 : 2 + (index % 5);
   const model = {
-    model_id: modelId,
-    vendor_id: vendor,
-    capability_tier: TIERS[index % TIERS.length] as (typeof TIERS)[number],
-    context_window: [8_192, 32_768, 128_000, 200_000, 1_000_000][index % 5] as number,
-    cost_in_per_mil: costIn,
-    cost_out_per_mil: Math.round(costIn * 4 * 100) / 100,
-    function_call_support: index % 3 !== 0,
+    ...seedModel(index % 1000),
     is_active: kind !== 'model.deactivated',
     version,
     created_at: created,

@@ -13,6 +13,7 @@ import { eventRecord } from '../../src/bus/outbound-message.ts';
 import { ProducerSequences } from '../../src/bus/producer-sequence.ts';
 import { childTraceparent } from '../../src/bus/trace-context.ts';
 import { exampleEvent } from '../../test/support/event-examples.ts';
+import { seedModel } from './seed-models.ts';
 
 /** The types a mix is made of. */
 export type MixType = 'model.queried' | 'filter.executed' | 'api.request' | 'api.error';
@@ -25,8 +26,6 @@ export const DEFAULT_MIX: ReadonlyArray<readonly [MixType, number]> = [
   ['api.error', 10],
 ];
 
-const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
-const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'] as const;
 /** A typical SDK user agent (the API keeps up to 512 characters of it). */
 const USER_AGENT = 'openai-python/1.54.4 (linux; x86_64) httpx/0.27.2 CPython/3.12.7 registry-client/2.3.1';
 
@@ -35,8 +34,8 @@ const userId = (index: number) => `${index.toString(16).padStart(8, '0')}${'c5d6
 
 /** One event of `type` as the API would emit it for request number `index`, at `nowMs`. */
 export function apiEvent(type: MixType, index: number, nowMs: number): TelemetryEvent {
-  const vendor = VENDORS[index % VENDORS.length] as string;
-  const modelId = `${vendor.toLowerCase()}/bench-${String(index % 1000).padStart(5, '0')}`;
+  const model = seedModel(index % 1000);
+  const { model_id: modelId, vendor_id: vendor } = model;
   const common = {
     event_id: newEventId(),
     timestamp: new Date(nowMs).toISOString(),
@@ -55,24 +54,11 @@ export function apiEvent(type: MixType, index: number, nowMs: number): Telemetry
   switch (type) {
     case 'model.queried': {
       const created = new Date(nowMs - 86_400_000 - (index % 1000) * 60_000).toISOString();
-      const costIn = Math.round(((index % 50) * 0.37 + 0.1) * 100) / 100;
       const version = 1 + (index % 5);
       return exampleEvent('model.queried', {
         ...common,
         sequence: version,
-        data: {
-          model_id: modelId,
-          vendor_id: vendor,
-          capability_tier: TIERS[index % TIERS.length] as (typeof TIERS)[number],
-          context_window: [8_192, 32_768, 128_000, 200_000, 1_000_000][index % 5] as number,
-          cost_in_per_mil: costIn,
-          cost_out_per_mil: Math.round(costIn * 4 * 100) / 100,
-          function_call_support: index % 3 !== 0,
-          is_active: index % 10 !== 0,
-          version,
-          created_at: created,
-          updated_at: created,
-        },
+        data: { ...model, version, created_at: created, updated_at: created },
         metadata: metadata('/models/:model_id', 'GET', 200, index % 20 !== 0),
       }) as TelemetryEvent;
     }
@@ -82,7 +68,7 @@ export function apiEvent(type: MixType, index: number, nowMs: number): Telemetry
         data: {
           filters: {
             vendor_id: vendor,
-            capability_tier: TIERS[index % TIERS.length] as (typeof TIERS)[number],
+            capability_tier: model.capability_tier,
             is_active: true,
             sort: '-context_window',
             limit: 50,

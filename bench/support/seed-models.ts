@@ -8,14 +8,15 @@ export const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Coh
 export const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'] as const;
 export const CONTEXT_WINDOWS = [8_192, 32_768, 128_000, 200_000, 1_000_000];
 
+/** Model `index` (the events the benchmarks generate name models 0–999 with these attributes too). */
 export function seedModel(index: number) {
   const vendor = VENDORS[index % VENDORS.length] as string;
   const costIn = Math.round(((index % 50) * 0.37 + 0.1) * 100) / 100;
   return {
     model_id: `${vendor.toLowerCase()}/bench-${String(index).padStart(5, '0')}`,
     vendor_id: vendor,
-    capability_tier: TIERS[index % TIERS.length],
-    context_window: CONTEXT_WINDOWS[index % CONTEXT_WINDOWS.length],
+    capability_tier: TIERS[index % TIERS.length] as (typeof TIERS)[number],
+    context_window: CONTEXT_WINDOWS[index % CONTEXT_WINDOWS.length] as number,
     cost_in_per_mil: costIn,
     cost_out_per_mil: Math.round(costIn * 4 * 100) / 100,
     function_call_support: index % 3 !== 0,
