@@ -134,16 +134,10 @@ interface HttpResult extends LoadResult {
   unexpectedShare: number;
 }
 
-interface ConsumerLatency {
-  consumer: string;
-  events: number;
-  p50: number;
-  p95: number;
-  p99: number;
-  max: number;
-  /** Applied per second while the load ran. */
+/** A consumer's latency over a phase (PostgreSQL), and what it applied per second while the load ran. */
+type ConsumerLatency = Omit<LatencyRow, 'last_applied_ms' | 'during_load'> & {
   appliedPerSecDuringLoad: number;
-}
+};
 
 interface PhaseResult {
   name: string;
@@ -230,7 +224,9 @@ interface LatencyRow {
   p95: number;
   p99: number;
   max: number;
+  /** The last commit, ms since the epoch. */
   last_applied_ms: number;
+  /** Applied before the load ended. */
   during_load: number;
 }
 

@@ -30,18 +30,21 @@ type Kind =
   | 'api.error 400'
   | 'api.error 500';
 
+/** The API's traffic, as the audit trail receives all of it (shares per 100). */
+const ALL_KINDS: ReadonlyArray<readonly [Kind, number]> = [
+  ['model.queried', 60],
+  ['filter.executed', 20],
+  ['api.error 404', 8],
+  ['api.error 400', 1],
+  ['api.error 500', 1],
+  ['model.updated', 5],
+  ['model.registered', 3],
+  ['model.deactivated', 2],
+];
+
 /** Per consumer, the kinds of event in its queue and their shares (per 100). */
 export const QUEUE_MIXES: Record<BenchedConsumer, ReadonlyArray<readonly [Kind, number]>> = {
-  audit: [
-    ['model.queried', 60],
-    ['filter.executed', 20],
-    ['api.error 404', 8],
-    ['api.error 400', 1],
-    ['api.error 500', 1],
-    ['model.updated', 5],
-    ['model.registered', 3],
-    ['model.deactivated', 2],
-  ],
+  audit: ALL_KINDS,
   analytics: [
     ['model.queried', 66],
     ['filter.executed', 24],
@@ -55,16 +58,7 @@ export const QUEUE_MIXES: Record<BenchedConsumer, ReadonlyArray<readonly [Kind, 
     ['api.error 500', 5],
   ],
   // metrics.updates takes every event; api.request (health, docs) is left out as rare in real traffic.
-  metrics: [
-    ['model.queried', 60],
-    ['filter.executed', 20],
-    ['api.error 404', 8],
-    ['api.error 400', 1],
-    ['api.error 500', 1],
-    ['model.updated', 5],
-    ['model.registered', 3],
-    ['model.deactivated', 2],
-  ],
+  metrics: ALL_KINDS,
 };
 
 export const mixText = (consumer: BenchedConsumer): string =>
