@@ -216,27 +216,16 @@ export function mixRequests(context: MixContext, client: number, connections: nu
   return requests;
 }
 
-/** The event types of one block, in order (what the raw broker loop publishes). */
-export const BLOCK_EVENT_TYPES = BLOCK.map((kind) => {
-  switch (kind) {
-    case 'get':
-      return 'model.queried';
-    case 'filter':
-      return 'filter.executed';
-    case 'register':
-      return 'model.registered';
-    case 'update':
-      return 'model.updated';
-    case 'deactivate':
-      return 'model.deactivated';
-    default:
-      return 'api.error';
-  }
-}) as ReadonlyArray<
-  | 'model.queried'
-  | 'filter.executed'
-  | 'model.registered'
-  | 'model.updated'
-  | 'model.deactivated'
-  | 'api.error'
->;
+/** The event types of one block, in order (what the raw broker loop publishes); the rest are api.error. */
+const EVENT_TYPE = {
+  get: 'model.queried',
+  filter: 'filter.executed',
+  register: 'model.registered',
+  update: 'model.updated',
+  deactivate: 'model.deactivated',
+} as const;
+export const BLOCK_EVENT_TYPES = BLOCK.map(
+  (kind) =>
+    (EVENT_TYPE as Partial<Record<RequestKind, (typeof EVENT_TYPE)[keyof typeof EVENT_TYPE]>>)[kind] ??
+    'api.error',
+);
