@@ -158,6 +158,12 @@ export interface WorkerOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * Node options of the worker, as the compose files run it: a young generation of 64 MiB semi-spaces
+ * (docs/guides/scaling-out.md, "Node's young generation").
+ */
+const WORKER_NODE_ARGS = ['--max-semi-space-size=64'];
+
 /** `telemetry-bus worker --consumers …` with its metrics on a free port; waits until it consumes. */
 export async function startWorker(options: WorkerOptions, started?: SystemProcess[]): Promise<Worker> {
   const process_ = startCli(
@@ -173,6 +179,7 @@ export async function startWorker(options: WorkerOptions, started?: SystemProces
     },
     // The logging consumer's error log goes to stdout too: its lines are output, not warnings.
     (entry) => typeof entry.event_id === 'string' && typeof entry.error_type === 'string',
+    { nodeArgs: WORKER_NODE_ARGS },
   );
   started?.push(process_);
   let metricsUrl = '';

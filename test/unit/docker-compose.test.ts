@@ -234,7 +234,12 @@ describe('monitoring: the worker, Prometheus and Grafana', () => {
   };
 
   test('the worker runs `telemetry-bus worker` with valid configuration and a metrics port', () => {
-    assert.deepEqual([worker.command].flat(), ['node', 'bin/telemetry-bus.js', 'worker']);
+    assert.deepEqual([worker.command].flat(), [
+      'node',
+      '--max-semi-space-size=64',
+      'bin/telemetry-bus.js',
+      'worker',
+    ]);
     for (const name of Object.keys(workerEnv)) {
       assert.ok(Object.hasOwn(CONFIG_VARIABLES, name), `${name} is not in CONFIG_VARIABLES (src/config.ts)`);
     }
