@@ -22,6 +22,7 @@ import { CONSUMER_NAMES, type ConsumerName } from './consumers/consumer-names.ts
 import { CONSUMER_RUNTIME_DEFAULTS } from './consumers/consumer-runtime.ts';
 import { ROTATING_FILE_DEFAULTS } from './consumers/logging/rotating-file.ts';
 import { METRICS_PRUNER_DEFAULTS } from './consumers/metrics/metrics-pruner.ts';
+import { POOL_DEFAULTS } from './db/create-pool.ts';
 import { ConfigError } from './errors.ts';
 import { SERVER_LIMIT_DEFAULTS, type ServerLimits } from './http/server-limits.ts';
 import { LEDGER_WRITER_DEFAULTS } from './ledger/ledger-writer.ts';
@@ -262,7 +263,7 @@ export const CONFIG_VARIABLES = {
   },
   DB_POOL_MAX: {
     key: 'dbPoolMax',
-    default: '10',
+    default: String(POOL_DEFAULTS.max),
     form: 'an integer 1–1000',
     description: 'Maximum PostgreSQL connections of the API pool.',
     parse: integer(1, 1000),

@@ -6,13 +6,20 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value,
 export interface PoolOptions {
   /** PostgreSQL connection URL. */
   databaseUrl: string;
-  /** Maximum connections. @default 10 */
+  /** Maximum connections. @default {@link POOL_DEFAULTS} */
   max?: number;
-  /** Time to wait for a connection before failing, in milliseconds. @default 5000 */
+  /** Time to wait for a connection before failing, in ms. @default {@link POOL_DEFAULTS} */
   connectionTimeoutMs?: number;
   /** `application_name` shown in pg_stat_activity. @default 'telemetry-bus' */
   applicationName?: string;
 }
+
+export const POOL_DEFAULTS = {
+  /** Connections open at once, at most. */
+  max: 10,
+  /** Time to wait for a connection before failing, in milliseconds. */
+  connectionTimeoutMs: 5000,
+} as const;
 
 /**
  * A pg Pool with the project's defaults; a client's error is reported, never thrown — idle or checked out.
@@ -25,8 +32,8 @@ export interface PoolOptions {
 export function createPool(options: PoolOptions, onError: (error: Error) => void = () => {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
-    max: options.max ?? 10,
-    connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
+    max: options.max ?? POOL_DEFAULTS.max,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? POOL_DEFAULTS.connectionTimeoutMs,
     application_name: options.applicationName ?? 'telemetry-bus',
   });
   pool.on('error', onError);

@@ -23,6 +23,7 @@ import { APPLIED_EVENTS_RETENTION_DEFAULTS } from '../../src/consumers/applied-e
 import { CONSUMER_RUNTIME_DEFAULTS } from '../../src/consumers/consumer-runtime.ts';
 import { ROTATING_FILE_DEFAULTS } from '../../src/consumers/logging/rotating-file.ts';
 import { METRICS_PRUNER_DEFAULTS } from '../../src/consumers/metrics/metrics-pruner.ts';
+import { POOL_DEFAULTS } from '../../src/db/create-pool.ts';
 import { ERROR_CODES } from '../../src/errors.ts';
 import { SERVER_LIMIT_DEFAULTS } from '../../src/http/server-limits.ts';
 import { LEDGER_WRITER_DEFAULTS } from '../../src/ledger/ledger-writer.ts';
@@ -109,6 +110,7 @@ function jsonBlocks(markdown: string): unknown[] {
  * reference must show that value, so a default changed in the component shows in the docs or fails here.
  */
 const COMPONENT_DEFAULTS: Record<string, string | number | readonly number[]> = {
+  DB_POOL_MAX: POOL_DEFAULTS.max,
   CACHE_MAX_BYTES: DEFAULT_CACHE_MAX_BYTES,
   HTTP_REQUEST_TIMEOUT_MS: SERVER_LIMIT_DEFAULTS.requestTimeoutMs,
   HTTP_HEADERS_TIMEOUT_MS: SERVER_LIMIT_DEFAULTS.headersTimeoutMs,

@@ -17,9 +17,12 @@ export interface HealthRoutesOptions {
   queues?: QueueInspector;
   /** The threads' event-loop delay and utilisation. */
   eventLoop?: EventLoopHealth | undefined;
-  /** Time PostgreSQL gets to answer the readiness probe, in milliseconds. @default 2000 */
+  /** Time PostgreSQL gets to answer the readiness probe, in ms. @default {@link PROBE_TIMEOUT_MS} */
   probeTimeoutMs?: number;
 }
+
+/** Time PostgreSQL (and each health lookup) gets to answer by default, in milliseconds. */
+const PROBE_TIMEOUT_MS = 2000;
 
 /** The window of the loss ledger /health shows. */
 const HEALTH_LEDGER_WINDOW_MS = 15 * 60_000;
@@ -199,7 +202,7 @@ function postgresUp(pool: pg.Pool, timeoutMs: number): Promise<boolean> {
 
 const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
   app,
-  { pool, bus, queues, eventLoop, probeTimeoutMs },
+  { pool, bus, queues, eventLoop, probeTimeoutMs = PROBE_TIMEOUT_MS },
 ) => {
   const ledger = new LedgerQuery(pool);
   app.get(
@@ -224,7 +227,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
       },
     },
     async (_request, reply) => {
-      const up = await postgresUp(pool, probeTimeoutMs ?? 2000);
+      const up = await postgresUp(pool, probeTimeoutMs);
       const broker = brokerState(bus);
       const notes: string[] = [];
       if (broker === 'down' || broker === 'blocked') {
@@ -251,11 +254,11 @@ const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (
     async () => {
       const now = Date.now();
       const [postgres, report, ledgerWindow] = await Promise.all([
-        postgresUp(pool, probeTimeoutMs ?? 2000),
+        postgresUp(pool, probeTimeoutMs),
         queues?.report(),
         within(
           ledger.summary({ from: new Date(now - HEALTH_LEDGER_WINDOW_MS), to: new Date(now) }),
-          probeTimeoutMs ?? 2000,
+          probeTimeoutMs,
           null,
         ),
       ]);
