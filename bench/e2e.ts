@@ -596,12 +596,7 @@ async function main(): Promise<number> {
   );
   const bestE2e = best?.e2e?.e2eEventsPerSec ?? 0;
   /** The raw ceiling's CPU per message: its publishing (and bare consuming) process + RabbitMQ. */
-  const rawSelfUs = raw === undefined ? null : raw.cpu.self.userUs + raw.cpu.self.systemUs;
-  const rawBrokerCpu = raw?.cpu.processes.rabbitmq;
-  const rawUsPerMessage =
-    raw === undefined || rawSelfUs === null || rawBrokerCpu == null || raw.published === 0
-      ? null
-      : round((rawSelfUs + rawBrokerCpu.userUs + rawBrokerCpu.systemUs) / raw.published, 1);
+  const rawUsPerMessage = raw?.cpu.totalUsPerEvent ?? null;
   const busCostUs =
     pacedOn?.cpu.totalUsPerEvent == null || pacedOff?.cpu.totalUsPerEvent == null
       ? null

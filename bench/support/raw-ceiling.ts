@@ -17,7 +17,7 @@ import { connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { OutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, queuesFor } from '../../src/bus/topology.ts';
 import { confirmPublish } from './confirm-publish.ts';
-import { type CpuUse, cpuSnapshot, cpuUse } from './cpu.ts';
+import { CpuMeter, type CpuPerEvent } from './cpu-per-event.ts';
 
 export interface RawCeilingOptions {
   /** A vhost of the benchmark's own. */
@@ -53,7 +53,8 @@ export interface RawCeilingResult {
   received: Record<string, number>;
   window: number;
   prefetch: number;
-  cpu: CpuUse;
+  /** This process (the publisher and the bare consumers: `load generator`) and `pids`, per message. */
+  cpu: CpuPerEvent;
 }
 
 export async function rawCeiling(options: RawCeilingOptions): Promise<RawCeilingResult> {
@@ -111,7 +112,8 @@ export async function rawCeiling(options: RawCeilingOptions): Promise<RawCeiling
 
     const channel: ConfirmChannel = await publishing.createConfirmChannel();
     const pids = options.pids ?? {};
-    const before = cpuSnapshot(pids);
+    const meter = new CpuMeter({ processes: pids });
+    meter.start();
     const started = performance.now();
     let published = 0;
     const progressTimer = setInterval(
@@ -150,7 +152,7 @@ export async function rawCeiling(options: RawCeilingOptions): Promise<RawCeiling
         };
       });
       const seconds = (lastAckAt - started) / 1000;
-      const after = cpuSnapshot(pids);
+      const cpu = meter.stop(published);
       return {
         published,
         confirmed,
@@ -162,7 +164,7 @@ export async function rawCeiling(options: RawCeilingOptions): Promise<RawCeiling
         received,
         window,
         prefetch,
-        cpu: cpuUse(before, after),
+        cpu,
       };
     } finally {
       clearInterval(progressTimer);
