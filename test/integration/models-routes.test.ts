@@ -334,6 +334,7 @@ describe('health and docs', () => {
       '/analytics/models/popular',
       '/analytics/models/{model_id}',
       '/audit',
+      '/audit/keyless',
       '/dashboard',
       '/dashboard/stream',
       '/dlq',
@@ -354,6 +355,7 @@ describe('health and docs', () => {
     ]);
     assert.deepEqual(document.paths['/models'].post.security, [{ apiKey: [] }]);
     assert.deepEqual(document.paths['/dashboard/stream'].get.security, [{ apiKey: [] }]);
+    assert.deepEqual(document.paths['/audit/keyless'].get.security, [{ apiKey: [] }]);
     assert.ok(document.paths['/models'].get.parameters.some((p: { name: string }) => p.name === 'cursor'));
     const ui = await inject('GET', '/docs', undefined);
     assert.ok([200, 302].includes(ui.statusCode));
