@@ -11,7 +11,8 @@ import { EventBus } from '../src/bus/event-bus.ts';
 import { Spool } from '../src/bus/spool/spool.ts';
 import { buildTopology } from '../src/bus/topology.ts';
 import { type BrokerInfo, brokerAlarms, Environments, waitForBroker } from './support/broker.ts';
-import { type CpuUse, cpuSnapshot, cpuUse, findRabbitmqPid, formatCores } from './support/cpu.ts';
+import { findRabbitmqPid } from './support/cpu.ts';
+import { CpuMeter, type CpuPerEvent } from './support/cpu-per-event.ts';
 import {
   buildEmitCalls,
   type EmitCall,
@@ -162,7 +163,7 @@ interface Phase extends Timed {
   what: string;
   calls: number;
   failed: number;
-  cpu: CpuUse | null;
+  cpu: CpuPerEvent | null;
 }
 
 async function waitForConnected(bus: EventBus, timeoutMs: number): Promise<void> {
@@ -245,15 +246,15 @@ async function main(): Promise<number> {
         `timing ${formatNumber(settings.count)} emit() calls after ${formatNumber(settings.warmup)} untimed`,
       );
       let confirmedBefore = 0;
-      let before = cpuSnapshot({ rabbitmq: rabbitPid });
+      const meter = new CpuMeter({ processes: { rabbitmq: rabbitPid } });
       const timed = await timeCalls(settings.count, settings.batch, emit, {
         warmup: settings.warmup,
         atStart: () => {
           confirmedBefore = bus.status().publisher.counters.confirmed;
-          before = cpuSnapshot({ rabbitmq: rabbitPid });
+          meter.start();
         },
       });
-      const after = cpuSnapshot({ rabbitmq: rabbitPid });
+      const cpu = meter.stop(settings.count);
       const status = bus.status();
       const confirmedDuring = status.publisher.counters.confirmed - confirmedBefore;
       phases.push({
@@ -261,7 +262,7 @@ async function main(): Promise<number> {
         what: 'EventBus.emit() (stringify + encode + spool append), publisher draining',
         calls: settings.count,
         ...timed,
-        cpu: cpuUse(before, after),
+        cpu,
       });
       dropped = status.dropped;
       progress(
@@ -419,8 +420,7 @@ async function main(): Promise<number> {
         formatNumber(phase.gc.totalMs, 1),
         formatNumber(phase.gc.maxMs, 2),
         formatNumber(phase.involuntaryContextSwitches),
-        phase.cpu === null ? '—' : phase.cpu.self.cores.toFixed(2),
-        phase.cpu === null ? '—' : formatCores(phase.cpu.processes.rabbitmq),
+        ...['load generator', 'rabbitmq'].map((name) => phase.cpu?.processes[name]?.cores?.toFixed(2) ?? '—'),
       ]),
     },
   ];

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Request } from 'autocannon';
-import { type CpuUse, cpuSnapshot, cpuUse, formatCores } from './support/cpu.ts';
+import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
 import { createDatabase, dropDatabase, withClient } from './support/databases.ts';
 import { judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
@@ -115,7 +115,7 @@ interface Run {
   connections: number;
   result: LoadResult;
   warmup: LoadResult | null;
-  cpu: CpuUse;
+  cpu: CpuPerEvent;
 }
 
 const non2xx = (result: LoadResult | null) =>
@@ -124,6 +124,7 @@ const non2xx = (result: LoadResult | null) =>
     0,
   );
 const problemsOf = (result: LoadResult | null) => (result === null ? 0 : result.errors + non2xx(result));
+const cores = (value: number | null | undefined) => (value == null ? 'n/a' : value.toFixed(2));
 const problems = (run: Run) => problemsOf(run.result) + problemsOf(run.warmup);
 
 async function main(): Promise<number> {
@@ -170,14 +171,15 @@ async function main(): Promise<number> {
             requests: (lane, lanes) => scenarioRequests(scenario, context, lane, lanes),
           });
         const warmup = settings.warmupS > 0 ? await load(settings.warmupS) : null;
-        const before = cpuSnapshot({ server: api.pid });
+        const meter = new CpuMeter({ processes: { server: api.pid } });
+        meter.start();
         const result = await load(settings.durationS);
         runs.push({
           scenario,
           connections,
           result,
           warmup,
-          cpu: cpuUse(before, cpuSnapshot({ server: api.pid })),
+          cpu: meter.stop(result.responses),
         });
         progress(
           `  ${formatNumber(result.requestsPerSec)} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms`,
@@ -211,7 +213,10 @@ async function main(): Promise<number> {
     judge(GOAL_P99, goalRun?.result.latencyMs.p99, goalNote),
   ];
   const totalProblems = runs.reduce((sum, run) => sum + problems(run), 0);
-  const label = (run: Run) => [LABELS[run.scenario], String(run.connections)];
+  const label = (run: Pick<Run, 'scenario' | 'connections'>) => [
+    LABELS[run.scenario],
+    String(run.connections),
+  ];
   const serverExit = exits.api;
   await publishResults({
     name: NAME,
@@ -240,18 +245,13 @@ async function main(): Promise<number> {
           'load generator cores',
           'machine busy (2 = all)',
         ],
-        rows: runs.map((run) => {
-          const server = run.cpu.processes.server;
-          return [
-            ...label(run),
-            formatCores(server),
-            server
-              ? formatNumber((server.userUs + server.systemUs) / Math.max(run.result.responses, 1), 1)
-              : 'n/a',
-            formatCores(run.cpu.self),
-            run.cpu.machine === null ? 'n/a' : (run.cpu.machine.busy * env.cpus).toFixed(2),
-          ];
-        }),
+        rows: runs.map(({ cpu, ...run }) => [
+          ...label(run),
+          cores(cpu.processes.server?.cores),
+          formatUs(cpu.processes.server?.usPerEvent),
+          cores(cpu.processes['load generator']?.cores),
+          cores(cpu.machineBusy === null ? null : cpu.machineBusy * env.cpus),
+        ]),
       },
     ],
     verdicts: [],
