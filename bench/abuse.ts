@@ -8,7 +8,7 @@ import http from 'node:http';
 import { Environments } from './support/broker.ts';
 import { createDatabase, dropDatabase } from './support/databases.ts';
 import { type Goal, goal, judge } from './support/goals.ts';
-import { statusKib } from './support/memory.ts';
+import { PeakMemory, statusKib } from './support/memory.ts';
 import { commandLine, flag, integer } from './support/options.ts';
 import {
   environment,
@@ -83,20 +83,6 @@ const DATABASE_SERVER = process.env.TEST_DATABASE_SERVER ?? 'postgres://root@127
 const MODELS = 200;
 
 const mib = (kib: number | undefined) => (kib === undefined ? Number.NaN : round(kib / 1024, 1));
-
-/** RSS of `pid`, sampled every 100 ms until stopped: the peak, in KiB. */
-function sampleRss(pid: number): { stop(): number } {
-  let peak = statusKib(pid, 'VmRSS') ?? 0;
-  const timer = setInterval(() => {
-    peak = Math.max(peak, statusKib(pid, 'VmRSS') ?? 0);
-  }, 100);
-  return {
-    stop() {
-      clearInterval(timer);
-      return Math.max(peak, statusKib(pid, 'VmRSS') ?? 0);
-    },
-  };
-}
 
 interface FloodResult {
   sent: number;
@@ -233,9 +219,9 @@ async function main(): Promise<number> {
     for (const phase of phases) {
       const beforeKib = statusKib(api.pid, 'VmRSS') ?? 0;
       progress(`${phase.name}: ${phase.what}`);
-      const sampler = sampleRss(api.pid);
+      const sampler = new PeakMemory({ processes: { api: api.pid } }, 100);
       const outcome = await phase.run();
-      const peakKib = sampler.stop();
+      const peakMiB = sampler.stop().api ?? Number.NaN;
       progress(`${phase.name}: done in ${outcome.seconds} s; settling ${settings.settleSeconds} s`);
       await sleep(settings.settleSeconds * 1000);
       const afterKib = statusKib(api.pid, 'VmRSS') ?? 0;
@@ -243,8 +229,8 @@ async function main(): Promise<number> {
         name: phase.name,
         what: phase.what,
         outcome,
-        rss_mib: { before: mib(beforeKib), peak: mib(peakKib), after: mib(afterKib) },
-        peak_above_idle_mib: mib(peakKib - idleKib),
+        rss_mib: { before: mib(beforeKib), peak: peakMiB, after: mib(afterKib) },
+        peak_above_idle_mib: round(peakMiB - mib(idleKib), 1),
         after_above_idle_mib: mib(afterKib - idleKib),
       });
     }
