@@ -11,13 +11,7 @@ import pg from 'pg';
 import { applyTopology } from '../src/bus/apply-topology.ts';
 import { connectToBroker } from '../src/bus/broker-connection.ts';
 import { type OutboundMessage, toOutboundMessage } from '../src/bus/outbound-message.ts';
-import {
-  buildTopology,
-  DEFAULT_RETRY_DELAYS_MS,
-  EXCHANGES,
-  QUEUES,
-  type Topology,
-} from '../src/bus/topology.ts';
+import { buildTopology, DEFAULT_RETRY_DELAYS_MS, QUEUES } from '../src/bus/topology.ts';
 import { analyticsConsumer } from '../src/consumers/analytics/analytics-consumer.ts';
 import { auditConsumer } from '../src/consumers/audit/audit-consumer.ts';
 import type { Consumer } from '../src/consumers/consumer.ts';
@@ -30,6 +24,7 @@ import {
   type BusEnvironment,
   brokerAlarms,
   Environments,
+  onlyQueueFed,
   queueDepths,
   waitForBroker,
 } from './support/broker.ts';
@@ -219,18 +214,6 @@ const QUEUE_OF: Record<BenchedConsumer, string> = {
   metrics: QUEUES.metrics,
 };
 
-const EVENT_EXCHANGES = new Set<string>([EXCHANGES.models, EXCHANGES.metrics, EXCHANGES.errors]);
-
-/** The topology with only `queue` bound to the event exchanges: what the fill declares. */
-function fillTopology(topology: Topology, queue: string): Topology {
-  return {
-    ...topology,
-    bindings: topology.bindings.filter(
-      (binding) => !EVENT_EXCHANGES.has(binding.exchange) || binding.queue === queue,
-    ),
-  };
-}
-
 interface FillResult {
   seconds: number;
   messagesPerSec: number;
@@ -247,7 +230,7 @@ async function fill(
   const connection = await connectToBroker(url, { name: 'telemetry-bus bench fill' });
   connection.on('error', () => {});
   try {
-    await applyTopology(connection, fillTopology(buildTopology(), queue));
+    await applyTopology(connection, onlyQueueFed(buildTopology(), queue));
     const channel: ConfirmChannel = await connection.createConfirmChannel();
     const total = messages.length;
     const started = performance.now();

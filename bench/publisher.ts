@@ -50,6 +50,7 @@ import {
   type BusEnvironment,
   brokerAlarms,
   Environments,
+  onlyQueueFed,
   queueDepths,
   waitForBroker,
 } from './support/broker.ts';
@@ -77,6 +78,7 @@ import {
   flag,
   integer,
   list,
+  oneOf,
   commandLine as options,
   type Settings as SettingsOf,
 } from './support/options.ts';
@@ -101,6 +103,26 @@ import {
 import { median } from './support/stats.ts';
 
 const NAME = 'publisher';
+const METRICS_QUEUE = QUEUES.metrics;
+/**
+ * --raw-also: the raw loop into one queue (every event bound to metrics.updates alone), a quorum queue
+ * as declared, or (a reference figure only: the service keeps quorum queues) a durable classic queue.
+ */
+const RAW_INTO = ['one-quorum', 'one-classic'] as const;
+type RawInto = (typeof RAW_INTO)[number];
+
+/** The topology a raw run declares: the real one, or every event into metrics.updates alone. */
+function rawTopology(into: RawInto | undefined): Topology {
+  if (into === undefined) return buildTopology();
+  const one = onlyQueueFed(buildTopology(), METRICS_QUEUE);
+  if (into === 'one-quorum') return one;
+  return {
+    ...one,
+    queues: one.queues.map((queue) =>
+      queue.name === METRICS_QUEUE ? { ...queue, arguments: { 'x-queue-type': 'classic' } } : queue,
+    ),
+  };
+}
 /** What the benchmark is judged against: ours at least this share of the raw loop's rate (medians). */
 const GOAL = { minRatio: 0.8 } as const;
 
@@ -143,6 +165,13 @@ const cli = options({
       list(integer(0)),
       "the publisher thread's linger (ms) in the paced thread runs, one run each",
     ),
+    rawAlso: flag(
+      'raw-also',
+      '',
+      (raw, name) => (raw === '' ? [] : list(oneOf(RAW_INTO))(raw, name)),
+      `raw loops also run per round into ${METRICS_QUEUE} alone (no fan-out), as: ${RAW_INTO.join(', ')}`,
+      { arg: '<list>' },
+    ),
     runTimeoutS: flag('run-timeout', '120', integer(1), 'a run taking longer fails the benchmark', {
       arg: '<s>',
     }),
@@ -161,7 +190,7 @@ function readSettings(): Settings {
 // ---------------------------------------------------------------------------------------------------
 // Runs
 
-type Kind = 'raw' | 'raw prebuilt' | 'ours' | 'thread' | 'thread paced' | 'ours+emit';
+type Kind = 'raw' | `raw ${RawInto}` | 'raw prebuilt' | 'ours' | 'thread' | 'thread paced' | 'ours+emit';
 
 interface RunResult {
   kind: Kind;
@@ -210,8 +239,6 @@ function threadUs(tid: number): number | undefined {
 const usBetween = (before: number | undefined, after: number | undefined) =>
   before === undefined || after === undefined ? null : after - before;
 
-const METRICS_QUEUE = QUEUES.metrics;
-
 async function declareTopology(url: string, topology: Topology): Promise<void> {
   const connection = await connectToBroker(url, { name: 'telemetry-bus bench topology' });
   try {
@@ -228,9 +255,10 @@ async function runRaw(
   settings: Settings,
   rabbitPid: number | undefined,
   send: 'publish' | 'prebuilt',
+  into?: RawInto,
 ): Promise<Omit<RunResult, 'round' | 'metricsQueueDepth'>> {
   const url = env.env.RABBITMQ_URL;
-  await declareTopology(url, buildTopology());
+  await declareTopology(url, rawTopology(into));
   const connection = await connectToBroker(url, { name: 'telemetry-bus bench raw publisher' });
   connection.on('error', () => {});
   try {
@@ -249,7 +277,7 @@ async function runRaw(
     const threadAfter = threadUs(process.pid);
     await channel.close().catch(() => {});
     return {
-      kind: send === 'publish' ? 'raw' : 'raw prebuilt',
+      kind: send === 'prebuilt' ? 'raw prebuilt' : into === undefined ? 'raw' : `raw ${into}`,
       publishingThreadUs: usBetween(threadBefore, threadAfter),
       messages: total,
       seconds: round(seconds, 3),
@@ -629,6 +657,11 @@ async function main(): Promise<number> {
 
     for (let i = 1; i <= settings.repeat; i++) {
       await runOne('raw', i, (busEnv) => runRaw(busEnv, messages, settings, rabbitPid, 'publish'));
+      for (const into of settings.rawAlso) {
+        await runOne(`raw ${into}`, i, (busEnv) =>
+          runRaw(busEnv, messages, settings, rabbitPid, 'publish', into),
+        );
+      }
       await runOne('raw prebuilt', i, (busEnv) => runRaw(busEnv, messages, settings, rabbitPid, 'prebuilt'));
       await runOne('ours', i, (busEnv) => runOurs(busEnv, records, settings, rabbitPid));
       await runOne('thread', i, (busEnv) => runThread(busEnv, records, settings, rabbitPid));

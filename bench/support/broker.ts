@@ -7,6 +7,7 @@
  */
 import { rmSync } from 'node:fs';
 import amqp, { type ChannelModel } from 'amqplib';
+import { EXCHANGES, type Topology } from '../../src/bus/topology.ts';
 import { type BusEnvironment, createBusEnvironment } from '../../test/helper.ts';
 import { TEST_RABBITMQ_MANAGEMENT_URL, TEST_RABBITMQ_URL } from '../../test/support/rabbitmq-vhost.ts';
 import { progress } from './report.ts';
@@ -164,4 +165,19 @@ export class Environments {
       }
     }
   }
+}
+
+const EVENT_EXCHANGES = new Set<string>([EXCHANGES.models, EXCHANGES.metrics, EXCHANGES.errors]);
+
+/**
+ * The topology with only `queue` bound to the event exchanges: every event goes there and nowhere else
+ * (bench:consumers fills one queue so; bench:publisher's --raw-also measures the broker without the fan-out).
+ */
+export function onlyQueueFed(topology: Topology, queue: string): Topology {
+  return {
+    ...topology,
+    bindings: topology.bindings.filter(
+      (binding) => !EVENT_EXCHANGES.has(binding.exchange) || binding.queue === queue,
+    ),
+  };
 }
