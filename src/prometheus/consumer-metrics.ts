@@ -160,7 +160,7 @@ export class ConsumerMetrics {
     });
     new Gauge({
       name: 'telemetry_consumer_inflight_messages',
-      help: 'Deliveries the consumer holds and has not acknowledged yet (waiting or being applied)',
+      help: 'Deliveries the consumer holds and has not acknowledged yet (waiting, being applied, or committed with the acknowledgement waiting)',
       labelNames: ['consumer'],
       registers: [registry],
       collect() {

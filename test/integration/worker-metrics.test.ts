@@ -118,7 +118,9 @@ describe('the worker metrics endpoint', () => {
         const now = await scrape();
         return (
           delta(now, 'telemetry_consumer_messages_applied_total') === 101 &&
-          delta(now, 'telemetry_consumer_dead_lettered_total') === 1
+          delta(now, 'telemetry_consumer_dead_lettered_total') === 1 &&
+          // Acknowledgements of partial batches may wait (ackDelayMs): held until then.
+          now.value('telemetry_consumer_inflight_messages', consumer) === 0
         );
       },
       20_000,
