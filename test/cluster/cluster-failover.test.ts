@@ -213,7 +213,7 @@ async function settleAndCheck(setup: ClusterSystem): Promise<Accounting> {
   assert.deepEqual(await ordered.outOfOrder(system.pool), [], 'every model’s events applied in order');
   const verified = await verifyAuditTrail(system.pool);
   assert.equal(verified.ok, true, `audit verify: ${JSON.stringify(verified)}`);
-  assert.equal(workload.unanswered, 0, 'every request was answered');
+  assert.equal(workload.unanswered, 0, `every request was answered: ${workload.unansweredErrors.join('; ')}`);
   assert.deepEqual([...workload.unexpected], [], 'no request failed (every status as the mix intended)');
   return accounting;
 }

@@ -19,6 +19,8 @@ export interface LoadResult {
   /** 0 when no response came (connection refused or reset). */
   status: number;
   latencyMs: number;
+  /** Why no response came (the socket error's code or message), when `status` is 0. */
+  error?: string;
 }
 
 export interface LoadOptions {
@@ -39,7 +41,11 @@ export interface LoadOptions {
 }
 
 export async function runLoad(baseUrl: string, options: LoadOptions): Promise<LoadResult[]> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency ?? 10 });
+  // An idle socket is closed here after 2 s, before the API's keep-alive timeout (5 s) closes it there:
+  // otherwise a request sent on a socket the server is closing at that moment gets a reset, which the
+  // tests would count as a request the API did not answer. (Node's agent ignores the server's
+  // `Keep-Alive: timeout` hint when it has no timeout of its own.)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency ?? 10, timeout: 2000 });
   const url = new URL(baseUrl);
   const results: LoadResult[] = [];
   let next = 0;
@@ -98,12 +104,16 @@ function send(agent: http.Agent, base: URL, spec: LoadRequest, correlationId: st
             latencyMs: Number(process.hrtime.bigint() - started) / 1e6,
           }),
         );
-        response.on('error', () => resolve({ index, correlationId, status: 0, latencyMs: 0 }));
+        response.on('error', (error) => resolve(unanswered(index, correlationId, error)));
       },
     );
-    request.on('error', () => resolve({ index, correlationId, status: 0, latencyMs: 0 }));
+    request.on('error', (error) => resolve(unanswered(index, correlationId, error)));
     request.end(body);
   });
+}
+
+function unanswered(index: number, correlationId: string, error: Error & { code?: string }): LoadResult {
+  return { index, correlationId, status: 0, latencyMs: 0, error: error.code ?? error.message };
 }
 
 /** The p-th percentile (0–100) of the latencies, nearest-rank. */

@@ -29,6 +29,8 @@ export class RegistryWorkload {
   readonly answered = new Map<string, number>();
   /** Requests sent that got no response (the API died or the connection was cut). */
   unanswered = 0;
+  /** Why each unanswered request got no response (bounded by the requests sent). */
+  readonly unansweredErrors: string[] = [];
   /** Answered with a status the mix did not intend (a 503 while PostgreSQL is down, say). */
   readonly unexpected = new Map<number, number>();
   #seeded: string[] = [];
@@ -91,8 +93,10 @@ export class RegistryWorkload {
         return { ...spec, headers: { 'x-api-key': this.apiKey, ...spec.headers } };
       },
       onResult: (result) => {
-        if (result.status === 0) this.unanswered++;
-        else this.answered.set(result.correlationId, result.status);
+        if (result.status === 0) {
+          this.unanswered++;
+          this.unansweredErrors.push(`${result.correlationId}: ${result.error ?? 'no response'}`);
+        } else this.answered.set(result.correlationId, result.status);
         onResult?.(result);
       },
     });
