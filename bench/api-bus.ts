@@ -22,7 +22,7 @@ import {
 import { type Bus, BusOnOff, exitsText } from './support/bus-on-off.ts';
 import { confirmPublish } from './support/confirm-publish.ts';
 import { findRabbitmqPid } from './support/cpu.ts';
-import { CPU_COLUMNS, CpuMeter, type CpuPerEvent, cpuCells, formatUs } from './support/cpu-per-event.ts';
+import { CpuMeter, type CpuPerEvent, cpuColumns, formatUs } from './support/cpu-per-event.ts';
 import { type MixContext, mixRequests, StatusTally } from './support/e2e-mix.ts';
 import { type Goal, goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
@@ -41,6 +41,7 @@ import {
   publishResults,
   round,
   type Section,
+  table,
 } from './support/report.ts';
 import { seedModels } from './support/seed-models.ts';
 import { ServiceHistograms, type ServiceLatencies } from './support/service-histograms.ts';
@@ -592,16 +593,12 @@ async function main(): Promise<number> {
         `${formatUs(c.on.requestThreadUs)}/${formatUs(c.off.requestThreadUs)}`,
       ]),
     },
-    {
-      title: 'µs of CPU per request, per process (PostgreSQL: backends of the run’s database)',
-      columns: ['scenario', 'load', 'bus', ...CPU_COLUMNS],
-      rows: runs.map((run) => [
-        SCENARIO_LABEL[run.scenario],
-        load(run),
-        `${run.bus} #${run.round}`,
-        ...cpuCells(run.cpu),
-      ]),
-    },
+    table('µs of CPU per request, per process (PostgreSQL: backends of the run’s database)', runs, {
+      scenario: (run) => SCENARIO_LABEL[run.scenario],
+      load,
+      bus: (run) => `${run.bus} #${run.round}`,
+      ...cpuColumns((run) => run.cpu),
+    }),
     {
       title: 'API threads over the paced runs (µs of CPU per request; the main thread serves requests)',
       columns: ['scenario', 'bus', 'round', 'tid', 'role', 'µs/request', 'cores'],

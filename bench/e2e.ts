@@ -18,7 +18,7 @@ import {
 } from './support/broker.ts';
 import { type Bus, BusOnOff, exitsText } from './support/bus-on-off.ts';
 import { findRabbitmqPid } from './support/cpu.ts';
-import { CPU_COLUMNS, CpuMeter, type CpuPerEvent, cpuCells, formatUs } from './support/cpu-per-event.ts';
+import { CpuMeter, type CpuPerEvent, cpuColumns, formatUs } from './support/cpu-per-event.ts';
 import { BLOCK, type MixContext, mixRequests, StatusTally } from './support/e2e-mix.ts';
 import { type Goal, goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
@@ -39,6 +39,7 @@ import {
   publishResults,
   round,
   type Section,
+  table,
 } from './support/report.ts';
 import { seedModels } from './support/seed-models.ts';
 import { ServiceHistograms, type ServiceLatencies, slowestConsumer } from './support/service-histograms.ts';
@@ -707,16 +708,12 @@ async function main(): Promise<number> {
         ],
       ],
     },
-    {
-      title: 'µs of CPU per event, per process (PostgreSQL: backends of the phase’s database)',
-      columns: ['phase', ...CPU_COLUMNS, 'API RSS MiB', 'worker RSS MiB'],
-      rows: phases.map((p) => [
-        p.name,
-        ...cpuCells(p.cpu),
-        formatMs(p.peakRssMiB.api, 0),
-        formatMs(p.peakRssMiB.worker, 0),
-      ]),
-    },
+    table('µs of CPU per event, per process (PostgreSQL: backends of the phase’s database)', phases, {
+      phase: (p) => p.name,
+      ...cpuColumns((p) => p.cpu),
+      'API RSS MiB': (p) => formatMs(p.peakRssMiB.api, 0),
+      'worker RSS MiB': (p) => formatMs(p.peakRssMiB.worker, 0),
+    }),
     {
       title:
         'Event age per consumer, bus-on phases (ms): the worker’s histogram, and PostgreSQL’s applied_at',

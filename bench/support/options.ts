@@ -1,19 +1,14 @@
 /**
  * The option table of a benchmark: each option written once (flag, environment variable, default, parser,
- * help line), and from that one table come the `--help` text, the parser and the settings block of the
- * report. The flag wins over the environment variable (when set and not empty), which wins over the
- * default; a bad value is a usage error (exit 2, see runMain in settings.ts).
+ * help line), and from it come the `--help` text, the parser and the report's settings block. The flag
+ * wins over the variable (when set and not empty), which wins over the default; a bad value is a usage
+ * error (exit 2, runMain in settings.ts). A default may be a function of the options above it.
  *
- *   const OPTIONS = {
- *     durationS: option({ flag: 'duration', env: 'BENCH_DURATION', arg: '<s>', default: '20',
- *                         parse: integer(1), help: 'measured seconds per phase' }),
- *     quick: toggle({ flag: 'quick', env: 'BENCH_QUICK', help: 'a smoke run' }),
- *   };
- *   const cli = commandLine({ script: 'bench', summary: '…', options: OPTIONS });
- *   const settings = cli.read();          // typed: { durationS: number; quick: boolean }
- *
- * A default may depend on options defined before it (e.g. `--quick` shortening the duration): give a
- * function of the values read so far.
+ *   const cli = commandLine({ script: 'bench', summary: '…', options: {
+ *     quick: onOff('quick', 'a smoke run'),
+ *     durationS: flag('duration', (e) => (e.quick ? '5' : '20'), integer(1), 'seconds per phase', { arg: '<s>' }),
+ *   } });
+ *   const settings = cli.read();          // typed: { quick: boolean; durationS: number }
  */
 import { parseArgs } from 'node:util';
 import { UsageError } from './settings.ts';
@@ -21,7 +16,7 @@ import { UsageError } from './settings.ts';
 export interface Option<T> {
   /** The long flag without its dashes, e.g. 'max-connections'. */
   flag: string;
-  /** The environment variable read when the flag is not given, e.g. 'BENCH_MAX_CONNECTIONS'. */
+  /** The environment variable read when the flag is not given. */
   env: string;
   /** The value's placeholder in the help, e.g. '<s>'; none for a switch. */
   arg?: string;
@@ -37,23 +32,14 @@ export interface Option<T> {
   repeatable?: boolean;
 }
 
-export type OptionTable = Record<string, Option<unknown>>;
+type OptionTable = Record<string, Option<unknown>>;
 
 export type Settings<O extends OptionTable> = { [K in keyof O]: O[K] extends Option<infer T> ? T : never };
-
-export function option<T>(spec: Option<T>): Option<T> {
-  return spec;
-}
-
-/** A boolean switch, off by default. */
-export function toggle(spec: { flag: string; env: string; help: string }): Option<boolean> {
-  return { ...spec, default: 'false', toggle: true, parse: (raw) => raw === 'true' || raw === '1' };
-}
 
 /** The variable of a flag by the benchmarks' convention: `BENCH_` and the flag in upper snake case. */
 export const envOf = (flag: string): string => `BENCH_${flag.toUpperCase().replaceAll('-', '_')}`;
 
-/** An option in one line: its variable by envOf, `<n>` for its value unless `arg` says otherwise. */
+/** An option in one line: its variable by envOf, `<n>` for its value unless `more` says otherwise. */
 export function flag<T>(
   name: string,
   defaultValue: Option<T>['default'],
@@ -64,37 +50,29 @@ export function flag<T>(
   return { flag: name, env: envOf(name), arg: '<n>', default: defaultValue, parse, help, ...more };
 }
 
-/**
- * A repeatable option naming some of `names` (all by default), its variable the flag's plural in upper
- * case (`--scenario` → BENCH_SCENARIOS).
- */
-export function someOf<T extends string>(name: string, names: readonly T[], help: string): Option<T[]> {
-  return {
-    flag: name,
+/** A switch, off by default, its variable by envOf. */
+export const onOff = (name: string, help: string, more: Partial<Option<boolean>> = {}): Option<boolean> =>
+  flag(name, 'false', (raw) => raw === 'true' || raw === '1', help, {
+    arg: undefined,
+    toggle: true,
+    ...more,
+  });
+
+/** A repeatable option naming some of `names` (all by default); `--scenario` reads BENCH_SCENARIOS. */
+export const someOf = <T extends string>(name: string, names: readonly T[], help: string): Option<T[]> =>
+  flag(name, names.join(','), list(oneOf(names)), `${help}: ${names.join(', ')}`, {
     env: `${envOf(name)}S`,
     arg: '<name>',
-    default: names.join(','),
-    parse: list(oneOf(names)),
-    help: `${help}: ${names.join(', ')}`,
     repeatable: true,
-  };
-}
-
-/** A switch in one line, its variable by envOf. */
-export const onOff = (name: string, help: string): Option<boolean> =>
-  toggle({ flag: name, env: envOf(name), help });
-
-// ---------------------------------------------------------------------------------------------------
-// Parsers
+  });
 
 /** An integer ≥ `min` (and ≤ `max`). */
 export function integer(min = 1, max = Number.MAX_SAFE_INTEGER): (raw: string, flag: string) => number {
   return (raw, flag) => {
     const value = Number(raw);
     if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
-      throw new UsageError(
-        `--${flag} must be an integer${max === Number.MAX_SAFE_INTEGER ? ` ≥ ${min}` : ` from ${min} to ${max}`}, got '${raw}'`,
-      );
+      const range = max === Number.MAX_SAFE_INTEGER ? ` ≥ ${min}` : ` from ${min} to ${max}`;
+      throw new UsageError(`--${flag} must be an integer${range}, got '${raw}'`);
     }
     return value;
   };
@@ -103,17 +81,20 @@ export function integer(min = 1, max = Number.MAX_SAFE_INTEGER): (raw: string, f
 /** A comma-separated list of `item`s (at least one; a value given twice counts once). */
 export function list<T>(item: (raw: string, flag: string) => T | undefined) {
   return (raw: string, flag: string): T[] => {
-    const items = raw
+    const parts = raw
       .split(',')
       .map((part) => part.trim())
       .filter((part) => part !== '');
-    if (items.length === 0) throw new UsageError(`--${flag} needs at least one value`);
-    const values = items.map((part) => {
-      const value = item(part, flag);
-      if (value === undefined) throw new UsageError(`--${flag}: bad value '${part}'`);
-      return value;
-    });
-    return [...new Set(values)];
+    if (parts.length === 0) throw new UsageError(`--${flag} needs at least one value`);
+    return [
+      ...new Set(
+        parts.map((part) => {
+          const value = item(part, flag);
+          if (value === undefined) throw new UsageError(`--${flag}: bad value '${part}'`);
+          return value;
+        }),
+      ),
+    ];
   };
 }
 
@@ -128,67 +109,33 @@ export function oneOf<T extends string>(choices: readonly T[]) {
 }
 
 /** Any text; '' becomes undefined (an option that is off unless given). */
-export function text(raw: string): string | undefined {
-  return raw === '' ? undefined : raw;
-}
+export const text = (raw: string): string | undefined => (raw === '' ? undefined : raw);
 
 /** A URL without trailing slashes. */
 export function url(raw: string, flag: string): string {
-  try {
-    new URL(raw);
-  } catch {
-    throw new UsageError(`--${flag} must be a URL, got '${raw}'`);
-  }
+  if (!URL.canParse(raw)) throw new UsageError(`--${flag} must be a URL, got '${raw}'`);
   return raw.replace(/\/+$/, '');
 }
 
-// ---------------------------------------------------------------------------------------------------
-// The command line
-
-export type Source = 'flag' | 'env' | 'default';
-
-export interface CommandLine<O extends OptionTable> {
-  readonly options: O;
-  /** The --help text. */
-  help(): string;
-  /** Parses argv and the environment; prints the help and exits 0 on --help / -h. */
-  read(argv?: string[], env?: NodeJS.ProcessEnv): Settings<O>;
-  /** Where each value came from, after read(). */
-  sources(): Record<keyof O, Source>;
-  /** The report's settings block: one line per option, `--flag value (from …)`. */
-  settingsBlock(settings: Settings<O>): string[];
-}
-
-export function commandLine<O extends OptionTable>(spec: {
-  /** The npm script, e.g. 'bench:api-bus'. */
-  script: string;
-  /** One or two lines under the usage line. */
-  summary: string;
-  options: O;
-}): CommandLine<O> {
+export function commandLine<O extends OptionTable>(spec: { script: string; summary: string; options: O }) {
   const entries = Object.entries(spec.options) as Array<[keyof O & string, Option<unknown>]>;
-  let lastSources: Record<string, Source> = {};
+  const sources: Record<string, string> = {};
 
+  /** The --help text: a line per option with its variable and default. */
   const help = () => {
     const left = entries.map(([, o]) => `  --${o.flag}${o.arg === undefined ? '' : ` ${o.arg}`}`);
     const width = Math.max(...left.map((line) => line.length)) + 2;
-    const lines = entries.map(([, o], index) => {
-      const defaultText =
-        o.toggle === true
-          ? 'off'
-          : typeof o.default === 'function'
-            ? 'see above'
-            : o.default === ''
-              ? 'none'
-              : o.default;
-      return `${(left[index] as string).padEnd(width)}${o.help}${o.repeatable ? ' (repeatable)' : ''}  [${o.env}, default ${defaultText}]`;
-    });
+    const shown = (o: Option<unknown>) =>
+      o.toggle ? 'off' : typeof o.default === 'function' ? 'see above' : o.default || 'none';
     return [
       `usage: npm run ${spec.script} -- [options]`,
       '',
       ...spec.summary.split('\n').map((line) => `  ${line}`),
       '',
-      ...lines,
+      ...entries.map(
+        ([, o], i) =>
+          `${left[i]?.padEnd(width)}${o.help}${o.repeatable ? ' (repeatable)' : ''}  [${o.env}, default ${shown(o)}]`,
+      ),
       `${'  -h, --help'.padEnd(width)}this text`,
       '',
       'Every option also reads its environment variable; the flag wins.',
@@ -196,18 +143,18 @@ export function commandLine<O extends OptionTable>(spec: {
     ].join('\n');
   };
 
+  /** Parses argv and the environment; prints the help and exits 0 on --help / -h. */
   const read = (argv = process.argv.slice(2), env = process.env): Settings<O> => {
-    const parseOptions: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
-      help: { type: 'boolean', short: 'h' },
-    };
-    for (const [, o] of entries) {
-      parseOptions[o.flag] = o.toggle
-        ? { type: 'boolean' }
-        : { type: 'string', multiple: o.repeatable === true };
-    }
-    let values: Record<string, string | boolean | Array<string | boolean> | undefined>;
+    const options = Object.fromEntries([
+      ['help', { type: 'boolean', short: 'h' }],
+      ...entries.map(([, o]) => [
+        o.flag,
+        o.toggle ? { type: 'boolean' } : { type: 'string', multiple: !!o.repeatable },
+      ]),
+    ]);
+    let values: Record<string, unknown>;
     try {
-      values = parseArgs({ args: argv, options: parseOptions, strict: true, allowPositionals: false }).values;
+      values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
     } catch (error) {
       throw new UsageError(error instanceof Error ? error.message : String(error));
     }
@@ -216,41 +163,28 @@ export function commandLine<O extends OptionTable>(spec: {
       process.exit(0);
     }
     const settings: Record<string, unknown> = {};
-    const sources: Record<string, Source> = {};
     for (const [key, o] of entries) {
       const given = values[o.flag];
       const fromEnv = env[o.env];
       let raw: string;
-      if (given !== undefined) {
-        raw = Array.isArray(given) ? given.join(',') : String(given);
-        sources[key] = 'flag';
-      } else if (fromEnv !== undefined && fromEnv !== '') {
-        raw = fromEnv;
-        sources[key] = 'env';
-      } else {
-        raw = typeof o.default === 'function' ? o.default(settings) : o.default;
-        sources[key] = 'default';
-      }
-      const value = o.parse(raw, o.flag);
-      if (value === undefined && raw !== '') throw new UsageError(`--${o.flag}: bad value '${raw}'`);
-      settings[key] = value;
+      if (given !== undefined)
+        [raw, sources[key]] = [Array.isArray(given) ? given.join(',') : String(given), 'flag'];
+      else if (fromEnv) [raw, sources[key]] = [fromEnv, o.env];
+      else
+        [raw, sources[key]] = [typeof o.default === 'function' ? o.default(settings) : o.default, 'default'];
+      settings[key] = o.parse(raw, o.flag);
+      if (settings[key] === undefined && raw !== '') throw new UsageError(`--${o.flag}: bad value '${raw}'`);
     }
-    lastSources = sources;
     return settings as Settings<O>;
   };
 
+  /** The report's settings block, after read(): one line per option, `--flag value (from …)`. */
   const settingsBlock = (settings: Settings<O>) =>
     entries.map(([key, o]) => {
       const value = settings[key];
       const shown = Array.isArray(value) ? value.join(',') : value === undefined ? '(none)' : String(value);
-      return `--${o.flag} ${shown} (${lastSources[key] === 'env' ? o.env : (lastSources[key] ?? 'default')})`;
+      return `--${o.flag} ${shown} (${sources[key] ?? 'default'})`;
     });
 
-  return {
-    options: spec.options,
-    help,
-    read,
-    sources: () => lastSources as Record<keyof O, Source>,
-    settingsBlock,
-  };
+  return { options: spec.options, help, read, settingsBlock };
 }

@@ -1,10 +1,8 @@
 /**
- * Reporting shared by the benchmarks: the same plain-text and Markdown tables, number formats, host
- * description and result files as bench/registry-api.ts (whose own copies are left as they are).
- *
- * Every benchmark writes `bench/results/<name>-<YYYY-MM-DD>.json` (everything measured and every setting)
- * and `bench/results/<name>-latest.md` (the tables), and prints the tables on stdout; progress goes to
- * stderr.
+ * Reporting shared by the benchmarks: tables (declared as columns, printed as text, written as Markdown),
+ * number formats, the host description and the result files: `bench/results/<name>-<YYYY-MM-DD>.json`
+ * (everything measured and every setting) and `bench/results/<name>-latest.md` (the tables). Tables go to
+ * stdout, progress to stderr.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -33,33 +31,8 @@ export const formatMs = (value: number | null | undefined, digits = 2): string =
   value === null || value === undefined || Number.isNaN(value) ? 'n/a' : formatNumber(value, digits);
 
 /** `p50/p95/p99` in ms. */
-export const formatTriple = (
-  d: { p50: number; p95: number; p99: number } | null | undefined,
-  digits = 2,
-): string =>
-  d === null || d === undefined
-    ? 'n/a'
-    : `${formatMs(d.p50, digits)}/${formatMs(d.p95, digits)}/${formatMs(d.p99, digits)}`;
-
-export function textTable(columns: string[], body: string[][]): string {
-  const rows = [columns, ...body];
-  const widths = columns.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length)));
-  const line = (row: string[]) =>
-    row
-      .map((cell, column) =>
-        column === 0 ? cell.padEnd(widths[column] as number) : cell.padStart(widths[column] as number),
-      )
-      .join('  ');
-  return [line(columns), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(line)].join('\n');
-}
-
-export function markdownTable(columns: string[], body: string[][]): string {
-  return [
-    `| ${columns.join(' | ')} |`,
-    `|${columns.map((_, column) => (column === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
-    ...body.map((row) => `| ${row.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`),
-  ].join('\n');
-}
+export const formatTriple = (d: { p50: number; p95: number; p99: number } | null | undefined, digits = 2) =>
+  d == null ? 'n/a' : [d.p50, d.p95, d.p99].map((value) => formatMs(value, digits)).join('/');
 
 /** A titled table, printed as text and written as Markdown. */
 export interface Section {
@@ -68,37 +41,47 @@ export interface Section {
   rows: string[][];
 }
 
-export function gitCommit(): string {
+/** A table declared by its columns: each header with the function giving a row's cell. */
+export type Columns<R> = Record<string, (row: R) => string>;
+
+/** The Section of `rows` under `columns`, in the columns' order. */
+export function table<R>(title: string, rows: readonly R[], columns: Columns<R>): Section {
+  const cells = Object.values(columns);
+  return { title, columns: Object.keys(columns), rows: rows.map((row) => cells.map((cell) => cell(row))) };
+}
+
+function textTable({ columns, rows }: Section): string {
+  const widths = columns.map((_, i) => Math.max(...[columns, ...rows].map((row) => (row[i] ?? '').length)));
+  const line = (row: string[]) =>
+    row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
+  return [line(columns), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function markdownTable({ columns, rows }: Section): string {
+  const line = (row: string[]) => `| ${row.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
+  return [
+    line(columns),
+    `|${columns.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...rows.map(line),
+  ].join('\n');
+}
+
+function gitCommit(): string {
   const git = (...args: string[]) =>
     execFileSync('git', args, {
       cwd: REPO_ROOT,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],
     }).trim();
-  let commit: string;
   try {
-    commit = git('rev-parse', '--short=12', 'HEAD');
-  } catch {
-    return 'none (no commit yet)';
-  }
-  try {
+    const commit = git('rev-parse', '--short=12', 'HEAD');
     return git('status', '--porcelain').length > 0 ? `${commit}+dirty` : commit;
   } catch {
-    return commit;
+    return 'unknown';
   }
 }
 
-export interface Environment {
-  node: string;
-  platform: string;
-  cpus: number;
-  cpuModel: string;
-  loadAverageAtStart: number[];
-  memoryGiB: number;
-  gitCommit: string;
-}
-
-export function environment(): Environment {
+export function environment() {
   return {
     node: process.version,
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
@@ -110,51 +93,45 @@ export function environment(): Environment {
   };
 }
 
-export function environmentText(env: Environment, extra = ''): string {
+export function environmentText(env: ReturnType<typeof environment>, extra = ''): string {
   return `node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), load average at start ${env.loadAverageAtStart.join(' ')}${extra}, git ${env.gitCommit}`;
-}
-
-export interface ResultFiles {
-  json: string;
-  markdown: string;
 }
 
 /**
  * Prints the sections and the lines under them, and writes `<name>-<date>.json` (the `report` object,
- * after `benchmark`, `startedAt` and `finishedAt`) and
- * `<name>-latest.md`. With `goals`, their table comes first and the JSON gets the `goals` object
- * (goals.ts); with `chart`, the SVG is written to bench/results/<file> and linked from the Markdown.
+ * after the `goals` object, `benchmark`, `startedAt` and `finishedAt`) and `<name>-latest.md`. The goals
+ * table comes first; a chart is written to bench/results/<file> and linked from the Markdown.
  */
 export async function publishResults(options: {
   name: string;
   title: string;
   startedAt: Date;
-  /** The goals table (printed first) and the JSON's `goals` object. */
   goals?: { title: string; goals: readonly Goal[] };
-  /** An SVG chart, written to bench/results/<file>. */
   chart?: { file: string; svg: string; caption: string };
   sections: Section[];
-  /** The verdict lines, shown in bold in Markdown. */
-  verdicts: string[];
+  /** Lines shown in bold in Markdown. */
+  verdicts?: string[];
   /** `settings: …` and `check: …` lines. */
   notes: { settings: string[]; checks: string[] };
   command: string;
   report: object;
-}): Promise<ResultFiles> {
-  const { name, title, startedAt, verdicts, notes } = options;
+}): Promise<void> {
+  const { name, title, startedAt, goals, chart, verdicts = [], notes } = options;
   const sections =
-    options.goals === undefined
-      ? options.sections
-      : [goalsSection(options.goals.title, options.goals.goals), ...options.sections];
-  const stamp = { benchmark: name, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString() };
-  const report =
-    options.goals === undefined
-      ? { ...stamp, ...options.report }
-      : { goals: goalsObject(options.goals.goals), ...stamp, ...options.report };
+    goals === undefined ? options.sections : [goalsSection(goals.title, goals.goals), ...options.sections];
+  const report = {
+    ...(goals === undefined ? {} : { goals: goalsObject(goals.goals) }),
+    benchmark: name,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    ...options.report,
+  };
+  const tables = (format: (section: Section) => string, gap: string[]) =>
+    sections.flatMap((section) => [`${section.title}:`, ...gap, format(section), '']);
   process.stdout.write(
     [
       '',
-      ...sections.flatMap((section) => [`${section.title}:`, textTable(section.columns, section.rows), '']),
+      ...tables(textTable, []),
       ...verdicts,
       '',
       ...notes.settings.map((line) => `settings: ${line}`),
@@ -163,35 +140,26 @@ export async function publishResults(options: {
     ].join('\n'),
   );
   const date = startedAt.toISOString().slice(0, 10);
-  await mkdir(RESULTS_DIR, { recursive: true });
   const json = `${RESULTS_DIR}${name}-${date}.json`;
   const markdown = `${RESULTS_DIR}${name}-latest.md`;
+  await mkdir(RESULTS_DIR, { recursive: true });
   await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
-  if (options.chart !== undefined) await writeFile(`${RESULTS_DIR}${options.chart.file}`, options.chart.svg);
+  if (chart !== undefined) await writeFile(`${RESULTS_DIR}${chart.file}`, chart.svg);
   await writeFile(
     markdown,
     [
       `# ${title} — ${startedAt.toISOString()}`,
       '',
-      ...sections.flatMap((section) => [
-        `${section.title}:`,
-        '',
-        markdownTable(section.columns, section.rows),
-        '',
-      ]),
-      ...(options.chart === undefined ? [] : [`![${options.chart.caption}](${options.chart.file})`, '']),
-      ...verdicts.map((line) => `**${line}**`).flatMap((line) => [line, '']),
-      ...notes.settings.map((line) => `- ${line}`),
-      ...notes.checks.map((line) => `- ${line}`),
+      ...tables(markdownTable, ['']),
+      ...(chart === undefined ? [] : [`![${chart.caption}](${chart.file})`, '']),
+      ...verdicts.flatMap((line) => [`**${line}**`, '']),
+      ...[...notes.settings, ...notes.checks].map((line) => `- ${line}`),
       '',
       `Command: \`${options.command}\`. Full results: \`bench/results/${name}-${date}.json\`.`,
       '',
     ].join('\n'),
   );
-  progress(
-    `wrote ${json} and ${markdown}${options.chart === undefined ? '' : ` and ${RESULTS_DIR}${options.chart.file}`}`,
-  );
-  return { json, markdown };
+  progress(`wrote ${json} and ${markdown}${chart === undefined ? '' : ` and ${RESULTS_DIR}${chart.file}`}`);
 }
 
 /** `npm run <script> -- <args>` as this process was started. */

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { goalsObject, goalsSection, judge } from '../../../bench/support/goals.ts';
-import { commandLine, integer, list, oneOf, option, toggle } from '../../../bench/support/options.ts';
+import { commandLine, flag, integer, list, oneOf, onOff } from '../../../bench/support/options.ts';
 import {
   histogramDelta,
   histogramQuantile,
   percentilesMs,
   readHistogram,
 } from '../../../bench/support/prometheus-histogram.ts';
+import { table } from '../../../bench/support/report.ts';
 import { UsageError } from '../../../bench/support/settings.ts';
 
 describe('the option table', () => {
@@ -15,30 +16,21 @@ describe('the option table', () => {
     script: 'bench:x',
     summary: 'a test',
     options: {
-      quick: toggle({ flag: 'quick', env: 'X_QUICK', help: 'short phases' }),
-      durationS: option({
-        flag: 'duration',
-        env: 'X_DURATION',
-        arg: '<s>',
-        default: (earlier) => (earlier.quick === true ? '5' : '20'),
-        parse: integer(1),
-        help: 'seconds per phase',
-      }),
-      rates: option({
-        flag: 'rates',
-        env: 'X_RATES',
-        arg: '<list>',
-        default: '1000,2500',
-        parse: list(integer(1)),
-        help: 'req/s',
-      }),
-      mode: option({
-        flag: 'mode',
+      quick: onOff('quick', 'short phases', { env: 'X_QUICK' }),
+      durationS: flag(
+        'duration',
+        (earlier) => (earlier.quick === true ? '5' : '20'),
+        integer(1),
+        'seconds per phase',
+        {
+          env: 'X_DURATION',
+          arg: '<s>',
+        },
+      ),
+      rates: flag('rates', '1000,2500', list(integer(1)), 'req/s', { env: 'X_RATES', arg: '<list>' }),
+      mode: flag('mode', 'rate', oneOf(['rate', 'max'] as const), 'mode', {
         env: 'X_MODE',
         arg: '<name>',
-        default: 'rate',
-        parse: oneOf(['rate', 'max'] as const),
-        help: 'mode',
         repeatable: true,
       }),
     },
@@ -47,7 +39,6 @@ describe('the option table', () => {
   test('flag over variable over default, a default may depend on an earlier option', () => {
     const settings = cli.read(['--quick', '--rates', '10,20'], { X_RATES: '5', X_MODE: 'max' });
     assert.deepEqual(settings, { quick: true, durationS: 5, rates: [10, 20], mode: 'max' });
-    assert.deepEqual(cli.sources(), { quick: 'flag', durationS: 'default', rates: 'flag', mode: 'env' });
     assert.deepEqual(cli.settingsBlock(settings), [
       '--quick true (flag)',
       '--duration 5 (default)',
@@ -138,4 +129,20 @@ test('goals: met, not met and not measured, as an object and a table', () => {
   const section = goalsSection('Goals', goals);
   assert.deepEqual(section.rows[0], ['p99 overhead', '≤ 1 ms', '0.500 ms', 'met', 'paced']);
   assert.equal(section.rows[2]?.[3], 'not measured');
+});
+
+test('a table declared by its columns: headers in order, one cell function per column', () => {
+  const rows = [
+    { name: 'a', ms: 1.5 },
+    { name: 'b', ms: 20 },
+  ];
+  const section = table('T', rows, { phase: (r) => r.name, 'p99 ms': (r) => String(r.ms) });
+  assert.deepEqual(section, {
+    title: 'T',
+    columns: ['phase', 'p99 ms'],
+    rows: [
+      ['a', '1.5'],
+      ['b', '20'],
+    ],
+  });
 });
