@@ -20,7 +20,7 @@ import {
   type SpoolRecordText,
 } from './support/events.ts';
 import { judge } from './support/goals.ts';
-import { type MicroResult, microBench } from './support/micro-bench.ts';
+import { gcColumns, latencyColumns, type MicroResult, microBench } from './support/micro-bench.ts';
 import { flag, integer, oneOf, commandLine as options } from './support/options.ts';
 import {
   commandLine,
@@ -29,6 +29,7 @@ import {
   formatNumber,
   progress,
   publishResults,
+  table,
 } from './support/report.ts';
 import { bounded, handleSignals, runMain, whenTrue } from './support/settings.ts';
 import { mean } from './support/stats.ts';
@@ -193,50 +194,16 @@ async function main(): Promise<number> {
         ],
       },
       sections: [
-        {
-          title: 'Latency of one call, µs (each call timed alone with process.hrtime.bigint)',
-          columns: [
-            'phase',
-            'calls',
-            'p50',
-            'p90',
-            'p99',
-            'p99.9',
-            'max',
-            'mean',
-            'calls/s',
-            'calls/s in call',
-          ],
-          rows: phases.map(({ name, calls, latencyUs: l, callsPerSec, callsPerSecInCall }) => [
-            name,
-            formatNumber(calls),
-            ...[l.p50, l.p90, l.p99, l.p99_9, l.max, l.mean].map(us),
-            formatNumber(callsPerSec),
-            formatNumber(callsPerSecInCall),
-          ]),
-        },
-        {
-          title: 'Garbage collection and CPU during each phase',
-          columns: [
-            'phase',
-            'wall s',
-            'GCs',
-            'GC total ms',
-            'GC max ms',
-            'preempted (involuntary switches)',
-            'bench cores',
-            'RabbitMQ cores',
-          ],
-          rows: phases.map(({ name, wallS, gc, involuntaryContextSwitches, cpu }) => [
-            name,
-            formatNumber(wallS, 2),
-            formatNumber(gc.count),
-            formatNumber(gc.totalMs, 1),
-            formatNumber(gc.maxMs, 2),
-            formatNumber(involuntaryContextSwitches),
-            ...['load generator', 'rabbitmq'].map((name) => cpu?.processes[name]?.cores?.toFixed(2) ?? '—'),
-          ]),
-        },
+        table('Latency of one call, µs (each call timed alone with process.hrtime.bigint)', phases, {
+          phase: (row) => row.name,
+          ...latencyColumns,
+        }),
+        table('Garbage collection and CPU during each phase', phases, {
+          phase: (row) => row.name,
+          ...gcColumns,
+          'bench cores': (row) => row.cpu?.processes['load generator']?.cores?.toFixed(2) ?? '—',
+          'RabbitMQ cores': (row) => row.cpu?.processes.rabbitmq?.cores?.toFixed(2) ?? '—',
+        }),
       ],
       verdicts: [
         `cost split (means): stringify + encodeRecord ${us(encode.mean)} µs + Spool.append ${us(append.mean)} µs = ${us(encode.mean + append.mean)} µs, emit() measured ${us(emit.latencyUs.mean)} µs; p50s ${us(encode.p50)} + ${us(append.p50)} vs ${us(emit.latencyUs.p50)} µs`,

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Spool } from '../src/bus/spool/spool.ts';
 import { judge } from './support/goals.ts';
-import { type MicroResult, microBench } from './support/micro-bench.ts';
+import { latencyColumns, type MicroResult, microBench } from './support/micro-bench.ts';
 import { commandLine, flag, integer, onOff, type Settings as SettingsOf, text } from './support/options.ts';
 import {
   environment,
@@ -17,6 +17,7 @@ import {
   commandLine as invocation,
   publishResults,
   round,
+  table,
 } from './support/report.ts';
 import { handleSignals, runMain } from './support/settings.ts';
 
@@ -126,15 +127,10 @@ async function main(): Promise<number> {
   try {
     const { result, stats } = await appends(settings, directory);
     const baseline = settings.noBaseline ? undefined : await bareWrites(settings, directory);
-    const throughput = {
-      recordsPerSecond: result.callsPerSec,
-      mebibytesPerSecond: round((settings.records * settings.payloadBytes) / result.wallS / 2 ** 20, 1),
-      recordsPerSecondInAppend: result.callsPerSecInCall,
-    };
-    const latencyRow = (name: string, { latencyUs: l }: MicroResult) => [
-      name,
-      ...[l.p50, l.p90, l.p99, l.p99_9, l.max, l.mean].map((value) => formatNumber(value, 2)),
-    ];
+    const rows = [{ name: 'spool append', ...result }];
+    if (baseline !== undefined) rows.push({ name: 'bare write (the OS alone)', ...baseline });
+    const mebibytesPerSecond = (row: MicroResult) =>
+      round((row.callsPerSec * settings.payloadBytes) / 2 ** 20, 1);
     await publishResults({
       name: 'spool-append',
       title: 'Spool append',
@@ -150,28 +146,17 @@ async function main(): Promise<number> {
         ],
       },
       sections: [
-        {
-          title: `Latency per call (µs): ${formatNumber(settings.records)} records of ${settings.payloadBytes} B, fsync every ${settings.fsyncIntervalMs} ms, ${settings.noConfirm ? 'never confirmed' : 'confirmed as it goes'}`,
-          columns: ['call', 'p50', 'p90', 'p99', 'p99.9', 'max', 'mean'],
-          rows: [
-            latencyRow('spool append', result),
-            ...(baseline === undefined ? [] : [latencyRow('bare write (the OS alone)', baseline)]),
-          ],
-        },
-        {
-          title: 'Throughput',
-          columns: ['records/s', 'MiB/s', 'records/s in append alone', 'seconds'],
-          rows: [
-            [
-              formatNumber(throughput.recordsPerSecond),
-              formatNumber(throughput.mebibytesPerSecond, 1),
-              formatNumber(throughput.recordsPerSecondInAppend),
-              formatNumber(result.wallS, 2),
-            ],
-          ],
-        },
+        table(
+          `Latency per call (µs) and throughput: ${formatNumber(settings.records)} records of ${settings.payloadBytes} B, fsync every ${settings.fsyncIntervalMs} ms, ${settings.noConfirm ? 'never confirmed' : 'confirmed as it goes'}`,
+          rows,
+          {
+            call: (row) => row.name,
+            ...latencyColumns,
+            'MiB/s': (row) => formatNumber(mebibytesPerSecond(row), 1),
+            'wall s': (row) => formatNumber(row.wallS, 2),
+          },
+        ),
       ],
-      verdicts: [],
       notes: { settings: [...cli.settingsBlock(settings), environmentText(environment())], checks: [] },
       command: invocation('bench:spool-append'),
       report: {
@@ -179,7 +164,11 @@ async function main(): Promise<number> {
         environment: environment(),
         latencyUs: result.latencyUs,
         bareWriteLatencyUs: baseline?.latencyUs ?? null,
-        throughput,
+        throughput: {
+          recordsPerSecond: result.callsPerSec,
+          mebibytesPerSecond: mebibytesPerSecond(result),
+          recordsPerSecondInAppend: result.callsPerSecInCall,
+        },
         elapsedS: result.wallS,
         spoolStats: stats,
       },

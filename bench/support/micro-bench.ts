@@ -6,6 +6,7 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { Bench, hrtimeNowTimestampProvider } from 'tinybench';
+import { type Columns, formatNumber, round } from './report.ts';
 import { interruptSignal } from './settings.ts';
 import { type Distribution, distribution } from './stats.ts';
 
@@ -93,18 +94,38 @@ export async function microBench(
     return {
       calls: iterations,
       latencyUs: distribution(Float64Array.from(result.latency.samples).sort(), 1000),
-      wallS: Math.round(wallS * 1000) / 1000,
+      wallS: round(wallS, 3),
       callsPerSec: Math.round(iterations / wallS),
       callsPerSecInCall: Math.round(iterations / (result.totalTime / 1000)),
       failed,
-      gc: {
-        count: gc.count,
-        totalMs: Math.round(gc.totalMs * 10) / 10,
-        maxMs: Math.round(gc.maxMs * 100) / 100,
-      },
+      gc: { count: gc.count, totalMs: round(gc.totalMs, 1), maxMs: round(gc.maxMs) },
       involuntaryContextSwitches: switches,
     };
   } finally {
     observer.disconnect();
   }
 }
+
+const us = (key: keyof Distribution) => (row: MicroResult) => formatNumber(row.latencyUs[key], 2);
+
+/** A table's columns for rows that are MicroResults: calls, latency (µs) and calls per second. */
+export const latencyColumns: Columns<MicroResult> = {
+  calls: (row) => formatNumber(row.calls),
+  p50: us('p50'),
+  p90: us('p90'),
+  p99: us('p99'),
+  'p99.9': us('p99_9'),
+  max: us('max'),
+  mean: us('mean'),
+  'calls/s': (row) => formatNumber(row.callsPerSec),
+  'calls/s in call': (row) => formatNumber(row.callsPerSecInCall),
+};
+
+/** The columns of what else happened during the timed calls: wall time, GCs, preemptions. */
+export const gcColumns: Columns<MicroResult> = {
+  'wall s': (row) => formatNumber(row.wallS, 2),
+  GCs: (row) => formatNumber(row.gc.count),
+  'GC total ms': (row) => formatNumber(row.gc.totalMs, 1),
+  'GC max ms': (row) => formatNumber(row.gc.maxMs, 2),
+  'preempted (involuntary switches)': (row) => formatNumber(row.involuntaryContextSwitches),
+};
