@@ -81,9 +81,11 @@ export function startCli(
     nodeArgs?: string[];
     /** An IPC channel (for a probe preloaded with `--import`). */
     ipc?: boolean;
+    /** Another entry point than bin/telemetry-bus.js (e.g. src/cli/main.ts under tsx). */
+    script?: string;
   } = {},
 ): SystemProcess {
-  const child = spawn(process.execPath, [...(launch.nodeArgs ?? []), CLI, ...args], {
+  const child = spawn(process.execPath, [...(launch.nodeArgs ?? []), launch.script ?? CLI, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: launch.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
@@ -176,8 +178,13 @@ export async function stopProcess(process_: SystemProcess, graceMs = 30_000): Pr
   return { code, signal, clean: code === 0 && !killed, stopMs: Date.now() - started };
 }
 
-/** Polls `url` until it answers 200, for up to `timeoutMs`; fails at once if the process exits. */
-export async function waitForHttp(process_: SystemProcess, url: string, timeoutMs: number): Promise<void> {
+/** Polls `url` every `everyMs` until it answers 200, for up to `timeoutMs`; fails at once if the process exits. */
+export async function waitForHttp(
+  process_: SystemProcess,
+  url: string,
+  timeoutMs: number,
+  everyMs = 200,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void process_.exited.then(() => {
@@ -197,6 +204,6 @@ export async function waitForHttp(process_: SystemProcess, url: string, timeoutM
         `${process_.name} did not answer ${url} within ${timeoutMs / 1000} s:\n${process_.tail.join('\n')}`,
       );
     }
-    await interruptible(new Promise((resolve) => setTimeout(resolve, 200)));
+    await interruptible(new Promise((resolve) => setTimeout(resolve, everyMs)));
   }
 }
