@@ -93,7 +93,7 @@ export async function microBench(
     }
     return {
       calls: iterations,
-      latencyUs: distribution(Float64Array.from(result.latency.samples).sort(), 1000),
+      latencyUs: distribution(result.latency.samples, 1000),
       wallS: round(wallS, 3),
       callsPerSec: Math.round(iterations / wallS),
       callsPerSecInCall: Math.round(iterations / (result.totalTime / 1000)),
