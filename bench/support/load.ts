@@ -1,31 +1,13 @@
 /**
- * One load phase against the API, with either generator, and one result shape for both:
- * - `{ rate }`: the paced open-model generator (paced-load.ts), for fixed-rate phases: evenly spaced
- *   arrivals, latency from each request's intended send time, HDR histograms;
- * - `{ connections }`: autocannon as fast as that many connections go, for maximum-throughput phases;
- *   every response's time autocannon measured (float ms) is kept for exact percentiles.
- * Requests are autocannon `Request` sequences, one per lane/connection (`requests(lane, lanes)`).
+ * One load phase against the API, with either generator, and one result shape for both: `{ rate }`, the
+ * paced open-model generator (paced-load.ts) for fixed-rate phases; `{ connections }`, autocannon as fast
+ * as that many connections go, for maximum-throughput phases, with every response time kept for exact
+ * percentiles. Requests are autocannon `Request` sequences, one per lane or connection.
  */
-import autocannon, { type Client, type Instance, type Request } from 'autocannon';
+import autocannon, { type Client, type Request } from 'autocannon';
 import { pacedLoad } from './paced-load.ts';
 import { interruptible, stoppable, throwIfInterrupted } from './settings.ts';
-import { type Distribution, distribution } from './stats.ts';
-
-export interface LoadSpec {
-  url: string;
-  key: string;
-  durationS: number;
-  /** The sequence of lane `lane` of `lanes`. */
-  requests: (lane: number, lanes: number) => Request[];
-  /** Paced at this many req/s … */
-  rate?: number;
-  /** … or as fast as this many connections go (autocannon). */
-  connections?: number;
-  /** Lanes of the paced generator (each its own request sequence). @default 10 */
-  lanes?: number;
-  /** Shown in autocannon's progress bar. */
-  label?: string;
-}
+import { type Distribution, distribution, Samples } from './stats.ts';
 
 export interface LoadResult {
   generator: 'paced' | 'autocannon';
@@ -46,44 +28,38 @@ export interface LoadResult {
   timeouts: number;
 }
 
-export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+export async function runLoad(spec: {
+  url: string;
+  key: string;
+  durationS: number;
+  /** The sequence of lane `lane` of `lanes`. */
+  requests: (lane: number, lanes: number) => Request[];
+  /** Paced at this many req/s (over 10 lanes) … */
+  rate?: number;
+  /** … or as fast as this many connections go (autocannon). @default 50 */
+  connections?: number;
+  /** Shown in autocannon's progress bar. */
+  label?: string;
+}): Promise<LoadResult> {
+  const headers = { 'x-api-key': spec.key };
   if (spec.rate !== undefined) {
-    const lanes = spec.lanes ?? 10;
-    const result = await interruptible(
-      pacedLoad({
-        url: spec.url,
-        rate: spec.rate,
-        durationS: spec.durationS,
-        headers: { 'x-api-key': spec.key },
-        lanes: Array.from({ length: lanes }, (_, lane) => spec.requests(lane, lanes)),
-      }),
+    const lanes = Array.from({ length: 10 }, (_, lane) => spec.requests(lane, 10));
+    const { sent: _, ...result } = await interruptible(
+      pacedLoad({ url: spec.url, rate: spec.rate, durationS: spec.durationS, headers, lanes }),
     );
     throwIfInterrupted();
-    return {
-      generator: 'paced',
-      targetRate: spec.rate,
-      connections: null,
-      durationS: spec.durationS,
-      responses: result.responses,
-      requestsPerSec: result.achievedRate,
-      shortfall: result.shortfall,
-      latencyMs: result.latencyMs,
-      sendLagMs: result.sendLagMs,
-      statusCodes: result.statusCodes,
-      errors: result.errors,
-      timeouts: result.timeouts,
-    };
+    return result;
   }
   const connections = spec.connections ?? 50;
   let client = 0;
-  const samples: number[] = [];
-  const instance: Instance = autocannon({
+  const samples = new Samples(200_000);
+  const instance = autocannon({
     url: spec.url,
     title: spec.label,
     connections,
     duration: spec.durationS,
     timeout: 10,
-    headers: { 'x-api-key': spec.key },
+    headers,
     requests: spec.requests(0, connections),
     setupClient: (c: Client) => c.setRequests(spec.requests(client++, connections)),
   });
@@ -95,7 +71,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     async () => await instance,
   );
   throwIfInterrupted();
-  const exact = distribution(samples, 1, 3);
+  const exact = distribution(samples.sorted(), 1, 3);
   return {
     generator: 'autocannon',
     targetRate: null,

@@ -50,6 +50,14 @@ export function flag<T>(
   return { flag: name, env: envOf(name), arg: '<n>', default: defaultValue, parse, help, ...more };
 }
 
+/** Whole seconds (≥ `min`), `<s>` in the help. */
+export const seconds = (name: string, defaultValue: Option<number>['default'], help: string, min = 1) =>
+  flag(name, defaultValue, integer(min), help, { arg: '<s>' });
+
+/** A default that depends on `--quick` (an option named `quick` above it). */
+export const ifQuick = (quick: string, normal: string) => (earlier: Record<string, unknown>) =>
+  earlier.quick === true ? quick : normal;
+
 /** A switch, off by default, its variable by envOf. */
 export const onOff = (name: string, help: string, more: Partial<Option<boolean>> = {}): Option<boolean> =>
   flag(name, 'false', (raw) => raw === 'true' || raw === '1', help, {

@@ -1,35 +1,34 @@
 /**
  * Exit codes and Ctrl-C handling shared by the benchmarks (their options: options.ts): a bad value is a
- * usage error (exit 2), and the first Ctrl-C stops the current run and falls through to the cleanup (a
- * second exits at once).
+ * usage error (exit 2); the first Ctrl-C stops the current run and falls through to the cleanup, a second
+ * exits at once.
  */
 
 export class UsageError extends Error {}
 
-export class Interrupted extends Error {}
+class Interrupted extends Error {}
 
 const interruption = new AbortController();
 const stoppers = new Set<() => void>();
 
-function onSignal(signal: NodeJS.Signals): void {
-  if (interruption.signal.aborted) {
-    process.stderr.write(`\n${signal} again: exiting without cleanup\n`);
-    process.exit(130);
-  }
-  process.stderr.write(`\n${signal}: stopping, cleaning up (again to exit at once)\n`);
-  interruption.abort(new Interrupted(`interrupted by ${signal}`));
-  for (const stop of stoppers) stop();
-}
+export const interruptSignal: AbortSignal = interruption.signal;
 
 export function handleSignals(): void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interruption.signal.aborted) {
+      process.stderr.write(`\n${signal} again: exiting without cleanup\n`);
+      process.exit(130);
+    }
+    process.stderr.write(`\n${signal}: stopping, cleaning up (again to exit at once)\n`);
+    interruption.abort(new Interrupted(`interrupted by ${signal}`));
+    for (const stop of stoppers) stop();
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 }
 
-export const interruptSignal: AbortSignal = interruption.signal;
-
 export function throwIfInterrupted(): void {
-  if (interruption.signal.aborted) throw interruption.signal.reason;
+  interruption.signal.throwIfAborted();
 }
 
 /** Calls `stop` on Ctrl-C while `action` runs (e.g. to end an autocannon run early). */
@@ -53,34 +52,27 @@ export function interruptible<T>(promise: Promise<T>): Promise<T> {
 }
 
 /** `ms` of waiting that Ctrl-C cuts short (with a rejection). */
-export function sleep(ms: number): Promise<void> {
-  return interruptible(new Promise((resolve) => setTimeout(resolve, ms)));
-}
+export const sleep = (ms: number): Promise<void> =>
+  interruptible(new Promise((resolve) => setTimeout(resolve, ms)));
 
-/**
- * Runs `main`, maps its outcome to the exit code (its own, 2 for a usage error, 130 when interrupted, 1
- * for any other failure), printing the help on a usage error.
- */
+/** Runs `main`: exit code its own, 2 on a usage error (with the help), 130 when interrupted, else 1. */
 export function runMain(name: string, help: string, main: () => Promise<number>): void {
   main().then(
     (code) => {
       process.exitCode = code;
     },
     (error: unknown) => {
-      if (error instanceof UsageError) {
-        process.stderr.write(`${name} bench: ${error.message}\n\n${help}`);
-        process.exitCode = 2;
-        return;
-      }
-      if (error instanceof Interrupted) {
-        process.stderr.write(`[bench] ${error.message}; no results written\n`);
-        process.exitCode = 130;
-        return;
-      }
-      process.stderr.write(
-        `${name} bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exitCode = 1;
+      const [code, message] =
+        error instanceof UsageError
+          ? [2, `${name} bench: ${error.message}\n\n${help}`]
+          : error instanceof Interrupted
+            ? [130, `[bench] ${error.message}; no results written\n`]
+            : [
+                1,
+                `${name} bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+              ];
+      process.stderr.write(message);
+      process.exitCode = code;
     },
   );
 }
@@ -94,15 +86,12 @@ export function bounded<T>(promise: Promise<T>, timeoutS: number, what: string):
   return interruptible(Promise.race([promise, timeout]).finally(() => clearTimeout(timer)));
 }
 
-/**
- * Polls `check` every `everyMs` until it returns true; resolves with performance.now() of that moment,
- * rejects with what `check` throws, or on Ctrl-C.
- */
+/** Polls `check` every `everyMs` until true: resolves with performance.now() then; rejects with its error. */
 export function whenTrue(check: () => boolean, everyMs = 5): Promise<number> {
   return new Promise((resolve, reject) => {
     const timer = setInterval(() => {
       try {
-        if (interruption.signal.aborted) throw interruption.signal.reason;
+        throwIfInterrupted();
         if (!check()) return;
         clearInterval(timer);
         resolve(performance.now());

@@ -29,7 +29,6 @@ import {
   type Topology,
   WORK_QUEUES,
 } from '../../bus/topology.ts';
-import { inTransaction } from '../../db/transaction.ts';
 import { DependencyUnavailableError, ValidationError } from '../../errors.ts';
 import { FAILURE_HEADERS } from '../failure-policy.ts';
 import { fromJsonValue, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER } from './dead-letter-record.ts';
@@ -353,7 +352,9 @@ export class DlqReplayer {
     let taken = 0;
     for (let start = 0; start < snapshot.length; start += this.#chunkSize) {
       const chunk = snapshot.slice(start, start + this.#chunkSize);
-      const chunkDone = await inTransaction(this.#pool, async (client) => {
+      const client = await this.#pool.connect();
+      try {
+        await client.query('BEGIN');
         const values: unknown[] = [];
         // Only the snapshot's dead letters, still dead and still matching (a concurrent replay or a
         // delete may have taken some since), and none another replay holds.
@@ -366,7 +367,10 @@ export class DlqReplayer {
            FOR UPDATE SKIP LOCKED`,
           values,
         );
-        if (rows.length === 0) return undefined;
+        if (rows.length === 0) {
+          await client.query('COMMIT');
+          continue;
+        }
         const published: string[] = [];
         try {
           for (const row of rows) {
@@ -405,12 +409,16 @@ export class DlqReplayer {
            WHERE id = $1`,
           [operationId, confirmed, confirmed.length],
         );
-        return { ids: confirmed, taken: rows.length };
-      });
-      if (chunkDone === undefined) continue;
-      replayedIds.push(...chunkDone.ids);
-      taken += chunkDone.taken;
-      request.onProgress?.(taken, total);
+        await client.query('COMMIT');
+        replayedIds.push(...confirmed);
+        taken += rows.length;
+        request.onProgress?.(taken, total);
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
     }
     return { replayed: replayedIds.length, ids: replayedIds };
   }
