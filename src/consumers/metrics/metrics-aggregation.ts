@@ -54,12 +54,10 @@ export interface RollupRow {
 }
 
 /**
- * A rollup row as PostgreSQL returns it from `metrics_rollups` or `metrics_rollup_deltas`: the key
- * columns, the counts (bigint, as text) and the two latency histograms as the query selects them
- * (`Latency`: the bucket array, or its text form).
+ * The dimensions of a rollup row, its key within a bucket, as the columns of `metrics_rollups` name them
+ * ('' where a dimension does not apply).
  */
-export interface StoredRollupRow<Latency = string[]> {
-  bucket_start: Date;
+export interface RollupDimensions {
   event_type: string;
   method: string;
   route: string;
@@ -67,6 +65,15 @@ export interface StoredRollupRow<Latency = string[]> {
   capability_tier: string;
   status_class: number;
   error_type: string;
+}
+
+/**
+ * A rollup row as PostgreSQL returns it from `metrics_rollups` or `metrics_rollup_deltas`: the key
+ * columns, the counts (bigint, as text) and the two latency histograms as the query selects them
+ * (`Latency`: the bucket array, or its text form).
+ */
+export interface StoredRollupRow<Latency = string[]> extends RollupDimensions {
+  bucket_start: Date;
   requests: string;
   cache_hits: string;
   cache_misses: string;

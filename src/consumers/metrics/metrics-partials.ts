@@ -14,7 +14,7 @@ import {
   percentileOfSparse,
   type SparseBuckets,
 } from '../../log-linear-histogram.ts';
-import type { StoredRollupRow } from './metrics-aggregation.ts';
+import type { RollupDimensions, StoredRollupRow } from './metrics-aggregation.ts';
 import { GRANULARITY_INTERVAL, type Granularity } from './metrics-granularity.ts';
 
 export interface MetricsFilters {
@@ -25,16 +25,9 @@ export interface MetricsFilters {
 }
 
 /** The counts of one key of a bucket (or of a range, once added up). */
-export interface CountRow {
+export interface CountRow extends RollupDimensions {
   /** The key's parts joined, to add rows up by. */
   key: string;
-  event_type: string;
-  method: string;
-  route: string;
-  vendor_id: string;
-  capability_tier: string;
-  status_class: number;
-  error_type: string;
   requests: number;
   cache_hits: number;
   cache_misses: number;
