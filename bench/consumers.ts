@@ -4,19 +4,15 @@
  * database. Method (fill, bare loop, consumer, checks, CPU): bench/README.md ("bench:consumers"). For a
  * CPU profile: `node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/consumers.ts --consumers audit …`.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import type { ConfirmChannel } from 'amqplib';
 import pg from 'pg';
-import { applyTopology } from '../src/bus/apply-topology.ts';
-import { connectToBroker } from '../src/bus/broker-connection.ts';
-import { type OutboundMessage, toOutboundMessage } from '../src/bus/outbound-message.ts';
+import type { OutboundMessage } from '../src/bus/outbound-message.ts';
 import { buildTopology, DEFAULT_RETRY_DELAYS_MS, QUEUES } from '../src/bus/topology.ts';
 import { analyticsConsumer } from '../src/consumers/analytics/analytics-consumer.ts';
 import { auditConsumer } from '../src/consumers/audit/audit-consumer.ts';
-import type { Consumer } from '../src/consumers/consumer.ts';
 import { ConsumerRuntime, type ConsumerStatus } from '../src/consumers/consumer-runtime.ts';
-import { type LoggingConsumer, loggingConsumer } from '../src/consumers/logging/logging-consumer.ts';
+import { loggingConsumer } from '../src/consumers/logging/logging-consumer.ts';
 import { metricsConsumer } from '../src/consumers/metrics/metrics-consumer.ts';
 import { migrate } from '../src/db/migrate.ts';
 import {
@@ -28,19 +24,18 @@ import {
   queueDepths,
   waitForBroker,
 } from './support/broker.ts';
-import { confirmPublish } from './support/confirm-publish.ts';
-import { type BenchedConsumer, mixText, queueEmitCalls } from './support/consumer-events.ts';
-import { findRabbitmqPid } from './support/cpu.ts';
+import { confirmPublish, withConfirmChannel } from './support/confirm-publish.ts';
+import { findRabbitmqPid, othersCores } from './support/cpu.ts';
 import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
 import { createDatabase, dropDatabase, withClient } from './support/databases.ts';
-import { recordBytes, recordOf } from './support/events.ts';
-import { judge } from './support/goals.ts';
+import { buildEmitCalls, type MixType, messageOf, mixSequence } from './support/events.ts';
+import { goal, judge } from './support/goals.ts';
 import {
+  commandLine,
   flag,
   integer,
   list,
   oneOf,
-  commandLine as options,
   type Settings as SettingsOf,
   url,
 } from './support/options.ts';
@@ -52,34 +47,69 @@ import {
   progress,
   publishResults,
   round,
-  type Section,
+  table,
 } from './support/report.ts';
-import { bounded, handleSignals, interruptible, runMain, UsageError, whenTrue } from './support/settings.ts';
+import { bounded, handleSignals, runMain, sleep, UsageError, whenTrue } from './support/settings.ts';
 
 const NAME = 'consumers';
+type BenchedConsumer = 'audit' | 'analytics' | 'logging' | 'metrics';
 /** The consumers a default run measures; `metrics` has its own benchmark (bench/metrics.ts runs this one). */
 const CONSUMERS: readonly BenchedConsumer[] = ['audit', 'analytics', 'logging'];
 const ALL_CONSUMERS: readonly BenchedConsumer[] = [...CONSUMERS, 'metrics'];
-const optionalInteger = (raw: string, name: string) => (raw === '' ? undefined : integer(1)(raw, name));
-const resultsName = (raw: string) => {
-  if (!/^[a-z0-9-]+$/.test(raw))
-    throw new UsageError(`--name takes lowercase letters, digits and '-'; got '${raw}'`);
-  return raw;
-};
 
-const cli = options({
+/** The API's traffic, as the audit trail receives all of it (shares per 100). */
+const ALL_KINDS: ReadonlyArray<readonly [MixType, number]> = [
+  ['model.queried', 60],
+  ['filter.executed', 20],
+  ['api.error', 8],
+  ['api.error 400', 1],
+  ['api.error 500', 1],
+  ['model.updated', 5],
+  ['model.registered', 3],
+  ['model.deactivated', 2],
+];
+
+/** Per consumer, the kinds of event its queue receives and their shares (api.error alone is a 404). */
+const QUEUE_MIXES: Record<BenchedConsumer, ReadonlyArray<readonly [MixType, number]>> = {
+  audit: ALL_KINDS,
+  analytics: [
+    ['model.queried', 66],
+    ['filter.executed', 24],
+    ['model.updated', 5],
+    ['model.registered', 3],
+    ['model.deactivated', 2],
+  ],
+  logging: [
+    ['api.error', 80],
+    ['api.error 400', 15],
+    ['api.error 500', 5],
+  ],
+  // metrics.updates takes every event; api.request (health, docs) is left out as rare in real traffic.
+  metrics: ALL_KINDS,
+};
+const mixText = (consumer: BenchedConsumer) =>
+  QUEUE_MIXES[consumer].map(([kind, share]) => `${share}% ${kind}`).join(', ');
+
+const cli = commandLine({
   script: 'bench:consumers',
   summary: 'Each consumer against a bare batched INSERT loop of the same events, same run, same database.',
   options: {
     events: flag('events', '30000', integer(1), "events in each consumer's queue"),
     batches: flag('batch', '250,1000', list(integer(1)), 'batch sizes, comma-separated', { arg: '<list>' }),
-    prefetch: flag('prefetch', '', optionalInteger, 'prefetch of every run (default 2 × batch)'),
+    prefetch: flag(
+      'prefetch',
+      '',
+      (raw, name) => (raw === '' ? undefined : integer(1)(raw, name)),
+      'prefetch of every run (default 2 × batch)',
+    ),
     consumers: flag(
       'consumers',
       CONSUMERS.join(','),
       list(oneOf(ALL_CONSUMERS)),
       `${ALL_CONSUMERS.join(',')} or a subset`,
-      { arg: '<list>' },
+      {
+        arg: '<list>',
+      },
     ),
     window: flag('window', '1000', integer(1), 'unconfirmed messages while filling the queue'),
     runTimeoutS: flag('run-timeout', '300', integer(1), 'a phase taking longer fails the benchmark', {
@@ -90,44 +120,31 @@ const cli = options({
       'postgres://root@127.0.0.1:5432',
       url,
       'PostgreSQL server to create the databases on',
-      { arg: '<url>' },
+      {
+        arg: '<url>',
+      },
     ),
-    name: flag('name', NAME, resultsName, 'results file name: bench/results/<name>-…', { arg: '<name>' }),
+    name: flag(
+      'name',
+      NAME,
+      (raw) => {
+        if (/^[a-z0-9-]+$/.test(raw)) return raw;
+        throw new UsageError(`--name takes lowercase letters, digits and '-'; got '${raw}'`);
+      },
+      'results file name: bench/results/<name>-…',
+      { arg: '<name>' },
+    ),
   },
 });
 type Settings = SettingsOf<typeof cli.options>;
 
-// ---------------------------------------------------------------------------------------------------
-// CPU
-
+/** The measured phases' CPU: this process (node), RabbitMQ, the PostgreSQL server and its backends of `database`. */
 interface Probes {
   rabbitmq: number | undefined;
   postmaster: number | undefined;
 }
-
-/** This process (node), RabbitMQ, the PostgreSQL server and its backends of `database`. */
-const cpuMeter = (probes: Probes, database: string) =>
-  new CpuMeter({
-    processes: { rabbitmq: probes.rabbitmq },
-    postgres: { postmaster: probes.postmaster, database },
-  });
-
 const NODE = 'load generator';
 const PG = 'postgres (server)';
-const cores = (cpu: CpuPerEvent, name: string) => cpu.processes[name]?.cores?.toFixed(2) ?? 'n/a';
-
-/** Cores used by every other process on the machine (shared: a high figure means a disturbed run). */
-function othersCores(cpu: CpuPerEvent, cpus: number): string {
-  const known = [NODE, PG, 'rabbitmq'].map((name) => cpu.processes[name]?.cores);
-  if (cpu.machineBusy === null || known.some((value) => value === null || value === undefined)) return 'n/a';
-  return Math.max(
-    0,
-    cpu.machineBusy * cpus - known.reduce((sum: number, value) => sum + (value ?? 0), 0),
-  ).toFixed(2);
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Statement timing
 
 interface StatementTime {
   statement: string;
@@ -135,304 +152,209 @@ interface StatementTime {
   ms: number;
 }
 
-/** Times every query of the pool's clients, by statement (its first words), as seen from node. */
-class StatementTimes {
-  readonly #times = new Map<string, StatementTime>();
-
-  instrument(pool: pg.Pool): void {
-    pool.on('connect', (client) => {
-      const target = client as unknown as { query: (...args: unknown[]) => unknown };
-      const original = target.query;
-      target.query = (...args: unknown[]) => {
-        const started = performance.now();
-        const result = original.apply(client, args);
-        if (typeof (result as Promise<unknown> | undefined)?.then !== 'function') return result;
-        const label = StatementTimes.label(args[0]);
-        return (result as Promise<unknown>).then(
-          (value) => {
-            this.#add(label, performance.now() - started);
-            return value;
-          },
-          (error: unknown) => {
-            this.#add(label, performance.now() - started);
-            throw error;
-          },
-        );
-      };
+/** Times every query of a client, by statement (its first words), as seen from node. */
+function timeStatements(client: pg.Client | pg.PoolClient, times: Map<string, StatementTime>): void {
+  const target = client as unknown as { query: (...args: unknown[]) => unknown };
+  const query = target.query.bind(client);
+  target.query = (...args: unknown[]) => {
+    const started = performance.now();
+    const result = query(...args) as Promise<unknown> | undefined;
+    if (typeof result?.then !== 'function') return result;
+    const sql = typeof args[0] === 'string' ? args[0] : String((args[0] as { text?: unknown } | null)?.text);
+    const words = sql.replace(/\s+/g, ' ').trim();
+    const statement = words.length > 64 ? `${words.slice(0, 61)}…` : words;
+    return result.finally(() => {
+      const time = times.get(statement) ?? { statement, count: 0, ms: 0 };
+      times.set(statement, { statement, count: time.count + 1, ms: time.ms + performance.now() - started });
     });
-  }
-
-  static label(query: unknown): string {
-    const text =
-      typeof query === 'string' ? query : String((query as { text?: unknown } | null)?.text ?? '(unknown)');
-    const words = text.replace(/\s+/g, ' ').trim();
-    return words.length > 64 ? `${words.slice(0, 61)}…` : words;
-  }
-
-  #add(statement: string, ms: number): void {
-    const time = this.#times.get(statement) ?? { statement, count: 0, ms: 0 };
-    time.count++;
-    time.ms += ms;
-    this.#times.set(statement, time);
-  }
-
-  all(): StatementTime[] {
-    return [...this.#times.values()].map((time) => ({ ...time, ms: round(time.ms, 1) }));
-  }
+  };
 }
+const statementList = (times: Map<string, StatementTime>) =>
+  [...times.values()].map((time) => ({ ...time, ms: round(time.ms, 1) })).sort((a, b) => b.ms - a.ms);
 
-// ---------------------------------------------------------------------------------------------------
-// Runs
-
-interface Prepared {
-  messages: OutboundMessage[];
-  ids: string[];
-  envelopes: string[];
-  byType: Record<string, number>;
-  bytesPerEvent: number;
+/** The queue's events as the publisher sends them, and as rows for the bare loop. */
+function prepare(consumer: BenchedConsumer, count: number) {
+  // 20 ms apart, ending now, so a long backlog spans some hours (analytics counts by hour).
+  const calls = buildEmitCalls(count, mixSequence(QUEUE_MIXES[consumer]), 4096, Date.now(), 20);
+  const messages = calls.map(messageOf);
+  const byType: Record<string, number> = {};
+  for (const { event } of calls) byType[event.event_type] = (byType[event.event_type] ?? 0) + 1;
+  return {
+    messages,
+    ids: calls.map((call) => call.event.event_id),
+    envelopes: calls.map((call) => JSON.stringify(call.event)),
+    byType,
+    bytesPerEvent: Math.round(messages.reduce((sum, message) => sum + message.body.length, 0) / count),
+  };
 }
-
-function prepare(consumer: BenchedConsumer, count: number): Prepared {
-  const { calls, byType } = queueEmitCalls(consumer, count);
-  const ids: string[] = [];
-  const envelopes: string[] = [];
-  let bytes = 0;
-  const messages = calls.map((call) => {
-    ids.push(call.event.event_id);
-    envelopes.push(JSON.stringify(call.event));
-    const message = toOutboundMessage(recordBytes(recordOf(call)));
-    bytes += message.body.length;
-    return message;
-  });
-  return { messages, ids, envelopes, byType, bytesPerEvent: Math.round(bytes / count) };
-}
-
-const QUEUE_OF: Record<BenchedConsumer, string> = {
-  audit: QUEUES.audit,
-  analytics: QUEUES.analytics,
-  logging: QUEUES.logging,
-  metrics: QUEUES.metrics,
-};
-
-interface FillResult {
-  seconds: number;
-  messagesPerSec: number;
-  queueDepth: number;
-}
+type Prepared = ReturnType<typeof prepare>;
 
 /** Publishes the messages as the API's publisher does (confirmed, `window` in flight), into `queue` only. */
-async function fill(
-  url: string,
-  queue: string,
-  messages: OutboundMessage[],
-  settings: Settings,
-): Promise<FillResult> {
-  const connection = await connectToBroker(url, { name: 'telemetry-bus bench fill' });
-  connection.on('error', () => {});
-  try {
-    await applyTopology(connection, onlyQueueFed(buildTopology(), queue));
-    const channel: ConfirmChannel = await connection.createConfirmChannel();
-    const total = messages.length;
-    const started = performance.now();
-    const { nacked, returned } = await bounded(
-      confirmPublish(channel, { message: (index) => messages[index], window: settings.window }),
-      settings.runTimeoutS,
-      'filling the queue',
-    );
-    const seconds = (performance.now() - started) / 1000;
-    if (nacked > 0 || returned > 0) throw new Error(`fill: ${nacked} nacked, ${returned} returned`);
-    await channel.close().catch(() => {});
-    // Every confirmed message is in the queue: wait until the queue says so.
-    let depth = 0;
+async function fill(url: string, queue: string, messages: OutboundMessage[], settings: Settings) {
+  const started = performance.now();
+  const { nacked, returned } = await withConfirmChannel(
+    url,
+    onlyQueueFed(buildTopology(), queue),
+    (channel) =>
+      bounded(
+        confirmPublish(channel, { message: (index) => messages[index], window: settings.window }),
+        settings.runTimeoutS,
+        'filling the queue',
+      ),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  if (nacked > 0 || returned > 0) throw new Error(`fill: ${nacked} nacked, ${returned} returned`);
+  // Every confirmed message is in the queue: wait until the queue says so.
+  let depth = 0;
+  for (
     const deadline = Date.now() + 60_000;
-    for (;;) {
-      depth = (await queueDepths(url, [queue]))[queue] ?? 0;
-      if (depth >= total || Date.now() > deadline) break;
-      await interruptible(new Promise((resolve) => setTimeout(resolve, 100)));
-    }
-    if (depth !== total) throw new Error(`${queue} holds ${depth} messages after the fill, not ${total}`);
-    return { seconds: round(seconds, 2), messagesPerSec: Math.round(total / seconds), queueDepth: depth };
-  } finally {
-    await connection.close().catch(() => {});
+    depth < messages.length && Date.now() < deadline;
+    await sleep(100)
+  ) {
+    depth = (await queueDepths(url, [queue]))[queue] ?? 0;
   }
+  if (depth !== messages.length)
+    throw new Error(`${queue} holds ${depth} messages after the fill, not ${messages.length}`);
+  return {
+    seconds: round(seconds, 2),
+    messagesPerSec: Math.round(messages.length / seconds),
+    queueDepth: depth,
+  };
 }
 
-interface BareResult {
-  seconds: number;
-  rowsPerSec: number;
-  transactions: number;
-  rows: number;
-  statements: StatementTime[];
-  cpu: CpuPerEvent;
+/** One run: a consumer at a batch size, on its own database and vhost. */
+interface Setup {
+  consumer: BenchedConsumer;
+  batch: number;
+  prefetch: number;
+  prepared: Prepared;
+  env: BusEnvironment['env'];
+  database: string;
+  databaseUrl: string;
+  probes: Probes;
+  settings: Settings;
+}
+
+/** A CpuMeter started on a phase, and its wall clock. */
+function phase({ probes, database }: Setup) {
+  const meter = new CpuMeter({
+    processes: { rabbitmq: probes.rabbitmq },
+    postgres: { postmaster: probes.postmaster, database },
+  });
+  meter.start();
+  const started = performance.now();
+  return { started, stop: (events: number) => meter.stop(events) };
 }
 
 const BARE_TABLE = 'bench_bare_events';
 
 /** The bare loop: the events as rows into a plain table keyed by event_id, a transaction per batch. */
-async function bare(
-  databaseUrl: string,
-  database: string,
-  prepared: Prepared,
-  batch: number,
-  probes: Probes,
-  settings: Settings,
-): Promise<BareResult> {
-  return withClient(databaseUrl, async (client) => {
+function bare(setup: Setup) {
+  const { ids, envelopes } = setup.prepared;
+  return withClient(setup.databaseUrl, async (client) => {
     await client.query(
       `CREATE TABLE ${BARE_TABLE} (event_id text COLLATE "C" PRIMARY KEY, envelope jsonb NOT NULL)`,
     );
     await client.query('CHECKPOINT');
-    const times = { begin: 0, insert: 0, commit: 0 };
-    const { ids, envelopes } = prepared;
-    const meter = cpuMeter(probes, database);
-    meter.start();
-    const started = performance.now();
-    let transactions = 0;
-    await bounded(
-      (async () => {
-        for (let offset = 0; offset < ids.length; offset += batch) {
-          let t = performance.now();
-          await client.query('BEGIN');
-          times.begin += performance.now() - t;
-          t = performance.now();
-          await client.query(
-            `INSERT INTO ${BARE_TABLE} (event_id, envelope)
-             SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT DO NOTHING`,
-            [ids.slice(offset, offset + batch), envelopes.slice(offset, offset + batch)],
-          );
-          times.insert += performance.now() - t;
-          t = performance.now();
-          await client.query('COMMIT');
-          times.commit += performance.now() - t;
-          transactions++;
-        }
-      })(),
-      settings.runTimeoutS,
-      'the bare INSERT loop',
-    );
-    const seconds = (performance.now() - started) / 1000;
-    const cpu = meter.stop(ids.length);
+    const times = new Map<string, StatementTime>();
+    timeStatements(client, times);
+    const clock = phase(setup);
+    const loop = async () => {
+      for (let offset = 0; offset < ids.length; offset += setup.batch) {
+        const batch = [
+          ids.slice(offset, offset + setup.batch),
+          envelopes.slice(offset, offset + setup.batch),
+        ];
+        await client.query('BEGIN');
+        await client.query(
+          `INSERT INTO ${BARE_TABLE} (event_id, envelope) SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT DO NOTHING`,
+          batch,
+        );
+        await client.query('COMMIT');
+      }
+    };
+    await bounded(loop(), setup.settings.runTimeoutS, 'the bare INSERT loop');
+    const seconds = (performance.now() - clock.started) / 1000;
+    const cpu = clock.stop(ids.length);
+    const statements = statementList(times);
     const { rows } = await client.query<{ count: string }>(`SELECT count(*) FROM ${BARE_TABLE}`);
     return {
       seconds: round(seconds, 3),
       rowsPerSec: Math.round(ids.length / seconds),
-      transactions,
+      transactions: times.get('BEGIN')?.count ?? 0,
       rows: Number(rows[0]?.count),
-      statements: [
-        { statement: 'BEGIN', count: transactions, ms: round(times.begin, 1) },
-        {
-          statement: `INSERT INTO ${BARE_TABLE} … unnest($1::text[], $2::jsonb[]) ON CONFLICT DO NOTHING`,
-          count: transactions,
-          ms: round(times.insert, 1),
-        },
-        { statement: 'COMMIT', count: transactions, ms: round(times.commit, 1) },
-      ],
+      statements,
       cpu,
     };
   });
 }
 
-interface ConsumerPhase {
-  /** From start() resolving (subscribed) to `applied` = events. */
-  seconds: number;
-  eventsPerSec: number;
-  /** From start() itself (connect and topology declare included). */
-  fromStart: { seconds: number; eventsPerSec: number };
-  status: ConsumerStatus;
-  statements: StatementTime[];
-  transactions: number;
-  queueDepthAfter: number | null;
-  /** The tables the consumer wrote, counted after the run. */
-  tables: Record<string, number>;
-  /** The consumer de-duplicates in its own table: nothing of it in consumer_applied_events. */
-  deduplicates: boolean;
-  loggedLines: number | null;
-  cpu: CpuPerEvent;
-}
-
-function buildConsumer(
-  name: BenchedConsumer,
-  env: BusEnvironment,
-): { consumer: Consumer; logging?: LoggingConsumer; sink?: WriteStream } {
-  switch (name) {
-    case 'audit':
-      return { consumer: auditConsumer() };
-    case 'analytics':
-      return { consumer: analyticsConsumer() };
-    case 'metrics':
-      return { consumer: metricsConsumer() };
-    case 'logging': {
-      const sink = createWriteStream('/dev/null');
-      const logging = loggingConsumer({ directory: join(env.env.DATA_DIR, 'logs'), stdout: sink });
-      return { consumer: logging, logging, sink };
-    }
-  }
-}
-
-async function tableCounts(databaseUrl: string, name: BenchedConsumer): Promise<Record<string, number>> {
-  const queries: Record<string, string> = {
-    consumer_applied_events: `SELECT count(*) AS n FROM consumer_applied_events WHERE consumer = '${name}'`,
-    ...(name === 'audit'
-      ? {
-          audit_records: 'SELECT count(*) AS n FROM audit_records',
-          audit_chain_heads: 'SELECT count(*) AS n FROM audit_chain_heads',
-        }
-      : {}),
-    ...(name === 'analytics'
-      ? {
-          'model.queried (sum of analytics_model_queries.queries)':
-            'SELECT coalesce(sum(queries), 0) AS n FROM analytics_model_queries',
-          'filter.executed (sum of analytics_filter_executions.executions)':
-            'SELECT coalesce(sum(executions), 0) AS n FROM analytics_filter_executions',
-          'lifecycle (sum of analytics_model_lifecycle.events)':
-            'SELECT coalesce(sum(events), 0) AS n FROM analytics_model_lifecycle',
-        }
-      : {}),
-    ...(name === 'metrics'
-      ? {
-          metrics_events: 'SELECT count(*) AS n FROM metrics_events',
-          // The consumer appends deltas; the compactor (not running here) moves them into the minute rows.
-          "requests (sum of metrics_rollups.requests, '1m', and of the deltas not moved yet)": `SELECT
-            (SELECT coalesce(sum(requests), 0) FROM metrics_rollups WHERE granularity = '1m')
-            + (SELECT coalesce(sum(requests), 0) FROM metrics_rollup_deltas) AS n`,
-        }
-      : {}),
+/** What the consumer's tables hold after a run: label, count (an SQL expression), the count expected (null: any). */
+function tableChecks({ consumer, prepared, settings }: Setup): Array<[string, string, number | null]> {
+  const { events } = settings;
+  const of = (...types: string[]) => types.reduce((sum, type) => sum + (prepared.byType[type] ?? 0), 0);
+  const sum = (column: string, from: string) => `(SELECT coalesce(sum(${column}), 0) FROM ${from})`;
+  const count = (from: string) => `(SELECT count(*) FROM ${from})`;
+  const checks: Record<BenchedConsumer, Array<[string, string, number | null]>> = {
+    audit: [
+      ['audit_records', count('audit_records'), events],
+      ['audit_chain_heads', count('audit_chain_heads'), null],
+    ],
+    analytics: [
+      [
+        'model.queried (sum of analytics_model_queries.queries)',
+        sum('queries', 'analytics_model_queries'),
+        of('model.queried'),
+      ],
+      [
+        'filter.executed (sum of analytics_filter_executions.executions)',
+        sum('executions', 'analytics_filter_executions'),
+        of('filter.executed'),
+      ],
+      [
+        'lifecycle (sum of analytics_model_lifecycle.events)',
+        sum('events', 'analytics_model_lifecycle'),
+        of('model.registered', 'model.updated', 'model.deactivated'),
+      ],
+    ],
+    logging: [],
+    metrics: [
+      ['metrics_events', count('metrics_events'), events],
+      // The consumer appends deltas; the compactor (not running here) moves them into the minute rows.
+      [
+        "requests (sum of metrics_rollups.requests, '1m', and of the deltas not moved yet)",
+        `${sum('requests', "metrics_rollups WHERE granularity = '1m'")} + ${sum('requests', 'metrics_rollup_deltas')}`,
+        events,
+      ],
+    ],
   };
-  return withClient(databaseUrl, async (client) => {
-    const counts: Record<string, number> = {};
-    for (const [label, sql] of Object.entries(queries)) {
-      const { rows } = await client.query<{ n: string }>(sql);
-      counts[label] = Number(rows[0]?.n);
-    }
-    return counts;
-  });
+  // Stamped events are de-duplicated by their producer stream, without a row each.
+  const applied = count(`consumer_applied_events WHERE consumer = '${consumer}'`);
+  return [['consumer_applied_events', applied, 0], ...checks[consumer]];
 }
 
-async function consume(
-  name: BenchedConsumer,
-  env: BusEnvironment,
-  databaseUrl: string,
-  database: string,
-  total: number,
-  batch: number,
-  prefetch: number,
-  probes: Probes,
-  settings: Settings,
-): Promise<ConsumerPhase> {
-  await withClient(databaseUrl, (client) => client.query('CHECKPOINT'));
-  const { consumer, logging, sink } = buildConsumer(name, env);
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 5 });
+/** The consumer in a ConsumerRuntime of its own, timed until it has applied every event. */
+async function consume(setup: Setup) {
+  const { consumer: name, env, settings } = setup;
+  const { events } = settings;
+  await withClient(setup.databaseUrl, (client) => client.query('CHECKPOINT'));
+  const sink = createWriteStream('/dev/null');
+  const logging =
+    name === 'logging' ? loggingConsumer({ directory: join(env.DATA_DIR, 'logs'), stdout: sink }) : undefined;
+  const builders = { audit: auditConsumer, analytics: analyticsConsumer, metrics: metricsConsumer };
+  const consumer = logging ?? builders[name as keyof typeof builders]();
+  const pool = new pg.Pool({ connectionString: setup.databaseUrl, max: 5 });
   pool.on('error', () => {});
-  const statements = new StatementTimes();
-  statements.instrument(pool);
+  const times = new Map<string, StatementTime>();
+  pool.on('connect', (client) => timeStatements(client, times));
   const runtime = new ConsumerRuntime({
-    urls: [env.env.RABBITMQ_URL],
+    urls: [env.RABBITMQ_URL],
     pool,
     topology: buildTopology(),
     consumers: [consumer],
     retryDelaysMs: DEFAULT_RETRY_DELAYS_MS,
-    batchSize: batch,
-    prefetch,
+    batchSize: setup.batch,
+    prefetch: setup.prefetch,
     // Warnings (a lost connection, a pause) explain a slow or failed run: printed, not swallowed.
     logger: {
       info() {},
@@ -440,128 +362,97 @@ async function consume(
       error: (object, message) => progress(`  runtime error: ${message} ${JSON.stringify(object)}`),
     },
   });
-  let stopped = false;
   try {
-    const meter = cpuMeter(probes, database);
-    meter.start();
-    const started = performance.now();
+    const clock = phase(setup);
     await bounded(runtime.start(), 30, 'starting the consumer runtime');
     const subscribed = performance.now();
-    const done = await bounded(
-      whenTrue(() => {
-        const status = runtime.status()[0] as ConsumerStatus;
-        const { counters } = status;
-        if (counters.poison + counters.retried + counters.deadLettered + counters.databasePauses > 0) {
-          throw new Error(
-            `the ${name} consumer failed messages (${JSON.stringify(counters)}): ${status.lastError}`,
-          );
-        }
-        return counters.applied + counters.duplicates >= total;
-      }),
-      settings.runTimeoutS,
-      `the ${name} consumer`,
-    );
-    const cpu = meter.stop(total);
-    const status = runtime.status()[0] as ConsumerStatus;
+    const status = () => runtime.status()[0] as ConsumerStatus;
+    const applied = () => {
+      const { counters, lastError } = status();
+      if (counters.poison + counters.retried + counters.deadLettered + counters.databasePauses > 0) {
+        throw new Error(`the ${name} consumer failed messages (${JSON.stringify(counters)}): ${lastError}`);
+      }
+      return counters.applied + counters.duplicates >= events;
+    };
+    const done = await bounded(whenTrue(applied), settings.runTimeoutS, `the ${name} consumer`);
+    const cpu = clock.stop(events);
+    const final = status();
     await runtime.stop(10_000);
-    stopped = true;
-    const seconds = (done - subscribed) / 1000;
-    const fromStart = (done - started) / 1000;
-    const timed = statements.all();
-    let queueDepthAfter: number | null = null;
-    try {
-      queueDepthAfter = (await queueDepths(env.env.RABBITMQ_URL, [QUEUE_OF[name]]))[QUEUE_OF[name]] ?? null;
-    } catch (error) {
-      progress(`  could not read the depth of ${QUEUE_OF[name]}: ${String(error)}`);
-    }
+    const statements = statementList(times);
+    const queue = QUEUES[name];
+    const depth = await queueDepths(env.RABBITMQ_URL, [queue]).catch(() => ({}) as Record<string, number>);
+    const tables: Record<string, number> = {};
+    await withClient(setup.databaseUrl, async (client) => {
+      for (const [label, sql] of tableChecks(setup)) {
+        tables[label] = Number((await client.query<{ n: string }>(`SELECT ${sql} AS n`)).rows[0]?.n);
+      }
+    });
+    const [seconds, fromStart] = [(done - subscribed) / 1000, (done - clock.started) / 1000];
     return {
       seconds: round(seconds, 3),
-      eventsPerSec: Math.round(total / seconds),
-      fromStart: { seconds: round(fromStart, 3), eventsPerSec: Math.round(total / fromStart) },
-      status,
-      statements: timed,
+      eventsPerSec: Math.round(events / seconds),
+      fromStart: { seconds: round(fromStart, 3), eventsPerSec: Math.round(events / fromStart) },
+      status: final,
+      statements,
       // A batch decided from the runtime's cache is one statement, its own transaction, with no BEGIN.
       transactions: Math.max(
-        timed.find((time) => time.statement === 'BEGIN')?.count ?? 0,
-        timed.filter((time) => time.statement.startsWith('WITH ')).reduce((sum, time) => sum + time.count, 0),
+        times.get('BEGIN')?.count ?? 0,
+        statements
+          .filter((time) => time.statement.startsWith('WITH '))
+          .reduce((sum, time) => sum + time.count, 0),
       ),
-      queueDepthAfter,
-      tables: await tableCounts(databaseUrl, name),
-      deduplicates: consumer.deduplicates === true,
+      queueDepthAfter: depth[queue] ?? null,
+      tables,
       loggedLines: logging?.counters.logged ?? null,
       cpu,
     };
   } finally {
-    if (!stopped) await runtime.stop(2000).catch(() => {});
+    await runtime.stop(2000).catch(() => {});
     logging?.close();
-    sink?.end();
+    sink.end();
     await pool.end().catch(() => {});
   }
 }
 
-interface RunResult {
-  consumer: BenchedConsumer;
-  batch: number;
-  prefetch: number;
+type RunResult = Omit<Setup, 'prepared' | 'env' | 'probes' | 'settings' | 'databaseUrl'> & {
   events: number;
   byType: Record<string, number>;
   bytesPerEvent: number;
-  database: string;
-  fill: FillResult;
-  bare: BareResult;
-  run: ConsumerPhase;
+  fill: Awaited<ReturnType<typeof fill>>;
+  bare: Awaited<ReturnType<typeof bare>>;
+  run: Awaited<ReturnType<typeof consume>>;
   /** consumer events/s ÷ bare rows/s. */
   ratio: number;
   /** The whole run: events built, database created and migrated, fill, bare loop, consumer, checks. */
   wallSeconds: number;
   problems: string[];
-}
+};
 
-function checkRun(result: Omit<RunResult, 'problems'>): string[] {
-  const { run, events, bare: bareResult, consumer, byType } = result;
-  const problems: string[] = [];
+/** What differs from what the run must show: counters, the queue left, the rows in the tables. */
+function problemsOf(setup: Setup, bareRows: number, run: RunResult['run']): string[] {
+  const { events } = setup.settings;
   const { counters } = run.status;
-  const expect = (what: string, actual: number | null, expected: number) => {
-    if (actual !== expected) problems.push(`${what} ${actual} ≠ ${expected}`);
-  };
-  expect('applied', counters.applied, events);
-  expect('duplicates', counters.duplicates, 0);
-  expect('retried', counters.retried, 0);
-  expect('dead-lettered', counters.deadLettered, 0);
-  expect('poison', counters.poison, 0);
-  expect('queue depth after', run.queueDepthAfter, 0);
-  // Stamped events are de-duplicated by their producer stream, without a row each.
-  expect('consumer_applied_events', run.tables.consumer_applied_events ?? null, 0);
-  expect('bare rows', bareResult.rows, events);
-  if (consumer === 'audit') expect('audit_records', run.tables.audit_records ?? null, events);
-  if (consumer === 'analytics') {
-    expect(
-      'queries counted',
-      run.tables['model.queried (sum of analytics_model_queries.queries)'] ?? null,
-      byType['model.queried'] ?? 0,
-    );
-    expect(
-      'filters counted',
-      run.tables['filter.executed (sum of analytics_filter_executions.executions)'] ?? null,
-      byType['filter.executed'] ?? 0,
-    );
-    expect(
-      'lifecycle counted',
-      run.tables['lifecycle (sum of analytics_model_lifecycle.events)'] ?? null,
-      (byType['model.registered'] ?? 0) + (byType['model.updated'] ?? 0) + (byType['model.deactivated'] ?? 0),
-    );
-  }
-  if (consumer === 'logging') expect('lines logged', run.loggedLines, events);
-  if (consumer === 'metrics') {
-    expect('metrics_events', run.tables.metrics_events ?? null, events);
-    const rollups = "requests (sum of metrics_rollups.requests, '1m', and of the deltas not moved yet)";
-    expect(rollups, run.tables[rollups] ?? null, events);
-  }
-  return problems;
+  const expected: Array<[string, number | null, number | null]> = [
+    ['applied', counters.applied, events],
+    ['duplicates', counters.duplicates, 0],
+    ['retried', counters.retried, 0],
+    ['dead-lettered', counters.deadLettered, 0],
+    ['poison', counters.poison, 0],
+    ['queue depth after', run.queueDepthAfter, 0],
+    ['bare rows', bareRows, events],
+    ...tableChecks(setup).map(([label, , count]): [string, number | null, number | null] => [
+      label,
+      run.tables[label] ?? null,
+      count,
+    ]),
+    ...(setup.consumer === 'logging'
+      ? [['lines logged', run.loggedLines, events] as [string, number | null, number]]
+      : []),
+  ];
+  return expected
+    .filter(([, actual, want]) => want !== null && actual !== want)
+    .map(([what, actual, want]) => `${what} ${actual} ≠ ${want}`);
 }
-
-// ---------------------------------------------------------------------------------------------------
-// Main
 
 /** The command that repeats this run whatever the defaults become: every setting that shapes it spelled out. */
 function effectiveCommand(settings: Settings): string {
@@ -584,24 +475,18 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const env = environment();
   const environments = new Environments();
-  const databases = new Set<string>();
   const tag = Math.random().toString(16).slice(2, 10);
   const runs: RunResult[] = [];
-  let broker: BrokerInfo | undefined;
-  let postgresVersion = 'unknown';
   let alarmsAfter: string[] = [];
-  let probes: Probes = { rabbitmq: undefined, postmaster: undefined };
-  let failure: unknown;
-
+  const broker: BrokerInfo = await waitForBroker();
+  const probes: Probes = { rabbitmq: findRabbitmqPid(), postmaster: findPostmasterPid() };
+  const postgresVersion = await withClient(`${settings.pgServerUrl}/postgres`, async (client) => {
+    const { rows } = await client.query<{ v: string; sc: string }>(
+      "SELECT current_setting('server_version') AS v, current_setting('synchronous_commit') AS sc",
+    );
+    return `${rows[0]?.v} (synchronous_commit ${rows[0]?.sc})`;
+  });
   try {
-    broker = await waitForBroker();
-    probes = { rabbitmq: findRabbitmqPid(), postmaster: findPostmasterPid() };
-    postgresVersion = await withClient(`${settings.pgServerUrl}/postgres`, async (client) => {
-      const { rows } = await client.query<{ v: string; sc: string }>(
-        "SELECT current_setting('server_version') AS v, current_setting('synchronous_commit') AS sc",
-      );
-      return `${rows[0]?.v} (synchronous_commit ${rows[0]?.sc})`;
-    });
     for (const batch of settings.batches) {
       const prefetch = settings.prefetch ?? 2 * batch;
       for (const consumer of settings.consumers) {
@@ -611,181 +496,155 @@ async function main(): Promise<number> {
         const runStarted = performance.now();
         const prepared = prepare(consumer, settings.events);
         const database = `tb_bench_consumers_${tag}_${consumer}_${batch}`;
-        databases.add(database);
         const databaseUrl = await createDatabase(settings.pgServerUrl, database);
-        await migrate(databaseUrl);
-        await waitForBroker();
-        const busEnv = await environments.create();
         try {
-          const queue = QUEUE_OF[consumer];
+          await migrate(databaseUrl);
+          await waitForBroker();
+          const busEnv = await environments.create();
+          const setup: Setup = {
+            consumer,
+            batch,
+            prefetch,
+            prepared,
+            env: busEnv.env,
+            database,
+            databaseUrl,
+            probes,
+            settings,
+          };
+          const queue = QUEUES[consumer];
           progress(`  filling ${queue} in vhost ${busEnv.vhost.vhost}`);
           const filled = await fill(busEnv.env.RABBITMQ_URL, queue, prepared.messages, settings);
           progress(
             `  ${formatNumber(filled.messagesPerSec)} msgs/s confirmed; ${queue} holds ${formatNumber(filled.queueDepth)}`,
           );
-          progress('  bare INSERT loop');
-          const bareResult = await bare(databaseUrl, database, prepared, batch, probes, settings);
-          progress(`  ${formatNumber(bareResult.rowsPerSec)} rows/s over ${bareResult.seconds} s`);
-          progress(`  ${consumer} consumer`);
-          const run = await consume(
-            consumer,
-            busEnv,
-            databaseUrl,
-            database,
-            settings.events,
-            batch,
-            prefetch,
-            probes,
-            settings,
-          );
+          const bareResult = await bare(setup);
           progress(
-            `  ${formatNumber(run.eventsPerSec)} events/s over ${run.seconds} s; node ${cores(run.cpu, NODE)}, PostgreSQL ${cores(run.cpu, PG)}, RabbitMQ ${cores(run.cpu, 'rabbitmq')} cores`,
+            `  bare INSERT loop: ${formatNumber(bareResult.rowsPerSec)} rows/s over ${bareResult.seconds} s`,
           );
-          const result = {
+          const run = await consume(setup);
+          await environments.remove(busEnv);
+          const wallSeconds = round((performance.now() - runStarted) / 1000, 1);
+          progress(
+            `  ${consumer} consumer: ${formatNumber(run.eventsPerSec)} events/s over ${run.seconds} s; ${wallSeconds} s for this run`,
+          );
+          runs.push({
             consumer,
             batch,
             prefetch,
+            database,
             events: settings.events,
             byType: prepared.byType,
             bytesPerEvent: prepared.bytesPerEvent,
-            database,
             fill: filled,
             bare: bareResult,
             run,
             ratio: round(run.eventsPerSec / bareResult.rowsPerSec, 3),
-            wallSeconds: round((performance.now() - runStarted) / 1000, 1),
-          };
-          progress(`  ${result.wallSeconds} s for this run (events built, database, fill, bare, consumer)`);
-          runs.push({ ...result, problems: checkRun(result) });
-        } finally {
-          await environments.remove(busEnv).catch((error: unknown) => {
-            progress(`could not remove vhost ${busEnv.vhost.vhost}: ${String(error)}`);
+            wallSeconds,
+            problems: problemsOf(setup, bareResult.rows, run),
           });
-          await dropDatabase(settings.pgServerUrl, database)
-            .then(() => databases.delete(database))
-            .catch((error: unknown) => progress(`could not drop ${database}: ${String(error)}`));
+        } finally {
+          await dropDatabase(settings.pgServerUrl, database).catch((error: unknown) =>
+            progress(`could not drop ${database}: ${String(error)}`),
+          );
         }
       }
     }
     alarmsAfter = await brokerAlarms();
-  } catch (error) {
-    failure = error;
   } finally {
     await environments.removeAll();
-    for (const database of databases) {
-      await dropDatabase(settings.pgServerUrl, database).catch((error: unknown) =>
-        progress(`could not drop ${database}: ${String(error)}`),
-      );
-    }
   }
-  if (failure !== undefined) throw failure;
+  await report(settings, startedAt, runs, { env, broker, postgresVersion, alarmsAfter });
+  return runs.every((run) => run.problems.length === 0) ? 0 : 1;
+}
 
-  // ---------------------------------------------------------------------------------------------------
-  // Report
-
+async function report(
+  settings: Settings,
+  startedAt: Date,
+  runs: RunResult[],
+  context: {
+    env: ReturnType<typeof environment>;
+    broker: BrokerInfo;
+    postgresVersion: string;
+    alarmsAfter: string[];
+  },
+): Promise<void> {
+  const { env, broker, postgresVersion, alarmsAfter } = context;
   const label = (run: RunResult) => `${run.consumer} b${run.batch}`;
-  const sections: Section[] = [
+  const throughput = table(
+    'Throughput (queue pre-filled; bare = INSERT … ON CONFLICT DO NOTHING of the same events, same batches, same database)',
+    runs,
     {
-      title:
-        'Throughput (queue pre-filled; bare = INSERT … ON CONFLICT DO NOTHING of the same events, same batches, same database)',
-      columns: [
-        'consumer',
-        'batch',
-        'prefetch',
-        'events',
-        'seconds',
-        'events/s',
-        'bare rows/s',
-        'consumer / bare',
-        'transactions',
-      ],
-      rows: runs.map((run) => [
-        run.consumer,
-        String(run.batch),
-        String(run.prefetch),
-        formatNumber(run.events),
-        formatNumber(run.run.seconds, 2),
-        formatNumber(run.run.eventsPerSec),
-        formatNumber(run.bare.rowsPerSec),
-        `${formatNumber(100 * run.ratio)}%`,
-        formatNumber(run.run.transactions),
-      ]),
+      consumer: (run) => run.consumer,
+      batch: (run) => String(run.batch),
+      prefetch: (run) => String(run.prefetch),
+      events: (run) => formatNumber(run.events),
+      seconds: (run) => formatNumber(run.run.seconds, 2),
+      'events/s': (run) => formatNumber(run.run.eventsPerSec),
+      'bare rows/s': (run) => formatNumber(run.bare.rowsPerSec),
+      'consumer / bare': (run) => `${formatNumber(100 * run.ratio)}%`,
+      transactions: (run) => formatNumber(run.run.transactions),
     },
+  );
+  type Phase = { name: string; seconds: number; cpu: CpuPerEvent };
+  const phases = runs.flatMap((run): Phase[] => [
+    { name: `${label(run)} consumer`, seconds: run.run.seconds, cpu: run.run.cpu },
+    { name: `${label(run)} bare`, seconds: run.bare.seconds, cpu: run.bare.cpu },
+  ]);
+  const cores = (name: string) => (p: Phase) => p.cpu.processes[name]?.cores?.toFixed(2) ?? 'n/a';
+  const cpu = table('CPU during each timed phase (cores: 1 = one core busy; µs per event)', phases, {
+    phase: (p) => p.name,
+    seconds: (p) => formatNumber(p.seconds, 2),
+    'node cores': cores(NODE),
+    'node µs/ev': (p) => formatUs(p.cpu.processes[NODE]?.usPerEvent),
+    'PostgreSQL cores': cores(PG),
+    'PG µs/ev': (p) => formatUs(p.cpu.processes[PG]?.usPerEvent),
+    'PG bench-db backends': cores('postgres'),
+    'RabbitMQ cores': cores('rabbitmq'),
+    'others cores': (p) => othersCores(p.cpu, env.cpus, [NODE, PG, 'rabbitmq']),
+  });
+  // Each statement against its phase's wall time; what the consumer's statements leave is node's work.
+  type Line = { name: string; count: string; ms: number; run: RunResult; bare: boolean };
+  const lines = runs.flatMap((run): Line[] => {
+    const inStatements = run.run.statements.reduce((sum, time) => sum + time.ms, 0);
+    const line = (time: StatementTime, bare = false) => ({
+      ...time,
+      name: `${label(run)} · ${bare ? 'bare: ' : ''}${time.statement}`,
+      count: formatNumber(time.count),
+      run,
+      bare,
+    });
+    return [
+      ...run.run.statements.map((time) => line(time)),
+      {
+        name: `${label(run)} · (outside statements: node work — receive, parse, validate, hash, build, ack — or idle)`,
+        count: '',
+        ms: run.run.seconds * 1000 - inStatements,
+        run,
+        bare: false,
+      },
+      ...run.bare.statements.map((time) => line(time, true)),
+    ];
+  });
+  const statements = table(
+    "Where each consumer's time goes: its statements, timed from node (round trip and parameter encoding included), against the wall time from subscribed to done",
+    lines,
     {
-      title: 'CPU during each timed phase (cores: 1 = one core busy; µs per event)',
-      columns: [
-        'phase',
-        'seconds',
-        'node cores',
-        'node µs/ev',
-        'PostgreSQL cores',
-        'PG µs/ev',
-        'PG bench-db backends',
-        'RabbitMQ cores',
-        'others cores',
-      ],
-      rows: runs.flatMap((run) =>
-        (
-          [
-            ['consumer', run.run.seconds, run.run.cpu],
-            ['bare', run.bare.seconds, run.bare.cpu],
-          ] as const
-        ).map(([phase, seconds, cpu]) => [
-          `${label(run)} ${phase}`,
-          formatNumber(seconds, 2),
-          cores(cpu, NODE),
-          formatUs(cpu.processes[NODE]?.usPerEvent),
-          cores(cpu, PG),
-          formatUs(cpu.processes[PG]?.usPerEvent),
-          cores(cpu, 'postgres'),
-          cores(cpu, 'rabbitmq'),
-          othersCores(cpu, env.cpus),
-        ]),
-      ),
+      'run · statement': (l) => l.name,
+      count: (l) => l.count,
+      'ms / transaction': (l) =>
+        formatNumber(l.ms / Math.max(1, (l.bare ? l.run.bare : l.run.run).transactions), 2),
+      'µs / event': (l) => formatNumber((1000 * l.ms) / l.run.events, 1),
+      '% of wall': (l) =>
+        `${formatNumber((100 * l.ms) / ((l.bare ? l.run.bare : l.run.run).seconds * 1000), 1)}%${l.bare ? ' of bare' : ''}`,
     },
-    {
-      title:
-        "Where each consumer's time goes: its statements, timed from node (round trip and parameter encoding included), against the wall time from subscribed to done",
-      columns: ['run · statement', 'count', 'ms / transaction', 'µs / event', '% of wall'],
-      rows: runs.flatMap((run) => {
-        const wallMs = run.run.seconds * 1000;
-        const transactions = Math.max(1, run.run.transactions);
-        const inStatements = run.run.statements.reduce((sum, time) => sum + time.ms, 0);
-        const row = (statement: string, count: string, ms: number) => [
-          `${label(run)} · ${statement}`,
-          count,
-          formatNumber(ms / transactions, 2),
-          formatNumber((1000 * ms) / run.events, 1),
-          `${formatNumber((100 * ms) / wallMs, 1)}%`,
-        ];
-        return [
-          ...[...run.run.statements]
-            .sort((a, b) => b.ms - a.ms)
-            .map((time) => row(time.statement, formatNumber(time.count), time.ms)),
-          row(
-            '(outside statements: node work — receive, parse, validate, hash, build, ack — or idle)',
-            '',
-            wallMs - inStatements,
-          ),
-          ...run.bare.statements.map((time) =>
-            row(`bare: ${time.statement}`, formatNumber(time.count), time.ms).map((cell, index) =>
-              // The bare loop's share is of its own wall time.
-              index === 4 ? `${formatNumber((100 * time.ms) / (run.bare.seconds * 1000), 1)}% of bare` : cell,
-            ),
-          ),
-        ];
-      }),
-    },
-  ];
+  );
   // Judged at the default batch size: ≥ 10,000 events/s for the audit consumer when it was measured (else
   // the first consumer measured), and issue 15's goal, each consumer ÷ the bare loop ≥ 0.7 (the worst).
   const goalConsumer = settings.consumers.includes('audit') ? 'audit' : settings.consumers[0];
   const atGoalBatch = runs.filter((run) => run.batch === 250);
   const goalRun = atGoalBatch.find((run) => run.consumer === goalConsumer);
-  const worst = atGoalBatch.reduce<RunResult | undefined>(
-    (w, run) => (w === undefined || run.ratio < w.ratio ? run : w),
-    undefined,
-  );
+  const worst = [...atGoalBatch].sort((a, b) => a.ratio - b.ratio)[0];
   const goals = [
     judge(
       {
@@ -800,48 +659,37 @@ async function main(): Promise<number> {
         : `${formatNumber(100 * goalRun.ratio)}% of the bare INSERT loop's ${formatNumber(goalRun.bare.rowsPerSec)} rows/s`,
     ),
     judge(
-      {
-        name: 'each consumer (bench:consumers) ÷ the bare batched insert loop',
-        threshold: 0.7,
-        comparison: '>=',
-        unit: 'ratio',
-        issue: 15,
-      },
+      goal(15, '>=', 0.7, 'ratio', 'each consumer (bench:consumers) ÷ the bare batched insert loop'),
       worst?.ratio,
       worst === undefined
         ? 'batch 250 not run'
         : `the lowest at batch 250: ${atGoalBatch.map((run) => `${run.consumer} ${formatNumber(run.ratio, 2)}`).join(', ')}`,
     ),
   ];
+  const perRun = (text: (run: RunResult) => string) =>
+    runs.map((run) => `${label(run)} ${text(run)}`).join(', ');
   const settingsText = [
     `${formatNumber(settings.events)} events per queue; batch ${settings.batches.join(', ')}; prefetch ${settings.prefetch ?? '2 × batch'}; batch wait 10 ms (default); fill window ${settings.window}`,
     ...settings.consumers.map(
       (consumer) =>
-        `${consumer} (${QUEUE_OF[consumer]}): ${mixText(consumer)}; ${runs.find((run) => run.consumer === consumer)?.bytesPerEvent ?? '?'} B per message on average`,
+        `${consumer} (${QUEUES[consumer]}): ${mixText(consumer)}; ${runs.find((run) => run.consumer === consumer)?.bytesPerEvent ?? '?'} B per message on average`,
     ),
-    'each run: a fresh migrated database and vhost; the queue filled as the API publishes (only it bound during the fill), then the bare loop, then the consumer, each after a CHECKPOINT; consumer timed from start() resolving to applied = events',
-    `whole benchmark ${formatNumber((Date.now() - startedAt.getTime()) / 1000)} s; per run (build, database, fill, bare, consumer): ${runs.map((run) => `${label(run)} ${formatNumber(run.wallSeconds)} s`).join(', ')}`,
-    `from start() (connect + topology declare included): ${runs.map((run) => `${label(run)} ${formatNumber(run.run.fromStart.eventsPerSec)} events/s`).join(', ')}`,
-    `fill (not timed against anything; the broker's rate into one quorum queue): ${runs.map((run) => `${label(run)} ${formatNumber(run.fill.messagesPerSec)} msgs/s`).join(', ')}`,
-    'bare: one connection, BEGIN; INSERT INTO bench_bare_events (event_id text PRIMARY KEY, envelope jsonb) SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT DO NOTHING; COMMIT per batch',
-    'node = this process (the runtime and consumer; or the bare loop); PostgreSQL = the whole server (postmaster and all its processes), of which "bench-db backends" are the connections to the run\'s database; others = every other process on the machine (shared: a high figure means a disturbed run)',
-    'logging consumer: lines to <DATA_DIR>/logs/errors.log (10 MiB rotation) and to /dev/null in place of stdout',
+    `whole benchmark ${formatNumber((Date.now() - startedAt.getTime()) / 1000)} s; per run (build, database, fill, bare, consumer): ${perRun((run) => `${formatNumber(run.wallSeconds)} s`)}`,
+    `from start() (connect + topology declare included): ${perRun((run) => `${formatNumber(run.run.fromStart.eventsPerSec)} events/s`)}`,
+    `fill (not timed against anything; the broker's rate into one quorum queue): ${perRun((run) => `${formatNumber(run.fill.messagesPerSec)} msgs/s`)}`,
+    'node = this process (the runtime and consumer, or the bare loop); PostgreSQL = the whole server, of which "bench-db backends" are the connections to the run\'s database; others = every other process on the machine (shared: a high figure means a disturbed run); method: bench/README.md',
     environmentText(
       env,
-      `, PostgreSQL ${postgresVersion}${broker === undefined ? '' : `, RabbitMQ ${broker.version} (Erlang ${broker.erlang})`}`,
+      `, PostgreSQL ${postgresVersion}, RabbitMQ ${broker.version} (Erlang ${broker.erlang})`,
     ),
   ];
   const checks = [
-    ...runs.map(
-      (run) =>
-        `${label(run)}: applied ${formatNumber(run.run.status.counters.applied)}, duplicates ${run.run.status.counters.duplicates}, retried ${run.run.status.counters.retried}, dead-lettered ${run.run.status.counters.deadLettered}, poison ${run.run.status.counters.poison}, queue after ${run.run.queueDepthAfter ?? 'n/a'}, ${Object.entries(
-          run.run.tables,
-        )
-          .map(([table, count]) => `${table} ${formatNumber(count)}`)
-          .join(
-            ', ',
-          )}${run.run.loggedLines === null ? '' : `, lines logged ${formatNumber(run.run.loggedLines)}`}, bare rows ${formatNumber(run.bare.rows)} — ${run.problems.length === 0 ? 'ok' : `PROBLEMS: ${run.problems.join('; ')}`}`,
-    ),
+    ...runs.map(({ run, bare, problems, ...result }) => {
+      const { applied, duplicates, retried, deadLettered, poison } = run.status.counters;
+      const tables = Object.entries(run.tables).map(([table, count]) => `${table} ${formatNumber(count)}`);
+      const logged = run.loggedLines === null ? [] : [`lines logged ${formatNumber(run.loggedLines)}`];
+      return `${label({ run, bare, problems, ...result })}: applied ${formatNumber(applied)}, duplicates ${duplicates}, retried ${retried}, dead-lettered ${deadLettered}, poison ${poison}, queue after ${run.queueDepthAfter ?? 'n/a'}, ${[...tables, ...logged].join(', ')}, bare rows ${formatNumber(bare.rows)} — ${problems.length === 0 ? 'ok' : `PROBLEMS: ${problems.join('; ')}`}`;
+    }),
     `broker alarms after the runs: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
   ];
   await publishResults({
@@ -849,8 +697,7 @@ async function main(): Promise<number> {
     title: 'Consumer throughput benchmark',
     startedAt,
     goals: { title: 'Goals', goals },
-    sections,
-    verdicts: [],
+    sections: [throughput, cpu, statements],
     notes: { settings: [...cli.settingsBlock(settings), ...settingsText], checks },
     command: effectiveCommand(settings),
     report: {
@@ -859,12 +706,11 @@ async function main(): Promise<number> {
         prefetch: settings.prefetch ?? '2 × batch',
         mixes: Object.fromEntries(settings.consumers.map((consumer) => [consumer, mixText(consumer)])),
       },
-      environment: { ...env, postgres: postgresVersion, rabbitmq: broker ?? null },
+      environment: { ...env, postgres: postgresVersion, rabbitmq: broker },
       runs,
       brokerAlarmsAfter: alarmsAfter,
     },
   });
-  return runs.every((run) => run.problems.length === 0) ? 0 : 1;
 }
 
 runMain(NAME, cli.help(), main);

@@ -2,7 +2,7 @@
  * Start time and memory of the API process, from the compiled build (dist/, plain Node: what `npm start`
  * runs) against the TypeScript sources through tsx. Method: bench/README.md ("bench:startup").
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { Environments } from './support/broker.ts';
 import { processTicks } from './support/cpu.ts';
 import { createDatabase, dropDatabase } from './support/databases.ts';
@@ -16,10 +16,11 @@ import {
   publishResults,
   REPO_ROOT,
   round,
+  table,
 } from './support/report.ts';
 import { handleSignals, runMain, sleep, throwIfInterrupted } from './support/settings.ts';
 import { median } from './support/stats.ts';
-import { freePort } from './support/system-process.ts';
+import { freePort, startCli, stopProcess, waitForHttp } from './support/system-process.ts';
 
 const cli = commandLine({
   script: 'bench:startup',
@@ -31,12 +32,12 @@ const cli = commandLine({
   },
 });
 const SERVER = process.env.TEST_DATABASE_SERVER ?? 'postgres://root@127.0.0.1:5432';
+/** How each runtime starts: bin/telemetry-bus.js runs dist/ (built first), the other the sources. */
 const RUNTIMES = {
-  dist: ['bin/telemetry-bus.js', 'start'],
-  tsx: ['--import', 'tsx', 'src/cli/main.ts', 'start'],
-} as const;
+  tsx: { nodeArgs: ['--import', 'tsx'], script: 'src/cli/main.ts' },
+  dist: {},
+};
 type Runtime = keyof typeof RUNTIMES;
-
 interface Sample {
   runtime: Runtime;
   round: number;
@@ -46,60 +47,39 @@ interface Sample {
   rssSettledMiB: number | null;
   peakMiB: number | null;
 }
+type Figure = Exclude<keyof Sample, 'runtime' | 'round'>;
 
 const mib = (kib: number | undefined) => (kib === undefined ? null : round(kib / 1024, 1));
-
-async function waitForHealth(child: ChildProcess, url: string, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the API exited with code ${child.exitCode} before ready`);
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      await response.arrayBuffer();
-      if (response.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(5);
-  }
-  throw new Error(`no 200 from ${url} within ${timeoutMs} ms`);
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 async function startOnce(runtime: Runtime, env: Record<string, string>, settleMs: number, roundNo: number) {
   const port = await freePort();
   const started = performance.now();
-  const child = spawn(process.execPath, [...RUNTIMES[runtime]], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: 'ignore',
-  });
+  const api = startCli(
+    `api (${runtime})`,
+    ['start'],
+    { ...env, PORT: String(port) },
+    undefined,
+    RUNTIMES[runtime],
+  );
   try {
-    await waitForHealth(child, `http://127.0.0.1:${port}/health`, 60_000);
-    const readyMs = performance.now() - started;
-    const ticks = processTicks(child.pid);
-    const rssAtReady = statusKib(child.pid, 'VmRSS');
+    // Polled every 5 ms: the start time's resolution.
+    await waitForHttp(api, `http://127.0.0.1:${port}/health`, 60_000, 5);
+    const readyMs = round(performance.now() - started, 0);
+    const ticks = processTicks(api.pid);
+    const rssAtReadyMiB = mib(statusKib(api.pid, 'VmRSS'));
     await sleep(settleMs);
     const sample: Sample = {
       runtime,
       round: roundNo,
-      readyMs: round(readyMs, 0),
+      readyMs,
       cpuMsToReady: ticks === undefined ? null : (ticks.user + ticks.system) * 10,
-      rssAtReadyMiB: mib(rssAtReady),
-      rssSettledMiB: mib(statusKib(child.pid, 'VmRSS')),
-      peakMiB: mib(statusKib(child.pid, 'VmHWM')),
+      rssAtReadyMiB,
+      rssSettledMiB: mib(statusKib(api.pid, 'VmRSS')),
+      peakMiB: mib(statusKib(api.pid, 'VmHWM')),
     };
     return sample;
   } finally {
-    await stop(child);
+    await stopProcess(api);
   }
 }
 
@@ -122,8 +102,7 @@ async function main(): Promise<number> {
     progress('untimed first start: database, migrations, admin key');
     await startOnce('dist', appEnv, 0, 0);
     for (let r = 1; r <= rounds; r++) {
-      const order: Runtime[] = r % 2 === 1 ? ['tsx', 'dist'] : ['dist', 'tsx'];
-      for (const runtime of order) {
+      for (const runtime of r % 2 === 1 ? (['tsx', 'dist'] as const) : (['dist', 'tsx'] as const)) {
         throwIfInterrupted();
         const sample = await startOnce(runtime, appEnv, settleMs, r);
         samples.push(sample);
@@ -136,42 +115,29 @@ async function main(): Promise<number> {
     await environments.removeAll();
     await dropDatabase(SERVER, database).catch(() => {});
   }
-  const figure = (runtime: Runtime, key: keyof Omit<Sample, 'runtime' | 'round'>) => {
-    const values = samples
-      .filter((s) => s.runtime === runtime)
-      .map((s) => s[key])
-      .filter((v): v is number => v !== null);
-    return values.length === 0
-      ? 'n/a'
-      : `${round(median(values), 1)} (${Math.min(...values)}–${Math.max(...values)})`;
+  const values = (runtime: Runtime, key: Figure) =>
+    samples.flatMap((s) => (s.runtime === runtime && s[key] !== null ? [s[key] as number] : []));
+  const figure = (key: Figure) => (runtime: Runtime) => {
+    const of = values(runtime, key);
+    return of.length === 0 ? 'n/a' : `${round(median(of), 1)} (${Math.min(...of)}–${Math.max(...of)})`;
   };
-  const keys = ['readyMs', 'cpuMsToReady', 'rssAtReadyMiB', 'rssSettledMiB', 'peakMiB'] as const;
-  const readyRatio =
-    median(samples.filter((s) => s.runtime === 'dist').map((s) => s.readyMs)) /
-    median(samples.filter((s) => s.runtime === 'tsx').map((s) => s.readyMs));
+  const readyRatio = median(values('dist', 'readyMs')) / median(values('tsx', 'readyMs'));
   await publishResults({
     name: 'startup',
     title: 'API start time and memory: dist (plain Node) against tsx',
     startedAt,
     sections: [
-      {
-        title: `median (min–max) of ${rounds} starts each`,
-        columns: [
-          'runtime',
-          'ready ms',
-          'CPU ms to ready',
-          'RSS at ready MiB',
-          'RSS settled MiB',
-          'peak MiB',
-        ],
-        rows: (['tsx', 'dist'] as const).map((runtime) => [runtime, ...keys.map((k) => figure(runtime, k))]),
-      },
+      table(`median (min–max) of ${rounds} starts each`, ['tsx', 'dist'] as const, {
+        runtime: (runtime) => runtime,
+        'ready ms': figure('readyMs'),
+        'CPU ms to ready': figure('cpuMsToReady'),
+        'RSS at ready MiB': figure('rssAtReadyMiB'),
+        'RSS settled MiB': figure('rssSettledMiB'),
+        'peak MiB': figure('peakMiB'),
+      }),
     ],
     verdicts: [`dist is ready in ${round(readyRatio * 100, 0)}% of tsx's start time (medians)`],
-    notes: {
-      settings: [...cli.settingsBlock(settings), environmentText(env)],
-      checks: [],
-    },
+    notes: { settings: [...cli.settingsBlock(settings), environmentText(env)], checks: [] },
     command: invocation('bench:startup'),
     report: { settings, environment: env, samples },
   });

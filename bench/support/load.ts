@@ -7,7 +7,7 @@
 import autocannon, { type Client, type Request } from 'autocannon';
 import { pacedLoad } from './paced-load.ts';
 import { interruptible, stoppable, throwIfInterrupted } from './settings.ts';
-import { type Distribution, distribution, Samples } from './stats.ts';
+import { type Distribution, distribution } from './stats.ts';
 
 export interface LoadResult {
   generator: 'paced' | 'autocannon';
@@ -52,7 +52,7 @@ export async function runLoad(spec: {
   }
   const connections = spec.connections ?? 50;
   let client = 0;
-  const samples = new Samples(200_000);
+  const samples: number[] = [];
   const instance = autocannon({
     url: spec.url,
     title: spec.label,
@@ -71,7 +71,7 @@ export async function runLoad(spec: {
     async () => await instance,
   );
   throwIfInterrupted();
-  const exact = distribution(samples.sorted(), 1, 3);
+  const exact = distribution(samples, 1, 3);
   return {
     generator: 'autocannon',
     targetRate: null,

@@ -1,23 +1,20 @@
 /**
  * The raw broker ceiling: what RabbitMQ alone carries for a message mix through the real topology, so an
- * end-to-end figure can be stated as a share of it. A plain amqplib ConfirmChannel publishes the mix's
- * messages (the very exchange, routing key, body, properties and headers the service's publisher sends:
- * `toOutboundMessage()` of spool records, persistent, into the same quorum queues) keeping `window`
- * unconfirmed at most, for `durationS` seconds; meanwhile a plain consumer per queue (prefetch as the
- * service's consumers, acknowledging every 100 messages with `multiple`, or after 2 ms without a new
- * one, as the consumer runtime acknowledges a batch) receives them and does nothing else.
- *
- * The rate is messages published ÷ the time from the first publish to the moment every queue has
- * received and acknowledged all the messages routed to it: one message = one event, whatever the
+ * end-to-end figure can be stated as a share of it. The confirm loop (confirm-publish.ts) publishes the
+ * mix's messages as the service's publisher sends them for `durationS` seconds; meanwhile a plain consumer
+ * per queue (prefetch as the service's consumers, acknowledging every 100 messages with `multiple`, or
+ * after 2 ms without a new one, as the consumer runtime acknowledges a batch) receives them and does
+ * nothing else. The rate is messages published ÷ the time from the first publish to the moment every
+ * queue has received and acknowledged all that was routed to it: one message = one event, whatever the
  * fan-out, as the end-to-end figure counts events.
  */
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import { applyTopology } from '../../src/bus/apply-topology.ts';
 import { connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { OutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, queuesFor } from '../../src/bus/topology.ts';
-import { confirmPublish } from './confirm-publish.ts';
+import { confirmPublish, withConfirmChannel } from './confirm-publish.ts';
 import { CpuMeter, type CpuPerEvent } from './cpu-per-event.ts';
+import { round } from './report.ts';
+import { bounded } from './settings.ts';
 
 export interface RawCeilingOptions {
   /** A vhost of the benchmark's own. */
@@ -58,120 +55,89 @@ export interface RawCeilingResult {
 }
 
 export async function rawCeiling(options: RawCeilingOptions): Promise<RawCeilingResult> {
-  const window = options.window ?? 1000;
-  const prefetch = options.prefetch ?? 500;
-  const drainTimeoutMs = (options.drainTimeoutS ?? 120) * 1000;
+  const { url, messages, queues, window = 1000, prefetch = 500 } = options;
   const topology = buildTopology();
-  const routes = options.messages.map((message) =>
-    queuesFor(topology, message.exchange, message.routingKey).filter((queue) =>
-      options.queues.includes(queue),
-    ),
+  const routes = messages.map((message) =>
+    queuesFor(topology, message.exchange, message.routingKey).filter((queue) => queues.includes(queue)),
   );
-  const connections: ChannelModel[] = [];
+  const expected: Record<string, number> = Object.fromEntries(queues.map((queue) => [queue, 0]));
+  const received: Record<string, number> = Object.fromEntries(queues.map((queue) => [queue, 0]));
+  let publishingDone = false;
+  let lastAckAt = 0;
+  let settle: () => void = () => {};
+  const allReceived = new Promise<void>((resolve) => (settle = resolve));
+  const consuming = await connectToBroker(url, { name: 'telemetry-bus bench raw consumer' });
+  consuming.on('error', () => {});
   try {
-    const publishing = await connectToBroker(options.url, { name: 'telemetry-bus bench raw publisher' });
-    connections.push(publishing);
-    await applyTopology(publishing, topology);
-    const consuming = await connectToBroker(options.url, { name: 'telemetry-bus bench raw consumer' });
-    connections.push(consuming);
-    for (const connection of connections) connection.on('error', () => {});
-
-    const expected: Record<string, number> = Object.fromEntries(options.queues.map((queue) => [queue, 0]));
-    const received: Record<string, number> = Object.fromEntries(options.queues.map((queue) => [queue, 0]));
-    let publishingDone = false;
-    let lastAckAt = 0;
-    let settle: (() => void) | undefined;
-    const allReceived = () =>
-      publishingDone && options.queues.every((queue) => received[queue] === expected[queue]);
-    const consumerChannels: Channel[] = [];
-    for (const queue of options.queues) {
-      const channel = await consuming.createChannel();
-      consumerChannels.push(channel);
-      await channel.prefetch(prefetch);
-      let unacked: ConsumeMessage | undefined;
-      let count = 0;
-      let timer: NodeJS.Timeout | undefined;
-      const flush = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        timer = undefined;
-        if (unacked === undefined) return;
-        channel.ack(unacked, true);
-        unacked = undefined;
-        count = 0;
-        lastAckAt = performance.now();
-        if (allReceived()) settle?.();
-      };
-      await channel.consume(queue, (message) => {
-        if (message === null) return;
-        received[queue] = (received[queue] ?? 0) + 1;
-        unacked = message;
-        if (++count >= 100) flush();
-        else timer ??= setTimeout(flush, 2);
-      });
-    }
-
-    const channel: ConfirmChannel = await publishing.createConfirmChannel();
-    const pids = options.pids ?? {};
-    const meter = new CpuMeter({ processes: pids });
-    meter.start();
-    const started = performance.now();
-    let published = 0;
-    const progressTimer = setInterval(
-      () => options.onProgress?.(published, Math.min(...options.queues.map((queue) => received[queue] ?? 0))),
-      1000,
-    );
-    try {
-      const outcome = await confirmPublish(channel, {
-        message: (index) => options.messages[index % options.messages.length],
-        window,
-        deadline: started + options.durationS * 1000,
-        onPublish: (index) => {
-          published++;
-          for (const queue of routes[index % options.messages.length] as string[]) {
-            expected[queue] = (expected[queue] ?? 0) + 1;
-          }
-        },
-      });
-      const { confirmed, nacked, returned } = outcome;
-      const publishSeconds = (performance.now() - started) / 1000;
-      publishingDone = true;
-      await new Promise<void>((resolve, reject) => {
-        if (allReceived()) return resolve();
-        const timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `raw consumers did not receive everything within ${drainTimeoutMs / 1000} s: ${JSON.stringify({ expected, received })}`,
-              ),
-            ),
-          drainTimeoutMs,
-        );
-        settle = () => {
+    return await withConfirmChannel(url, topology, async (channel) => {
+      for (const queue of queues) {
+        const consumer = await consuming.createChannel();
+        await consumer.prefetch(prefetch);
+        let count = 0;
+        let timer: NodeJS.Timeout | undefined;
+        let last: Parameters<typeof consumer.ack>[0] | undefined;
+        const ack = () => {
           clearTimeout(timer);
-          resolve();
+          timer = undefined;
+          if (last !== undefined) consumer.ack(last, true);
+          [last, count, lastAckAt] = [undefined, 0, performance.now()];
+          if (publishingDone && queues.every((name) => received[name] === expected[name])) settle();
         };
-      });
-      const seconds = (lastAckAt - started) / 1000;
-      const cpu = meter.stop(published);
-      return {
-        published,
-        confirmed,
-        nacked,
-        returned,
-        publishSeconds: Math.round(publishSeconds * 1000) / 1000,
-        seconds: Math.round(seconds * 1000) / 1000,
-        messagesPerSec: Math.round(published / seconds),
-        received,
-        window,
-        prefetch,
-        cpu,
-      };
-    } finally {
-      clearInterval(progressTimer);
-      await channel.close().catch(() => {});
-      for (const consumer of consumerChannels) await consumer.close().catch(() => {});
-    }
+        await consumer.consume(queue, (message) => {
+          if (message === null) return;
+          received[queue] = (received[queue] ?? 0) + 1;
+          last = message;
+          if (++count >= 100) ack();
+          else timer ??= setTimeout(ack, 2);
+        });
+      }
+      const meter = new CpuMeter({ processes: options.pids ?? {} });
+      meter.start();
+      const started = performance.now();
+      let published = 0;
+      const least = () => Math.min(...queues.map((queue) => received[queue] ?? 0));
+      const progressTimer = setInterval(() => options.onProgress?.(published, least()), 1000);
+      try {
+        const { confirmed, nacked, returned } = await confirmPublish(channel, {
+          message: (index) => messages[index % messages.length],
+          window,
+          deadline: started + options.durationS * 1000,
+          onPublish: (index) => {
+            published++;
+            for (const queue of routes[index % messages.length] as string[]) {
+              expected[queue] = (expected[queue] ?? 0) + 1;
+            }
+          },
+        });
+        const publishSeconds = (performance.now() - started) / 1000;
+        publishingDone = true;
+        if (queues.every((name) => received[name] === expected[name])) settle();
+        await bounded(
+          allReceived,
+          options.drainTimeoutS ?? 120,
+          'the raw consumers to receive everything',
+        ).catch((error: unknown) => {
+          throw new Error(`${String(error)}: ${JSON.stringify({ expected, received })}`);
+        });
+        const seconds = (lastAckAt - started) / 1000;
+        return {
+          published,
+          confirmed,
+          nacked,
+          returned,
+          publishSeconds: round(publishSeconds, 3),
+          seconds: round(seconds, 3),
+          messagesPerSec: Math.round(published / seconds),
+          received,
+          window,
+          prefetch,
+          cpu: meter.stop(published),
+        };
+      } finally {
+        clearInterval(progressTimer);
+      }
+    });
   } finally {
-    for (const connection of connections) await connection.close().catch(() => {});
+    await consuming.close().catch(() => {});
   }
 }

@@ -69,9 +69,10 @@ export function startCli(
   args: string[],
   env: Record<string, string>,
   isOutput: (entry: LogEntry) => boolean = () => false,
-  launch: { nodeArgs?: string[]; ipc?: boolean } = {},
+  /** Node options before the CLI's path, an IPC channel (for a preloaded probe), another entry point. */
+  launch: { nodeArgs?: string[]; ipc?: boolean; script?: string } = {},
 ): SystemProcess {
-  const child = spawn(process.execPath, [...(launch.nodeArgs ?? []), CLI, ...args], {
+  const child = spawn(process.execPath, [...(launch.nodeArgs ?? []), launch.script ?? CLI, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe', ...(launch.ipc ? (['ipc'] as const) : [])],
@@ -140,8 +141,13 @@ export async function stopProcess(process_: SystemProcess, graceMs = 30_000): Pr
   return { code, signal, clean: code === 0 && !killed, stopMs: Date.now() - started };
 }
 
-/** Polls `url` until it answers 200, for up to `timeoutMs`; fails at once if the process exits. */
-export async function waitForHttp(process_: SystemProcess, url: string, timeoutMs: number): Promise<void> {
+/** Polls `url` every `everyMs` until it answers 200, for up to `timeoutMs`; fails at once if the process exits. */
+export async function waitForHttp(
+  process_: SystemProcess,
+  url: string,
+  timeoutMs: number,
+  everyMs = 200,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const { name, child, tail } = process_;
   for (;;) {
@@ -152,6 +158,6 @@ export async function waitForHttp(process_: SystemProcess, url: string, timeoutM
     if (response?.status === 200) return;
     if (Date.now() > deadline)
       throw new Error(`${name} did not answer ${url} within ${timeoutMs / 1000} s:\n${tail.join('\n')}`);
-    await interruptible(new Promise((resolve) => setTimeout(resolve, 200)));
+    await interruptible(new Promise((resolve) => setTimeout(resolve, everyMs)));
   }
 }

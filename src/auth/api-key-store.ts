@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type pg from 'pg';
 import { cacheBudget } from '../cache-budget.ts';
+import { inTransaction } from '../db/transaction.ts';
 import { generateApiKey, hashApiKey, looksLikeApiKey } from './api-key.ts';
 import type { Role } from './roles.ts';
 
@@ -136,32 +137,21 @@ export class ApiKeyStore {
    * instances starting together create one. Returns the new key, or undefined when keys already exist.
    */
   async bootstrapAdmin(): Promise<{ key: string; info: ApiKeyInfo } | undefined> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.pool, async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('telemetry-bus:bootstrap-admin'))");
       const { rows } = await client.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM api_keys) AS any');
-      if (rows[0]?.any) {
-        await client.query('COMMIT');
-        return undefined;
-      }
+      if (rows[0]?.any) return undefined;
       const key = generateApiKey();
       const id = randomUUID();
       const inserted = await client.query<{ created_at: Date }>(
         "INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, 'bootstrap-admin', 'admin', $2) RETURNING created_at",
         [id, Buffer.from(hashApiKey(key), 'hex')],
       );
-      await client.query('COMMIT');
       const createdAt = (inserted.rows[0] as { created_at: Date }).created_at.toISOString();
       return {
         key,
         info: { id, name: 'bootstrap-admin', role: 'admin', created_at: createdAt, revoked_at: null },
       };
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 }

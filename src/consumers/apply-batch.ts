@@ -15,7 +15,7 @@
  */
 import type pg from 'pg';
 import { batchStatement } from '../db/batch-statement.ts';
-import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
+import { inTransaction, withClient } from '../db/transaction.ts';
 import { appliedRows } from '../ledger/applied-rows.ts';
 import { addLedgerRows, ledgerWrite } from '../ledger/ledger-store.ts';
 import type { Consumer, Delivery } from './consumer.ts';
@@ -59,48 +59,44 @@ export async function applyBatch(
   return applyInTransaction(target, deliveries);
 }
 
-/** Releases a client, destroying it if the connection broke (or a rollback failed). */
-function release(client: pg.PoolClient, broken: unknown): void {
-  client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+/** What a transaction applied: new (`todo`), with an effect, and what the deduplicator records once committed. */
+interface Applied {
+  todo: Delivery[];
+  effective: Delivery[];
+  selection?: Selection | undefined;
 }
 
 async function applyInTransaction(target: BatchTarget, deliveries: Delivery[]): Promise<void> {
   const { consumer, deduplicator } = target;
-  const client = await target.pool.connect();
-  let broken: unknown;
-  let result: { todo: Delivery[]; effective: Delivery[] };
+  let result: Applied;
   try {
-    const begun = client.query('BEGIN');
-    target.statementSent();
-    await begun;
-    const { todo, effective, selection } = consumer.deduplicates
-      ? await applyDeduplicating(consumer, deliveries, client)
-      : await applyRecorded(target, deliveries, client);
-    if (todo.length > 0) {
-      await addLedgerRows(
-        client,
-        appliedRows(
-          consumer.name,
-          todo.map((delivery) => delivery.event),
-        ),
-      );
-    }
-    await client.query('COMMIT');
-    if (selection !== undefined) deduplicator.committed(selection);
-    result = { todo, effective };
+    result = await inTransaction(
+      target.pool,
+      async (client) => {
+        const { todo, effective, selection } = consumer.deduplicates
+          ? await applyDeduplicating(consumer, deliveries, client)
+          : await applyRecorded(target, deliveries, client);
+        if (todo.length > 0) {
+          await addLedgerRows(
+            client,
+            appliedRows(
+              consumer.name,
+              todo.map((delivery) => delivery.event),
+            ),
+          );
+        }
+        return { todo, effective, selection };
+      },
+      { onBeginSent: () => target.statementSent() },
+    );
   } catch (error) {
     // Whether the commit happened or not, what the deduplicator cached may be stale: it reads again.
     deduplicator.forget();
-    if (isDatabaseUnavailable(error)) broken = error;
-    else
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        broken = rollbackError;
-      });
     throw error;
-  } finally {
-    release(client, broken);
   }
-  target.committed(result.todo, deliveries.length - result.todo.length, result.effective);
+  const { todo, effective, selection } = result;
+  if (selection !== undefined) deduplicator.committed(selection);
+  target.committed(todo, deliveries.length - todo.length, effective);
 }
 
 /**
@@ -117,23 +113,11 @@ async function applyInOneStatement(
   const { consumer, deduplicator } = target;
   await consumer.prepare?.(target.pool, deliveries, { afterConflict });
   const decided = deduplicator.decide(deliveries);
-  const client = await target.pool.connect();
-  let broken: unknown;
-  let inTransaction = false;
-  let todo: Delivery[] = [];
-  let effective: Delivery[] = [];
-  try {
-    let selection = decided;
-    if (selection === undefined) {
-      const begun = client.query('BEGIN');
-      target.statementSent();
-      await begun;
-      inTransaction = true;
-      selection = await deduplicator.select(client, deliveries);
-    }
-    todo = selection.fresh;
-    effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
-    if (todo.length > 0 || inTransaction) {
+  /** The selection's statement: effects, de-duplication records and ledger rows. */
+  const apply = async (client: pg.PoolClient, selection: Selection, transaction: boolean) => {
+    const todo = selection.fresh;
+    const effective = todo.filter((delivery) => delivery.event?.source !== 'selftest');
+    if (todo.length > 0 || transaction) {
       const writes = consumer.writes?.(effective) ?? [];
       const ledger = ledgerWrite(
         appliedRows(
@@ -151,21 +135,25 @@ async function applyInOneStatement(
       target.statementSent();
       await done;
     }
-    if (inTransaction) await client.query('COMMIT');
-    deduplicator.committed(selection);
+    return { selection, todo, effective };
+  };
+  let applied: Applied & { selection: Selection };
+  try {
+    applied =
+      decided === undefined
+        ? await inTransaction(
+            target.pool,
+            async (client) => apply(client, await deduplicator.select(client, deliveries), true),
+            { onBeginSent: () => target.statementSent() },
+          )
+        : await withClient(target.pool, (client) => apply(client, decided, false));
   } catch (error) {
     // Whether the commit happened or not, what the deduplicator cached may be stale: it reads again.
     deduplicator.forget();
-    if (isDatabaseUnavailable(error)) broken = error;
-    else if (inTransaction)
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        broken = rollbackError;
-      });
     throw error;
-  } finally {
-    release(client, broken);
   }
-  target.committed(todo, deliveries.length - todo.length, effective);
+  deduplicator.committed(applied.selection);
+  target.committed(applied.todo, deliveries.length - applied.todo.length, applied.effective);
 }
 
 /**
@@ -197,18 +185,11 @@ async function applyAllInOneStatement(
       unique.map((delivery) => delivery.event),
     ),
   );
-  const client = await target.pool.connect();
-  let broken: unknown;
-  try {
+  await withClient(target.pool, async (client) => {
     const done = client.query(batchStatement(`batch.${consumer.name}`, [...writes, ledger]));
     target.statementSent();
     await done;
-  } catch (error) {
-    if (isDatabaseUnavailable(error)) broken = error;
-    throw error;
-  } finally {
-    client.release(broken instanceof Error ? broken : undefined);
-  }
+  });
   target.committed(unique, deliveries.length - unique.length, unique);
   return true;
 }

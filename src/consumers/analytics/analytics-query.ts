@@ -5,6 +5,7 @@
  * `from` 10:30 includes the 10:00–11:00 hour.
  */
 import type pg from 'pg';
+import { inTransaction } from '../../db/transaction.ts';
 import { AppError, ValidationError } from '../../errors.ts';
 import { ModelFilterQuery } from '../../registry/model-schemas.ts';
 import type { TimeRange } from '../../time-range.ts';
@@ -230,28 +231,27 @@ export class AnalyticsQuery {
 
   async filterUsage(range: TimeRange): Promise<FilterUsage> {
     const values = [range.from.toISOString(), range.to.toISOString()];
-    const client = await this.pool.connect();
-    let failed: Error | undefined;
-    try {
-      // One snapshot: the totals and the per-parameter counts agree even while the consumer writes.
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const totals = await client.query<Record<string, string>>(
-        `SELECT coalesce(sum(executions), 0) AS executions,
+    // One snapshot: the totals and the per-parameter counts agree even while the consumer writes.
+    const { totals, parameters, topValues } = await inTransaction(
+      this.pool,
+      async (client) => {
+        const totals = await client.query<Record<string, string>>(
+          `SELECT coalesce(sum(executions), 0) AS executions,
                 coalesce(sum(result_count_sum), 0) AS result_count_sum,
                 coalesce(sum(zero_results), 0) AS zero_results,
                 coalesce(sum(has_more), 0) AS has_more,
                 coalesce(sum(cache_hits), 0) AS cache_hits
          FROM analytics_filter_executions WHERE ${IN_RANGE}`,
-        values,
-      );
-      const parameters = await client.query<{ parameter: string; executions: string }>(
-        `SELECT parameter, sum(executions) AS executions
+          values,
+        );
+        const parameters = await client.query<{ parameter: string; executions: string }>(
+          `SELECT parameter, sum(executions) AS executions
          FROM analytics_filter_parameters WHERE ${IN_RANGE}
          GROUP BY parameter`,
-        values,
-      );
-      const topValues = await client.query<{ parameter: string; value: string; executions: string }>(
-        `SELECT parameter, value, executions FROM (
+          values,
+        );
+        const topValues = await client.query<{ parameter: string; value: string; executions: string }>(
+          `SELECT parameter, value, executions FROM (
            SELECT parameter, value, sum(executions) AS executions,
                   row_number() OVER (PARTITION BY parameter ORDER BY sum(executions) DESC, value) AS rank
            FROM analytics_filter_values WHERE ${IN_RANGE}
@@ -259,47 +259,40 @@ export class AnalyticsQuery {
          ) AS ranked
          WHERE rank <= $3
          ORDER BY parameter, rank`,
-        [...values, ANALYTICS_LIMITS.topValues],
-      );
-      await client.query('COMMIT');
-
-      const total = totals.rows[0] ?? {};
-      const executions = Number(total.executions ?? 0);
-      const used = new Map(parameters.rows.map((row) => [row.parameter, Number(row.executions)]));
-      const names = [...new Set([...FILTER_PARAMETERS, ...used.keys()])];
-      const share = (count: number) => rate(count, executions) ?? 0;
-      const top = Object.fromEntries(COUNTED_FILTER_VALUES.map((parameter) => [parameter, []])) as Record<
-        string,
-        ValueUsage[]
-      >;
-      for (const row of topValues.rows) {
-        const count = Number(row.executions);
-        top[row.parameter]?.push({ value: row.value, executions: count, share: share(count) });
-      }
-      return {
-        from: range.from.toISOString(),
-        to: range.to.toISOString(),
-        executions,
-        average_result_count: rate(Number(total.result_count_sum ?? 0), executions),
-        zero_result_rate: rate(Number(total.zero_results ?? 0), executions),
-        has_more_rate: rate(Number(total.has_more ?? 0), executions),
-        cache_hit_rate: rate(Number(total.cache_hits ?? 0), executions),
-        parameters: names
-          .map((parameter) => {
-            const count = used.get(parameter) ?? 0;
-            return { parameter, executions: count, share: share(count) };
-          })
-          .sort((a, b) => b.executions - a.executions || (a.parameter < b.parameter ? -1 : 1)),
-        top_values: top as FilterUsage['top_values'],
-      };
-    } catch (error) {
-      // A connection that cannot even roll back is not given back to the pool.
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        failed = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-      });
-      throw error;
-    } finally {
-      client.release(failed);
+          [...values, ANALYTICS_LIMITS.topValues],
+        );
+        return { totals, parameters, topValues };
+      },
+      { begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' },
+    );
+    const total = totals.rows[0] ?? {};
+    const executions = Number(total.executions ?? 0);
+    const used = new Map(parameters.rows.map((row) => [row.parameter, Number(row.executions)]));
+    const names = [...new Set([...FILTER_PARAMETERS, ...used.keys()])];
+    const share = (count: number) => rate(count, executions) ?? 0;
+    const top = Object.fromEntries(COUNTED_FILTER_VALUES.map((parameter) => [parameter, []])) as Record<
+      string,
+      ValueUsage[]
+    >;
+    for (const row of topValues.rows) {
+      const count = Number(row.executions);
+      top[row.parameter]?.push({ value: row.value, executions: count, share: share(count) });
     }
+    return {
+      from: range.from.toISOString(),
+      to: range.to.toISOString(),
+      executions,
+      average_result_count: rate(Number(total.result_count_sum ?? 0), executions),
+      zero_result_rate: rate(Number(total.zero_results ?? 0), executions),
+      has_more_rate: rate(Number(total.has_more ?? 0), executions),
+      cache_hit_rate: rate(Number(total.cache_hits ?? 0), executions),
+      parameters: names
+        .map((parameter) => {
+          const count = used.get(parameter) ?? 0;
+          return { parameter, executions: count, share: share(count) };
+        })
+        .sort((a, b) => b.executions - a.executions || (a.parameter < b.parameter ? -1 : 1)),
+      top_values: top as FilterUsage['top_values'],
+    };
   }
 }

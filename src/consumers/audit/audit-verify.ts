@@ -14,6 +14,7 @@
  * long the trail, and a consumer appending meanwhile is neither blocked nor seen half-way.
  */
 import type pg from 'pg';
+import { inTransaction } from '../../db/transaction.ts';
 import { type AuditRecordFields, canonicalTimestampSql, GLOBAL_CHAIN_KEY, recordHash } from './audit-hash.ts';
 
 export type AuditBreakKind = 'hash' | 'prev_hash' | 'missing' | 'head' | 'no_head';
@@ -196,87 +197,87 @@ export async function verifyAuditTrail(
   options: AuditVerifyOptions = {},
 ): Promise<AuditVerification> {
   const batchSize = options.batchSize ?? 2000;
-  const client = await pool.connect();
   let records = 0;
   let chains = 0;
   const result = (broken?: AuditBreak): AuditVerification => ({ ok: !broken, records, chains, broken });
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    let chain: Chain | undefined;
-    let last: WalkRow | undefined;
-    for (;;) {
-      const { rows } = await client.query<WalkRow>(
-        last === undefined
-          ? { text: walkQuery(false), values: [batchSize] }
-          : { text: walkQuery(true), values: [batchSize, last.chain_key, last.chain_position] },
-      );
-      for (const row of rows) {
-        if (chain === undefined || row.chain_key !== chain.key) {
-          const broken = chain === undefined ? undefined : checkEnd(chain);
-          if (broken !== undefined) return result(broken);
-          if (!row.has_head) {
-            return result({
-              kind: 'no_head',
-              recordId: Number(row.id),
-              chainKey: row.chain_key,
-              modelId: modelOf(row.chain_key),
-              position: Number(row.chain_position),
-              detail: `the chain '${row.chain_key}' has records but no head: its head was deleted`,
-            });
+  // One snapshot, read only: what it ends with (COMMIT) changes nothing.
+  return inTransaction(
+    pool,
+    async (client) => {
+      let chain: Chain | undefined;
+      let last: WalkRow | undefined;
+      for (;;) {
+        const { rows } = await client.query<WalkRow>(
+          last === undefined
+            ? { text: walkQuery(false), values: [batchSize] }
+            : { text: walkQuery(true), values: [batchSize, last.chain_key, last.chain_position] },
+        );
+        for (const row of rows) {
+          if (chain === undefined || row.chain_key !== chain.key) {
+            const broken = chain === undefined ? undefined : checkEnd(chain);
+            if (broken !== undefined) return result(broken);
+            if (!row.has_head) {
+              return result({
+                kind: 'no_head',
+                recordId: Number(row.id),
+                chainKey: row.chain_key,
+                modelId: modelOf(row.chain_key),
+                position: Number(row.chain_position),
+                detail: `the chain '${row.chain_key}' has records but no head: its head was deleted`,
+              });
+            }
+            chains++;
+            chain = {
+              key: row.chain_key,
+              expectedPosition: Number(row.first_position),
+              prevHash: row.first_prev_hash as Buffer,
+              lastId: null,
+              row,
+            };
           }
-          chains++;
-          chain = {
-            key: row.chain_key,
-            expectedPosition: Number(row.first_position),
-            prevHash: row.first_prev_hash as Buffer,
-            lastId: null,
-            row,
-          };
+          const broken = checkRecord(chain, row);
+          if (broken !== undefined) return result(broken);
+          records++;
+          chain.expectedPosition++;
+          chain.prevHash = row.hash;
+          chain.lastId = Number(row.id);
+          chain.row = row;
         }
-        const broken = checkRecord(chain, row);
-        if (broken !== undefined) return result(broken);
-        records++;
-        chain.expectedPosition++;
-        chain.prevHash = row.hash;
-        chain.lastId = Number(row.id);
-        chain.row = row;
+        options.onProgress?.(records);
+        if (rows.length < batchSize) break;
+        last = rows[rows.length - 1];
       }
-      options.onProgress?.(records);
-      if (rows.length < batchSize) break;
-      last = rows[rows.length - 1];
-    }
-    if (chain !== undefined) {
-      const broken = checkEnd(chain);
-      if (broken !== undefined) return result(broken);
-    }
-    // Chains that should hold records but hold none: every record of theirs was deleted.
-    const { rows: empty } = await client.query<{
-      chain_key: string;
-      last_id: string | number;
-      last_position: string | number;
-      first_position: string | number;
-    }>(
-      `SELECT chain_key, last_id, last_position, first_position FROM audit_chain_heads h
+      if (chain !== undefined) {
+        const broken = checkEnd(chain);
+        if (broken !== undefined) return result(broken);
+      }
+      // Chains that should hold records but hold none: every record of theirs was deleted.
+      const { rows: empty } = await client.query<{
+        chain_key: string;
+        last_id: string | number;
+        last_position: string | number;
+        first_position: string | number;
+      }>(
+        `SELECT chain_key, last_id, last_position, first_position FROM audit_chain_heads h
         WHERE last_position >= first_position
           AND NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.chain_key = h.chain_key)
         ORDER BY chain_key LIMIT 1`,
-    );
-    const emptied = empty[0];
-    if (emptied !== undefined) {
-      return result({
-        kind: 'head',
-        recordId: Number(emptied.last_id),
-        chainKey: emptied.chain_key,
-        modelId: modelOf(emptied.chain_key),
-        position: Number(emptied.last_position),
-        detail: `the chain has no records, but its head says positions ${emptied.first_position}–${emptied.last_position}: they were deleted`,
-      });
-    }
-    return result();
-  } finally {
-    await client.query('ROLLBACK').catch(() => {});
-    client.release();
-  }
+      );
+      const emptied = empty[0];
+      if (emptied !== undefined) {
+        return result({
+          kind: 'head',
+          recordId: Number(emptied.last_id),
+          chainKey: emptied.chain_key,
+          modelId: modelOf(emptied.chain_key),
+          position: Number(emptied.last_position),
+          detail: `the chain has no records, but its head says positions ${emptied.first_position}–${emptied.last_position}: they were deleted`,
+        });
+      }
+      return result();
+    },
+    { begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' },
+  );
 }
 
 /** One line for a person: `record 42 (model openai/gpt-4, position 3): hash: …`. */

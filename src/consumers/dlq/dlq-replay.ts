@@ -29,6 +29,7 @@ import {
   type Topology,
   WORK_QUEUES,
 } from '../../bus/topology.ts';
+import { inTransaction } from '../../db/transaction.ts';
 import { DependencyUnavailableError, ValidationError } from '../../errors.ts';
 import { FAILURE_HEADERS } from '../failure-policy.ts';
 import { fromJsonValue, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER } from './dead-letter-record.ts';
@@ -352,9 +353,7 @@ export class DlqReplayer {
     let taken = 0;
     for (let start = 0; start < snapshot.length; start += this.#chunkSize) {
       const chunk = snapshot.slice(start, start + this.#chunkSize);
-      const client = await this.#pool.connect();
-      try {
-        await client.query('BEGIN');
+      const chunkDone = await inTransaction(this.#pool, async (client) => {
         const values: unknown[] = [];
         // Only the snapshot's dead letters, still dead and still matching (a concurrent replay or a
         // delete may have taken some since), and none another replay holds.
@@ -367,10 +366,7 @@ export class DlqReplayer {
            FOR UPDATE SKIP LOCKED`,
           values,
         );
-        if (rows.length === 0) {
-          await client.query('COMMIT');
-          continue;
-        }
+        if (rows.length === 0) return undefined;
         const published: string[] = [];
         try {
           for (const row of rows) {
@@ -409,16 +405,12 @@ export class DlqReplayer {
            WHERE id = $1`,
           [operationId, confirmed, confirmed.length],
         );
-        await client.query('COMMIT');
-        replayedIds.push(...confirmed);
-        taken += rows.length;
-        request.onProgress?.(taken, total);
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      } finally {
-        client.release();
-      }
+        return { ids: confirmed, taken: rows.length };
+      });
+      if (chunkDone === undefined) continue;
+      replayedIds.push(...chunkDone.ids);
+      taken += chunkDone.taken;
+      request.onProgress?.(taken, total);
     }
     return { replayed: replayedIds.length, ids: replayedIds };
   }

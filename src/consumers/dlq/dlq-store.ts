@@ -7,6 +7,7 @@
  */
 import type pg from 'pg';
 import { isStorableDateTime } from '../../db/postgres-timestamp.ts';
+import { inTransaction } from '../../db/transaction.ts';
 import { ValidationError } from '../../errors.ts';
 import {
   type DeadLetterDetail,
@@ -293,9 +294,7 @@ export class DlqStore {
   /** Deletes one dead letter (whatever its state), recording who did; false when there is none. */
   async delete(id: string, actor: DlqActor): Promise<boolean> {
     if (!UUID.test(id)) return false;
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.pool, async (client) => {
       const { rows } = await client.query<{ id: string; event_id: string | null }>(
         'DELETE FROM dead_letters WHERE id = $1 RETURNING id, event_id',
         [id],
@@ -311,14 +310,8 @@ export class DlqStore {
           affectedIds: [id],
         });
       }
-      await client.query('COMMIT');
       return row !== undefined;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /**
@@ -345,28 +338,20 @@ export class DlqStore {
       const values: unknown[] = [];
       const bind = binder(values);
       const where = filterConditions(filter, bind);
-      const client = await this.pool.connect();
-      let count: number;
-      try {
-        await client.query('BEGIN');
+      const count = await inTransaction(this.pool, async (client) => {
         const result = await client.query(
           `DELETE FROM dead_letters WHERE id IN (
              SELECT id FROM dead_letters ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
              LIMIT ${bind(chunkSize)} FOR UPDATE SKIP LOCKED)`,
           values,
         );
-        count = result.rowCount ?? 0;
+        const deletedNow = result.rowCount ?? 0;
         await client.query('UPDATE dlq_operations SET affected = affected + $2 WHERE id = $1', [
           operationId,
-          count,
+          deletedNow,
         ]);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      } finally {
-        client.release();
-      }
+        return deletedNow;
+      });
       if (count === 0) break;
       deleted += count;
       options.onProgress?.(deleted, Math.max(total, deleted));

@@ -19,6 +19,7 @@
 import type pg from 'pg';
 import type { PublisherLogger } from '../../bus/spool-publisher.ts';
 import { batchStatement } from '../../db/batch-statement.ts';
+import { inTransaction } from '../../db/transaction.ts';
 import { LogLinearHistogram } from '../../log-linear-histogram.ts';
 import { PeriodicTask } from '../periodic-task.ts';
 import {
@@ -126,26 +127,14 @@ export class MetricsCompactor {
 
   /** Moves every delta into its minute rows; returns how many deltas it moved. */
   async moveDeltas(): Promise<number> {
-    const client = await this.#pool.connect();
-    let broken: unknown;
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.#pool, async (client) => {
       // With the consumers' statements (FOR SHARE too), not with a compaction step (FOR UPDATE).
       await client.query({
         name: 'metrics.watermark.share',
         text: 'SELECT 1 FROM metrics_compaction FOR SHARE',
       });
-      const moved = await moveDeltas(client);
-      await client.query('COMMIT');
-      return moved;
-    } catch (error) {
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        broken = rollbackError;
-      });
-      throw error;
-    } finally {
-      client.release(broken instanceof Error ? broken : undefined);
-    }
+      return moveDeltas(client);
+    });
   }
 
   /** Moves the deltas in, then compacts every minute that ended `lagMs` or more before `now`. */
@@ -164,18 +153,12 @@ export class MetricsCompactor {
 
   /** One transaction: from the watermark to at most `stepMinutes` after the first minute with rows. */
   async #step(target: number): Promise<{ watermark: number; minuteRows?: number }> {
-    const client = await this.#pool.connect();
-    let broken: unknown;
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.#pool, async (client) => {
       // Waits for the consumer batches holding it FOR SHARE; later statements see what they committed.
       const watermark = await lockWatermark(client);
       // Whatever the consumers appended, into its minutes first: the minutes read below are then whole.
       await moveDeltas(client);
-      if (watermark >= target) {
-        await client.query('COMMIT');
-        return { watermark };
-      }
+      if (watermark >= target) return { watermark };
       const first = await client.query<{ first: Date | null }>(
         `SELECT min(bucket_start) AS first FROM metrics_rollup_totals
          WHERE granularity = '1m' AND bucket_start >= $1 AND bucket_start < $2`,
@@ -207,16 +190,8 @@ export class MetricsCompactor {
         ]),
       );
       await client.query('UPDATE metrics_compaction SET watermark = $1', [new Date(end).toISOString()]);
-      await client.query('COMMIT');
       return { watermark: end, minuteRows: minutes.rows.length };
-    } catch (error) {
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        broken = rollbackError;
-      });
-      throw error;
-    } finally {
-      client.release(broken instanceof Error ? broken : undefined);
-    }
+    });
   }
 }
 

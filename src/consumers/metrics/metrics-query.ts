@@ -18,6 +18,7 @@
  */
 import type pg from 'pg';
 import { cacheBudget } from '../../cache-budget.ts';
+import { inTransaction } from '../../db/transaction.ts';
 import { BucketSum, percentileOfSparse, type SparseBuckets } from '../../log-linear-histogram.ts';
 import { MetricsCache, type MetricsCacheOptions } from './metrics-cache.ts';
 import { GRANULARITY_MS, type Granularity } from './metrics-granularity.ts';
@@ -193,25 +194,10 @@ export class MetricsQuery {
   }
 
   async report(range: MetricsRange, filters: MetricsFilters = {}): Promise<MetricsReport> {
-    const client = await this.#pool.connect();
-    let broken: unknown;
-    try {
-      // No JIT: these reads are short, and compiling would cost more than it saves (measured 250 ms).
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off');
-      try {
-        const report = await this.#report(client, range, filters);
-        await client.query('COMMIT');
-        return report;
-      } catch (error) {
-        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-          broken = rollbackError;
-        });
-        throw error;
-      }
-    } finally {
-      // A connection that cannot even roll back is not given back to the pool.
-      client.release(broken instanceof Error ? broken : undefined);
-    }
+    // No JIT: these reads are short, and compiling would cost more than it saves (measured 250 ms).
+    return inTransaction(this.#pool, (client) => this.#report(client, range, filters), {
+      begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off',
+    });
   }
 
   async #report(client: pg.PoolClient, range: MetricsRange, filters: MetricsFilters): Promise<MetricsReport> {

@@ -4,37 +4,46 @@ import { microBench } from '../../../bench/support/micro-bench.ts';
 import { commandLine, envOf, flag, integer, onOff } from '../../../bench/support/options.ts';
 
 describe('microBench (tinybench)', () => {
-  test('times exactly the iterations asked, after the warm-up, with the hooks outside the timed calls', async () => {
-    let calls = 0;
-    let afterEach = 0;
-    const modes: string[] = [];
+  test('times exactly the iterations asked, after the warm-up, with the batch hook outside the timed calls', async () => {
+    const seen: number[] = [];
+    let callsAtStart = -1;
+    let batches = 0;
     const result = await microBench(
       'busy',
-      () => {
-        calls++;
+      (i) => {
+        seen.push(i);
         const until = process.hrtime.bigint() + 20_000n; // 20 µs of work per call
         while (process.hrtime.bigint() < until);
+        return i % 50 !== 0; // every 50th call fails
       },
       {
         iterations: 200,
         warmup: 10,
-        beforeAll: (mode) => {
-          modes.push(String(mode));
+        batch: 1,
+        atStart: () => {
+          callsAtStart = seen.length;
         },
-        afterEach: () => {
-          afterEach++;
+        afterBatch: () => {
+          batches++;
           // A slow hook must not show in the samples.
           const until = process.hrtime.bigint() + 200_000n;
           while (process.hrtime.bigint() < until);
         },
       },
     );
-    assert.equal(calls, 210);
-    assert.equal(afterEach, 210);
-    assert.deepEqual(modes, ['warmup', 'run']);
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 210 }, (_, i) => i),
+    );
+    assert.equal(callsAtStart, 10, 'atStart runs after the warm-up, before the first timed call');
+    assert.equal(batches, 210);
+    assert.equal(result.calls, 200);
     assert.equal(result.latencyUs.count, 200);
+    assert.equal(result.failed, 4, 'calls 50, 100, 150, 200 returned false; the warm-up is not counted');
     assert.ok(result.latencyUs.p50 >= 20 && result.latencyUs.p50 < 150, `p50 ${result.latencyUs.p50} µs`);
-    assert.ok(result.timedS < result.elapsedS, 'hooks take wall time outside the timed calls');
+    assert.ok(result.callsPerSec < result.callsPerSecInCall, 'hooks take wall time outside the timed calls');
+    assert.ok(result.wallS >= 200 * 200e-6, `wall ${result.wallS} s includes the 200 slow hooks`);
+    assert.ok(result.gc.count >= 0 && result.involuntaryContextSwitches >= 0);
   });
 });
 
