@@ -20,7 +20,13 @@ import {
   type SpoolRecordText,
 } from './support/events.ts';
 import { judge } from './support/goals.ts';
-import { gcColumns, latencyColumns, type MicroResult, microBench } from './support/micro-bench.ts';
+import {
+  gcColumns,
+  latencyColumns,
+  type MicroOptions,
+  type MicroResult,
+  microBench,
+} from './support/micro-bench.ts';
 import { flag, integer, oneOf, commandLine as options } from './support/options.ts';
 import {
   commandLine,
@@ -77,20 +83,25 @@ async function main(): Promise<number> {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'tb-bench-emit-'));
   const phases: Phase[] = [];
   const split = Math.min(settings.splitCount, settings.count);
-  const timed = (name: string, fn: (i: number) => unknown, more: Parameters<typeof microBench>[2]) => {
-    progress(`timing ${formatNumber(more.iterations)} calls: ${name}`);
-    return microBench(name, fn, { batch: settings.batch, ...more });
+  /** Times `fn` as a phase: over `split` calls unless told otherwise. */
+  const phase = async (name: string, fn: (i: number) => unknown, more: Partial<MicroOptions> = {}) => {
+    const iterations = more.iterations ?? split;
+    progress(`timing ${formatNumber(iterations)} calls: ${name}`);
+    const warmup = Math.min(settings.warmup, iterations);
+    const result: Phase = {
+      name,
+      ...(await microBench(name, fn, { iterations, warmup, batch: settings.batch, ...more })),
+    };
+    phases.push(result);
+    return result;
   };
-  /** One of the phases after the first, over `split` calls. */
-  const phase = async (name: string, fn: (i: number) => unknown, afterBatch?: () => void) => {
-    const result = await timed(name, fn, {
-      iterations: split,
-      warmup: Math.min(settings.warmup, split),
-      afterBatch,
+  const openBus = (dataDir: string, url: string, calls: number) =>
+    EventBus.open({
+      dataDir,
+      rabbitmqUrls: [url],
+      topology: buildTopology(),
+      spoolMaxBytes: spoolCap(calls, recordBytes),
     });
-    phases.push({ name, ...result });
-    return result.latencyUs;
-  };
 
   progress(`building ${settings.pool} distinct ${settings.type} events (schema-checked)`);
   const calls = buildEmitCalls(settings.pool, [settings.type]);
@@ -105,16 +116,11 @@ async function main(): Promise<number> {
   try {
     const broker = await waitForBroker();
     const busEnv = await environments.create();
-    const bus = EventBus.open({
-      dataDir: busEnv.env.DATA_DIR,
-      rabbitmqUrls: [busEnv.env.RABBITMQ_URL],
-      topology: buildTopology(),
-      spoolMaxBytes: spoolCap(settings.count + settings.warmup, recordBytes),
-    });
+    const bus = openBus(busEnv.env.DATA_DIR, busEnv.env.RABBITMQ_URL, settings.count + settings.warmup);
     const meter = new CpuMeter({ processes: { rabbitmq: findRabbitmqPid() } });
     let confirmedBefore = 0;
     let during: ReturnType<EventBus['status']>;
-    let emit: MicroResult;
+    let emit: Phase;
     let unconfirmedAtEnd: number;
     try {
       await bounded(
@@ -122,15 +128,14 @@ async function main(): Promise<number> {
         15,
         'connecting',
       );
-      emit = await timed('emit', emitOn(bus), {
+      emit = await phase('emit', emitOn(bus), {
         iterations: settings.count,
-        warmup: settings.warmup,
         atStart: () => {
           confirmedBefore = bus.status().publisher.counters.confirmed;
           meter.start();
         },
       });
-      phases.push({ name: 'emit', ...emit, cpu: meter.stop(settings.count) });
+      emit.cpu = meter.stop(settings.count);
       during = bus.status();
     } finally {
       // What is unconfirmed stays in the spool, which is deleted with the vhost's data directory.
@@ -149,7 +154,7 @@ async function main(): Promise<number> {
     await phase('JSON.stringify', (i) => {
       sink += JSON.stringify(callOf(i).event).length;
     });
-    const encode = await phase('stringify + encodeRecord', (i) => {
+    const { latencyUs: encode } = await phase('stringify + encodeRecord', (i) => {
       sink += recordOf(callOf(i)).length;
     });
     if (sink === 0) throw new Error('nothing was serialised');
@@ -158,23 +163,20 @@ async function main(): Promise<number> {
     // as a publisher that keeps up would.
     spool.onAppend(() => {});
     let last = -1;
-    const append = await phase(
+    const { latencyUs: append } = await phase(
       'Spool.append',
       (i) => {
         last = spool.append(records[i % records.length] as SpoolRecordText);
         return last >= 0;
       },
-      () => spool.confirm(last),
+      { afterBatch: () => spool.confirm(last) },
     ).finally(() => spool.close());
     // emit() with nothing else in the event loop: the publisher cannot reach a broker and only retries
     // now and then, so the spool just grows.
-    const idleBus = EventBus.open({
-      dataDir: path.join(scratch, 'idle'),
-      rabbitmqUrls: [UNREACHABLE_BROKER],
-      topology: buildTopology(),
-      spoolMaxBytes: spoolCap(2 * split, recordBytes),
-    });
-    const idle = await phase('emit, publisher idle', emitOn(idleBus)).finally(() => idleBus.close(0));
+    const idleBus = openBus(path.join(scratch, 'idle'), UNREACHABLE_BROKER, 2 * split);
+    const { latencyUs: idle } = await phase('emit, publisher idle', emitOn(idleBus)).finally(() =>
+      idleBus.close(0),
+    );
 
     const dropped = during.dropped;
     const droppedTotal = Object.values(dropped).reduce((sum, n) => sum + n, 0);

@@ -26,17 +26,19 @@ export interface MicroResult {
   involuntaryContextSwitches: number;
 }
 
+export interface MicroOptions {
+  iterations: number;
+  warmup?: number;
+  batch?: number;
+  afterBatch?: () => void;
+  atStart?: () => void;
+}
+
 /** Times `iterations` calls of `fn(i)` (i counts the warm-up's calls too); `atStart` runs before the first. */
 export async function microBench(
   name: string,
   fn: (i: number) => unknown,
-  options: {
-    iterations: number;
-    warmup?: number;
-    batch?: number;
-    afterBatch?: () => void;
-    atStart?: () => void;
-  },
+  options: MicroOptions,
 ): Promise<MicroResult> {
   const { iterations, warmup = 0, batch = 1000 } = options;
   let i = 0;
