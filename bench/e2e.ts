@@ -474,39 +474,37 @@ async function main(): Promise<number> {
   ];
 
   // Tables, chart, files.
-  const onOff = (label: string, value: (p: PhaseResult) => string, difference: string, ratio = '') => ({
-    label,
-    on: value,
-    difference,
-    ratio,
-  });
   const paced = `at ${formatNumber(compareRate)}/s paced`;
   const rps = (p?: PhaseResult) => p?.http.requestsPerSec ?? 0;
+  const both = (cell: (p: PhaseResult) => string, on?: PhaseResult, off?: PhaseResult) =>
+    [on, off].map((p) => (p === undefined ? 'n/a' : cell(p)));
   const p50p99 = (p: PhaseResult) => `${formatMs(p.http.latencyMs.p50)} / ${formatMs(p.http.latencyMs.p99)}`;
   const latencyDelta = (q: 'p50' | 'p99') =>
     pacedOn && pacedOff ? formatDelta(pacedOn.http.latencyMs[q] - pacedOff.http.latencyMs[q]) : 'n/a';
   const comparison = [
-    {
-      ...onOff(
-        'maximum req/s (autocannon)',
-        (p) => formatNumber(rps(p)),
-        formatDelta(rps(maxOn) - rps(maxOff), 0),
-        maxOn && maxOff ? formatNumber(rps(maxOn) / rps(maxOff), 2) : 'n/a',
-      ),
-      phases: [maxOn, maxOff],
-    },
-    {
-      ...onOff(`API p50 / p99 ${paced}, ms`, p50p99, `${latencyDelta('p50')} / ${latencyDelta('p99')}`),
-      phases: [pacedOn, pacedOff],
-    },
-    {
-      ...onOff(
-        `µs of CPU per event, all processes, ${paced}`,
-        (p) => formatUs(p.cpu.totalUsPerEvent),
-        formatUs(busCostUs),
-      ),
-      phases: [pacedOn, pacedOff],
-    },
+    [
+      'maximum req/s (autocannon)',
+      ...both((p) => formatNumber(rps(p)), maxOn, maxOff),
+      formatDelta(rps(maxOn) - rps(maxOff), 0),
+      maxOn && maxOff ? formatNumber(rps(maxOn) / rps(maxOff), 2) : 'n/a',
+    ],
+    [
+      `API p50 / p99 ${paced}, ms`,
+      ...both(p50p99, pacedOn, pacedOff),
+      `${latencyDelta('p50')} / ${latencyDelta('p99')}`,
+      '',
+    ],
+    [
+      `µs of CPU per event, all processes, ${paced}`,
+      ...both((p) => formatUs(p.cpu.totalUsPerEvent), pacedOn, pacedOff),
+      formatUs(busCostUs),
+      '',
+    ],
+    [
+      `raw ceiling (same run): messages/s; µs of CPU per message (publishing process + RabbitMQ)`,
+      `${formatNumber(raw?.messagesPerSec ?? 0)}; ${formatUs(rawUs)}`,
+      ...['', '', ''],
+    ],
   ];
   const ageRows = busPhases.flatMap((p) =>
     // Every consumer either source knows (only some keep a row per event in PostgreSQL).
@@ -565,13 +563,11 @@ async function main(): Promise<number> {
           `${p.http.unexpected} (${formatNumber((100 * p.http.unexpected) / Math.max(1, p.http.responses + p.http.errors + p.http.timeouts), 3)}%)`,
       },
     ),
-    table('Bus on vs off: the API’s capacity and the bus cost per event', comparison, {
-      measure: (row) => row.label,
-      'bus on': (row) => (row.phases[0] ? row.on(row.phases[0]) : 'n/a'),
-      'bus off': (row) => (row.phases[1] ? row.on(row.phases[1]) : 'n/a'),
-      'on − off': (row) => row.difference,
-      'on ÷ off': (row) => row.ratio,
-    }),
+    {
+      title: 'Bus on vs off: the API’s capacity and the bus cost per event',
+      columns: ['measure', 'bus on', 'bus off', 'on − off', 'on ÷ off'],
+      rows: comparison,
+    },
     table('µs of CPU per event, per process (PostgreSQL: backends of the phase’s database)', phases, {
       phase: (p) => p.name,
       ...cpuColumns((p) => p.cpu),
@@ -589,14 +585,6 @@ async function main(): Promise<number> {
           row.c === undefined ? 'n/a' : formatNumber(row.c.appliedPerSecDuringLoad),
       },
     ),
-    table('Raw broker ceiling (same run, before the system started)', raw === undefined ? [] : [raw], {
-      what: (r) => `amqplib confirm publish (window ${r.window}) → consume (prefetch ${r.prefetch}, acks)`,
-      messages: (r) => formatNumber(r.published),
-      seconds: (r) => String(r.seconds),
-      'messages/s': (r) => formatNumber(r.messagesPerSec),
-      'µs CPU/msg (publisher process + RabbitMQ)': () => formatUs(rawUs),
-      'queues consumed': (r) => Object.keys(r.received).join(', '),
-    }),
     table('Loss and duplicates over the whole run (ledger after settling, and the tables)', checks, {
       check: ([c]) => c,
       value: ([, v]) => v,
