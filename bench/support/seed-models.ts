@@ -2,21 +2,22 @@
  * The models the API benchmarks seed: a spread of vendors, tiers, context windows and prices, with ids
  * that contain a '/' like real ones ('openai/gpt-4o'), so reads go through the percent-encoded path.
  */
+import { CAPABILITY_TIER_NAMES as TIERS } from '../../src/registry/capability-tier.ts';
 import { interruptible, throwIfInterrupted } from './settings.ts';
 
-export const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
-export const TIERS = ['Tier_1', 'Tier_2', 'Tier_3', 'Tier_4'] as const;
-export const CONTEXT_WINDOWS = [8_192, 32_768, 128_000, 200_000, 1_000_000];
+const VENDORS = ['OpenAI', 'Anthropic', 'Google', 'Meta', 'Mistral', 'Cohere', 'DeepSeek', 'Alibaba'];
+const CONTEXT_WINDOWS = [8_192, 32_768, 128_000, 200_000, 1_000_000];
+const nth = <T>(values: readonly T[], n: number) => values[n % values.length] as T;
 
 /** Model `index` (the events the benchmarks generate name models 0–999 with these attributes too). */
 export function seedModel(index: number) {
-  const vendor = VENDORS[index % VENDORS.length] as string;
+  const vendor = nth(VENDORS, index);
   const costIn = Math.round(((index % 50) * 0.37 + 0.1) * 100) / 100;
   return {
     model_id: `${vendor.toLowerCase()}/bench-${String(index).padStart(5, '0')}`,
     vendor_id: vendor,
-    capability_tier: TIERS[index % TIERS.length] as (typeof TIERS)[number],
-    context_window: CONTEXT_WINDOWS[index % CONTEXT_WINDOWS.length] as number,
+    capability_tier: nth(TIERS, index),
+    context_window: nth(CONTEXT_WINDOWS, index),
     cost_in_per_mil: costIn,
     cost_out_per_mil: Math.round(costIn * 4 * 100) / 100,
     function_call_support: index % 3 !== 0,
@@ -28,8 +29,8 @@ export function seedModel(index: number) {
 export const createdModel = (id: string, n: number) => ({
   model_id: id,
   vendor_id: 'BenchVendor',
-  capability_tier: TIERS[n % TIERS.length],
-  context_window: CONTEXT_WINDOWS[n % CONTEXT_WINDOWS.length],
+  capability_tier: nth(TIERS, n),
+  context_window: nth(CONTEXT_WINDOWS, n),
   cost_in_per_mil: 1.5,
   cost_out_per_mil: 6,
   function_call_support: n % 2 === 0,
