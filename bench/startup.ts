@@ -38,16 +38,6 @@ const RUNTIMES = {
   dist: {},
 };
 type Runtime = keyof typeof RUNTIMES;
-interface Sample {
-  runtime: Runtime;
-  round: number;
-  readyMs: number;
-  cpuMsToReady: number | null;
-  rssAtReadyMiB: number | null;
-  rssSettledMiB: number | null;
-  peakMiB: number | null;
-}
-type Figure = Exclude<keyof Sample, 'runtime' | 'round'>;
 
 const mib = (kib: number | undefined) => (kib === undefined ? null : round(kib / 1024, 1));
 
@@ -68,7 +58,7 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, settleMs
     const ticks = processTicks(api.pid);
     const rssAtReadyMiB = mib(statusKib(api.pid, 'VmRSS'));
     await sleep(settleMs);
-    const sample: Sample = {
+    return {
       runtime,
       round: roundNo,
       readyMs,
@@ -77,11 +67,13 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, settleMs
       rssSettledMiB: mib(statusKib(api.pid, 'VmRSS')),
       peakMiB: mib(statusKib(api.pid, 'VmHWM')),
     };
-    return sample;
   } finally {
     await stopProcess(api);
   }
 }
+
+type Sample = Awaited<ReturnType<typeof startOnce>>;
+type Figure = Exclude<keyof Sample, 'runtime' | 'round'>;
 
 async function main(): Promise<number> {
   const settings = cli.read();
