@@ -27,7 +27,7 @@ import {
 import { confirmPublish, withConfirmChannel } from './support/confirm-publish.ts';
 import { findRabbitmqPid, othersCores } from './support/cpu.ts';
 import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
-import { createDatabase, dropDatabase, withClient } from './support/databases.ts';
+import { createDatabase, dropDatabase, PG_SERVER_OPTION, withClient } from './support/databases.ts';
 import { buildEmitCalls, type MixType, messageOf, mixSequence } from './support/events.ts';
 import { goal, judge } from './support/goals.ts';
 import {
@@ -37,13 +37,14 @@ import {
   list,
   oneOf,
   type Settings as SettingsOf,
-  url,
+  seconds,
 } from './support/options.ts';
 import { findPostmasterPid } from './support/postgres-cpu.ts';
 import {
   environment,
   environmentText,
   formatNumber,
+  commandLine as invocation,
   progress,
   publishResults,
   round,
@@ -87,6 +88,12 @@ const QUEUE_MIXES: Record<BenchedConsumer, ReadonlyArray<readonly [MixType, numb
   // metrics.updates takes every event; api.request (health, docs) is left out as rare in real traffic.
   metrics: ALL_KINDS,
 };
+const LIST = { arg: '<list>' };
+const optional = (raw: string, name: string) => (raw === '' ? undefined : integer(1)(raw, name));
+function resultsName(raw: string): string {
+  if (/^[a-z0-9-]+$/.test(raw)) return raw;
+  throw new UsageError(`--name takes lowercase letters, digits and '-'; got '${raw}'`);
+}
 const mixText = (consumer: BenchedConsumer) =>
   QUEUE_MIXES[consumer].map(([kind, share]) => `${share}% ${kind}`).join(', ');
 
@@ -96,44 +103,12 @@ const cli = commandLine({
   options: {
     events: flag('events', '30000', integer(1), "events in each consumer's queue"),
     batches: flag('batch', '250,1000', list(integer(1)), 'batch sizes, comma-separated', { arg: '<list>' }),
-    prefetch: flag(
-      'prefetch',
-      '',
-      (raw, name) => (raw === '' ? undefined : integer(1)(raw, name)),
-      'prefetch of every run (default 2 × batch)',
-    ),
-    consumers: flag(
-      'consumers',
-      CONSUMERS.join(','),
-      list(oneOf(ALL_CONSUMERS)),
-      `${ALL_CONSUMERS.join(',')} or a subset`,
-      {
-        arg: '<list>',
-      },
-    ),
+    prefetch: flag('prefetch', '', optional, 'prefetch of every run (default 2 × batch)'),
+    consumers: flag('consumers', CONSUMERS.join(), list(oneOf(ALL_CONSUMERS)), 'a subset of them all', LIST),
     window: flag('window', '1000', integer(1), 'unconfirmed messages while filling the queue'),
-    runTimeoutS: flag('run-timeout', '300', integer(1), 'a phase taking longer fails the benchmark', {
-      arg: '<s>',
-    }),
-    pgServerUrl: flag(
-      'pg-url',
-      'postgres://root@127.0.0.1:5432',
-      url,
-      'PostgreSQL server to create the databases on',
-      {
-        arg: '<url>',
-      },
-    ),
-    name: flag(
-      'name',
-      NAME,
-      (raw) => {
-        if (/^[a-z0-9-]+$/.test(raw)) return raw;
-        throw new UsageError(`--name takes lowercase letters, digits and '-'; got '${raw}'`);
-      },
-      'results file name: bench/results/<name>-…',
-      { arg: '<name>' },
-    ),
+    runTimeoutS: seconds('run-timeout', '300', 'a phase taking longer fails the benchmark'),
+    pgServerUrl: PG_SERVER_OPTION,
+    name: flag('name', NAME, resultsName, 'results file name: bench/results/<name>-…', { arg: '<name>' }),
   },
 });
 type Settings = SettingsOf<typeof cli.options>;
@@ -293,47 +268,43 @@ function bare(setup: Setup) {
 function tableChecks({ consumer, prepared, settings }: Setup): Array<[string, string, number | null]> {
   const { events } = settings;
   const of = (...types: string[]) => types.reduce((sum, type) => sum + (prepared.byType[type] ?? 0), 0);
-  const sum = (column: string, from: string) => `(SELECT coalesce(sum(${column}), 0) FROM ${from})`;
-  const count = (from: string) => `(SELECT count(*) FROM ${from})`;
+  const count = (from: string, expected: number | null, where = ''): [string, string, number | null] => [
+    from,
+    `(SELECT count(*) FROM ${from} ${where})`,
+    expected,
+  ];
+  const sum = (from: string, column: string, expected: number): [string, string, number] => [
+    `sum of ${from}.${column}`,
+    `(SELECT coalesce(sum(${column}), 0) FROM ${from})`,
+    expected,
+  ];
   const checks: Record<BenchedConsumer, Array<[string, string, number | null]>> = {
-    audit: [
-      ['audit_records', count('audit_records'), events],
-      ['audit_chain_heads', count('audit_chain_heads'), null],
-    ],
+    audit: [count('audit_records', events), count('audit_chain_heads', null)],
     analytics: [
-      [
-        'model.queried (sum of analytics_model_queries.queries)',
-        sum('queries', 'analytics_model_queries'),
-        of('model.queried'),
-      ],
-      [
-        'filter.executed (sum of analytics_filter_executions.executions)',
-        sum('executions', 'analytics_filter_executions'),
-        of('filter.executed'),
-      ],
-      [
-        'lifecycle (sum of analytics_model_lifecycle.events)',
-        sum('events', 'analytics_model_lifecycle'),
+      sum('analytics_model_queries', 'queries', of('model.queried')),
+      sum('analytics_filter_executions', 'executions', of('filter.executed')),
+      sum(
+        'analytics_model_lifecycle',
+        'events',
         of('model.registered', 'model.updated', 'model.deactivated'),
-      ],
+      ),
     ],
     logging: [],
     metrics: [
-      ['metrics_events', count('metrics_events'), events],
+      count('metrics_events', events),
       // The consumer appends deltas; the compactor (not running here) moves them into the minute rows.
       [
-        "requests (sum of metrics_rollups.requests, '1m', and of the deltas not moved yet)",
-        `${sum('requests', "metrics_rollups WHERE granularity = '1m'")} + ${sum('requests', 'metrics_rollup_deltas')}`,
+        "requests (metrics_rollups '1m' and the deltas not moved yet)",
+        "(SELECT coalesce(sum(requests), 0) FROM metrics_rollups WHERE granularity = '1m') + (SELECT coalesce(sum(requests), 0) FROM metrics_rollup_deltas)",
         events,
       ],
     ],
   };
   // Stamped events are de-duplicated by their producer stream, without a row each.
-  const applied = count(`consumer_applied_events WHERE consumer = '${consumer}'`);
-  return [['consumer_applied_events', applied, 0], ...checks[consumer]];
+  return [count('consumer_applied_events', 0, `WHERE consumer = '${consumer}'`), ...checks[consumer]];
 }
 
-/** The consumer in a ConsumerRuntime of its own, timed until it has applied every event. */
+/** The consumer in a ConsumerRuntime of its own, timed until it has applied every event; then its checks. */
 async function consume(setup: Setup) {
   const { consumer: name, env, settings } = setup;
   const { events } = settings;
@@ -347,6 +318,9 @@ async function consume(setup: Setup) {
   pool.on('error', () => {});
   const times = new Map<string, StatementTime>();
   pool.on('connect', (client) => timeStatements(client, times));
+  // Warnings (a lost connection, a pause) explain a slow or failed run: printed, not swallowed.
+  const log = (level: string) => (object: unknown, message: string) =>
+    progress(`  runtime ${level}: ${message} ${JSON.stringify(object)}`);
   const runtime = new ConsumerRuntime({
     urls: [env.RABBITMQ_URL],
     pool,
@@ -355,12 +329,7 @@ async function consume(setup: Setup) {
     retryDelaysMs: DEFAULT_RETRY_DELAYS_MS,
     batchSize: setup.batch,
     prefetch: setup.prefetch,
-    // Warnings (a lost connection, a pause) explain a slow or failed run: printed, not swallowed.
-    logger: {
-      info() {},
-      warn: (object, message) => progress(`  runtime warning: ${message} ${JSON.stringify(object)}`),
-      error: (object, message) => progress(`  runtime error: ${message} ${JSON.stringify(object)}`),
-    },
+    logger: { info() {}, warn: log('warning'), error: log('error') },
   });
   try {
     const clock = phase(setup);
@@ -379,12 +348,23 @@ async function consume(setup: Setup) {
     const final = status();
     await runtime.stop(10_000);
     const statements = statementList(times);
-    const queue = QUEUES[name];
-    const depth = await queueDepths(env.RABBITMQ_URL, [queue]).catch(() => ({}) as Record<string, number>);
+    const depths = await queueDepths(env.RABBITMQ_URL, [QUEUES[name]]).catch(() => ({}));
+    const queueDepthAfter = (depths as Record<string, number>)[QUEUES[name]] ?? null;
     const tables: Record<string, number> = {};
+    const { counters } = final;
+    const expected: Array<[string, number | null, number | null]> = [
+      ['applied', counters.applied, events],
+      ['duplicates', counters.duplicates, 0],
+      ['retried', counters.retried, 0],
+      ['dead-lettered', counters.deadLettered, 0],
+      ['poison', counters.poison, 0],
+      ['queue depth after', queueDepthAfter, 0],
+      ['lines logged', logging?.counters.logged ?? null, logging === undefined ? null : events],
+    ];
     await withClient(setup.databaseUrl, async (client) => {
-      for (const [label, sql] of tableChecks(setup)) {
+      for (const [label, sql, count] of tableChecks(setup)) {
         tables[label] = Number((await client.query<{ n: string }>(`SELECT ${sql} AS n`)).rows[0]?.n);
+        expected.push([label, tables[label], count]);
       }
     });
     const [seconds, fromStart] = [(done - subscribed) / 1000, (done - clock.started) / 1000];
@@ -401,10 +381,13 @@ async function consume(setup: Setup) {
           .filter((time) => time.statement.startsWith('WITH '))
           .reduce((sum, time) => sum + time.count, 0),
       ),
-      queueDepthAfter: depth[queue] ?? null,
+      queueDepthAfter,
       tables,
       loggedLines: logging?.counters.logged ?? null,
       cpu,
+      problems: expected
+        .filter(([, actual, want]) => want !== null && actual !== want)
+        .map(([what, actual, want]) => `${what} ${actual} ≠ ${want}`),
     };
   } finally {
     await runtime.stop(2000).catch(() => {});
@@ -414,60 +397,35 @@ async function consume(setup: Setup) {
   }
 }
 
-type RunResult = Omit<Setup, 'prepared' | 'env' | 'probes' | 'settings' | 'databaseUrl'> & {
-  events: number;
-  byType: Record<string, number>;
-  bytesPerEvent: number;
-  fill: Awaited<ReturnType<typeof fill>>;
-  bare: Awaited<ReturnType<typeof bare>>;
-  run: Awaited<ReturnType<typeof consume>>;
-  /** consumer events/s ÷ bare rows/s. */
-  ratio: number;
-  /** The whole run: events built, database created and migrated, fill, bare loop, consumer, checks. */
-  wallSeconds: number;
-  problems: string[];
-};
-
-/** What differs from what the run must show: counters, the queue left, the rows in the tables. */
-function problemsOf(setup: Setup, bareRows: number, run: RunResult['run']): string[] {
-  const { events } = setup.settings;
-  const { counters } = run.status;
-  const expected: Array<[string, number | null, number | null]> = [
-    ['applied', counters.applied, events],
-    ['duplicates', counters.duplicates, 0],
-    ['retried', counters.retried, 0],
-    ['dead-lettered', counters.deadLettered, 0],
-    ['poison', counters.poison, 0],
-    ['queue depth after', run.queueDepthAfter, 0],
-    ['bare rows', bareRows, events],
-    ...tableChecks(setup).map(([label, , count]): [string, number | null, number | null] => [
-      label,
-      run.tables[label] ?? null,
-      count,
-    ]),
-    ...(setup.consumer === 'logging'
-      ? [['lines logged', run.loggedLines, events] as [string, number | null, number]]
-      : []),
-  ];
-  return expected
-    .filter(([, actual, want]) => want !== null && actual !== want)
-    .map(([what, actual, want]) => `${what} ${actual} ≠ ${want}`);
+/** One run: the queue filled, the bare loop, the consumer, each on the run's own database and vhost. */
+async function runOne(setup: Setup) {
+  const started = performance.now();
+  const queue = QUEUES[setup.consumer];
+  const filled = await fill(setup.env.RABBITMQ_URL, queue, setup.prepared.messages, setup.settings);
+  const bareResult = await bare(setup);
+  const { problems, ...run } = await consume(setup);
+  if (bareResult.rows !== setup.settings.events)
+    problems.push(`bare rows ${bareResult.rows} ≠ ${setup.settings.events}`);
+  const { consumer, batch, prefetch, database, prepared } = setup;
+  return {
+    consumer,
+    batch,
+    prefetch,
+    database,
+    events: setup.settings.events,
+    byType: prepared.byType,
+    bytesPerEvent: prepared.bytesPerEvent,
+    fill: filled,
+    bare: bareResult,
+    run,
+    /** consumer events/s ÷ bare rows/s. */
+    ratio: round(run.eventsPerSec / bareResult.rowsPerSec, 3),
+    /** The whole run: database migrated, fill, bare loop, consumer, checks. */
+    wallSeconds: round((performance.now() - started) / 1000, 1),
+    problems,
+  };
 }
-
-/** The command that repeats this run whatever the defaults become: every setting that shapes it spelled out. */
-function effectiveCommand(settings: Settings): string {
-  const flags = [
-    `--events ${settings.events}`,
-    `--batch ${settings.batches.join(',')}`,
-    ...(settings.prefetch === undefined ? [] : [`--prefetch ${settings.prefetch}`]),
-    ...(settings.consumers.length === CONSUMERS.length
-      ? []
-      : [`--consumers ${settings.consumers.join(',')}`]),
-    ...(settings.window === 1000 ? [] : [`--window ${settings.window}`]),
-    ...(settings.name === NAME ? [] : [`--name ${settings.name}`]),
-  ];
-  return `npm run bench:consumers -- ${flags.join(' ')}`;
-}
+type RunResult = Awaited<ReturnType<typeof runOne>>;
 
 async function main(): Promise<number> {
   const settings = cli.read();
@@ -477,9 +435,8 @@ async function main(): Promise<number> {
   const environments = new Environments();
   const tag = Math.random().toString(16).slice(2, 10);
   const runs: RunResult[] = [];
-  let alarmsAfter: string[] = [];
-  const broker: BrokerInfo = await waitForBroker();
-  const probes: Probes = { rabbitmq: findRabbitmqPid(), postmaster: findPostmasterPid() };
+  const broker = await waitForBroker();
+  const probes = { rabbitmq: findRabbitmqPid(), postmaster: findPostmasterPid() };
   const postgresVersion = await withClient(`${settings.pgServerUrl}/postgres`, async (client) => {
     const { rows } = await client.query<{ v: string; sc: string }>(
       "SELECT current_setting('server_version') AS v, current_setting('synchronous_commit') AS sc",
@@ -491,70 +448,47 @@ async function main(): Promise<number> {
       const prefetch = settings.prefetch ?? 2 * batch;
       for (const consumer of settings.consumers) {
         progress(
-          `${consumer}, batch ${batch}, prefetch ${prefetch}: building ${formatNumber(settings.events)} events`,
+          `${consumer}, batch ${batch}, prefetch ${prefetch}: ${formatNumber(settings.events)} events`,
         );
-        const runStarted = performance.now();
         const prepared = prepare(consumer, settings.events);
         const database = `tb_bench_consumers_${tag}_${consumer}_${batch}`;
         const databaseUrl = await createDatabase(settings.pgServerUrl, database);
         try {
           await migrate(databaseUrl);
           await waitForBroker();
-          const busEnv = await environments.create();
-          const setup: Setup = {
+          const { env } = await environments.create();
+          const run = await runOne({
             consumer,
             batch,
             prefetch,
             prepared,
-            env: busEnv.env,
+            env,
             database,
             databaseUrl,
             probes,
             settings,
-          };
-          const queue = QUEUES[consumer];
-          progress(`  filling ${queue} in vhost ${busEnv.vhost.vhost}`);
-          const filled = await fill(busEnv.env.RABBITMQ_URL, queue, prepared.messages, settings);
-          progress(
-            `  ${formatNumber(filled.messagesPerSec)} msgs/s confirmed; ${queue} holds ${formatNumber(filled.queueDepth)}`,
-          );
-          const bareResult = await bare(setup);
-          progress(
-            `  bare INSERT loop: ${formatNumber(bareResult.rowsPerSec)} rows/s over ${bareResult.seconds} s`,
-          );
-          const run = await consume(setup);
-          await environments.remove(busEnv);
-          const wallSeconds = round((performance.now() - runStarted) / 1000, 1);
-          progress(
-            `  ${consumer} consumer: ${formatNumber(run.eventsPerSec)} events/s over ${run.seconds} s; ${wallSeconds} s for this run`,
-          );
-          runs.push({
-            consumer,
-            batch,
-            prefetch,
-            database,
-            events: settings.events,
-            byType: prepared.byType,
-            bytesPerEvent: prepared.bytesPerEvent,
-            fill: filled,
-            bare: bareResult,
-            run,
-            ratio: round(run.eventsPerSec / bareResult.rowsPerSec, 3),
-            wallSeconds,
-            problems: problemsOf(setup, bareResult.rows, run),
           });
+          runs.push(run);
+          progress(
+            `  ${formatNumber(run.run.eventsPerSec)} events/s, bare ${formatNumber(run.bare.rowsPerSec)} rows/s`,
+          );
         } finally {
+          await environments.removeAll();
           await dropDatabase(settings.pgServerUrl, database).catch((error: unknown) =>
             progress(`could not drop ${database}: ${String(error)}`),
           );
         }
       }
     }
-    alarmsAfter = await brokerAlarms();
+    await report(settings, startedAt, runs, {
+      env,
+      broker,
+      postgresVersion,
+      alarmsAfter: await brokerAlarms(),
+    });
   } finally {
     await environments.removeAll();
   }
-  await report(settings, startedAt, runs, { env, broker, postgresVersion, alarmsAfter });
   return runs.every((run) => run.problems.length === 0) ? 0 : 1;
 }
 
@@ -684,11 +618,12 @@ async function report(
     ),
   ];
   const checks = [
-    ...runs.map(({ run, bare, problems, ...result }) => {
+    ...runs.map((result) => {
+      const { run, bare, problems } = result;
       const { applied, duplicates, retried, deadLettered, poison } = run.status.counters;
       const tables = Object.entries(run.tables).map(([table, count]) => `${table} ${formatNumber(count)}`);
       const logged = run.loggedLines === null ? [] : [`lines logged ${formatNumber(run.loggedLines)}`];
-      return `${label({ run, bare, problems, ...result })}: applied ${formatNumber(applied)}, duplicates ${duplicates}, retried ${retried}, dead-lettered ${deadLettered}, poison ${poison}, queue after ${run.queueDepthAfter ?? 'n/a'}, ${[...tables, ...logged].join(', ')}, bare rows ${formatNumber(bare.rows)} — ${problems.length === 0 ? 'ok' : `PROBLEMS: ${problems.join('; ')}`}`;
+      return `${label(result)}: applied ${formatNumber(applied)}, duplicates ${duplicates}, retried ${retried}, dead-lettered ${deadLettered}, poison ${poison}, queue after ${run.queueDepthAfter ?? 'n/a'}, ${[...tables, ...logged].join(', ')}, bare rows ${formatNumber(bare.rows)} — ${problems.length === 0 ? 'ok' : `PROBLEMS: ${problems.join('; ')}`}`;
     }),
     `broker alarms after the runs: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
   ];
@@ -699,7 +634,7 @@ async function report(
     goals: { title: 'Goals', goals },
     sections: [throughput, cpu, statements],
     notes: { settings: [...cli.settingsBlock(settings), ...settingsText], checks },
-    command: effectiveCommand(settings),
+    command: invocation('bench:consumers'),
     report: {
       settings: {
         ...settings,

@@ -13,9 +13,9 @@ import { migrate } from '../src/db/migrate.ts';
 import { buildApp } from '../src/http/app.ts';
 import { HISTOGRAM_LAYOUT } from '../src/log-linear-histogram.ts';
 import { createServices } from '../src/services.ts';
-import { createDatabase, dropDatabase, withClient } from './support/databases.ts';
+import { createDatabase, dropDatabase, PG_SERVER_OPTION, withClient } from './support/databases.ts';
 import { judge } from './support/goals.ts';
-import { commandLine, flag, integer, onOff, type Settings as SettingsOf, url } from './support/options.ts';
+import { commandLine, flag, integer, onOff, type Settings as SettingsOf } from './support/options.ts';
 import {
   environment,
   environmentText,
@@ -43,7 +43,7 @@ const cli = commandLine({
     days: flag('days', '30', integer(1, 60), 'days of generated rollups for the read part (at most 60)'),
     requests: flag('requests', '200', integer(1), 'GET /metrics requests per scenario'),
     skipConsumer: onOff('skip-consumer', 'only the read part'),
-    pgServerUrl: flag('pg-url', 'postgres://root@127.0.0.1:5432', url, 'PostgreSQL server', { arg: '<url>' }),
+    pgServerUrl: PG_SERVER_OPTION,
   },
 });
 type Settings = SettingsOf<typeof cli.options>;

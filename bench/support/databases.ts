@@ -3,6 +3,12 @@
  * by default) and dropped `WITH (FORCE)` at the end, whatever is still connected.
  */
 import pg from 'pg';
+import { flag, url } from './options.ts';
+
+/** The --pg-url option of the benchmarks that make databases. */
+export const PG_SERVER_OPTION = flag('pg-url', 'postgres://root@127.0.0.1:5432', url, 'PostgreSQL server', {
+  arg: '<url>',
+});
 
 /** One connection to `url` for `action`, closed after it. */
 export async function withClient<T>(url: string, action: (client: pg.Client) => Promise<T>): Promise<T> {
