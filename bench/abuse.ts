@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { Environments } from './support/broker.ts';
-import { createDatabase, dropDatabase } from './support/databases.ts';
+import { createDatabase, dropDatabase, PG_SERVER_OPTION } from './support/databases.ts';
 import { goal, judge } from './support/goals.ts';
 import { PeakMemory, statusKib } from './support/memory.ts';
 import { commandLine, flag, integer } from './support/options.ts';
@@ -41,11 +41,11 @@ const cli = commandLine({
     phaseTimeoutSeconds: flag('phase-timeout', '180', integer(1, 3600), 'a flood stops after this long', {
       arg: '<s>',
     }),
+    pgServerUrl: PG_SERVER_OPTION,
   },
 });
 
 const GOAL_MIB_ABOVE_IDLE = 300;
-const DATABASE_SERVER = process.env.TEST_DATABASE_SERVER ?? 'postgres://root@127.0.0.1:5432';
 const MODELS = 200;
 
 const mib = (kib: number | undefined) => (kib === undefined ? Number.NaN : round(kib / 1024, 1));
@@ -132,7 +132,7 @@ async function main(): Promise<number> {
   const env = environment();
   const environments = new Environments();
   const databaseName = `tb_bench_abuse_${randomUUID().slice(0, 8)}`;
-  const databaseUrl = await createDatabase(DATABASE_SERVER, databaseName);
+  const databaseUrl = await createDatabase(settings.pgServerUrl, databaseName);
   const processes: SystemProcess[] = [];
   const exits: Record<string, ProcessExit> = {};
   try {
@@ -243,7 +243,7 @@ async function main(): Promise<number> {
   } finally {
     await stopSystem(processes, exits);
     await environments.removeAll();
-    await dropDatabase(DATABASE_SERVER, databaseName).catch(() => undefined);
+    await dropDatabase(settings.pgServerUrl, databaseName).catch(() => undefined);
   }
 }
 

@@ -5,10 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Request } from 'autocannon';
 import { CpuMeter, type CpuPerEvent, formatUs } from './support/cpu-per-event.ts';
-import { createDatabase, dropDatabase, withClient } from './support/databases.ts';
+import { createDatabase, dropDatabase, PG_SERVER_OPTION, withClient } from './support/databases.ts';
 import { goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
-import { commandLine, flag, integer, list, someOf, text, url } from './support/options.ts';
+import { commandLine, flag, integer, list, someOf, text } from './support/options.ts';
 import {
   environment,
   environmentText,
@@ -53,7 +53,7 @@ const cli = commandLine({
     serverCpuProfDir: flag('server-cpu-prof', '', text, 'run the API under --cpu-prof into <dir>', {
       arg: '<dir>',
     }),
-    pgServerUrl: flag('pg-url', 'postgres://root@127.0.0.1:5432', url, 'PostgreSQL server', { arg: '<url>' }),
+    pgServerUrl: PG_SERVER_OPTION,
   },
 });
 

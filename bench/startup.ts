@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { Environments } from './support/broker.ts';
 import { processTicks } from './support/cpu.ts';
-import { createDatabase, dropDatabase } from './support/databases.ts';
+import { createDatabase, dropDatabase, PG_SERVER_OPTION } from './support/databases.ts';
 import { statusKib } from './support/memory.ts';
 import { commandLine, flag, integer, onOff } from './support/options.ts';
 import {
@@ -29,9 +29,9 @@ const cli = commandLine({
     rounds: flag('rounds', '7', integer(1), 'starts of each runtime, in alternating order'),
     settleMs: flag('settle-ms', '3000', integer(0), 'ms after ready before the settled RSS is read'),
     noBuild: onOff('no-build', 'use dist/ as it is (no npm run build first)'),
+    pgServerUrl: PG_SERVER_OPTION,
   },
 });
-const SERVER = process.env.TEST_DATABASE_SERVER ?? 'postgres://root@127.0.0.1:5432';
 /** How each runtime starts: bin/telemetry-bus.js runs dist/ (built first), the other the sources. */
 const RUNTIMES = {
   tsx: { nodeArgs: ['--import', 'tsx'], script: 'src/cli/main.ts' },
@@ -90,7 +90,7 @@ async function main(): Promise<number> {
   const samples: Sample[] = [];
   try {
     const bus = await environments.create();
-    const appEnv = { ...bus.env, DATABASE_URL: await createDatabase(SERVER, database) };
+    const appEnv = { ...bus.env, DATABASE_URL: await createDatabase(settings.pgServerUrl, database) };
     progress('untimed first start: database, migrations, admin key');
     await startOnce('dist', appEnv, 0, 0);
     for (let r = 1; r <= rounds; r++) {
@@ -105,7 +105,7 @@ async function main(): Promise<number> {
     }
   } finally {
     await environments.removeAll();
-    await dropDatabase(SERVER, database).catch(() => {});
+    await dropDatabase(settings.pgServerUrl, database).catch(() => {});
   }
   const values = (runtime: Runtime, key: Figure) =>
     samples.flatMap((s) => (s.runtime === runtime && s[key] !== null ? [s[key] as number] : []));
