@@ -30,10 +30,19 @@ import {
   recordOf,
 } from './support/events.ts';
 import { goal, judge } from './support/goals.ts';
-import { commandLine, flag, integer, list, oneOf, type Settings as SettingsOf } from './support/options.ts';
+import {
+  commandLine,
+  flag,
+  integer,
+  list,
+  oneOf,
+  type Settings as SettingsOf,
+  seconds,
+} from './support/options.ts';
 import {
   environment,
   environmentText,
+  formatMs,
   formatNumber,
   commandLine as invocation,
   progress,
@@ -56,8 +65,7 @@ const METRICS_QUEUE = QUEUES.metrics;
 /** --raw-also: the raw loop into metrics.updates alone, as a quorum queue or (reference only) a classic one. */
 const RAW_INTO = ['one-quorum', 'one-classic'] as const;
 type RawInto = (typeof RAW_INTO)[number];
-/** An option in seconds. */
-const S = { arg: '<s>' };
+const rawInto = (raw: string, name: string) => (raw === '' ? [] : list(oneOf(RAW_INTO))(raw, name));
 const optional = (raw: string, name: string) => (raw === '' ? undefined : integer(1)(raw, name));
 
 const cli = commandLine({
@@ -67,25 +75,16 @@ const cli = commandLine({
     messages: flag('messages', '50000', integer(1), 'messages per raw/ours run'),
     window: flag('window', '1000', integer(1), 'unconfirmed messages in flight, at most'),
     repeat: flag('repeat', '2', integer(1), 'raw/ours pairs, run alternately'),
-    concurrentDurationS: flag('concurrent-duration', '15', integer(0), 'the ours+emit run; 0: none', S),
-    concurrentRate: flag(
-      'concurrent-rate',
-      '',
-      optional,
-      'events/s emitted in it (default 1.5 × raw median)',
-    ),
-    concurrentSkipS: flag('concurrent-skip', '3', integer(0), 'its part before the steady state', S),
+    concurrentDurationS: seconds('concurrent-duration', '15', 'the ours+emit run; 0: none', 0),
+    concurrentRate: flag('concurrent-rate', '', optional, 'events/s emitted in it (1.5 × raw median)'),
+    concurrentSkipS: seconds('concurrent-skip', '3', 'its part before the steady state', 0),
     pacedRate: flag('paced-rate', '1000', integer(1), 'events per second of the paced thread runs'),
-    pacedDurationS: flag('paced-duration', '10', integer(0), 'each paced thread run; 0: none', S),
+    pacedDurationS: seconds('paced-duration', '10', 'each paced thread run; 0: none', 0),
     lingers: flag('linger', '0,2', list(integer(0)), "publisher thread's linger (ms), a paced run each"),
-    rawAlso: flag(
-      'raw-also',
-      '',
-      (raw, name) => (raw === '' ? [] : list(oneOf(RAW_INTO))(raw, name)),
-      `raw loops also run per round into ${METRICS_QUEUE} alone (no fan-out), as: ${RAW_INTO.join(', ')}`,
-      { arg: '<list>' },
-    ),
-    runTimeoutS: flag('run-timeout', '120', integer(1), 'a run taking longer fails the benchmark', S),
+    rawAlso: flag('raw-also', '', rawInto, `raw loops into ${METRICS_QUEUE} alone: ${RAW_INTO.join(', ')}`, {
+      arg: '<list>',
+    }),
+    runTimeoutS: seconds('run-timeout', '120', 'a run taking longer fails the benchmark'),
   },
 });
 type Settings = SettingsOf<typeof cli.options>;
@@ -186,12 +185,7 @@ const drained = (ctx: Context, bus: EventBus, what: string) =>
     what,
   );
 
-/**
- * ours (a SpoolPublisher on this thread) or thread (the publisher thread, the API's way): the records
- * appended to a spool first, then an EventBus opened on it publishes them, timed until the spool has
- * nothing unconfirmed: ours from its connection (topology declared) and from its start, thread from the
- * moment the thread reports its tid (connect included).
- */
+/** ours (a SpoolPublisher on this thread) or thread (the publisher thread): an EventBus on a filled spool. */
 async function runSpooled(ctx: Context, records: string[], threaded: boolean): Promise<Measured> {
   const spoolMaxBytes = Math.max(1024 ** 3, records.length * 4096);
   const spool = Spool.open({ directory: join(ctx.env.DATA_DIR, 'spool'), maxBytes: spoolMaxBytes });
@@ -242,11 +236,7 @@ async function emitAt(bus: EventBus, calls: EmitCall[], rate: number, durationS:
   return emitted;
 }
 
-/**
- * thread paced: the publisher thread fed as the API feeds it, at `paced-rate` events per second from this
- * thread, lingering `lingerMs` after each wake-up; its CPU and RabbitMQ's per message and the publish
- * latency, over `paced-duration` s and the drain after it.
- */
+/** thread paced: the publisher thread fed as the API feeds it, lingering `lingerMs` after each wake-up. */
 async function runPaced(ctx: Context, calls: EmitCall[], lingerMs: number): Promise<Measured> {
   const { pacedRate, pacedDurationS } = ctx.settings;
   const bus = openBus(ctx, { publishLingerMs: lingerMs });
@@ -270,11 +260,7 @@ async function runPaced(ctx: Context, calls: EmitCall[], lingerMs: number): Prom
   }
 }
 
-/**
- * ours+emit: an EventBus publishing while events are emitted into it at `rate` (more than the broker
- * takes, so there is always a backlog) for `concurrent-duration` s; its steady state is the confirms per
- * second after `concurrent-skip` s, and it is closed with its backlog.
- */
+/** ours+emit: an EventBus publishing while events are emitted into it at `rate`; closed with its backlog. */
 async function runConcurrent(ctx: Context, calls: EmitCall[], rate: number): Promise<Measured> {
   const { concurrentDurationS: durationS, concurrentSkipS } = ctx.settings;
   const spoolMaxBytes = Math.max(1024 ** 3, Math.ceil((rate * durationS * 2048) / 2 ** 20) * 2 ** 20);
@@ -418,8 +404,8 @@ async function main(): Promise<number> {
   });
   const concurrent = runs.find((run) => run.kind === 'ours+emit');
   const latency = ({ paced }: Run) =>
-    [paced?.publishLatencyMs.p50, paced?.publishLatencyMs.p95, paced?.publishLatencyMs.p99].map(
-      (ms) => ms ?? 'n/a',
+    [paced?.publishLatencyMs.p50, paced?.publishLatencyMs.p95, paced?.publishLatencyMs.p99].map((ms) =>
+      formatMs(ms, 1),
     );
   const verdicts = [
     ...runs
@@ -438,19 +424,15 @@ async function main(): Promise<number> {
   const settingsText = [
     `${formatNumber(settings.messages)} messages per raw/ours run (mix ${DEFAULT_MIX.map(([type, share]) => `${share}% ${type}`).join(', ')}; ${recordBytes} B per record on average), window ${settings.window}, ${settings.repeat} alternating raw/ours pairs; each run in a fresh vhost with the real topology (quorum queues, no consumers); method: bench/README.md`,
     `ours from start() (connect + topology declare included): ${runs
-      .filter((run) => run.fromStart !== undefined)
-      .map(
-        (run) => `${formatNumber(run.fromStart?.messagesPerSec ?? 0)} msgs/s in ${run.fromStart?.seconds} s`,
+      .flatMap(({ fromStart: f }) =>
+        f === undefined ? [] : [`${formatNumber(f.messagesPerSec)} msgs/s in ${f.seconds} s`],
       )
       .join(', ')}`,
     concurrent?.concurrent
       ? `ours+emit: emitting at ${formatNumber(concurrentRate ?? 0)}/s target (${formatNumber(concurrent.concurrent.emittedPerSec)}/s achieved) for ${settings.concurrentDurationS} s; steady state after ${settings.concurrentSkipS} s; backlog left ${formatNumber(concurrent.concurrent.backlogAtEnd)}`
       : 'ours+emit: not run',
     'bench CPU = this process (the client side); others = every other process on the machine (shared: a high figure means the run was disturbed)',
-    environmentText(
-      env,
-      broker === undefined ? '' : `, RabbitMQ ${broker.version} (Erlang ${broker.erlang})`,
-    ),
+    environmentText(env, `, RabbitMQ ${broker?.version} (Erlang ${broker?.erlang})`),
   ];
   // Every confirmed message is in the queue; ours+emit is closed with up to a window published and not
   // yet confirmed, which may have arrived too.
@@ -464,11 +446,11 @@ async function main(): Promise<number> {
       run.counters.nacked > 0 || run.counters.returned > 0 || run.counters.connects !== 1 || !depthOk(run),
   );
   const checks = [
-    ...runs.map(({ kind, round, counters: c, metricsQueueDepth: depth, ...run }) => {
-      const ok = depthOk({ kind, round, counters: c, metricsQueueDepth: depth, ...run }) ? 'ok' : 'MISMATCH';
+    ...runs.map((run) => {
+      const { kind, counters: c, metricsQueueDepth: depth } = run;
       const note = kind === 'ours+emit' ? ': closed with up to a window unconfirmed' : '';
-      const depthText = depth === null ? 'n/a' : formatNumber(depth);
-      return `${kind} #${round}: confirmed ${formatNumber(c.confirmed)}, ${METRICS_QUEUE} depth ${depthText} (${ok}${note}), nacked ${c.nacked}, returned ${c.returned}, connects ${c.connects}, counters.resent ${c.resent}`;
+      const depthText = `${depth === null ? 'n/a' : formatNumber(depth)} (${depthOk(run) ? 'ok' : 'MISMATCH'}${note})`;
+      return `${kind} #${run.round}: confirmed ${formatNumber(c.confirmed)}, ${METRICS_QUEUE} depth ${depthText}, nacked ${c.nacked}, returned ${c.returned}, connects ${c.connects}, counters.resent ${c.resent}`;
     }),
     `broker alarms after the runs: ${alarmsAfter.length === 0 ? 'none' : alarmsAfter.join('; ')}`,
   ];

@@ -21,21 +21,13 @@ export type PublishedMessage = Pick<OutboundMessage, 'exchange' | 'routingKey' |
 export interface ConfirmPublishOptions {
   /** The i-th message (from 0), or undefined when there are no more. */
   message: (index: number) => PublishedMessage | undefined;
-  /**
-   * 'publish': amqplib's `publish()` with options, as any client does; 'prebuilt': the service
-   * publisher's way (src/bus/confirm-send.ts: the message's pre-built `fields` through amqplib's lower
-   * level). @default 'publish'
-   */
+  /** amqplib's `publish()` with options, or the publisher's way (confirm-send.ts). @default 'publish' */
   send?: 'publish' | 'prebuilt';
   /** Unconfirmed messages at most. @default 1000 (PUBLISH_WINDOW's default) */
   window?: number;
   /** performance.now() after which no message is published. @default none */
   deadline?: number;
-  /**
-   * Messages per second, paced: message n is published at start + n ÷ rate (a 1 ms timer between), so the
-   * client works as a publisher fed by requests does, a few messages per wake-up instead of a full
-   * window per socket write. @default none (as fast as the window allows)
-   */
+  /** Messages per second, paced: message n at start + n ÷ rate (a 1 ms timer), as requests feed a publisher. */
   rate?: number;
   /** Called as each message is published (e.g. to count what each queue should receive). */
   onPublish?: (index: number) => void;

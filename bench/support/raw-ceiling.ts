@@ -50,7 +50,7 @@ export interface RawCeilingResult {
   received: Record<string, number>;
   window: number;
   prefetch: number;
-  /** This process (the publisher and the bare consumers: `load generator`) and `pids`, per message. */
+  /** This process (publisher and bare consumers: `load generator`) and `pids`, per message. */
   cpu: CpuPerEvent;
 }
 
