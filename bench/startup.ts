@@ -32,10 +32,13 @@ const cli = commandLine({
     pgServerUrl: PG_SERVER_OPTION,
   },
 });
-/** How each runtime starts: bin/telemetry-bus.js runs dist/ (built first), the other the sources. */
+/**
+ * How each runtime starts. dist/ directly, not through bin/telemetry-bus.js, which runs the sources under
+ * tsx when a source file is newer than the build (after a pull with --no-build): "dist" would be tsx.
+ */
 const RUNTIMES = {
   tsx: { nodeArgs: ['--import', 'tsx'], script: 'src/cli/main.ts' },
-  dist: {},
+  dist: { script: 'dist/cli/main.js' },
 };
 type Runtime = keyof typeof RUNTIMES;
 
