@@ -183,8 +183,12 @@ export class ConsumerRuntime {
   #lastLogAt = new Map<string, number>();
   /** One timer for every consumer's waiting acknowledgements, so that they reach the broker together. */
   #ackTimer: NodeJS.Timeout | undefined;
-  /** Events parsed and validated by any of this runtime's consumers, for the other copies of them. */
-  readonly #parsed = new ParsedEvents();
+  /**
+   * Events parsed and validated by any of this runtime's consumers, for the other copies of them; none
+   * when at most one consumer validates: remembering an event costs a copy of its bytes per delivery
+   * that no other consumer would read.
+   */
+  readonly #parsed: ParsedEvents | undefined;
 
   constructor(options: ConsumerRuntimeOptions) {
     const { logger, metrics, ...rest } = options;
@@ -194,6 +198,8 @@ export class ConsumerRuntime {
       ...Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined)),
     } as Required<Omit<ConsumerRuntimeOptions, 'logger' | 'metrics'>>;
     this.#connections = new ConsumerConnections(this.#options);
+    const validating = options.consumers.filter((consumer) => consumer.validate !== false).length;
+    this.#parsed = validating > 1 ? new ParsedEvents() : undefined;
     this.#workers = options.consumers.map((consumer) => {
       const worker: Worker = {
         pool: this.#options.pool,

@@ -1,7 +1,8 @@
 /**
  * A consumed message as a consumer gets it (./consumer.ts's Delivery): its AMQP fields and properties,
  * its id, and its event parsed from JSON and validated against the schema of its type — or the reason it
- * is poison. An event routed to several of the process's consumers is parsed once (./parsed-events.ts).
+ * is poison. An event routed to several of the process's consumers is parsed once (./parsed-events.ts);
+ * a process with one consumer that validates keeps no such cache (nobody would read it).
  * A consumer with `validate: false` takes the raw message, identified by its own `idOf`, the message id,
  * or a hash of the bytes.
  */
@@ -16,10 +17,15 @@ import { PoisonMessageError } from './poison-message-error.ts';
 export function toDelivery(
   consumer: Pick<Consumer, 'validate' | 'idOf'>,
   message: ConsumeMessage,
-  parsedEvents: ParsedEvents,
+  /** Events parsed for the process's other consumers; none when no other consumer would take them. */
+  parsedEvents: ParsedEvents | undefined,
 ): Delivery | PoisonMessageError {
   const { properties, fields } = message;
-  const base = {
+  // One object per delivery, its event and id filled in below (a base object spread into a second one
+  // with them made two per delivery, and this runs for every message of every consumer).
+  const delivery: Delivery = {
+    event: undefined,
+    id: '',
     content: message.content,
     exchange: fields.exchange,
     routingKey: fields.routingKey,
@@ -36,20 +42,25 @@ export function toDelivery(
   };
   if (consumer.validate === false) {
     try {
-      const id =
-        consumer.idOf?.(base) ??
+      const { event: _event, id: _id, ...raw } = delivery;
+      delivery.id =
+        consumer.idOf?.(raw) ??
         (typeof properties.messageId === 'string' && properties.messageId !== ''
           ? properties.messageId
           : `sha256:${createHash('sha256').update(message.content).digest('hex')}`);
-      return { ...base, event: undefined, id };
+      return delivery;
     } catch (error) {
       // A message the consumer cannot even identify would block its queue if redelivered forever.
       return new PoisonMessageError(`cannot identify the message: ${describe(error)}`, { cause: error });
     }
   }
-  const messageId = base.properties.messageId;
-  const known = parsedEvents.get(messageId, message.content);
-  if (known !== undefined) return { ...base, event: known, id: known.event_id };
+  const messageId = delivery.properties.messageId;
+  const known = parsedEvents?.get(messageId, message.content);
+  if (known !== undefined) {
+    delivery.event = known;
+    delivery.id = known.event_id;
+    return delivery;
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(message.content.toString('utf8'));
@@ -58,6 +69,8 @@ export function toDelivery(
   }
   const validation = validateEvent(parsed);
   if (!validation.ok) return new PoisonMessageError(`invalid event: ${validation.reason}`);
-  parsedEvents.set(messageId, message.content, validation.event);
-  return { ...base, event: validation.event, id: validation.event.event_id };
+  parsedEvents?.set(messageId, message.content, validation.event);
+  delivery.event = validation.event;
+  delivery.id = validation.event.event_id;
+  return delivery;
 }
