@@ -55,6 +55,11 @@ export class ProducerSequences {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/**
+ * The producer id {@link stampOf} found valid last: a queue's messages come from a few producers, mostly
+ * one after another, so the pattern runs once per run of a producer rather than once per message.
+ */
+let lastProducer: string | undefined;
 
 /** A message's stamp from its headers, or undefined when it carries none (or one that cannot be). */
 export function stampOf(headers: Record<string, unknown> | undefined): ProducerStamp | undefined {
@@ -64,6 +69,10 @@ export function stampOf(headers: Record<string, unknown> | undefined): ProducerS
   const text = typeof producer === 'string' ? producer : Buffer.isBuffer(producer) ? producer.toString() : '';
   const number =
     typeof sequence === 'number' ? sequence : typeof sequence === 'string' ? Number(sequence) : NaN;
-  if (!UUID.test(text) || !Number.isSafeInteger(number) || number < 1) return undefined;
+  if (!Number.isSafeInteger(number) || number < 1) return undefined;
+  if (text !== lastProducer) {
+    if (!UUID.test(text)) return undefined;
+    lastProducer = text;
+  }
   return { producer: text, sequence: number };
 }

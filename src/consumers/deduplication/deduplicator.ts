@@ -42,6 +42,16 @@ const isEmpty = (selection: Selection) =>
 /** At most this many streams' highs are cached; a stream evicted is read again when it comes back. */
 const CACHE_LIMIT = 10_000;
 
+/**
+ * Adds `item` to `key`'s list, in place: a batch's copies gather under a handful of streams, and copying
+ * the list at each one (as spreading it into a new array does) made the decision quadratic in the batch.
+ */
+function appendTo<T>(lists: Map<string, T[]>, key: string, item: T): void {
+  const list = lists.get(key);
+  if (list === undefined) lists.set(key, [item]);
+  else list.push(item);
+}
+
 const SEPARATOR = '\t';
 const streamKey = (producer: string, eventType: string) => `${producer}${SEPARATOR}${eventType}`;
 const splitKey = (key: string) => key.split(SEPARATOR) as [string, string];
@@ -88,12 +98,9 @@ export class Deduplicator {
         const verdict = verdicts[index];
         if (verdict === 'new') {
           fresh.add(item.delivery);
-          above.set(item.copy.stream, [...(above.get(item.copy.stream) ?? []), item.copy.sequence]);
+          appendTo(above, item.copy.stream, item.copy.sequence);
         } else if (verdict === 'below') {
-          below.set(item.copy.stream, [
-            ...(below.get(item.copy.stream) ?? []),
-            { delivery: item.delivery, sequence: item.copy.sequence },
-          ]);
+          appendTo(below, item.copy.stream, { delivery: item.delivery, sequence: item.copy.sequence });
         }
       });
       if (below.size > 0) {
@@ -257,7 +264,7 @@ export class Deduplicator {
       if (verdict === 'repeat') continue;
       const copy = copies[index] as StreamCopy;
       fresh.push(deliveries[index] as Delivery);
-      above.set(copy.stream, [...(above.get(copy.stream) ?? []), copy.sequence]);
+      appendTo(above, copy.stream, copy.sequence);
     }
     const edits: GapEdits = { shortened: [], removed: [], added: [] };
     for (const [stream, numbers] of above) {
@@ -348,7 +355,7 @@ export class Deduplicator {
     const gaps = new Map<string, Gap[]>();
     for (const row of rows) {
       const stream = streamKey(row.producer, row.event_type);
-      gaps.set(stream, [...(gaps.get(stream) ?? []), { first: Number(row.first), last: Number(row.last) }]);
+      appendTo(gaps, stream, { first: Number(row.first), last: Number(row.last) });
     }
     return gaps;
   }
