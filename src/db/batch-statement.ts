@@ -7,8 +7,10 @@
  * Each write numbers its parameters from $1; they are renumbered here. Its text must hold no other `$`
  * followed by a digit (no dollar-quoting). Writes of a batch are always the same list (an empty array
  * inserts nothing), so a statement's text is the same every batch and is prepared once per connection.
+ * Array values are sent as array literals written here (./array-literal.ts): the same text, cheaper.
  */
 import { createHash } from 'node:crypto';
+import { arrayLiteral } from './array-literal.ts';
 
 /**
  * One write: a data-modifying statement and its values ($1, $2, … in `text`). Or, with `final`, an
@@ -68,7 +70,11 @@ export function batchStatement(prefix: string, writes: readonly BatchWrite[]): B
   const ordered = [...ctes, ...finals];
   const key = `${prefix}:${ordered.map((write) => write.name).join(',')}`;
   const values: unknown[] = [];
-  for (const write of ordered) values.push(...write.values);
+  for (const write of ordered) {
+    for (const value of write.values) {
+      values.push(Array.isArray(value) ? (arrayLiteral(value) ?? value) : value);
+    }
+  }
   let statement = composed.get(key);
   if (statement === undefined) {
     const parts: string[] = [];
