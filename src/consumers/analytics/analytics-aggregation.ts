@@ -117,11 +117,24 @@ export function isNewer(a: EventPosition, b: EventPosition): boolean {
   return a.eventId > b.eventId;
 }
 
-/** The start of the UTC hour of an ISO-8601 timestamp, as ISO-8601 (`2025-01-15T10:00:00.000Z`). */
+/** A UTC timestamp as the API writes it, whose first 13 characters name its hour (no leap second). */
+const PLAIN_UTC = /^\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{3})?Z$/;
+/** The last plain timestamp's first 13 characters (`2025-01-15T10`) and its hour. */
+let lastHour = { prefix: '', hour: '' };
+
+/**
+ * The start of the UTC hour of an ISO-8601 timestamp, as ISO-8601 (`2025-01-15T10:00:00.000Z`). The
+ * events of a batch mostly share their hour: a plain UTC timestamp in the same hour as the last one takes
+ * its answer, without the parse, Date and string a timestamp costs otherwise.
+ */
 export function hourOf(timestamp: string): string {
+  const plain = PLAIN_UTC.test(timestamp);
+  if (plain && lastHour.prefix !== '' && timestamp.startsWith(lastHour.prefix)) return lastHour.hour;
   const ms = Date.parse(timestamp);
   if (Number.isNaN(ms)) throw new RangeError(`not a timestamp: ${timestamp}`);
-  return new Date(ms - (((ms % 3_600_000) + 3_600_000) % 3_600_000)).toISOString();
+  const hour = new Date(ms - (((ms % 3_600_000) + 3_600_000) % 3_600_000)).toISOString();
+  if (plain) lastHour = { prefix: timestamp.slice(0, 13), hour };
+  return hour;
 }
 
 /** Rows keyed by their natural key; NUL cannot occur in any key part, so it separates them. */

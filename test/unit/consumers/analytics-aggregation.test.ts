@@ -56,6 +56,16 @@ describe('hourOf', () => {
   test('refuses what is not a timestamp', () => {
     assert.throws(() => hourOf('yesterday'), RangeError);
   });
+
+  test('the same answers after a timestamp of the same hour (the last hour is remembered)', () => {
+    assert.equal(hourOf('2025-01-15T10:15:00.000Z'), '2025-01-15T10:00:00.000Z');
+    assert.equal(hourOf('2025-01-15T10:59:59Z'), '2025-01-15T10:00:00.000Z');
+    assert.equal(hourOf('2025-01-15T10:15:00.000+05:30'), '2025-01-15T04:00:00.000Z');
+    assert.equal(hourOf('2025-01-15T10:15:00.000Z'), '2025-01-15T10:00:00.000Z');
+    assert.throws(() => hourOf('2025-01-15T10:61:00.000Z'), RangeError);
+    assert.throws(() => hourOf('2025-01-15T10'), RangeError);
+    assert.equal(hourOf('2025-01-15T10:30:00.000-01:00'), '2025-01-15T11:00:00.000Z');
+  });
 });
 
 describe('aggregateEvents', () => {
