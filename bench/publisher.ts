@@ -236,65 +236,53 @@ async function emitAt(bus: EventBus, calls: EmitCall[], rate: number, durationS:
   return emitted;
 }
 
-/** thread paced: the publisher thread fed as the API feeds it, lingering `lingerMs` after each wake-up. */
-async function runPaced(ctx: Context, calls: EmitCall[], lingerMs: number): Promise<Measured> {
-  const { pacedRate, pacedDurationS } = ctx.settings;
-  const bus = openBus(ctx, { publishLingerMs: lingerMs });
+/**
+ * An EventBus fed as the API feeds it, at `rate` events per second: thread paced (`paced-rate`, lingering
+ * `lingerMs` after each wake-up, timed to the end of its drain) or ours+emit (more than the broker takes:
+ * its steady state after `concurrent-skip` s; closed with its backlog).
+ */
+async function runEmitting(ctx: Context, calls: EmitCall[], paced: boolean, rate: number, lingerMs = 0) {
+  const { settings } = ctx;
+  const durationS = paced ? settings.pacedDurationS : settings.concurrentDurationS;
+  const spoolMaxBytes = Math.max(1024 ** 3, Math.ceil((rate * durationS * 2048) / 2 ** 20) * 2 ** 20);
+  const bus = openBus(ctx, { spoolMaxBytes, publishLingerMs: lingerMs });
   try {
     const ready = () => bus.status().publisher.state === 'connected' && publisherTid(bus) !== undefined;
     await bounded(whenTrue(ready), 15, 'connecting');
     const clock = startClock(ctx);
-    const before = bus.status().publisher.counters.confirmed;
-    const emitted = await emitAt(bus, calls, pacedRate, pacedDurationS);
-    await drained(ctx, bus, 'the paced run to drain');
-    const { counters } = bus.status().publisher;
-    const { p50_ms: p50, p95_ms: p95, p99_ms: p99 } = bus.publishLatency.recent(Date.now());
-    return {
-      ...clock.stop(counters.confirmed - before, publisherTid(bus) as number),
-      messagesPerSec: Math.round(emitted / pacedDurationS),
-      counters,
-      paced: { lingerMs, publishLatencyMs: { p50, p95, p99 } },
-    };
-  } finally {
-    await bus.close(1000);
-  }
-}
-
-/** ours+emit: an EventBus publishing while events are emitted into it at `rate`; closed with its backlog. */
-async function runConcurrent(ctx: Context, calls: EmitCall[], rate: number): Promise<Measured> {
-  const { concurrentDurationS: durationS, concurrentSkipS } = ctx.settings;
-  const spoolMaxBytes = Math.max(1024 ** 3, Math.ceil((rate * durationS * 2048) / 2 ** 20) * 2 ** 20);
-  const bus = openBus(ctx, { spoolMaxBytes });
-  try {
-    await bounded(
-      whenTrue(() => bus.status().publisher.state === 'connected'),
-      15,
-      'connecting',
-    );
-    const clock = startClock(ctx);
     const confirmed = () => bus.status().publisher.counters.confirmed;
+    const first = confirmed();
     let steady: { at: number; confirmed: number } | undefined;
     const emitted = await emitAt(bus, calls, rate, durationS, () => {
       const at = performance.now();
-      if (steady === undefined && at - clock.started >= concurrentSkipS * 1000)
+      if (steady === undefined && at - clock.started >= (paced ? 0 : settings.concurrentSkipS * 1000))
         steady = { at, confirmed: confirmed() };
     });
-    const { counters } = bus.status().publisher;
-    const { unconfirmed } = bus.status().spool;
+    if (paced) await drained(ctx, bus, 'the paced run to drain');
+    const { publisher, spool } = bus.status();
     if (steady === undefined) throw new Error('the run ended before its steady state');
-    const run = clock.stop(counters.confirmed, publisherTid(bus) ?? process.pid);
+    const run = clock.stop(publisher.counters.confirmed - first, publisherTid(bus) as number);
     const seconds = (performance.now() - steady.at) / 1000;
-    const messages = counters.confirmed - steady.confirmed;
+    const messages = publisher.counters.confirmed - steady.confirmed;
+    const { p50_ms: p50, p95_ms: p95, p99_ms: p99 } = bus.publishLatency.recent(Date.now());
     return {
       ...run,
       messages,
       seconds: round(seconds, 3),
-      messagesPerSec: Math.round(messages / seconds),
-      counters,
-      concurrent: { emitted, emittedPerSec: Math.round(emitted / durationS), backlogAtEnd: unconfirmed },
-    };
+      messagesPerSec: Math.round((paced ? emitted : messages) / (paced ? durationS : seconds)),
+      counters: publisher.counters,
+      ...(paced
+        ? { paced: { lingerMs, publishLatencyMs: { p50, p95, p99 } } }
+        : {
+            concurrent: {
+              emitted,
+              emittedPerSec: Math.round(emitted / durationS),
+              backlogAtEnd: spool.unconfirmed,
+            },
+          }),
+    } satisfies Measured;
   } finally {
-    await bus.close(0);
+    await bus.close(paced ? 1000 : 0);
   }
 }
 
@@ -352,12 +340,14 @@ async function main(): Promise<number> {
       await runOne('thread', i, (ctx) => runSpooled(ctx, records, true));
     }
     for (const lingerMs of settings.pacedDurationS > 0 ? settings.lingers : []) {
-      await runOne('thread paced', lingerMs, (ctx) => runPaced(ctx, emitCalls, lingerMs));
+      await runOne('thread paced', lingerMs, (ctx) =>
+        runEmitting(ctx, emitCalls, true, settings.pacedRate, lingerMs),
+      );
     }
     if (settings.concurrentDurationS > 0) {
       const rate = settings.concurrentRate ?? Math.round(1.5 * median(rates(runs, 'raw')));
       concurrentRate = rate;
-      await runOne('ours+emit', 1, (ctx) => runConcurrent(ctx, emitCalls, rate));
+      await runOne('ours+emit', 1, (ctx) => runEmitting(ctx, emitCalls, false, rate));
     }
     alarmsAfter = await brokerAlarms();
   } finally {
