@@ -113,11 +113,6 @@ const cli = commandLine({
 });
 type Settings = SettingsOf<typeof cli.options>;
 
-/** The measured phases' CPU: this process (node), RabbitMQ, the PostgreSQL server and its backends of `database`. */
-interface Probes {
-  rabbitmq: number | undefined;
-  postmaster: number | undefined;
-}
 const NODE = 'load generator';
 const PG = 'postgres (server)';
 
@@ -206,7 +201,8 @@ interface Setup {
   env: BusEnvironment['env'];
   database: string;
   databaseUrl: string;
-  probes: Probes;
+  /** Whose CPU is measured besides this process: RabbitMQ, the PostgreSQL server (and the run's backends). */
+  probes: { rabbitmq: number | undefined; postmaster: number | undefined };
   settings: Settings;
 }
 

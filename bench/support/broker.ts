@@ -16,13 +16,6 @@ export type { BusEnvironment };
 
 type Nodes = Array<{ mem_alarm?: boolean; disk_free_alarm?: boolean; mem_used?: number; mem_limit?: number }>;
 
-export interface BrokerInfo {
-  version: string;
-  erlang: string;
-  memUsedMiB: number | null;
-  memLimitMiB: number | null;
-}
-
 async function management<T>(path: string): Promise<T> {
   const base = new URL(TEST_RABBITMQ_MANAGEMENT_URL);
   const credentials = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
@@ -53,7 +46,7 @@ export async function brokerAlarms(): Promise<string[]> {
 }
 
 /** Waits until the broker takes connections and has no alarm, for up to `timeoutMs` (a fault test may have stopped it). */
-export async function waitForBroker(timeoutMs = 90_000): Promise<BrokerInfo> {
+export async function waitForBroker(timeoutMs = 90_000) {
   const deadline = Date.now() + timeoutMs;
   let reported = '';
   for (;;) {
@@ -76,6 +69,8 @@ export async function waitForBroker(timeoutMs = 90_000): Promise<BrokerInfo> {
     memLimitMiB: mib(nodes[0]?.mem_limit),
   };
 }
+
+export type BrokerInfo = Awaited<ReturnType<typeof waitForBroker>>;
 
 /** `action` on a channel of its own connection to `url`, both closed after it. */
 async function withChannel<T>(url: string, action: (channel: Channel) => Promise<T>): Promise<T> {

@@ -33,22 +33,13 @@ export interface ConfirmPublishOptions {
   onPublish?: (index: number) => void;
 }
 
-export interface ConfirmPublishResult {
-  published: number;
-  confirmed: number;
-  nacked: number;
-  /** Messages the broker returned as unroutable (mandatory publishes), from the channel's 'return'. */
-  returned: number;
-  /** First publish → last confirm. */
-  seconds: number;
-}
-
 export async function confirmPublish(
   channel: ConfirmChannel,
   options: ConfirmPublishOptions,
-): Promise<ConfirmPublishResult> {
+): Promise<{ published: number; confirmed: number; nacked: number; returned: number; seconds: number }> {
   const { window = 1000, deadline = Number.POSITIVE_INFINITY, rate } = options;
   const sender = options.send === 'prebuilt' ? lowLevel(channel) : undefined;
+  // returned: unroutable (mandatory) messages the broker sent back.
   const counts = { published: 0, confirmed: 0, nacked: 0, returned: 0 };
   const onReturn = () => counts.returned++;
   channel.on('return', onReturn);
@@ -121,6 +112,7 @@ export async function confirmPublish(
   } finally {
     channel.off('return', onReturn);
   }
+  // seconds: first publish → last confirm.
   return { ...counts, seconds: Math.round(performance.now() - started) / 1000 };
 }
 

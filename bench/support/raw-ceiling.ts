@@ -37,24 +37,9 @@ export interface RawCeilingOptions {
   onProgress?: (published: number, leastReceived: number) => void;
 }
 
-export interface RawCeilingResult {
-  published: number;
-  confirmed: number;
-  nacked: number;
-  returned: number;
-  publishSeconds: number;
-  /** First publish → the last queue received and acknowledged everything routed to it. */
-  seconds: number;
-  messagesPerSec: number;
-  /** Messages each consumed queue received (= routed to it). */
-  received: Record<string, number>;
-  window: number;
-  prefetch: number;
-  /** This process (publisher and bare consumers: `load generator`) and `pids`, per message. */
-  cpu: CpuPerEvent;
-}
+export type RawCeilingResult = Awaited<ReturnType<typeof rawCeiling>>;
 
-export async function rawCeiling(options: RawCeilingOptions): Promise<RawCeilingResult> {
+export async function rawCeiling(options: RawCeilingOptions) {
   const { url, messages, queues, window = 1000, prefetch = 500 } = options;
   const topology = buildTopology();
   const routes = messages.map((message) =>
@@ -126,11 +111,14 @@ export async function rawCeiling(options: RawCeilingOptions): Promise<RawCeiling
           nacked,
           returned,
           publishSeconds: round(publishSeconds, 3),
+          // First publish → the last queue received and acknowledged everything routed to it.
           seconds: round(seconds, 3),
           messagesPerSec: Math.round(published / seconds),
+          // What each consumed queue received (= what was routed to it).
           received,
           window,
           prefetch,
+          // This process (publisher and bare consumers: `load generator`) and `pids`, per message.
           cpu: meter.stop(published),
         };
       } finally {
