@@ -12,7 +12,7 @@ import { connectToBroker } from '../../src/bus/broker-connection.ts';
 import type { OutboundMessage } from '../../src/bus/outbound-message.ts';
 import { buildTopology, queuesFor } from '../../src/bus/topology.ts';
 import { confirmPublish, withConfirmChannel } from './confirm-publish.ts';
-import { CpuMeter, type CpuPerEvent } from './cpu-per-event.ts';
+import { CpuMeter } from './cpu-per-event.ts';
 import { round } from './report.ts';
 import { bounded } from './settings.ts';
 
