@@ -8,7 +8,7 @@ import http from 'node:http';
 import { Environments } from './support/broker.ts';
 import { createDatabase, dropDatabase, PG_SERVER_OPTION } from './support/databases.ts';
 import { goal, judge } from './support/goals.ts';
-import { PeakMemory, statusKib } from './support/memory.ts';
+import { PeakMemory, statusMiB } from './support/memory.ts';
 import { commandLine, flag, integer } from './support/options.ts';
 import {
   environment,
@@ -47,8 +47,6 @@ const cli = commandLine({
 
 const GOAL_MIB_ABOVE_IDLE = 300;
 const MODELS = 200;
-
-const mib = (kib: number | undefined) => (kib === undefined ? Number.NaN : round(kib / 1024, 1));
 
 interface FloodResult {
   sent: number;
@@ -146,7 +144,7 @@ async function main(): Promise<number> {
     progress(`seeding ${MODELS} models`);
     await seedModels(api.url, api.key, MODELS);
     await sleep(5000);
-    const rss = () => mib(statusKib(api.pid, 'VmRSS'));
+    const rss = () => statusMiB(api.pid, 'VmRSS') ?? Number.NaN;
     const idle = rss();
     progress(`idle RSS ${idle} MiB`);
     const timeoutMs = settings.phaseTimeoutSeconds * 1000;

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { Environments } from './support/broker.ts';
 import { processTicks } from './support/cpu.ts';
 import { createDatabase, dropDatabase, PG_SERVER_OPTION } from './support/databases.ts';
-import { statusKib } from './support/memory.ts';
+import { statusMiB } from './support/memory.ts';
 import { commandLine, flag, integer, onOff } from './support/options.ts';
 import {
   environment,
@@ -42,8 +42,6 @@ const RUNTIMES = {
 };
 type Runtime = keyof typeof RUNTIMES;
 
-const mib = (kib: number | undefined) => (kib === undefined ? null : round(kib / 1024, 1));
-
 async function startOnce(runtime: Runtime, env: Record<string, string>, settleMs: number, roundNo: number) {
   const port = await freePort();
   const started = performance.now();
@@ -59,7 +57,7 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, settleMs
     await waitForHttp(api, `http://127.0.0.1:${port}/health`, 60_000, 5);
     const readyMs = round(performance.now() - started, 0);
     const ticks = processTicks(api.pid);
-    const rssAtReadyMiB = mib(statusKib(api.pid, 'VmRSS'));
+    const rssAtReadyMiB = statusMiB(api.pid, 'VmRSS');
     await sleep(settleMs);
     return {
       runtime,
@@ -67,8 +65,8 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, settleMs
       readyMs,
       cpuMsToReady: ticks === undefined ? null : (ticks.user + ticks.system) * 10,
       rssAtReadyMiB,
-      rssSettledMiB: mib(statusKib(api.pid, 'VmRSS')),
-      peakMiB: mib(statusKib(api.pid, 'VmHWM')),
+      rssSettledMiB: statusMiB(api.pid, 'VmRSS'),
+      peakMiB: statusMiB(api.pid, 'VmHWM'),
     };
   } finally {
     await stopProcess(api);

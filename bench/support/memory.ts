@@ -17,6 +17,12 @@ export function statusKib(pid: number | undefined, field: string): number | unde
   }
 }
 
+/** The same field in MiB (one decimal); null if unreadable. */
+export function statusMiB(pid: number | undefined, field: string): number | null {
+  const kib = statusKib(pid, field);
+  return kib === undefined ? null : Math.round(kib / 102.4) / 10;
+}
+
 /** Peak RSS (MiB) of each process, by the name the report gives it, while it runs. */
 export class PeakMemory {
   readonly #pids: Record<string, number | undefined>;
