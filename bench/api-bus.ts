@@ -13,7 +13,7 @@ import { LEDGER_CONSUMERS } from '../src/ledger/ledger-summary.ts';
 import { purgeQueues, queueDepths, waitForBroker } from './support/broker.ts';
 import { type Bus, BusOnOff } from './support/bus-on-off.ts';
 import { confirmPublish } from './support/confirm-publish.ts';
-import { CpuMeter, type CpuPerEvent, cpuColumns, formatUs } from './support/cpu-per-event.ts';
+import { CpuMeter, cpuColumns, formatUs } from './support/cpu-per-event.ts';
 import { mixRequests, StatusTally } from './support/e2e-mix.ts';
 import { goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
@@ -30,10 +30,9 @@ import {
   round,
   table,
 } from './support/report.ts';
-import type { ServiceLatencies } from './support/service-histograms.ts';
 import { handleSignals, runMain, sleep } from './support/settings.ts';
 import { mean } from './support/stats.ts';
-import type { Api, LoopDelay } from './support/system-under-test.ts';
+import type { Api } from './support/system-under-test.ts';
 
 const SCENARIOS = { 'get-model': 'GET /models/:id', mix: 'e2e mix' } as const;
 type Scenario = keyof typeof SCENARIOS;
@@ -304,7 +303,6 @@ async function main(): Promise<number> {
           p50: round(mean(list.map((run) => run.load.latencyMs.p50)), 3),
           p99: round(mean(list.map((run) => run.load.latencyMs.p99)), 3),
           totalUsPerRequest: avg(list.map((run) => run.cpu.totalUsPerEvent)),
-          apiUsPerRequest: avg(list.map((run) => run.cpu.processes.api?.usPerEvent ?? null)),
           requestThreadUs: avg(list.map((run) => run.requestThreadUs)),
         };
       };
