@@ -14,11 +14,12 @@ import { purgeQueues, queueDepths, waitForBroker } from './support/broker.ts';
 import { type Bus, BusOnOff } from './support/bus-on-off.ts';
 import { confirmPublish } from './support/confirm-publish.ts';
 import { CpuMeter, cpuColumns, formatUs } from './support/cpu-per-event.ts';
+import { PG_SERVER_OPTION } from './support/databases.ts';
 import { mixRequests, StatusTally } from './support/e2e-mix.ts';
 import { goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
 import { mixMessages } from './support/mix-messages.ts';
-import { commandLine, flag, ifQuick, integer, onOff, seconds, someOf, text, url } from './support/options.ts';
+import { commandLine, flag, ifQuick, integer, onOff, seconds, someOf, text } from './support/options.ts';
 import {
   formatDelta,
   formatMs,
@@ -63,7 +64,7 @@ const cli = commandLine({
     serverCpuProfDir: flag('server-cpu-prof', '', text, 'both APIs under --cpu-prof into <dir>', {
       arg: '<dir>',
     }),
-    pgServerUrl: flag('pg-url', 'postgres://root@127.0.0.1:5432', url, 'PostgreSQL server', { arg: '<url>' }),
+    pgServerUrl: PG_SERVER_OPTION,
   },
 });
 

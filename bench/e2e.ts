@@ -12,12 +12,13 @@ import { LEDGER_CONSUMERS } from '../src/ledger/ledger-summary.ts';
 import { purgeQueues, waitForBroker } from './support/broker.ts';
 import { type Bus, BusOnOff } from './support/bus-on-off.ts';
 import { type CpuPerEvent, cpuColumns, formatUs } from './support/cpu-per-event.ts';
+import { PG_SERVER_OPTION } from './support/databases.ts';
 import { mixRequests, StatusTally } from './support/e2e-mix.ts';
 import { goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
 import { statusKib } from './support/memory.ts';
 import { mixMessages } from './support/mix-messages.ts';
-import { commandLine, flag, ifQuick, integer, onOff, seconds, url } from './support/options.ts';
+import { commandLine, flag, ifQuick, integer, onOff, seconds } from './support/options.ts';
 import { type RawCeilingResult, rawCeiling } from './support/raw-ceiling.ts';
 import {
   formatDelta,
@@ -62,7 +63,7 @@ const cli = commandLine({
       'seconds of the raw ceiling (default: the duration, 10 at most)',
     ),
     settleTimeoutS: seconds('settle-timeout', '180', 'wait after a phase for every event applied'),
-    pgServerUrl: flag('pg-url', 'postgres://root@127.0.0.1:5432', url, 'PostgreSQL server', { arg: '<url>' }),
+    pgServerUrl: PG_SERVER_OPTION,
   },
 });
 
