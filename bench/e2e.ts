@@ -16,7 +16,7 @@ import { PG_SERVER_OPTION } from './support/databases.ts';
 import { mixRequests, StatusTally } from './support/e2e-mix.ts';
 import { goal, judge } from './support/goals.ts';
 import { type LoadResult, runLoad } from './support/load.ts';
-import { statusKib } from './support/memory.ts';
+import { statusMiB } from './support/memory.ts';
 import { mixMessages } from './support/mix-messages.ts';
 import { commandLine, flag, ifQuick, integer, onOff, seconds } from './support/options.ts';
 import { type RawCeilingResult, rawCeiling } from './support/raw-ceiling.ts';
@@ -220,7 +220,7 @@ async function main(): Promise<number> {
   let final: Awaited<ReturnType<typeof settle>> | undefined;
   let tables: Awaited<ReturnType<typeof tableChecks>> | undefined;
   let httpLedgerStatus: number | undefined;
-  let lifetimeRssMiB: Record<string, number> = {};
+  let lifetimeRssMiB: Record<string, number | null> = {};
   let stoppedEarly: string | null = null;
   let pool: pg.Pool | undefined;
   let expectedEmitted = 0;
@@ -389,8 +389,7 @@ async function main(): Promise<number> {
       },
     );
     httpLedgerStatus = response.status;
-    const hwm = (pid: number) => round((statusKib(pid, 'VmHWM') ?? Number.NaN) / 1024, 1);
-    lifetimeRssMiB = { api: hwm(apis.on.pid), worker: hwm(worker.pid) };
+    lifetimeRssMiB = { api: statusMiB(apis.on.pid, 'VmHWM'), worker: statusMiB(worker.pid, 'VmHWM') };
   } finally {
     await pool?.end().catch(() => {});
     await system.close();
