@@ -81,13 +81,14 @@ export function apiEvent(kind: MixType, index: number, nowMs: number): Telemetry
     method,
     cache_hit: cacheHit,
   });
+  const error = (type: string, message: string, stack_trace: string | null = null) => ({
+    type,
+    message,
+    stack_trace,
+  });
   const notFound = {
     data: { model_id: model.model_id, field: 'model_id' },
-    error: {
-      type: 'MODEL_NOT_FOUND',
-      message: `model '${model.model_id}' does not exist`,
-      stack_trace: null,
-    },
+    error: error('MODEL_NOT_FOUND', `model '${model.model_id}' does not exist`),
   };
   const event = (type: EventType, overrides: object) =>
     exampleEvent(type, { ...common, ...overrides } as never) as TelemetryEvent;
@@ -126,21 +127,13 @@ export function apiEvent(kind: MixType, index: number, nowMs: number): Telemetry
       return event('api.error', {
         data: { model_id: null, field: 'context_window' },
         metadata: metadata('POST', '/models', 400, null),
-        error: {
-          type: 'VALIDATION_ERROR',
-          message: 'body/context_window must be integer',
-          stack_trace: null,
-        },
+        error: error('VALIDATION_ERROR', 'body/context_window must be integer'),
       });
     case 'api.error 500':
       return event('api.error', {
         ...notFound,
         metadata: metadata('GET', '/models/:model_id', 500, null, 30.5 + (index % 11)),
-        error: {
-          type: 'INTERNAL_ERROR',
-          message: 'connection terminated unexpectedly',
-          stack_trace: STACK_TRACE,
-        },
+        error: error('INTERNAL_ERROR', 'connection terminated unexpectedly', STACK_TRACE),
       });
     default: {
       const version = kind === 'model.registered' ? 1 : 2 + (index % 5);
