@@ -534,39 +534,28 @@ async function report(
     'others cores': (p) => othersCores(p.cpu, env.cpus, [NODE, PG, 'rabbitmq']),
   });
   // Each statement against its phase's wall time; what the consumer's statements leave is node's work.
-  type Line = { name: string; count: string; ms: number; run: RunResult; bare: boolean };
-  const lines = runs.flatMap((run): Line[] => {
+  const lines = runs.flatMap((run) => {
     const inStatements = run.run.statements.reduce((sum, time) => sum + time.ms, 0);
-    const line = (time: StatementTime, bare = false) => ({
-      ...time,
-      name: `${label(run)} · ${bare ? 'bare: ' : ''}${time.statement}`,
-      count: formatNumber(time.count),
-      run,
-      bare,
-    });
+    const outside = {
+      statement: '(outside statements: node work — receive, parse, validate, hash, build, ack — or idle)',
+      count: Number.NaN,
+      ms: run.run.seconds * 1000 - inStatements,
+    };
     return [
-      ...run.run.statements.map((time) => line(time)),
-      {
-        name: `${label(run)} · (outside statements: node work — receive, parse, validate, hash, build, ack — or idle)`,
-        count: '',
-        ms: run.run.seconds * 1000 - inStatements,
-        run,
-        bare: false,
-      },
-      ...run.bare.statements.map((time) => line(time, true)),
+      ...[...run.run.statements, outside].map((time) => ({ time, run, phase: run.run, bare: '' })),
+      ...run.bare.statements.map((time) => ({ time, run, phase: run.bare, bare: 'bare: ' })),
     ];
   });
   const statements = table(
     "Where each consumer's time goes: its statements, timed from node (round trip and parameter encoding included), against the wall time from subscribed to done",
     lines,
     {
-      'run · statement': (l) => l.name,
-      count: (l) => l.count,
-      'ms / transaction': (l) =>
-        formatNumber(l.ms / Math.max(1, (l.bare ? l.run.bare : l.run.run).transactions), 2),
-      'µs / event': (l) => formatNumber((1000 * l.ms) / l.run.events, 1),
+      'run · statement': (l) => `${label(l.run)} · ${l.bare}${l.time.statement}`,
+      count: (l) => (Number.isNaN(l.time.count) ? '' : formatNumber(l.time.count)),
+      'ms / transaction': (l) => formatNumber(l.time.ms / Math.max(1, l.phase.transactions), 2),
+      'µs / event': (l) => formatNumber((1000 * l.time.ms) / l.run.events, 1),
       '% of wall': (l) =>
-        `${formatNumber((100 * l.ms) / ((l.bare ? l.run.bare : l.run.run).seconds * 1000), 1)}%${l.bare ? ' of bare' : ''}`,
+        `${formatNumber((100 * l.time.ms) / (l.phase.seconds * 1000), 1)}%${l.bare && ' of bare'}`,
     },
   );
   // Judged at the default batch size: ≥ 10,000 events/s for the audit consumer when it was measured (else
