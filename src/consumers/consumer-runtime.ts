@@ -35,6 +35,7 @@ import type { Topology } from '../bus/topology.ts';
 import { isDatabaseUnavailable } from '../db/database-unavailable.ts';
 import { ConsumerMetrics } from '../prometheus/consumer-metrics.ts';
 import { redactedMessage as describe } from '../redact-credentials.ts';
+import { withTimeout } from '../with-timeout.ts';
 import { AbandonBatch } from './abandon-batch.ts';
 import { applyBatch, type BatchTarget } from './apply-batch.ts';
 import type { Consumer, Delivery } from './consumer.ts';
@@ -151,6 +152,12 @@ const failures = (worker: Worker): number =>
 
 const silentLogger: PublisherLogger = { info() {}, warn() {}, error() {} };
 
+/**
+ * Time a consumer channel's orderly close (its waiting acknowledgement, then Channel.Close and its
+ * CloseOk) may take before the connection is closed anyway, in ms.
+ */
+const CHANNEL_CLOSE_TIMEOUT_MS = 2000;
+
 /** In-place retries of a transaction that hit a deadlock or serialization failure. */
 const TRANSIENT_CONFLICT_RETRIES = 5;
 
@@ -183,6 +190,8 @@ export class ConsumerRuntime {
   #lastLogAt = new Map<string, number>();
   /** One timer for every consumer's waiting acknowledgements, so that they reach the broker together. */
   #ackTimer: NodeJS.Timeout | undefined;
+  /** Consumer channels being closed (#closeChannel), until they are. */
+  readonly #channelCloses = new WeakMap<Channel, Promise<void>>();
   /**
    * Events parsed and validated by any of this runtime's consumers, for the other copies of them; none
    * when at most one consumer validates: remembering an event costs a copy of its bytes per delivery
@@ -263,8 +272,8 @@ export class ConsumerRuntime {
       clearTimeout(worker.timer);
       await this.#withDeadline(this.#flush(worker), deadline);
     }
-    this.#ackAll();
     this.#markStopped();
+    // Sends the acknowledgements still waiting, each channel closed after its own (#closeConnections).
     await this.#closeConnections();
     await this.#running;
     for (const worker of this.#workers) worker.state = 'stopped';
@@ -358,7 +367,7 @@ export class ConsumerRuntime {
             {},
             'consumer cancelled by RabbitMQ; resubscribing',
           );
-          channel.close().catch(() => {});
+          void this.#closeChannel(worker, channel);
           return;
         }
         this.#receive(worker, message);
@@ -430,8 +439,6 @@ export class ConsumerRuntime {
       try {
         await applying;
       } catch (error) {
-        // What committed before this batch is acknowledged; this batch and the one behind it are not.
-        this.#ackNow(worker);
         worker.processing = 0;
         if (!(error instanceof AbandonBatch)) {
           this.#logger.error(
@@ -440,8 +447,8 @@ export class ConsumerRuntime {
           );
         }
         // Left unacknowledged (with the batch prepared behind it): the broker redelivers them on the
-        // next channel.
-        channel.close().catch(() => {});
+        // next channel. What committed before this batch is acknowledged first.
+        void this.#closeChannel(worker, channel);
         return;
       }
       const failed = failures(worker) !== failuresBefore;
@@ -621,15 +628,44 @@ export class ConsumerRuntime {
     worker.lastError = describe(error);
   }
 
+  /**
+   * Closes a consumer's channel in order: the acknowledgement of what it committed (waiting for
+   * `ackDelayMs`) goes first, on the same channel, so the broker has it before the Channel.Close. Only
+   * committed batches are ever waiting; what is pending or being applied stays unacknowledged, redelivered.
+   */
+  #closeChannel(worker: Worker, channel: Channel): Promise<void> {
+    // A close under way (a consumer cancel, a failed batch) is waited for, not begun again.
+    let closing = this.#channelCloses.get(channel);
+    if (closing === undefined) {
+      if (worker.ackDue?.channel === channel) this.#ackNow(worker);
+      // Its own 'close' ends the wait too: amqplib's close() never settles when the connection dies.
+      const closed = new Promise<void>((resolve) => channel.once('close', () => resolve()));
+      // Rejected when closed already (the connection went): nothing more can be sent on it.
+      closing = withTimeout(Promise.race([channel.close(), closed]), CHANNEL_CLOSE_TIMEOUT_MS).catch(ignore);
+      this.#channelCloses.set(channel, closing);
+    }
+    return closing;
+  }
+
+  /**
+   * Closes the connections, each consumer's channel first (#closeChannel): the acknowledgements waiting
+   * reach the broker before the Connection.Close. Not after it, nor beside it: amqplib writes each
+   * channel's frames from a buffer of its own, interleaved, so a Connection.Close written after an ack
+   * could leave first, and a broker that has the Close ignores everything else on the connection.
+   */
   async #closeConnections(): Promise<void> {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    const closing: Array<Promise<void>> = [];
     for (const worker of this.#workers) {
+      const channel = worker.channel;
+      if (channel !== undefined) closing.push(this.#closeChannel(worker, channel));
       worker.channel = undefined;
       worker.consumerTag = undefined;
       worker.pending = [];
       worker.ackDue = undefined;
     }
-    clearTimeout(this.#ackTimer);
-    this.#ackTimer = undefined;
+    await Promise.all(closing);
     await this.#connections.close();
   }
 
